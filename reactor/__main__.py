@@ -1,0 +1,5 @@
+"""Entry point for `python -m reactor`."""
+
+from reactor.cli import main
+
+raise SystemExit(main())
