@@ -1,0 +1,95 @@
+"""Response compression: `Accept-Encoding` negotiation (RFC 9110 12.5.3) and gzip."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+DEFAULT_TYPES = ("text/*", "application/json", "application/javascript", "application/xml",
+                 "image/svg+xml")
+
+_accept_cache: dict[bytes, bool] = {}
+_ACCEPT_CACHE_MAX = 512  # clients send a handful of distinct values; bound it anyway
+
+
+def accepts_gzip(header: bytes | None) -> bool:
+    """Whether an `Accept-Encoding` value admits gzip.
+
+    A comma list of codings with optional `;q=` weights, case-insensitive. `gzip` (or its
+    alias `x-gzip`) with q > 0 accepts; `gzip;q=0` refuses even when `*` would accept;
+    `*` with q > 0 accepts gzip when gzip is not listed; unknown codings are ignored.
+    """
+    if not header:
+        return False
+    cached = _accept_cache.get(header)
+    if cached is None:
+        cached = _parse_accepts_gzip(header)
+        if len(_accept_cache) >= _ACCEPT_CACHE_MAX:
+            _accept_cache.clear()
+        _accept_cache[header] = cached
+    return cached
+
+
+def _parse_accepts_gzip(header: bytes) -> bool:
+    gzip_q: float | None = None
+    star_q: float | None = None
+    for member in header.split(b","):
+        coding, _, params = member.partition(b";")
+        coding = coding.strip().lower()
+        q = _qvalue(params)
+        if q is None:
+            continue  # a malformed weight: ignore the member rather than guess
+        if coding in (b"gzip", b"x-gzip"):
+            gzip_q = q if gzip_q is None else max(gzip_q, q)
+        elif coding == b"*":
+            star_q = q
+    if gzip_q is not None:
+        return gzip_q > 0
+    return star_q is not None and star_q > 0
+
+
+def _qvalue(params: bytes) -> float | None:
+    """The `q` weight of one member (1.0 when absent), or None when it is malformed."""
+    q = 1.0
+    for param in params.split(b";"):
+        name, eq, value = param.partition(b"=")
+        if name.strip().lower() != b"q":
+            continue
+        if not eq:
+            return None
+        try:
+            q = float(value.strip())
+        except ValueError:
+            return None
+        if not 0.0 <= q <= 1.0:
+            return None
+    return q
+
+
+class CompressibleTypes:
+    """Media types worth compressing: exact names or `type/*` wildcards."""
+
+    __slots__ = ("_exact", "_prefixes")
+
+    def __init__(self, patterns: Iterable[str] = DEFAULT_TYPES) -> None:
+        exact, prefixes = set(), []
+        for pattern in patterns:
+            pattern = pattern.strip().lower()
+            if pattern.endswith("/*"):
+                prefixes.append(pattern[:-1].encode())
+            else:
+                exact.add(pattern.encode())
+        self._exact = frozenset(exact)
+        self._prefixes = tuple(prefixes)
+
+    def __contains__(self, content_type: bytes | None) -> bool:
+        if not content_type:
+            return False
+        media = content_type.partition(b";")[0].strip().lower()
+        return media in self._exact or media.startswith(self._prefixes)
+
+
+def gzip_bytes(data: bytes, level: int = 6) -> bytes:
+    """A complete gzip member. mtime 0 keeps output deterministic (cacheable, testable)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return compressor.compress(data) + compressor.flush()

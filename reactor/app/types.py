@@ -1,0 +1,148 @@
+"""Request and response types shared by the router, middleware, handlers and the connection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+
+class Headers:
+    """The request's header fields: `(lower-case name, value)` byte pairs in arrival order.
+
+    A linear scan beats building a dict for the handful of fields a request carries.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
+        self._fields = fields
+
+    def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        for key, value in self._fields:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name: bytes) -> list[bytes]:
+        return [value for key, value in self._fields if key == name]
+
+    def __contains__(self, name: bytes) -> bool:
+        return any(key == name for key, _ in self._fields)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+
+class Request:
+    """One HTTP request as the application sees it. `path` is still percent-encoded."""
+
+    __slots__ = (
+        "body", "conn_id", "headers", "method", "params", "path", "query",
+        "remote_addr", "remote_port", "request_id", "request_no", "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        version: str,
+        headers: Headers,
+        body: bytes = b"",
+        *,
+        remote_addr: str = "",
+        remote_port: int = 0,
+        conn_id: int = 0,
+        request_no: int = 1,
+        request_id: str = "",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.version = version
+        self.headers = headers
+        self.body = body
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.conn_id = conn_id
+        self.request_no = request_no
+        self.request_id = request_id
+        self.params: dict[str, bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.path}>"
+
+
+class FileBody:
+    """A byte range of an open file, sent by the connection (with `os.sendfile` when it can).
+
+    The connection owns the file from the moment the response is handed over, and closes it.
+    """
+
+    __slots__ = ("file", "length", "offset")
+
+    def __init__(self, file: BinaryIO, offset: int, length: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.length = length
+
+    def close(self) -> None:
+        self.file.close()
+
+
+Body = bytes | FileBody
+
+
+class Response:
+    """Status, extra header fields and a body. The connection adds framing, Date and Server."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None,
+        body: Body = b"",
+    ) -> None:
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+
+class Offload:
+    """A handler's answer meaning "finish me on a worker thread": call `fn(*args)` there.
+
+    The result is again a `Response` or an `Offload`. The application layer never sees the
+    pool itself; the connection runs the call and resumes on the loop with its result.
+    """
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., Response | Offload], *args: Any) -> None:
+        self.fn = fn
+        self.args = args
+
+
+Handler = Callable[[Request], "Response | Offload"]
+
+
+def text_response(status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
+                  ) -> Response:
+    """A short plain-text answer, for errors mostly."""
+    fields = [(b"Content-Type", b"text/plain; charset=utf-8")]
+    if headers:
+        fields.extend(headers)
+    return Response(status, fields, text.encode())

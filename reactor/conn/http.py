@@ -1,0 +1,518 @@
+"""HTTP/1.1 over a transport: keep-alive, pipelining, timeouts, framing, the app hand-off.
+
+Strategy: one `HttpConnection` per socket drives the sans-IO `RequestParser`. Requests are
+handled strictly one at a time and answered in order: while a request is with the
+application (inline or in the pool) later pipelined bytes wait in the parser. A response is
+queued as head + body in one write; a marker behind it logs the request once its last byte
+has reached the kernel. Protocol errors are answered here (status hint, short body, close).
+
+One timer per connection, against a moving deadline: the timer re-arms itself when it fires
+early, so a busy keep-alive connection costs no heap operations per request.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from reactor.app.types import FileBody, Headers, Offload, Request, Response
+from reactor.conn.clock import http_date
+from reactor.conn.transport import Transport
+from reactor.loop import EventLoop, TimerHandle
+from reactor.proto import (
+    CONTINUE_100,
+    NEED_DATA,
+    Data,
+    EndOfMessage,
+    RemoteProtocolError,
+    RequestHead,
+    RequestParser,
+    reason_phrase,
+    response_head,
+)
+
+App = Callable[[Request], "Response | Offload"]
+
+# Bodies up to this size are copied behind the head so both leave in one send(); larger
+# ones are queued as a second chunk of the same gather write.
+_COPY_BODY_MAX = 16 * 1024
+# While a request is being handled, stop reading once this much pipelined input waits.
+_MAX_BUFFERED_WHILE_BUSY = 256 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+_REQUEST_ID_CHARS = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                     b"-_.:@+=/")
+_MAX_REQUEST_ID = 128
+
+
+class HttpSettings:
+    """Limits and timeouts in force for new requests (replaced whole on reload)."""
+
+    __slots__ = ("body_s", "header_s", "keepalive_s", "max_body_bytes", "max_header_bytes",
+                 "max_header_fields", "max_request_line", "write_s")
+
+    def __init__(self, *, max_request_line: int = 8192, max_header_bytes: int = 32768,
+                 max_header_fields: int = 100, max_body_bytes: int = 16 * 1024 * 1024,
+                 header_s: float = 20.0, keepalive_s: float = 75.0, body_s: float = 60.0,
+                 write_s: float = 60.0) -> None:
+        self.max_request_line = max_request_line
+        self.max_header_bytes = max_header_bytes
+        self.max_header_fields = max_header_fields
+        self.max_body_bytes = max_body_bytes
+        self.header_s = header_s
+        self.keepalive_s = keepalive_s
+        self.body_s = body_s
+        self.write_s = write_s
+
+    def new_parser(self) -> RequestParser:
+        return RequestParser(max_line_bytes=self.max_request_line,
+                             max_header_bytes=self.max_header_bytes,
+                             max_header_fields=self.max_header_fields,
+                             max_body_bytes=self.max_body_bytes)
+
+
+class RequestLog(Protocol):
+    """Where connections report finished requests and errors (implemented by ops/logging)."""
+
+    def request(self, fields: dict[str, Any]) -> None: ...
+    def rejected(self, fields: dict[str, Any]) -> None: ...
+    def error(self, event: str, exc: BaseException | None, fields: dict[str, Any]) -> None: ...
+
+
+class HttpServer:
+    """What all HTTP connections share: app, settings, log sink, the live-connection registry."""
+
+    def __init__(self, loop: EventLoop, app: App, log: RequestLog, *,
+                 settings: HttpSettings | None = None, server_name: bytes = b"reactor",
+                 max_connections: int = 10000) -> None:
+        self.loop = loop
+        self.app = app
+        self.log = log
+        self.settings = settings if settings is not None else HttpSettings()
+        self.server_header = (b"Server", server_name)
+        self.max_connections = max_connections
+        self.connections: set[HttpConnection] = set()
+        self.stopping = False
+        self._next_conn_id = 0
+        self._request_prefix = os.urandom(4).hex()
+        self._request_counter = 0
+        self.on_idle: Callable[[], None] | None = None  # called when the last connection goes
+        self.requests_served = 0
+
+    def new_request_id(self) -> str:
+        self._request_counter += 1
+        return f"{self._request_prefix}-{self._request_counter:x}"
+
+    def accept(self, sock: socket.socket, addr: tuple) -> None:
+        """A new connection from a listener."""
+        self._next_conn_id += 1
+        conn_id = self._next_conn_id
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            sock.close()
+            return
+        peer = (addr[0], addr[1]) if addr else ("", 0)
+        if self.stopping or len(self.connections) >= self.max_connections:
+            self._shed(sock, conn_id, peer)
+            return
+        transport = Transport(self.loop, sock, peer)
+        transport.start(HttpConnection(self, conn_id))
+
+    def _shed(self, sock: socket.socket, conn_id: int, peer: tuple[str, int]) -> None:
+        """Over the connection limit: a best-effort 503 and close, never a wait."""
+        body = b"Service Unavailable: too many connections\n"
+        head = response_head(503, [self.server_header, (b"Date", http_date()),
+                                   (b"Content-Type", b"text/plain; charset=utf-8"),
+                                   (b"Content-Length", b"%d" % len(body)),
+                                   (b"Connection", b"close"), (b"Retry-After", b"1")])
+        try:
+            sock.send(head + body)
+        except OSError:
+            pass
+        sock.close()
+        self.log.rejected({"conn_id": conn_id, "remote_addr": peer[0], "remote_port": peer[1],
+                           "status": 503, "reason": "connection-limit",
+                           "event_kind": "conn_shed"})
+
+    def connection_gone(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self.on_idle is not None:
+            self.on_idle()
+
+    def shutdown_connections(self) -> None:
+        """Graceful stop: no new requests; idle connections close now, busy ones after."""
+        self.stopping = True
+        for conn in list(self.connections):
+            conn.shutdown()
+
+
+class HttpConnection:
+    """The HTTP/1.1 protocol of one connection."""
+
+    __slots__ = (
+        "_body", "_body_size", "_busy", "_closing", "_deadline", "_head", "_head_started",
+        "_parser", "_peer_eof", "_queue_ms", "_request", "_requests", "_server", "_started",
+        "_timer", "_transport", "_write_paused", "conn_id",
+    )
+
+    def __init__(self, server: HttpServer, conn_id: int) -> None:
+        self._server = server
+        self.conn_id = conn_id
+        self._transport: Transport | None = None
+        self._parser = server.settings.new_parser()
+        self._head: RequestHead | None = None
+        self._request: Request | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._busy = False
+        self._closing = False
+        self._peer_eof = False
+        self._write_paused = False
+        self._requests = 0
+        self._started = 0.0
+        self._head_started = 0.0
+        self._queue_ms: float | None = None
+        self._deadline = 0.0
+        self._timer: TimerHandle | None = None
+
+    # ---- transport callbacks ----------------------------------------------------------
+    def connection_made(self, transport: Transport) -> None:
+        self._transport = transport
+        self._server.connections.add(self)
+        now = time.monotonic()
+        self._head_started = now
+        # The first request gets the header timeout from accept (nginx's client_header_timeout).
+        self._set_deadline(now + self._server.settings.header_s)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if not parser.in_message:
+            self._head_started = time.monotonic()
+        parser.feed(data)
+        if self._busy or self._write_paused:
+            if parser.buffered > _MAX_BUFFERED_WHILE_BUSY:
+                self._transport.pause_reading()  # type: ignore[union-attr]
+            return
+        self._process()
+
+    def eof_received(self) -> None:
+        if self._busy:
+            self._peer_eof = True  # a half-close after a full request: still answer it
+            return
+        if self._parser.in_message:
+            self._log_rejected(499, "client-abort")
+        self._close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._server.connection_gone(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._closing:
+            return
+        self._transport.resume_reading()  # type: ignore[union-attr]
+        if not self._busy:
+            self._process()
+
+    # ---- the request cycle ------------------------------------------------------------
+    def _process(self) -> None:
+        """Pull parser events until it needs data or a request is being handled."""
+        parser = self._parser
+        event: object = None
+        while not self._busy and not self._closing and not self._write_paused:
+            try:
+                event = parser.next_event()
+            except RemoteProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            kind = type(event)
+            if kind is RequestHead:
+                self._head_received(event)  # type: ignore[arg-type]
+            elif kind is Data:
+                self._body.append(event.data)  # type: ignore[union-attr]
+                self._body_size += len(event.data)  # type: ignore[union-attr]
+            elif kind is EndOfMessage:
+                self._dispatch()
+            else:
+                break
+        if event is NEED_DATA and not self._closing:
+            self._awaiting_input()
+
+    def _awaiting_input(self) -> None:
+        """Pick the deadline that applies while we wait for the peer."""
+        parser = self._parser
+        settings = self._server.settings
+        if not parser.in_message:
+            if self._peer_eof:
+                self._close()
+            return  # the keep-alive deadline was set when the last response was queued
+        if parser.head_complete:
+            self._set_deadline(time.monotonic() + settings.body_s)
+        else:
+            self._set_deadline(self._head_started + settings.header_s)
+
+    def _head_received(self, head: RequestHead) -> None:
+        self._head = head
+        self._requests += 1
+        self._started = time.monotonic()
+        self._body = []
+        self._body_size = 0
+        self._queue_ms = None
+        if head.expect_continue and self._parser.buffered == 0:
+            # RFC 9110 10.1.1: the client waits for this before sending the body.
+            self._transport.write(CONTINUE_100)  # type: ignore[union-attr]
+
+    def _dispatch(self) -> None:
+        head = self._head
+        assert head is not None
+        body = self._body
+        request = self._make_request(head, body[0] if len(body) == 1 else b"".join(body))
+        self._body = []
+        self._request = request
+        self._busy = True
+        self._server.requests_served += 1
+        if head.method == b"CONNECT":
+            self._respond(_plain(501, "Not Implemented\n"))
+            return
+        try:
+            result = self._server.app(request)
+        except Exception as exc:
+            self._handler_failed(exc)
+            return
+        self._handled(result)
+
+    def _make_request(self, head: RequestHead, body: bytes) -> Request:
+        target = head.target
+        if target[:1] != b"/" and target != b"*":
+            # absolute-form (RFC 9112 3.2.2): route on the path, ignore the authority
+            scheme_end = target.find(b"://")
+            slash = target.find(b"/", scheme_end + 3) if scheme_end > 0 else -1
+            target = target[slash:] if slash > 0 else b"/"
+        path, _, query = target.partition(b"?")
+        server = self._server
+        request_id = head.get(b"x-request-id")
+        if (request_id is None or len(request_id) > _MAX_REQUEST_ID
+                or request_id.translate(None, _REQUEST_ID_CHARS)):
+            rid = server.new_request_id()
+        else:
+            rid = request_id.decode("ascii")
+        peer = self._transport.peer  # type: ignore[union-attr]
+        return Request(head.method.decode("ascii"), path.decode("latin-1"),
+                       query.decode("latin-1"), head.version.decode("ascii"),
+                       Headers(head.headers), body, remote_addr=peer[0], remote_port=peer[1],
+                       conn_id=self.conn_id, request_no=self._requests, request_id=rid)
+
+    def _handled(self, result: Response | Offload) -> None:
+        if type(result) is Offload:
+            submitted = time.monotonic()
+            self._server.loop.run_in_pool(
+                result.fn, result.args,
+                lambda value, error, started: self._offload_done(value, error, started,
+                                                                 submitted))
+            return
+        self._respond(result)  # type: ignore[arg-type]
+
+    def _offload_done(self, result: Any, error: BaseException | None, started: float,
+                      submitted: float) -> None:
+        if self._closing:
+            if isinstance(result, Response) and isinstance(result.body, FileBody):
+                result.body.close()
+            return  # the peer left while we worked
+        queued = (started - submitted) * 1000.0
+        self._queue_ms = queued if self._queue_ms is None else self._queue_ms + queued
+        if error is not None:
+            self._handler_failed(error)
+        else:
+            self._handled(result)
+        if not self._busy and not self._closing:
+            self._process()  # pipelined requests that waited behind this one
+
+    def _handler_failed(self, exc: BaseException) -> None:
+        request = self._request
+        self._server.log.error("handler-error", exc, {
+            "request_id": request.request_id if request else None,
+            "conn_id": self.conn_id, "method": request.method if request else None,
+            "path": request.path if request else None})
+        self._respond(_plain(500, "Internal Server Error\n"))
+
+    def _respond(self, response: Response) -> None:
+        """Frame and queue the response; decide keep-alive; log once it is sent."""
+        head = self._head
+        request = self._request
+        assert head is not None and request is not None
+        transport = self._transport
+        assert transport is not None
+        server = self._server
+        status = response.status
+        body = response.body
+        keep_alive = (head.keep_alive and not self._peer_eof and not server.stopping
+                      and not self._parser_unusable(status))
+        fields = [server.server_header, (b"Date", http_date())]
+        length = body.length if type(body) is FileBody else len(body)
+        if status not in _NO_BODY_STATUSES and status >= 200:
+            fields.append((b"Content-Length", b"%d" % length))
+        if not keep_alive:
+            fields.append((b"Connection", b"close"))
+        elif head.version == b"1.0":
+            fields.append((b"Connection", b"keep-alive"))
+        fields.append((b"X-Request-ID", request.request_id.encode("ascii")))
+        fields.extend(response.headers)
+        head_bytes = response_head(status, fields)
+        send_body = head.method != b"HEAD" and status not in _NO_BODY_STATUSES
+        if type(body) is FileBody:
+            if send_body:
+                transport.write(head_bytes)
+                transport.write_file(body.file, body.offset, body.length)
+            else:
+                body.close()
+                transport.write(head_bytes)
+        elif not send_body or not body:
+            transport.write(head_bytes)
+        elif length <= _COPY_BODY_MAX:
+            transport.write(head_bytes + body)
+        else:
+            transport.write_many(head_bytes, body)
+        sent = len(head_bytes) + (length if send_body else 0)
+        encoding = response.header(b"content-encoding")
+        transport.when_sent(self._response_sent, request, status, sent, encoding,
+                            self._queue_ms, self._started)
+        self._busy = False
+        self._head = None
+        self._request = None
+        if keep_alive:
+            self._set_deadline(time.monotonic() + server.settings.keepalive_s)
+        else:
+            self._close(linger=self._parser.in_message or self._parser.buffered > 0)
+
+    def _parser_unusable(self, status: int) -> bool:
+        # After a body we refused to read, the stream position is unknown: close.
+        return status == 413
+
+    def _response_sent(self, request: Request, status: int, sent: int, encoding: bytes | None,
+                       queue_ms: float | None, started: float) -> None:
+        headers = request.headers
+        user_agent = headers.get(b"user-agent")
+        referer = headers.get(b"referer")
+        self._server.log.request({
+            "request_id": request.request_id,
+            "conn_id": self.conn_id,
+            "request_no": request.request_no,
+            "remote_addr": request.remote_addr,
+            "remote_port": request.remote_port,
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "http_version": request.version,
+            "status": status,
+            "bytes_in": len(request.body),
+            "bytes_out": sent,
+            "duration_ms": round((time.monotonic() - started) * 1000.0, 3),
+            "queue_ms": None if queue_ms is None else round(queue_ms, 3),
+            "user_agent": user_agent.decode("latin-1") if user_agent is not None else None,
+            "referer": referer.decode("latin-1") if referer is not None else None,
+            "content_encoding": encoding.decode("latin-1") if encoding is not None else None,
+            "keepalive_reuse": request.request_no > 1,
+        })
+
+    # ---- errors, timeouts, closing ----------------------------------------------------
+    def _protocol_error(self, exc: RemoteProtocolError) -> None:
+        """The peer broke the protocol: answer with the status hint and close."""
+        status = exc.status_hint
+        self._log_rejected(status, exc.reason, exc.head)
+        self._send_error(status, exc.reason)
+
+    def _send_error(self, status: int, reason: str) -> None:
+        body = b"%s (%s)\n" % (reason_phrase(status), reason.encode("ascii", "replace"))
+        fields = [self._server.server_header, (b"Date", http_date()),
+                  (b"Content-Type", b"text/plain; charset=utf-8"),
+                  (b"Content-Length", b"%d" % len(body)), (b"Connection", b"close")]
+        transport = self._transport
+        if transport is not None:
+            transport.write(response_head(status, fields) + body)
+        self._busy = False
+        self._close(linger=True)
+
+    def _log_rejected(self, status: int | None, reason: str, head: RequestHead | None = None
+                      ) -> None:
+        peer = self._transport.peer if self._transport is not None else ("", 0)
+        self._server.log.rejected({
+            "conn_id": self.conn_id, "remote_addr": peer[0], "remote_port": peer[1],
+            "status": status, "reason": reason,
+            "method": head.method.decode("latin-1") if head is not None else None,
+            "path": head.target.partition(b"?")[0].decode("latin-1") if head is not None
+            else None,
+        })
+
+    def _set_deadline(self, when: float) -> None:
+        self._deadline = when
+        timer = self._timer
+        if timer is None or timer.when > when:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._server.loop.call_at(when, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        if self._closing:
+            return
+        now = time.monotonic()
+        transport = self._transport
+        assert transport is not None
+        settings = self._server.settings
+        if transport.writing_blocked:
+            stalled_until = transport.last_write_progress + settings.write_s
+            if now < stalled_until:
+                self._set_deadline(stalled_until)
+                return
+            self._log_rejected(None, "write-timeout")
+            self._closing = True
+            transport.abort()
+            return
+        if self._busy:
+            return  # the handler's answer re-arms the deadline
+        if now < self._deadline:
+            self._set_deadline(self._deadline)
+            return
+        parser = self._parser
+        if parser.in_message:
+            reason = "body-timeout" if parser.head_complete else "header-timeout"
+            self._log_rejected(408, reason, self._head)
+            self._send_error(408, reason)
+        elif self._requests == 0 and parser.buffered == 0:
+            self._close()  # connected, never sent a byte: nothing to answer
+        else:
+            self._close()  # keep-alive idle expiry
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the response in progress."""
+        if self._closing:
+            return
+        if not self._busy and not self._parser.in_message:
+            self._close()
+        # else: `server.stopping` makes the current response the last one
+
+    def _close(self, *, linger: bool = False) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close(linger=linger)
+
+
+def _plain(status: int, text: str) -> Response:
+    return Response(status, [(b"Content-Type", b"text/plain; charset=utf-8")], text.encode())

@@ -1,0 +1,146 @@
+"""The write buffer: queued bytes, file ranges and completion markers, sent in order.
+
+Strategy: entries leave in the order they were queued. Consecutive byte chunks go out in one
+`sendmsg` (gather write, no joining copy); a file range goes out with `os.sendfile`; a marker
+is a callback that runs once everything queued before it has reached the kernel (the
+connection logs a response there, or closes). A partial send keeps the unsent tail as a
+memoryview of the original chunk, so nothing is copied twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+# Linux IOV_MAX is 1024; stay well below it and below what one sendmsg usefully takes.
+_MAX_IOVECS = 64
+_SENDFILE_CHUNK = 4 * 1024 * 1024
+
+
+class FileRange:
+    """`length` bytes of `file` from `offset`; the buffer closes the file when done or dropped."""
+
+    __slots__ = ("file", "length", "offset")
+
+    def __init__(self, file: BinaryIO, offset: int, length: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.length = length
+
+
+class Marker:
+    """A callback run when every entry queued before it has been sent."""
+
+    __slots__ = ("args", "callback")
+
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.callback = callback
+        self.args = args
+
+
+Entry = bytes | memoryview | FileRange | Marker
+
+
+class WriteBuffer:
+    """Pending output of one connection. `pending_bytes` counts memory, not file ranges."""
+
+    __slots__ = ("_entries", "pending_bytes", "sendfile_bytes")
+
+    def __init__(self) -> None:
+        self._entries: collections.deque[Entry] = collections.deque()
+        self.pending_bytes = 0
+        self.sendfile_bytes = 0  # lifetime total sent through os.sendfile (observability)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def append(self, data: bytes | memoryview) -> None:
+        if data:
+            self._entries.append(data)
+            self.pending_bytes += len(data)
+
+    def append_file(self, file: BinaryIO, offset: int, length: int) -> None:
+        if length > 0:
+            self._entries.append(FileRange(file, offset, length))
+        else:
+            file.close()
+
+    def append_marker(self, callback: Callable[..., Any], *args: Any) -> None:
+        self._entries.append(Marker(callback, args))
+
+    def send(self, sock: socket.socket) -> bool:
+        """Send as much as the socket takes now. True when the buffer is empty afterwards.
+
+        Raises the socket's OSError (other than EAGAIN) for the caller to treat as a reset.
+        Markers that become due run here, in order.
+        """
+        entries = self._entries
+        while entries:
+            head = entries[0]
+            kind = type(head)
+            if kind is Marker:
+                entries.popleft()
+                head.callback(*head.args)  # type: ignore[union-attr]
+            elif kind is FileRange:
+                if not self._send_file(sock, head):  # type: ignore[arg-type]
+                    return False
+            elif not self._send_bytes(sock):
+                return False
+        return True
+
+    def _send_bytes(self, sock: socket.socket) -> bool:
+        entries = self._entries
+        chunks: list[bytes | memoryview] = []
+        for entry in entries:
+            if type(entry) is FileRange or type(entry) is Marker or len(chunks) == _MAX_IOVECS:
+                break
+            chunks.append(entry)  # type: ignore[arg-type]
+        try:
+            sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
+        except (BlockingIOError, InterruptedError):
+            return False
+        self.pending_bytes -= sent
+        for chunk in chunks:
+            size = len(chunk)
+            if sent >= size:
+                entries.popleft()
+                sent -= size
+            else:
+                if sent:
+                    entries[0] = memoryview(chunk)[sent:]
+                return False
+        return True
+
+    def _send_file(self, sock: socket.socket, rng: FileRange) -> bool:
+        try:
+            sent = os.sendfile(sock.fileno(), rng.file.fileno(), rng.offset,
+                               min(rng.length, _SENDFILE_CHUNK))
+        except (BlockingIOError, InterruptedError):
+            return False
+        if sent == 0:  # the file shrank under us: we cannot honour Content-Length
+            raise ConnectionAbortedError("file truncated while sending")
+        self.sendfile_bytes += sent
+        rng.offset += sent
+        rng.length -= sent
+        if rng.length:
+            return sent >= _SENDFILE_CHUNK  # a short send means the socket is full
+        self._entries.popleft()
+        rng.file.close()
+        return True
+
+    def clear(self) -> None:
+        """Drop everything unsent (the connection is gone): close files, still run markers.
+
+        Markers run so that every response is accounted for (logged) even when the peer
+        vanished before receiving it; their callbacks see a closed transport.
+        """
+        entries, self._entries = self._entries, collections.deque()
+        self.pending_bytes = 0
+        for entry in entries:
+            if type(entry) is FileRange:
+                entry.file.close()  # type: ignore[union-attr]
+            elif type(entry) is Marker:
+                entry.callback(*entry.args)  # type: ignore[union-attr]

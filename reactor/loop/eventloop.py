@@ -1,0 +1,218 @@
+"""The event loop: one selector, a timer heap, a ready queue, thread-safe call-ins, signals.
+
+Strategy: each pass computes the `select()` timeout from the ready queue and the next timer,
+runs the before-select hooks (log flushing), waits, dispatches I/O callbacks, then the
+thread-safe queue, due timers and the ready queue. Only the loop thread runs any of it; other
+threads reach it through `call_soon_threadsafe` (a deque plus one byte on the waker).
+"""
+
+from __future__ import annotations
+
+import collections
+import selectors
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from reactor.loop.offload import PoolCallback, ThreadPool
+from reactor.loop.timers import TimerHandle, TimerHeap
+from reactor.loop.waker import Waker
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+ExceptionHandler = Callable[[str, BaseException], None]
+
+
+def _print_exception(context: str, exc: BaseException) -> None:
+    print(f"reactor loop: error in {context}", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
+
+
+class EventLoop:
+    """A selectors loop. Register a file object once; flip read/write interest as needed."""
+
+    def __init__(self, *, pool_threads: int = 4) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._ready: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]]
+        self._ready = collections.deque()
+        self._threadsafe: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]]
+        self._threadsafe = collections.deque()
+        self._timers = TimerHeap()
+        self._waker = Waker()
+        self._selector.register(self._waker.read_fd, _READ, [self._waker.drain, None])
+        self._before_select: list[Callable[[], None]] = []
+        self._signal_handlers: dict[int, Callable[[], None]] = {}
+        self._pending_signals: list[int] = []
+        self._stopping = False
+        self._running = False
+        self._exception_handler: ExceptionHandler = _print_exception
+        self._pool = ThreadPool(pool_threads, self.call_soon_threadsafe)
+        self.time = time.monotonic
+
+    # ---- I/O registration -------------------------------------------------------------
+    def add_reader(self, fd: Any, callback: Callable[[], None]) -> None:
+        self._set_interest(fd, 0, callback)
+
+    def add_writer(self, fd: Any, callback: Callable[[], None]) -> None:
+        self._set_interest(fd, 1, callback)
+
+    def remove_reader(self, fd: Any) -> None:
+        self._set_interest(fd, 0, None)
+
+    def remove_writer(self, fd: Any) -> None:
+        self._set_interest(fd, 1, None)
+
+    def _set_interest(self, fd: Any, slot: int, callback: Callable[[], None] | None) -> None:
+        selector = self._selector
+        try:
+            key = selector.get_key(fd)
+        except KeyError:
+            if callback is None:
+                return
+            handlers: list[Callable[[], None] | None] = [None, None]
+            handlers[slot] = callback
+            selector.register(fd, _READ if slot == 0 else _WRITE, handlers)
+            return
+        handlers = key.data
+        if handlers[slot] is callback:
+            return
+        handlers[slot] = callback
+        mask = (_READ if handlers[0] else 0) | (_WRITE if handlers[1] else 0)
+        if mask:
+            selector.modify(fd, mask, handlers)
+        else:
+            selector.unregister(fd)
+
+    def forget(self, fd: Any) -> None:
+        """Drop every interest in `fd` (before closing it)."""
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    # ---- callbacks and timers ---------------------------------------------------------
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        self._ready.append((callback, args))
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Schedule `callback(*args)` on the loop thread; safe from any thread."""
+        self._threadsafe.append((callback, args))
+        self._waker.wake()
+
+    def call_later(self, delay_s: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        return self._timers.push(TimerHandle(self.time() + delay_s, callback, args))
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        return self._timers.push(TimerHandle(when, callback, args))
+
+    def run_in_pool(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                    callback: PoolCallback) -> None:
+        """Run `fn(*args)` on a worker; `callback(result, error, started_at)` on the loop."""
+        self._pool.submit(fn, args, callback)
+
+    @property
+    def pool(self) -> ThreadPool:
+        return self._pool
+
+    def add_before_select(self, hook: Callable[[], None]) -> None:
+        """Run `hook()` before each wait: where buffered log lines are flushed."""
+        self._before_select.append(hook)
+
+    def set_exception_handler(self, handler: ExceptionHandler) -> None:
+        self._exception_handler = handler
+
+    # ---- signals ------------------------------------------------------------------------
+    def add_signal_handler(self, signum: int, callback: Callable[[], None]) -> None:
+        """Run `callback()` on the loop after `signum` arrives (main thread only).
+
+        The C-level handler only records the signal; the wakeup fd interrupts `select()`.
+        """
+        self._signal_handlers[signum] = callback
+        signal.set_wakeup_fd(self._waker.write_fd, warn_on_full_buffer=False)
+        signal.signal(signum, self._record_signal)
+
+    def remove_signal_handlers(self) -> None:
+        for signum in self._signal_handlers:
+            signal.signal(signum, signal.SIG_DFL)
+        self._signal_handlers.clear()
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:
+            pass  # not the main thread
+
+    def _record_signal(self, signum: int, _frame: object) -> None:
+        self._pending_signals.append(signum)
+
+    # ---- running ------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping = True
+        self._waker.wake()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def run_forever(self) -> None:
+        self._stopping = False
+        self._running = True
+        try:
+            while not self._stopping:
+                self._run_once()
+        finally:
+            self._running = False
+
+    def _run_once(self) -> None:
+        if self._ready or self._threadsafe or self._pending_signals:
+            timeout: float | None = 0
+        else:
+            deadline = self._timers.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.time())
+        for hook in self._before_select:
+            self._guarded(hook, (), "before-select hook")
+        events = self._selector.select(timeout)
+        for key, mask in events:
+            handlers = key.data
+            if mask & _READ:
+                reader = handlers[0]
+                if reader is not None:
+                    self._guarded(reader, (), "reader")
+            if mask & _WRITE:
+                writer = handlers[1]  # read again: the reader may have removed it
+                if writer is not None:
+                    self._guarded(writer, (), "writer")
+        if self._pending_signals:
+            self._dispatch_signals()
+        threadsafe = self._threadsafe
+        while threadsafe:
+            callback, args = threadsafe.popleft()
+            self._guarded(callback, args, "thread-safe callback")
+        for handle in self._timers.pop_due(self.time()):
+            self._guarded(handle.callback, handle.args, "timer")
+        ready = self._ready
+        for _ in range(len(ready)):  # only what was queued before this pass
+            callback, args = ready.popleft()
+            self._guarded(callback, args, "callback")
+
+    def _dispatch_signals(self) -> None:
+        pending, self._pending_signals = self._pending_signals, []
+        for signum in pending:
+            handler = self._signal_handlers.get(signum)
+            if handler is not None:
+                self._guarded(handler, (), f"signal {signum} handler")
+
+    def _guarded(self, callback: Callable[..., Any], args: tuple[Any, ...], context: str) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:  # one bad callback never stops the loop
+            try:
+                self._exception_handler(context, exc)
+            except Exception:
+                _print_exception(context, exc)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._selector.close()
+        self._waker.close()
