@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import traceback
+from json.encoder import encode_basestring as _json_str  # the C-accelerated string escaper
 from typing import Any
 
 import structlog
@@ -142,8 +143,57 @@ def _exc_to_text(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict
     return event_dict
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def _json_dumps(obj: Any, **_kw: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _JSON.encode(obj)
+
+
+# The canonical request line, schema v1, in one %-format: ~3x cheaper than json.dumps of the
+# dict, and it is the one line written per request. Any other event (or a request event whose
+# fields differ) takes the generic path below.
+_REQUEST_FIELDS = (
+    "request_id", "conn_id", "request_no", "remote_addr", "remote_port", "method", "path",
+    "query", "http_version", "status", "bytes_in", "bytes_out", "duration_ms", "queue_ms",
+    "user_agent", "referer", "content_encoding", "keepalive_reuse",
+)
+_REQUEST_LINE = (
+    '{"ts":"%s","level":"info","event":"request","schema":' + str(ACCESS_SCHEMA_VERSION)
+    + ',"request_id":%s,"conn_id":%d,"request_no":%d,"remote_addr":%s,"remote_port":%d,'
+    '"method":%s,"path":%s,"query":%s,"http_version":%s,"status":%d,"bytes_in":%d,'
+    '"bytes_out":%d,"duration_ms":%s,"queue_ms":%s,"user_agent":%s,"referer":%s,'
+    '"content_encoding":%s,"keepalive_reuse":%s}'
+)
+
+
+def _opt_str(value: str | None) -> str:
+    return "null" if value is None else _json_str(value)
+
+
+def _render_request(event_dict: dict[str, Any]) -> str:
+    d = event_dict
+    queue_ms = d["queue_ms"]
+    return _REQUEST_LINE % (
+        _clock.now(), _json_str(d["request_id"]), d["conn_id"], d["request_no"],
+        _json_str(d["remote_addr"]), d["remote_port"], _json_str(d["method"]),
+        _json_str(d["path"]), _json_str(d["query"]), _json_str(d["http_version"]), d["status"],
+        d["bytes_in"], d["bytes_out"], float(d["duration_ms"]),
+        "null" if queue_ms is None else float(queue_ms), _opt_str(d["user_agent"]),
+        _opt_str(d["referer"]), _opt_str(d["content_encoding"]),
+        "true" if d["keepalive_reuse"] else "false",
+    )
+
+
+def _render_access(logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+    """The access log's whole processor chain: stamp and render in one step."""
+    if (event_dict.get("event") == "request" and method == "info"
+            and len(event_dict) == len(_REQUEST_FIELDS) + 1):
+        try:
+            return _render_request(event_dict)
+        except (KeyError, TypeError):
+            pass  # a field of another type: the generic renderer copes with anything
+    return _JSON.encode(_stamp_access(logger, method, event_dict))
 
 
 def _renderer(sink: LineSink, fmt: str) -> Any:
@@ -155,8 +205,10 @@ def _renderer(sink: LineSink, fmt: str) -> Any:
 def make_logger(sink: LineSink, *, level: str = "info", fmt: str = "json",
                 access: bool = False) -> Any:
     """A structlog bound logger writing to `sink`, filtering below `level`."""
-    processors: list[Any] = [_exc_to_text, _stamp_access if access else _stamp,
-                             _renderer(sink, fmt)]
+    if access and fmt == "json":
+        processors: list[Any] = [_render_access]
+    else:
+        processors = [_exc_to_text, _stamp_access if access else _stamp, _renderer(sink, fmt)]
     return structlog.wrap_logger(
         sink,
         processors=processors,

@@ -15,6 +15,7 @@ from reactor.app.application import CompressionPolicy, build_app
 from reactor.conn.http import HttpServer, HttpSettings
 from reactor.conn.listener import Listener, bind_tcp
 from reactor.loop import EventLoop
+from reactor.ops.kinds import parse_listen
 from reactor.ops.logging import ServerLog
 from reactor.ops.settings import Config
 from reactor.ops.systemd import Notifier
@@ -29,12 +30,6 @@ def http_settings(config: Config) -> HttpSettings:
         max_header_fields=limits.max_header_fields, max_body_bytes=limits.max_body_bytes,
         header_s=timeouts.header_s, keepalive_s=timeouts.keepalive_s, body_s=timeouts.body_s,
         write_s=timeouts.write_s)
-
-
-def parse_listen(address: str) -> tuple[str, int]:
-    """`HOST:PORT` or `[V6]:PORT` → (host, port)."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class Server:

@@ -1,0 +1,509 @@
+"""Tests for reactor.ops.config: precedence, origins, error messages and the generated files."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import pwd
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reactor.ops.config import (
+    Config,
+    ConfigError,
+    add_check_config_arguments,
+    add_serve_arguments,
+    format_effective,
+    load_config,
+    load_config_with_origins,
+    parse_listen,
+    render_default_toml,
+    render_settings_table,
+    run_check_config,
+    run_print_config,
+)
+from reactor.ops.kinds import format_listen
+from reactor.ops.settings import SETTINGS
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf" / "reactor.toml"
+
+
+@pytest.fixture
+def nowhere(tmp_path: Path) -> str:
+    """A default config path that does not exist, so /etc never leaks into a test."""
+    return str(tmp_path / "etc-reactor-absent.toml")
+
+
+def serve_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def write(directory: Path, text: str, name: str = "reactor.toml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def value_of(config: Config, name: str) -> Any:
+    section, key = name.split(".")
+    return getattr(getattr(config, section), key)
+
+
+def load_error(*argv: str, env: dict[str, str] | None = None, default_path: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(serve_args(*argv), env or {}, default_path=default_path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# --- precedence and origins ----------------------------------------------------------------------
+
+PRECEDENCE = [
+    # name, file line in its section, env text, flags, value from file / env / flags
+    ("server.workers", "workers = 2", "3", ["--workers", "4"], 2, 3, 4),
+    ("log.level", 'level = "warning"', "ERROR", ["--log-level", "debug"], "warning", "error",
+     "debug"),
+    ("log.access", 'access = "off"', "stderr", ["--log", "-"], "off", "stderr", "-"),
+    ("limits.max_body_bytes", "max_body_bytes = 100", "1000", [], 100, 1000, 1000),
+    ("timeouts.header_s", "header_s = 5", "2.5", [], 5.0, 2.5, 2.5),
+    ("compression.enabled", "enabled = false", "yes", [], False, True, True),
+    ("compression.types", 'types = ["text/html"]', "application/json, text/css", [],
+     ("text/html",), ("application/json", "text/css"), ("application/json", "text/css")),
+    ("server.listen", 'listen = ["0.0.0.0:80"]', "127.0.0.1:81,[::1]:81", ["--port", "82"],
+     ("0.0.0.0:80",), ("127.0.0.1:81", "[::1]:81"), ("127.0.0.1:82",)),
+    ("daemon.umask", 'umask = "027"', "0o077", [], 0o027, 0o077, 0o077),
+]
+
+
+@pytest.mark.parametrize(("name", "line", "env_text", "flags", "from_file", "from_env",
+                          "from_cli"), PRECEDENCE)
+def test_precedence_default_file_env_cli(tmp_path: Path, nowhere: str, name: str, line: str,
+                                         env_text: str, flags: list[str], from_file: Any,
+                                         from_env: Any, from_cli: Any) -> None:
+    section = name.split(".")[0]
+    path = write(tmp_path, f"[{section}]\n{line}\n")
+    var = "REACTOR_" + name.replace(".", "_").upper()
+    default = value_of(Config(), name)
+    steps = [
+        ([], {}, default, "default"),
+        (["--config", str(path)], {}, from_file, f"file:{path}"),
+        (["--config", str(path)], {var: env_text}, from_env, f"env:{var}"),
+        (["--config", str(path), *flags], {var: env_text}, from_cli,
+         f"cli:{flags[0]}" if flags else f"env:{var}"),
+    ]
+    for argv, env, expected, origin in steps:
+        config, origins = load_config_with_origins(serve_args(*argv), env, default_path=nowhere)
+        assert value_of(config, name) == expected, (argv, env)
+        assert origins[name] == origin
+
+
+def test_origins_name_every_setting_and_its_source(tmp_path: Path, nowhere: str) -> None:
+    path = write(tmp_path, "[server]\nbacklog = 10\n[log]\nlevel = \"debug\"\n")
+    env = {"REACTOR_LOG_LEVEL": "error", "REACTOR_COMPRESSION_LEVEL": "9", "HOME": "/root"}
+    args = serve_args("--config", str(path), "--host", "::1", "--log", "off")
+    config, origins = load_config_with_origins(args, env, default_path=nowhere)
+    changed = {name: origin for name, origin in origins.items() if origin != "default"}
+    assert changed == {
+        "server.backlog": f"file:{path}",
+        "log.level": "env:REACTOR_LOG_LEVEL",
+        "compression.level": "env:REACTOR_COMPRESSION_LEVEL",
+        "server.listen": "cli:--host",
+        "log.access": "cli:--log",
+    }
+    assert set(origins) == {s.name for s in SETTINGS}
+    assert config.server.listen == ("[::1]:4221",)
+
+
+@pytest.mark.parametrize(("flags", "listen", "origin"), [
+    (["--port", "9000"], ("0.0.0.0:9000",), "cli:--port"),
+    (["--host", "::1"], ("[::1]:8000",), "cli:--host"),
+    (["--host", "[::1]"], ("[::1]:8000",), "cli:--host"),
+    (["--host", "10.0.0.1", "--port", "0"], ("10.0.0.1:0",), "cli:--host --port"),
+    ([], ("0.0.0.0:8000", "[::]:8000"), "file"),
+])
+def test_host_and_port_replace_listen_with_one_address(tmp_path: Path, nowhere: str,
+                                                       flags: list[str], listen: tuple[str, ...],
+                                                       origin: str) -> None:
+    path = write(tmp_path, '[server]\nlisten = ["0.0.0.0:8000", "[::]:8000"]\n')
+    args = serve_args("--config", str(path), *flags)
+    config, origins = load_config_with_origins(args, {}, default_path=nowhere)
+    assert config.server.listen == listen
+    assert origins["server.listen"].startswith(origin)
+
+
+def test_relative_directory_resolves_against_file_dir_then_cwd(
+        tmp_path: Path, nowhere: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    etc, cwd = tmp_path / "etc", tmp_path / "cwd"
+    for directory in (etc / "www", cwd / "env-www", cwd / "cli-www"):
+        directory.mkdir(parents=True)
+    path = write(etc, '[files]\ndirectory = "www"\n')
+    monkeypatch.chdir(cwd)
+    args = serve_args("--config", str(path))
+    assert load_config(args, {}, default_path=nowhere).files.directory == etc / "www"
+    env = {"REACTOR_FILES_DIRECTORY": "env-www"}
+    assert load_config(args, env, default_path=nowhere).files.directory == cwd / "env-www"
+    args = serve_args("--config", str(path), "--directory", "cli-www")
+    assert load_config(args, env, default_path=nowhere).files.directory == cwd / "cli-www"
+    assert load_config(args, {}, default_path=nowhere).files.directory.is_absolute()
+
+
+def test_cwd_anchors_relative_config_env_and_flag_paths(tmp_path: Path, nowhere: str) -> None:
+    (tmp_path / "www").mkdir()
+    write(tmp_path, "[server]\nbacklog = 9\n")
+    args = serve_args("--config", "reactor.toml", "--directory", "www")
+    env = {"REACTOR_LOG_ACCESS": "logs/access.log"}
+    config, origins = load_config_with_origins(args, env, default_path=nowhere,
+                                               cwd=str(tmp_path))
+    assert config.server.backlog == 9
+    assert origins["server.backlog"] == "file:reactor.toml"
+    assert config.files.directory == tmp_path / "www"
+    assert config.log.access == str(tmp_path / "logs" / "access.log")
+
+
+def test_empty_env_value_unsets_an_optional_path(tmp_path: Path, nowhere: str) -> None:
+    (tmp_path / "www").mkdir()
+    path = write(tmp_path, '[files]\ndirectory = "www"\n')
+    args = serve_args("--config", str(path))
+    config = load_config(args, {"REACTOR_FILES_DIRECTORY": ""}, default_path=nowhere)
+    assert config.files.directory is None
+
+
+def test_log_file_paths_become_absolute(tmp_path: Path, nowhere: str) -> None:
+    path = write(tmp_path, '[log]\naccess = "logs/access.log"\nerror = "stdout"\n')
+    config = load_config(serve_args("--config", str(path)), {}, default_path=nowhere)
+    assert config.log.access == str(tmp_path / "logs" / "access.log")
+    assert config.log.error == "-"
+
+
+def test_auto_workers_is_the_cpu_count(tmp_path: Path, nowhere: str) -> None:
+    path = write(tmp_path, '[server]\nworkers = "auto"\n')
+    cpus = os.cpu_count() or 1
+    assert load_config(serve_args("--config", str(path)), {}, default_path=nowhere) \
+        .server.workers == cpus
+    env = {"REACTOR_SERVER_WORKERS": "auto"}
+    assert load_config(None, env, default_path=nowhere).server.workers == cpus
+    assert load_config(serve_args("--workers", "auto"), {}, default_path=nowhere) \
+        .server.workers == cpus
+
+
+def test_default_path_is_read_when_it_exists(tmp_path: Path) -> None:
+    default = write(tmp_path, "[server]\nbacklog = 5\n")
+    config, origins = load_config_with_origins(serve_args(), {}, default_path=str(default))
+    assert config.server.backlog == 5
+    assert origins["server.backlog"] == f"file:{default}"
+    assert load_config(None, {}, default_path=str(default)).server.backlog == 5
+
+
+def test_no_config_ignores_an_existing_default_path(tmp_path: Path) -> None:
+    default = write(tmp_path, "[server]\nbacklog = 5\n")
+    args = serve_args("--no-config")
+    config = load_config(args, {"REACTOR_SERVER_POOL_THREADS": "8"}, default_path=str(default))
+    assert config.server.backlog == 1024
+    assert config.server.pool_threads == 8
+
+
+def test_config_and_no_config_are_exclusive() -> None:
+    with pytest.raises(SystemExit):
+        serve_args("--config", "x.toml", "--no-config")
+
+
+def test_flags_not_given_are_none() -> None:
+    args = serve_args()
+    for name in ("host", "port", "directory", "log", "error_log", "log_level", "workers",
+                 "pidfile", "config"):
+        assert getattr(args, name) is None
+    assert args.no_config is False
+
+
+def test_unrelated_reactor_env_vars_are_ignored(nowhere: str) -> None:
+    env = {"REACTOR_HOME": "/x", "REACTOR": "1", "reactor_server_backlog": "x"}
+    assert load_config(None, env, default_path=nowhere) == Config()
+
+
+# --- error messages ------------------------------------------------------------------------------
+
+FILE_ERRORS = [
+    ("[limit]\nmax_body_bytes = 1\n", "1: limit: unknown section; did you mean [limits]?"),
+    ("[nonsense]\n", "1: nonsense: unknown section"),
+    ("# c\n[limits]\nmax_body_byte = 1\n",
+     "3: limits.max_body_byte: unknown setting; did you mean max_body_bytes?"),
+    ("[server]\nbacklog = 1\nmax_body_bytes = 1\n",
+     "3: server.max_body_bytes: unknown setting; it belongs in [limits]"),
+    ("[limits]\nzzz = 1\n", "2: limits.zzz: unknown setting"),
+    ("[limits]\n\n\nmax_body_bytes = \"big\"\n",
+     '4: limits.max_body_bytes: must be an integer between 1 and 1099511627776, got "big"'),
+    ("[server]\nbacklog = 0\n", "2: server.backlog: must be an integer between 1 and 65535, got 0"),
+    ("[server]\nbacklog = true\n",
+     "2: server.backlog: must be an integer between 1 and 65535, got true"),
+    ("[compression]\nmin_size = -1\n", "2: compression.min_size: must be an integer >= 0, got -1"),
+    ("[timeouts]\nheader_s = 0\n", "2: timeouts.header_s: must be a number of seconds > 0, got 0"),
+    ("[timeouts]\nheader_s = inf\n",
+     "2: timeouts.header_s: must be a number of seconds > 0, got inf"),
+    ("timeouts = {body_s = \"1m\"}\n",
+     '1: timeouts.body_s: must be a number of seconds > 0, got "1m"'),
+    ("limits.max_header_fields = 0\n",
+     "1: limits.max_header_fields: must be an integer between 1 and 10000, got 0"),
+    ("[files]\nuploads = \"yes\"\n", '2: files.uploads: must be true or false, got "yes"'),
+    ("[log]\nlevel = \"loud\"\n",
+     '2: log.level: must be one of "debug", "info", "warning", "error", got "loud"'),
+    ("[server]\nworkers = \"many\"\n",
+     '2: server.workers: must be an integer between 1 and 1024 or "auto", got "many"'),
+    ("[server]\nlisten = \"127.0.0.1:80\"\n",
+     '2: server.listen: must be a list of "HOST:PORT" strings, got "127.0.0.1:80"'),
+    ("[server]\nlisten = [\"::1:80\"]\n",
+     '2: server.listen: "::1:80": put an IPv6 host in brackets, as "[::1]:8080"'),
+    ("[server]\nlisten = [\"127.0.0.1:65536\"]\n",
+     '2: server.listen: "127.0.0.1:65536": port must be 0..65535, got "65536"'),
+    ("[server]\nlisten = [\"localhost\"]\n",
+     '2: server.listen: "localhost" is not HOST:PORT (IPv6 as "[::1]:8080")'),
+    ("[server]\nlisten = [\"300.1.1.1:80\"]\n",
+     '2: server.listen: "300.1.1.1:80": bad IPv4 address "300.1.1.1"'),
+    ("[server]\nlisten = []\n", "2: server.listen: must list at least one address"),
+    ("[server]\nlisten = [\"a:1\", \"a:1\"]\n", '2: server.listen: "a:1" is listed twice'),
+    ("[compression]\ntypes = [\"html\"]\n",
+     '2: compression.types: "html" is not "type/subtype" or "type/*"'),
+    ("[daemon]\numask = 18\n",
+     '2: daemon.umask: must be an octal string like "022" or "0o022", got 18'),
+    ("[daemon]\numask = \"888\"\n",
+     '2: daemon.umask: must be an octal string like "022" or "0o022", got "888"'),
+    ("[daemon]\nuser = \"no-such-user-reactor\"\n",
+     '2: daemon.user: unknown user "no-such-user-reactor"'),
+    ("[daemon]\ngroup = \"no-such-group-reactor\"\n",
+     '2: daemon.group: unknown group "no-such-group-reactor"'),
+    ("[log]\nlevel = \"a\\nb\"\n", '2: log.level: must be one of "debug", "info", "warning", '
+     '"error", got "a\\nb"'),
+    ("server = 5\n", "1: server: must be a table ([server]), got 5"),
+    ("[server]\nbacklog = \n", "2: TOML syntax error: Invalid value (column 11)"),
+    ("[server\n", "1: TOML syntax error: Expected ']' at the end of a table declaration "
+     "(column 8)"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), FILE_ERRORS)
+def test_file_errors_name_file_line_key_and_reason(tmp_path: Path, nowhere: str, text: str,
+                                                   expected: str) -> None:
+    path = write(tmp_path, text)
+    assert load_error("--config", str(path), default_path=nowhere) == f"{path}:{expected}"
+
+
+def test_missing_directory_is_named_with_where_it_resolved(tmp_path: Path, nowhere: str) -> None:
+    path = write(tmp_path, '[files]\nuploads = true\ndirectory = "www"\n')
+    assert load_error("--config", str(path), default_path=nowhere) == (
+        f'{path}:3: files.directory: directory "www" ({tmp_path / "www"}) does not exist')
+    path = write(tmp_path, f'[files]\ndirectory = "{path}"\n')
+    assert load_error("--config", str(path), default_path=nowhere) == (
+        f'{path}:2: files.directory: "{path}" is not a directory')
+
+
+def test_log_file_under_a_file_or_at_a_directory_is_an_error(tmp_path: Path,
+                                                             nowhere: str) -> None:
+    write(tmp_path, "", "logs")
+    path = write(tmp_path, '[log]\nerror = "logs/error.log"\naccess = "new/access.log"\n')
+    assert load_error("--config", str(path), default_path=nowhere) == (
+        f'{path}:2: log.error: log file "logs/error.log" ({tmp_path / "logs" / "error.log"}): '
+        f"{tmp_path / 'logs'} is not a directory")
+    assert load_error("--log", str(tmp_path), default_path=nowhere) == (
+        f'command line --log: log.access: log file "{tmp_path}" is a directory')
+
+
+def test_unreadable_or_binary_file_is_an_error(tmp_path: Path, nowhere: str) -> None:
+    missing = tmp_path / "missing.toml"
+    assert load_error("--config", str(missing), default_path=nowhere) == (
+        f"{missing}: cannot read configuration file: No such file or directory")
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"[server]\n\xff\n")
+    assert load_error("--config", str(binary), default_path=nowhere).startswith(
+        f"{binary}: not UTF-8 text")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"REACTOR_SERVER_BACKLOG": "lots"},
+     'environment REACTOR_SERVER_BACKLOG: server.backlog: must be an integer between 1 and '
+     '65535, got "lots"'),
+    ({"REACTOR_LIMITS_MAX_BODY_BYTE": "1"},
+     "environment REACTOR_LIMITS_MAX_BODY_BYTE: unknown setting; did you mean "
+     "REACTOR_LIMITS_MAX_BODY_BYTES?"),
+    ({"REACTOR_SERVER_MAX_BODY_BYTES": "1"},
+     "environment REACTOR_SERVER_MAX_BODY_BYTES: unknown setting; did you mean "
+     "REACTOR_LIMITS_MAX_BODY_BYTES?"),
+    ({"REACTOR_COMPRESSION_ENABLED": "maybe"},
+     'environment REACTOR_COMPRESSION_ENABLED: compression.enabled: must be true or false, '
+     'got "maybe"'),
+    ({"REACTOR_SERVER_LISTEN": "127.0.0.1:80,[::1]80"},
+     'environment REACTOR_SERVER_LISTEN: server.listen: "[::1]80": put an IPv6 host in '
+     'brackets, as "[::1]:8080"'),
+    ({"REACTOR_LOG_LEVEL": "a\nb"},
+     'environment REACTOR_LOG_LEVEL: log.level: must be one of "debug", "info", "warning", '
+     '"error", got "a\\nb"'),
+])
+def test_env_errors_name_the_variable(nowhere: str, env: dict[str, str], expected: str) -> None:
+    assert load_error(env=env, default_path=nowhere) == expected
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--port", "http"],
+     'command line --port: server.listen: must be a port 0..65535, got "http"'),
+    (["--port", "70000"],
+     'command line --port: server.listen: must be a port 0..65535, got "70000"'),
+    (["--host", "::1::1"], 'command line --host: server.listen: bad IPv6 address "::1::1"'),
+    (["--host", "bad_host"], 'command line --host: server.listen: bad host name "bad_host"'),
+    (["--log-level", "loud"],
+     'command line --log-level: log.level: must be one of "debug", "info", "warning", "error", '
+     'got "loud"'),
+    (["--workers", "0"],
+     'command line --workers: server.workers: must be an integer between 1 and 1024 or "auto", '
+     "got 0"),
+])
+def test_cli_errors_name_the_flag(nowhere: str, flags: list[str], expected: str) -> None:
+    assert load_error(*flags, default_path=nowhere) == expected
+
+
+def test_cli_missing_directory_names_the_flag(tmp_path: Path, nowhere: str) -> None:
+    missing = tmp_path / "nope"
+    assert load_error("--directory", str(missing), default_path=nowhere) == (
+        f'command line --directory: files.directory: directory "{missing}" does not exist')
+
+
+def test_existing_user_and_numeric_ids_are_accepted(tmp_path: Path, nowhere: str) -> None:
+    name = pwd.getpwuid(os.getuid()).pw_name
+    path = write(tmp_path, f'[daemon]\nuser = "{name}"\ngroup = "12345"\n')
+    config = load_config(serve_args("--config", str(path)), {}, default_path=nowhere)
+    assert (config.daemon.user, config.daemon.group) == (name, "12345")
+
+
+# --- generated files and commands --------------------------------------------------------------
+
+
+def test_repo_conf_file_is_the_rendering_of_the_declarations() -> None:
+    assert CONF.read_text() == render_default_toml(), (
+        "conf/reactor.toml is stale: python -m reactor.ops.config default-toml > "
+        "conf/reactor.toml")
+
+
+def test_loading_the_repo_conf_file_gives_the_defaults(nowhere: str) -> None:
+    config, origins = load_config_with_origins(serve_args("--config", str(CONF)), {},
+                                               default_path=nowhere)
+    assert config == Config()
+    unset = {s.name for s in SETTINGS if s.default is None}
+    assert {name for name, origin in origins.items() if origin == "default"} == unset
+
+
+def test_default_toml_documents_every_setting() -> None:
+    text = render_default_toml()
+    for setting in SETTINGS:
+        assert f"# {setting.doc}\n" in text
+        assert setting.env in text
+
+
+def test_settings_table_has_one_row_per_setting() -> None:
+    lines = render_settings_table().splitlines()
+    assert lines[0] == "| setting | type | default | env var | flag | description |"
+    assert len(lines) == 2 + len(SETTINGS)
+    for line, setting in zip(lines[2:], SETTINGS, strict=True):
+        assert line.startswith(f"| `{setting.name}` |")
+        assert f"`{setting.env}`" in line
+        assert line.count(" | ") == 5
+
+
+def test_effective_config_round_trips_through_toml(tmp_path: Path, nowhere: str) -> None:
+    (tmp_path / "www").mkdir()
+    path = write(tmp_path, "\n".join([
+        "[server]", 'listen = ["[::1]:80", "127.0.0.1:0"]', "backlog = 7",
+        "[files]", 'directory = "www"', "uploads = false",
+        "[compression]", 'types = ["text/plain"]',
+        "[daemon]", 'umask = "0o077"', 'pidfile = "run/reactor.pid"',
+    ]) + "\n")
+    config, origins = load_config_with_origins(
+        serve_args("--config", str(path), "--log-level", "debug"),
+        {"REACTOR_TIMEOUTS_BODY_S": "1.5"}, default_path=nowhere)
+    text = format_effective(config, origins)
+    assert 'level = "debug"  # cli:--log-level' in text
+    assert "body_s = 1.5  # env:REACTOR_TIMEOUTS_BODY_S" in text
+    assert f"backlog = 7  # file:{path}" in text
+    assert "# user: unset  # default" in text
+    tomllib.loads(text)
+    again = write(tmp_path, text, "effective.toml")
+    assert load_config(serve_args("--config", str(again)), {}, default_path=nowhere) == config
+
+
+def check_config(argv: list[str], env: dict[str, str], default_path: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser()
+    add_check_config_arguments(parser)
+    out, err = io.StringIO(), io.StringIO()
+    code = run_check_config(parser.parse_args(argv), env, default_path=default_path, stdout=out,
+                            stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_check_config_reports_success_like_nginx(tmp_path: Path, nowhere: str) -> None:
+    path = write(tmp_path, "[server]\nbacklog = 5\n")
+    assert check_config(["--config", str(path)], {}, nowhere) == (
+        0, f"configuration file {path} test is successful\n", "")
+    code, out, _ = check_config([], {}, nowhere)
+    assert (code, out) == (0, f"no configuration file ({nowhere} does not exist); built-in "
+                              "defaults test is successful\n")
+    assert check_config([], {}, str(path))[1] == f"configuration file {path} test is successful\n"
+
+
+def test_check_config_prints_the_error_and_exits_2(tmp_path: Path, nowhere: str) -> None:
+    path = write(tmp_path, "[server]\nbacklog = -5\n")
+    assert check_config(["--config", str(path)], {}, nowhere) == (
+        2, "", f"reactor: {path}:2: server.backlog: must be an integer between 1 and 65535, "
+               "got -5\n")
+    code, _, err = check_config([], {"REACTOR_LOG_FORMAT": "xml"}, nowhere)
+    assert code == 2
+    assert err.startswith("reactor: environment REACTOR_LOG_FORMAT: log.format:")
+
+
+def test_print_config_prints_origins_or_the_error(nowhere: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    code = run_print_config(serve_args("--port", "8080"), {}, default_path=nowhere, stdout=out,
+                            stderr=err)
+    assert code == 0
+    assert 'listen = ["127.0.0.1:8080"]  # cli:--port\n' in out.getvalue()
+    assert tomllib.loads(out.getvalue())["server"]["listen"] == ["127.0.0.1:8080"]
+    code = run_print_config(serve_args("--port", "x"), {}, default_path=nowhere, stdout=out,
+                            stderr=err)
+    assert code == 2
+    assert err.getvalue().startswith("reactor: command line --port: server.listen:")
+
+
+# --- listen addresses ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("addr", "expected"), [
+    ("127.0.0.1:4221", ("127.0.0.1", 4221)),
+    ("[::1]:80", ("::1", 80)),
+    ("[::]:0", ("::", 0)),
+    ("[fe80::1%eth0]:8080", ("fe80::1%eth0", 8080)),
+    ("localhost:65535", ("localhost", 65535)),
+    ("example.com.:443", ("example.com.", 443)),
+    (" 0.0.0.0:80 ", ("0.0.0.0", 80)),
+])
+def test_parse_listen(addr: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(addr) == expected
+
+
+@pytest.mark.parametrize("addr", [
+    "", "80", ":80", "host:", "host:-1", "host:65536", "host:\uff18\uff10", "::1:80", "[::1]",
+    "[::1]x:80", "[localhost]:80", "[::g]:80", "1.2.3:80", "-bad-:80", "a b:80", "a_b:80",
+])
+def test_parse_listen_rejects(addr: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen(addr)
+
+
+@given(st.ip_addresses(), st.integers(0, 65535))
+def test_format_listen_round_trips(address: Any, port: int) -> None:
+    host = str(address)
+    assert parse_listen(format_listen(host, port)) == (host, port)
