@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reactor.ops.settings import Config
 from reactor.ops.server import Server
+from reactor.ops.settings import Config
 
 
 class RunningServer:
@@ -70,3 +73,175 @@ def running_server(tmp_path: Path, files_dir: Path) -> Iterator[RunningServer]:
     running = start_server(tmp_path, files={"directory": files_dir})
     yield running
     running.stop()
+
+
+# ---- raw-socket helpers for the integration tests (tests/conn, tests/app) --------------------
+
+RAW_TIMEOUT_S = 5.0
+
+
+class RawResponse:
+    """One response read off a raw socket: status, header fields in order, body, raw bytes."""
+
+    def __init__(self, status: int, reason: str, fields: list[tuple[str, str]], body: bytes,
+                 raw: bytes) -> None:
+        self.status = status
+        self.reason = reason
+        self.fields = fields
+        self.body = body
+        self.raw = raw
+
+    def header(self, name: str) -> str | None:
+        """The value of the first field called `name` (case-insensitive), or None."""
+        values = self.headers(name)
+        return values[0] if values else None
+
+    def headers(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.fields if key.lower() == name]
+
+    def __repr__(self) -> str:
+        return f"<RawResponse {self.status} {self.fields!r} body={self.body[:60]!r}>"
+
+
+class RawClient:
+    """A blocking client socket with a receive buffer, to read responses byte-exactly.
+
+    Every read has a timeout, so a server that fails to answer fails the test instead of
+    hanging it.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float = RAW_TIMEOUT_S) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buffer = b""
+
+    @classmethod
+    def to(cls, running: RunningServer, timeout: float = RAW_TIMEOUT_S) -> RawClient:
+        return cls(running.host, running.port, timeout)
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def read_until(self, marker: bytes) -> bytes:
+        """Bytes up to and including `marker`; AssertionError when the peer closes first."""
+        while marker not in self.buffer:
+            if not self._fill():
+                raise AssertionError(f"connection closed before {marker!r}; got {self.buffer!r}")
+        end = self.buffer.index(marker) + len(marker)
+        data, self.buffer = self.buffer[:end], self.buffer[end:]
+        return data
+
+    def read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            if not self._fill():
+                raise AssertionError(f"connection closed after {len(self.buffer)} of {size} "
+                                     "body bytes")
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def read_response(self, *, head: bool = False) -> RawResponse:
+        """One response; `head=True` for the answer to HEAD (Content-Length, but no body)."""
+        raw_head = self.read_until(b"\r\n\r\n")
+        status_line, *lines = raw_head[:-4].decode("latin-1").split("\r\n")
+        version, status, reason = [*status_line.split(" ", 2), ""][:3]
+        assert version == "HTTP/1.1", status_line
+        fields = []
+        for line in lines:
+            name, sep, value = line.partition(":")
+            assert sep and name == name.strip(), f"bad field line {line!r}"
+            fields.append((name, value.strip()))
+        response = RawResponse(int(status), reason, fields, b"", raw_head)
+        length = response.header("content-length")
+        if not head and length is not None and response.status not in (204, 304):
+            response.body = self.read_exactly(int(length))
+            response.raw += response.body
+        return response
+
+    def read_to_eof(self) -> bytes:
+        """Everything until the server closes (fails on timeout if it never does)."""
+        while self._fill():
+            pass
+        data, self.buffer = self.buffer, b""
+        return data
+
+    def is_closed_by_peer(self) -> bool:
+        """True when the server has closed: nothing buffered and recv returns b""."""
+        return not self.buffer and not self._fill()
+
+
+def request_bytes(method: str, target: str, headers: dict[str, str] | None = None,
+                  body: bytes = b"", *, version: str = "HTTP/1.1", host: bool = True) -> bytes:
+    """A request serialized by hand (Content-Length added when there is a body)."""
+    lines = [f"{method} {target} {version}"]
+    fields = dict(headers or {})
+    if host and "Host" not in fields:
+        fields = {"Host": "test", **fields}
+    if body and "Content-Length" not in fields and "Transfer-Encoding" not in fields:
+        fields["Content-Length"] = str(len(body))
+    lines += [f"{name}: {value}" for name, value in fields.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def read_log(path: Path) -> list[dict]:
+    """The JSON lines of a log file written so far."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for_log(path: Path, predicate, count: int = 1,  # type: ignore[no-untyped-def]
+                 timeout: float = RAW_TIMEOUT_S) -> list[dict]:
+    """Poll `path` until `count` lines satisfy `predicate`; returns those lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for line in read_log(path) if predicate(line)]
+        if len(lines) >= count:
+            return lines
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} matching log lines not found in {read_log(path)!r}")
+        time.sleep(0.01)
+
+
+def on_loop(running: RunningServer, fn, *args, timeout: float = RAW_TIMEOUT_S):  # type: ignore[no-untyped-def]
+    """Run `fn(*args)` on the server's loop thread and return its result."""
+    done = threading.Event()
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((fn(*args), None))
+        except BaseException as exc:
+            outcome.append((None, exc))
+        finally:
+            done.set()
+
+    running.call(run)
+    assert done.wait(timeout), "the loop thread did not run the call"
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result
+
+
+def wait_until(predicate, timeout: float = RAW_TIMEOUT_S, interval: float = 0.01) -> bool:  # type: ignore[no-untyped-def]
+    """Poll `predicate()` until it is true (returns True) or the deadline passes (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True

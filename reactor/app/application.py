@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from reactor.app import handlers
 from reactor.app.compression import DEFAULT_TYPES, CompressibleTypes, accepts_gzip, gzip_bytes
 from reactor.app.router import Route, Router
+from reactor.app.static import GzipCache, StaticHandler, StaticMount
 from reactor.app.types import Handler, Offload, Request, Response
 
 VARY_ACCEPT_ENCODING = (b"Vary", b"Accept-Encoding")
@@ -83,11 +84,19 @@ class App:
         if response.header(b"content-encoding") is not None:
             return response
         response.headers.append(VARY_ACCEPT_ENCODING)
-        if not accepts_gzip(request.headers.get(b"accept-encoding")):
+        if not accepts_gzip(_accept_encoding(request)):
             return response
         if in_worker or len(body) <= INLINE_GZIP_MAX_BYTES:
             return _gzip_response(response, policy.level)
         return Offload(_gzip_response, response, policy.level)
+
+
+def _accept_encoding(request: Request) -> bytes | None:
+    """The Accept-Encoding list; repeated field lines form one list (RFC 9110 5.3)."""
+    values = request.headers.get_all(b"accept-encoding")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else b", ".join(values)
 
 
 def _gzip_response(response: Response, level: int) -> Response:
@@ -97,15 +106,34 @@ def _gzip_response(response: Response, level: int) -> Response:
 
 
 def build_app(*, directory: str | None, uploads: bool = True,
-              compression: CompressionPolicy | None = None) -> App:
-    """The built-in routes of the original challenge."""
+              compression: CompressionPolicy | None = None,
+              mounts: list[StaticMount] | None = None,
+              gzip_cache: GzipCache | None = None) -> App:
+    """The built-in routes of the original challenge, plus static document roots.
+
+    Routes win over mounts, except the empty `GET /` placeholder, which a mount at `/`
+    replaces. All mounts share one compressed-file cache (`gzip_cache`, default 64 MiB).
+    """
     app = App(compression=compression)
     router = app.router
-    router.get("/", handlers.root)
+    mounts = mounts or []
+    if not any(mount.prefix == "/" for mount in mounts):
+        router.get("/", handlers.root)
     router.get("/echo/{s}", handlers.echo)
     router.get("/user-agent", handlers.user_agent)
     if directory is not None:
         files = handlers.FilesHandler(directory, uploads=uploads)
         router.get("/files/{name}", files.get, blocking=True)
         router.post("/files/{name}", files.post, blocking=True)
+    if mounts:
+        add_mounts(app, mounts, gzip_cache if gzip_cache is not None else GzipCache())
     return app
+
+
+def add_mounts(app: App, mounts: list[StaticMount], cache: GzipCache) -> None:
+    """Mount each document root on the app's router, sharing `cache` and its gzip policy."""
+    policy = app.compression
+    for mount in mounts:
+        handler = StaticHandler(mount, cache, types=policy.types, gzip_enabled=policy.enabled,
+                                level=policy.level, min_size=policy.min_size)
+        app.router.mount(mount.prefix, handler)

@@ -15,6 +15,9 @@ OCTET_STREAM = (b"Content-Type", b"application/octet-stream")
 # Files up to this size are read whole in the worker and sent with the head in one write;
 # larger ones go out with sendfile from the loop.
 SMALL_FILE_BYTES = 64 * 1024
+# open() failures that mean "no such servable file" rather than a server fault.
+_NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
+                               errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP, errno.ENXIO})
 
 
 def root(_request: Request) -> Response:
@@ -61,8 +64,10 @@ class FilesHandler:
             return _not_found()
         try:
             file = open(path, "rb")  # noqa: SIM115 - ownership passes to the response
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
-            return _not_found()
+        except OSError as exc:
+            if exc.errno in _NOT_FOUND_ERRNOS:
+                return _not_found()
+            raise
         try:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):
@@ -100,8 +105,9 @@ def write_atomically(path: str, data: bytes) -> None:
     Readers see the old file or the new one, never a torn one; on any failure the temp file
     is removed, so an interrupted upload leaves nothing behind.
     """
-    directory, name = os.path.split(path)
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".upload", dir=directory)
+    directory = os.path.dirname(path)
+    # A fixed short prefix: the temp name must fit wherever the final name fits (NAME_MAX).
+    fd, temp = tempfile.mkstemp(prefix=".upload-", dir=directory)
     try:
         try:
             view = memoryview(data)

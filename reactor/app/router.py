@@ -4,6 +4,10 @@ Strategy: routes without parameters live in a dict keyed by path; templates with
 segments are matched segment by segment (no regex). A template's last segment may be
 `{name:path}` to capture the rest of the path, slashes included. Captured values are
 percent-decoded once, as bytes. HEAD is served by GET handlers (the connection drops the body).
+A mount (`mount(prefix, handler)`) takes every method for `prefix` and the paths below it
+that no route matches — routes always win — the longest prefix first; the handler finds
+the rest of the path, percent-decoded once, in `params["path"]`. Prefixes match the path
+as received (still percent-encoded).
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ class Router:
         self._static: dict[str, dict[str, Route]] = {}
         self._patterns: list[_Pattern] = []
         self._by_template: dict[str, _Pattern] = {}
+        self._mounts: list[tuple[str, Route]] = []  # longest prefix first
 
     def add(self, method: str, template: str, handler: Handler, *, blocking: bool = False
             ) -> None:
@@ -113,6 +118,25 @@ class Router:
     def post(self, template: str, handler: Handler, *, blocking: bool = False) -> None:
         self.add("POST", template, handler, blocking=blocking)
 
+    def mount(self, prefix: str, handler: Handler, *, blocking: bool = False) -> None:
+        """Send every method for `prefix` and below (when no route matches) to `handler`."""
+        if not prefix.startswith("/") or "{" in prefix:
+            raise RouteError(f"mount {prefix!r} must start with '/' and have no parameters")
+        prefix = prefix.rstrip("/") or "/"
+        if any(existing == prefix for existing, _ in self._mounts):
+            raise RouteError(f"mount {prefix} is registered twice")
+        self._mounts.append((prefix, Route("*", prefix, handler, blocking)))
+        self._mounts.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def _find_mount(self, path: str) -> tuple[Route, str] | None:
+        for prefix, route in self._mounts:
+            if prefix == "/":
+                if path[:1] == "/":
+                    return route, path
+            elif path.startswith(prefix) and path[len(prefix):len(prefix) + 1] in ("", "/"):
+                return route, path[len(prefix):]
+        return None
+
     def _lookup(self, path: str) -> tuple[dict[str, Route], dict[str, bytes]] | None:
         methods = self._static.get(path)
         if methods is not None:
@@ -129,6 +153,14 @@ class Router:
         """The route for this request (params stored on it), or a 404/405/501/OPTIONS answer."""
         found = self._lookup(request.path)
         method = request.method
+        if found is None and self._mounts:
+            mounted = self._find_mount(request.path)
+            if mounted is not None:
+                if method not in KNOWN_METHODS:
+                    return text_response(501, "Not Implemented\n")
+                route, rest = mounted
+                request.params = {"path": unquote_to_bytes(rest)}
+                return route
         if found is None:
             if method not in KNOWN_METHODS:
                 return text_response(501, "Not Implemented\n")

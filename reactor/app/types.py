@@ -96,7 +96,25 @@ class FileBody:
         self.file.close()
 
 
-Body = bytes | FileBody
+class PartsBody:
+    """A body made of byte strings and file ranges sent in order (multipart/byteranges).
+
+    The connection owns the files once the response is handed over, and closes them.
+    """
+
+    __slots__ = ("length", "parts")
+
+    def __init__(self, parts: list[bytes | FileBody]) -> None:
+        self.parts = parts
+        self.length = sum(len(p) if type(p) is bytes else p.length for p in parts)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        for part in self.parts:
+            if type(part) is FileBody:
+                part.close()
+
+
+Body = bytes | FileBody | PartsBody
 
 
 class Response:

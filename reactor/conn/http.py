@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from reactor.app.types import FileBody, Headers, Offload, Request, Response
+from reactor.app.types import FileBody, Headers, Offload, PartsBody, Request, Response
 from reactor.conn.clock import http_date
 from reactor.conn.transport import Transport
 from reactor.loop import EventLoop, TimerHandle
@@ -128,7 +128,8 @@ class HttpServer:
         head = response_head(503, [self.server_header, (b"Date", http_date()),
                                    (b"Content-Type", b"text/plain; charset=utf-8"),
                                    (b"Content-Length", b"%d" % len(body)),
-                                   (b"Connection", b"close"), (b"Retry-After", b"1")])
+                                   (b"Connection", b"close"), (b"Retry-After", b"1"),
+                                   (b"X-Request-ID", self.new_request_id().encode("ascii"))])
         try:
             sock.send(head + body)
         except OSError:
@@ -218,6 +219,10 @@ class HttpConnection:
         self._write_paused = True
         self._transport.pause_reading()  # type: ignore[union-attr]
 
+    def write_blocked(self) -> None:
+        """The socket stopped taking output: the stalled-write timeout starts now."""
+        self._arm(time.monotonic() + self._server.settings.write_s)
+
     def resume_writing(self) -> None:
         self._write_paused = False
         if self._closing:
@@ -303,7 +308,7 @@ class HttpConnection:
         path, _, query = target.partition(b"?")
         server = self._server
         request_id = head.get(b"x-request-id")
-        if (request_id is None or len(request_id) > _MAX_REQUEST_ID
+        if (not request_id or len(request_id) > _MAX_REQUEST_ID
                 or request_id.translate(None, _REQUEST_ID_CHARS)):
             rid = server.new_request_id()
         else:
@@ -327,7 +332,7 @@ class HttpConnection:
     def _offload_done(self, result: Any, error: BaseException | None, started: float,
                       submitted: float) -> None:
         if self._closing:
-            if isinstance(result, Response) and isinstance(result.body, FileBody):
+            if isinstance(result, Response) and isinstance(result.body, (FileBody, PartsBody)):
                 result.body.close()
             return  # the peer left while we worked
         queued = (started - submitted) * 1000.0
@@ -360,7 +365,8 @@ class HttpConnection:
         keep_alive = (head.keep_alive and not self._peer_eof and not server.stopping
                       and not self._parser_unusable(status))
         fields = [server.server_header, (b"Date", http_date())]
-        length = body.length if type(body) is FileBody else len(body)
+        body_kind = type(body)
+        length = len(body) if body_kind is bytes else body.length  # type: ignore[union-attr]
         if status not in _NO_BODY_STATUSES and status >= 200:
             fields.append((b"Content-Length", b"%d" % length))
         if not keep_alive:
@@ -371,13 +377,12 @@ class HttpConnection:
         fields.extend(response.headers)
         head_bytes = response_head(status, fields)
         send_body = head.method != b"HEAD" and status not in _NO_BODY_STATUSES
-        if type(body) is FileBody:
+        if body_kind is FileBody or body_kind is PartsBody:
+            transport.write(head_bytes)
             if send_body:
-                transport.write(head_bytes)
-                transport.write_file(body.file, body.offset, body.length)
+                self._write_parts(body.parts if body_kind is PartsBody else [body])  # type: ignore[union-attr]
             else:
-                body.close()
-                transport.write(head_bytes)
+                body.close()  # type: ignore[union-attr]
         elif not send_body or not body:
             transport.write(head_bytes)
         elif length <= _COPY_BODY_MAX:
@@ -395,6 +400,15 @@ class HttpConnection:
             self._set_deadline(time.monotonic() + server.settings.keepalive_s)
         else:
             self._close(linger=self._parser.in_message or self._parser.buffered > 0)
+
+    def _write_parts(self, parts: list[bytes | FileBody]) -> None:
+        transport = self._transport
+        assert transport is not None
+        for part in parts:
+            if type(part) is bytes:
+                transport.write(part)
+            else:
+                transport.write_file(part.file, part.offset, part.length)  # type: ignore[union-attr]
 
     def _parser_unusable(self, status: int) -> bool:
         # After a body we refused to read, the stream position is unknown: close.
@@ -435,9 +449,11 @@ class HttpConnection:
 
     def _send_error(self, status: int, reason: str) -> None:
         body = b"%s (%s)\n" % (reason_phrase(status), reason.encode("ascii", "replace"))
-        fields = [self._server.server_header, (b"Date", http_date()),
+        server = self._server
+        fields = [server.server_header, (b"Date", http_date()),
                   (b"Content-Type", b"text/plain; charset=utf-8"),
-                  (b"Content-Length", b"%d" % len(body)), (b"Connection", b"close")]
+                  (b"Content-Length", b"%d" % len(body)), (b"Connection", b"close"),
+                  (b"X-Request-ID", server.new_request_id().encode("ascii"))]
         transport = self._transport
         if transport is not None:
             transport.write(response_head(status, fields) + body)
@@ -457,6 +473,10 @@ class HttpConnection:
 
     def _set_deadline(self, when: float) -> None:
         self._deadline = when
+        self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        """Make the timer fire no later than `when` (the deadline itself is unchanged)."""
         timer = self._timer
         if timer is None or timer.when > when:
             if timer is not None:
@@ -465,11 +485,10 @@ class HttpConnection:
 
     def _timer_fired(self) -> None:
         self._timer = None
-        if self._closing:
+        transport = self._transport
+        if transport is None or (self._closing and not transport.writing_blocked):
             return
         now = time.monotonic()
-        transport = self._transport
-        assert transport is not None
         settings = self._server.settings
         if transport.writing_blocked:
             stalled_until = transport.last_write_progress + settings.write_s
@@ -490,10 +509,8 @@ class HttpConnection:
             reason = "body-timeout" if parser.head_complete else "header-timeout"
             self._log_rejected(408, reason, self._head)
             self._send_error(408, reason)
-        elif self._requests == 0 and parser.buffered == 0:
-            self._close()  # connected, never sent a byte: nothing to answer
         else:
-            self._close()  # keep-alive idle expiry
+            self._close()  # idle: keep-alive expiry, or connected and never sent a byte
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the response in progress."""
@@ -507,9 +524,6 @@ class HttpConnection:
         if self._closing:
             return
         self._closing = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._transport is not None:
             self._transport.close(linger=linger)
 

@@ -16,12 +16,19 @@ EMFILE_BACKOFF_S = 0.1
 AcceptCallback = Callable[[socket.socket, tuple], None]
 
 
-def bind_tcp(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
-    """A non-blocking listening TCP socket on (host, port); IPv6 when host contains ':'."""
+def bind_tcp(host: str, port: int, *, backlog: int = 1024, reuse_port: bool = False
+             ) -> socket.socket:
+    """A non-blocking listening TCP socket on (host, port); IPv6 when host contains ':'.
+
+    `reuse_port` lets several sockets (one per worker process) share the address, the kernel
+    spreading new connections across them.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))

@@ -32,6 +32,7 @@ class StreamProtocol(Protocol):
     def connection_lost(self, exc: BaseException | None) -> None: ...
     def pause_writing(self) -> None: ...
     def resume_writing(self) -> None: ...
+    def write_blocked(self) -> None: ...
 
 
 class Transport:
@@ -103,8 +104,7 @@ class Transport:
         if self._closed or self._closing:
             return
         self._buffer.append(data)
-        if not self._batching and not self._writing:
-            self._flush()
+        self._queued()
 
     def write_file(self, file: BinaryIO, offset: int, length: int) -> None:
         """Queue a file range, sent with `os.sendfile`; the transport closes the file."""
@@ -112,8 +112,7 @@ class Transport:
             file.close()
             return
         self._buffer.append_file(file, offset, length)
-        if not self._batching and not self._writing:
-            self._flush()
+        self._queued()
 
     def when_sent(self, callback: Any, *args: Any) -> None:
         """Run `callback(*args)` once everything written so far has reached the kernel.
@@ -124,8 +123,7 @@ class Transport:
             callback(*args)
             return
         self._buffer.append_marker(callback, *args)
-        if not self._batching and not self._writing:
-            self._flush()
+        self._queued()
 
     def write_many(self, *chunks: bytes | memoryview) -> None:
         """Queue several chunks; they leave together in one gather write when possible."""
@@ -133,8 +131,21 @@ class Transport:
             return
         for chunk in chunks:
             self._buffer.append(chunk)
-        if not self._batching and not self._writing:
+        self._queued()
+
+    def _queued(self) -> None:
+        """After output was queued: send now, or after the current batch, or when writable."""
+        if self._batching or self._writing:
+            # Sent after the current batch of input, or when the socket drains; meanwhile
+            # the protocol must learn when too much is waiting.
+            self._check_high_water()
+        else:
             self._flush()
+
+    def _check_high_water(self) -> None:
+        if not self._write_paused and self._buffer.pending_bytes > HIGH_WATER_BYTES:
+            self._write_paused = True
+            self._protocol.pause_writing()  # type: ignore[union-attr]
 
     @property
     def writing_blocked(self) -> bool:
@@ -172,9 +183,8 @@ class Transport:
             self._writing = True
             self.last_write_progress = time.monotonic()
             self._loop.add_writer(self._sock, self._on_writable)
-        if not self._write_paused and buffer.pending_bytes > HIGH_WATER_BYTES:
-            self._write_paused = True
-            self._protocol.pause_writing()  # type: ignore[union-attr]
+            self._protocol.write_blocked()  # type: ignore[union-attr]
+        self._check_high_water()
 
     def _on_writable(self) -> None:
         self.last_write_progress = time.monotonic()

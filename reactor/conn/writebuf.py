@@ -45,7 +45,11 @@ Entry = bytes | memoryview | FileRange | Marker
 
 
 class WriteBuffer:
-    """Pending output of one connection. `pending_bytes` counts memory, not file ranges."""
+    """Pending output of one connection. `pending_bytes` counts queued bytes and file ranges.
+
+    File ranges count too: a client that pipelines requests for files and never reads must
+    hit the high-water mark like any other, or it could pin one open file per request.
+    """
 
     __slots__ = ("_entries", "pending_bytes", "sendfile_bytes")
 
@@ -65,6 +69,7 @@ class WriteBuffer:
     def append_file(self, file: BinaryIO, offset: int, length: int) -> None:
         if length > 0:
             self._entries.append(FileRange(file, offset, length))
+            self.pending_bytes += length
         else:
             file.close()
 
@@ -123,6 +128,7 @@ class WriteBuffer:
         if sent == 0:  # the file shrank under us: we cannot honour Content-Length
             raise ConnectionAbortedError("file truncated while sending")
         self.sendfile_bytes += sent
+        self.pending_bytes -= sent
         rng.offset += sent
         rng.length -= sent
         if rng.length:

@@ -1,0 +1,59 @@
+"""Content-Type by file name: the stdlib's built-in table, a few gaps filled, per-mount overrides.
+
+Strategy: one `mimetypes.MimeTypes` built once from the built-in table only (not the host's
+/etc/mime.types, so a response does not change with the machine), flattened into a dict of
+lower-case extension → ready-made header value. Each mount layers its overrides on a copy.
+Text types and the JSON/JavaScript types get `; charset=utf-8`.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+
+DEFAULT_TYPE = b"application/octet-stream"
+_CHARSET_TYPES = frozenset({"application/javascript", "application/json", "text/javascript"})
+# Common web types the 3.11 table lacks (or marks non-standard).
+_EXTRA = {
+    ".gz": "application/gzip", ".md": "text/markdown", ".map": "application/json",
+    ".otf": "font/otf", ".ttf": "font/ttf",
+    ".webp": "image/webp", ".woff": "font/woff", ".woff2": "font/woff2",
+}
+
+_base: dict[str, bytes] | None = None
+
+
+def with_charset(media_type: str) -> bytes:
+    """The header value: `text/*`, JSON and JavaScript are declared UTF-8."""
+    media_type = media_type.strip().lower()
+    if (media_type.startswith("text/") or media_type in _CHARSET_TYPES) \
+            and ";" not in media_type:
+        media_type += "; charset=utf-8"
+    return media_type.encode("ascii")
+
+
+def _base_table() -> dict[str, bytes]:
+    global _base
+    if _base is None:
+        db = mimetypes.MimeTypes(filenames=())
+        table = {**db.types_map[False], **db.types_map[True], **_EXTRA}
+        _base = {ext.lower(): with_charset(kind) for ext, kind in table.items()}
+    return _base
+
+
+class MimeMap:
+    """`type_for(name)` → Content-Type value, with this mount's overrides on top."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, overrides: dict[str, str] | None = None) -> None:
+        table = dict(_base_table())
+        for ext, kind in (overrides or {}).items():
+            ext = ext.lower() if ext.startswith(".") else "." + ext.lower()
+            table[ext] = with_charset(kind)
+        self._table = table
+
+    def type_for(self, name: str) -> bytes:
+        dot = name.rfind(".")
+        if dot <= 0:  # no extension, or a dotfile's name only
+            return DEFAULT_TYPE
+        return self._table.get(name[dot:].lower(), DEFAULT_TYPE)

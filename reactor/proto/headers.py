@@ -1,0 +1,375 @@
+"""Byte-level rules for HTTP/1.1 header sections: character tables, field lines, framing fields.
+
+Strategy: validation runs on every request, so it works on whole byte strings in C instead of
+per byte in Python. ``data.translate(None, CHARS)`` deletes every allowed byte and leaves only
+the offending ones, so the result is empty iff ``data`` is made of allowed bytes. A header
+section is checked for control characters in one call; names go through a bounded cache that
+maps the raw name to its validated lower-case form, so the common names cost one dict lookup.
+Everything here raises ``RemoteProtocolError``; the diagnose helpers run only on the error path
+and work out which rule was broken.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeAlias
+
+from reactor.proto.errors import RemoteProtocolError
+
+__all__ = [
+    "BLOCK_CACHE",
+    "CTL_CHARS",
+    "FIELD_CHARS",
+    "HEX_CHARS",
+    "SPECIAL_FIELDS",
+    "TOKEN_CHARS",
+    "Framing",
+    "HeaderBlock",
+    "bare_line_end",
+    "check_bare_line_ends",
+    "diagnose_bare",
+    "diagnose_field_line",
+    "field_name",
+    "framing",
+    "has_ctl",
+    "parse_header_block",
+    "skip_empty_lines",
+]
+
+# RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_"
+#                 / "`" / "|" / "~" / DIGIT / ALPHA
+TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# RFC 9110 5.5: field-value bytes are VCHAR / obs-text / SP / HTAB; everything else (CTLs other
+# than HTAB, and DEL) is refused. The request line is checked with the same table first.
+FIELD_CHARS = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100)) + b" \t"
+# The complement: CTLs except HTAB, and DEL. Deleting these (a short table) and comparing
+# lengths is cheaper than deleting the allowed bytes, which matters on the hot path.
+CTL_CHARS = bytes(range(0x00, 0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
+HEX_CHARS = b"0123456789abcdefABCDEF"
+
+# Fields that decide framing or connection handling; anything else is stored and not looked at.
+SPECIAL_FIELDS = frozenset(
+    (b"host", b"content-length", b"transfer-encoding", b"connection", b"expect")
+)
+
+# More digits than this cannot be a body we would accept; refuse before int() does big math.
+_MAX_CONTENT_LENGTH_DIGITS = 18
+_NAME_CACHE_MAX = 1024
+_WS = b" \t"
+
+# Raw name -> validated lower-case name. Seeded with the usual spellings; grows (bounded) with
+# the names actually seen, so a client's odd casing is validated once.
+_NAME_CACHE: dict[bytes, bytes] = {}
+_COMMON_NAMES = (
+    b"Host User-Agent Accept Accept-Encoding Accept-Language Accept-Charset Connection"
+    b" Content-Length Content-Type Content-Encoding Transfer-Encoding Cookie Referer Origin"
+    b" Authorization Cache-Control Pragma Upgrade Expect TE Trailer Range If-Range"
+    b" If-None-Match If-Match If-Modified-Since If-Unmodified-Since Keep-Alive Date"
+    b" Sec-WebSocket-Key Sec-WebSocket-Version Sec-WebSocket-Extensions Sec-WebSocket-Protocol"
+    b" X-Forwarded-For X-Forwarded-Proto X-Forwarded-Host X-Real-IP X-Request-ID Forwarded Via"
+    b" DNT Upgrade-Insecure-Requests Sec-Fetch-Site Sec-Fetch-Mode Sec-Fetch-User"
+    b" Sec-Fetch-Dest Priority"
+).split()
+for _name in _COMMON_NAMES:
+    for _spelling in (_name, _name.lower(), _name.upper()):
+        _NAME_CACHE[_spelling] = _name.lower()
+del _name, _spelling
+
+# A parsed header block: (fields, field count, Host count, non-Host special fields or None,
+# (Framing for HTTP/1.0 or None, Framing for HTTP/1.1 or None)).
+HeaderBlock: TypeAlias = tuple[
+    tuple[tuple[bytes, bytes], ...],
+    int,
+    int,
+    "tuple[tuple[bytes, bytes], ...] | None",
+    "tuple[Framing | None, Framing | None]",
+]
+# Header-block bytes -> its HeaderBlock. A keep-alive client sends the same header lines again
+# and again (only the request line changes), so a hit skips splitting, validating and
+# lower-casing them: measured ~0.6 us of ~3.7 us for a 2-field request, ~3 us for a browser's
+# 8 fields. Keys are the exact bytes and parsing is deterministic, so an entry cannot be
+# poisoned; the size is bounded in entries and per-key bytes (at most ~1 MiB of keys).
+BLOCK_CACHE: dict[bytes, HeaderBlock] = {}
+_BLOCK_CACHE_ENTRIES = 512
+_BLOCK_CACHE_MAX_BYTES = 2048
+_NO_FRAMES: tuple[None, None] = (None, None)
+_EMPTY_BLOCK: HeaderBlock = ((), 0, 0, None, _NO_FRAMES)
+
+_CRLF_RUN = re.compile(rb"(?:\r\n)*")
+
+
+def skip_empty_lines(buf: bytes | bytearray, pos: int) -> int:
+    """The index after the CRLF pairs starting at ``pos`` (C speed, no copy)."""
+    match = _CRLF_RUN.match(buf, pos)
+    assert match is not None  # a star pattern always matches
+    return match.end()
+
+
+def check_bare_line_ends(buf: bytes | bytearray, first: int, start: int) -> None:
+    """Refuse a LF not preceded by CR, or a CR followed by something other than LF.
+
+    ``first`` is where the section begins, ``start`` where the bytes not yet checked begin.
+    Lets a head whose lines end in bare LF fail at once instead of waiting for a size limit.
+    The earliest offending byte names the error, as it would if the bytes came one by one.
+    """
+    # RFC 9112 2.2: a bare CR must be rejected or replaced; LF-only line ends are not accepted
+    # here because a front proxy that reads them differently is how requests get smuggled.
+    bare_lf = -1
+    i = buf.find(b"\n", start)
+    while i >= 0:
+        if i == first or buf[i - 1] != 13:
+            bare_lf = i
+            break
+        i = buf.find(b"\n", i + 1)
+    bare_cr = -1
+    i = buf.find(b"\r", start)
+    last = len(buf) - 1
+    while 0 <= i < last:
+        if buf[i + 1] != 10:
+            bare_cr = i
+            break
+        i = buf.find(b"\r", i + 1)
+    if bare_cr >= 0 and (bare_lf < 0 or bare_cr < bare_lf):
+        raise RemoteProtocolError("bare-cr")
+    if bare_lf >= 0:
+        raise RemoteProtocolError("bare-lf")
+
+
+def bare_line_end(line: bytes) -> RemoteProtocolError | None:
+    """The error for the first CR or LF inside a line already split on CRLF, if any."""
+    lf = line.find(b"\n")
+    cr = line.find(b"\r")
+    if cr >= 0 and (lf < 0 or cr < lf):
+        return RemoteProtocolError("bare-cr")
+    if lf >= 0:
+        return RemoteProtocolError("bare-lf")
+    return None
+
+
+def has_ctl(data: bytes) -> bool:
+    """True if ``data`` holds a byte not allowed in a field value (a CTL other than HTAB, DEL)."""
+    return len(data.translate(None, CTL_CHARS)) != len(data)
+
+
+def field_name(name: bytes, sep: bytes, line: bytes) -> bytes:
+    """Validate a header name the cache did not know; return it lower-cased."""
+    if not sep or not name or name.translate(None, TOKEN_CHARS):
+        raise diagnose_field_line(line)
+    lname = name.lower()
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = lname
+    return lname
+
+
+def parse_header_block(block: bytes, max_fields: int) -> HeaderBlock:
+    """Validate and parse field lines (CRLF-separated, no final CRLF) and memoize the result.
+
+    Returns (fields, field count, Host count, non-Host special fields or None). Raises
+    RemoteProtocolError for a bad line, or 431 beyond ``max_fields``. Callers look the block up
+    in ``BLOCK_CACHE`` first and re-check the field count against their current limit.
+    """
+    if not block:
+        return _EMPTY_BLOCK
+    lines = block.split(b"\r\n")
+    nfields = len(lines)
+    if nfields > max_fields:
+        raise RemoteProtocolError("too-many-header-fields", 431)
+    # The CRLFs we split on must be the only control bytes: any other CTL, DEL or a bare CR/LF
+    # fails this one pass (RFC 9110 5.5 field-value, RFC 9112 2.2).
+    if len(block) - len(block.translate(None, CTL_CHARS)) != 2 * (nfields - 1):
+        raise _diagnose_lines(lines)
+    fields = []
+    special = []
+    hosts = 0
+    names = _NAME_CACHE
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        lname = names.get(name)
+        if lname is None or not sep:
+            lname = field_name(name, sep, line)
+        # RFC 9112 5: field-line = field-name ":" OWS field-value OWS
+        field = (lname, value.strip(_WS))
+        fields.append(field)
+        if lname in SPECIAL_FIELDS:
+            if lname == b"host":
+                hosts += 1
+            else:
+                special.append(field)
+    specials = tuple(special) if special else None
+    # Framing depends only on these fields and the version: precompute it for HTTP/1.0
+    # (index 0) and HTTP/1.1 (index 1). None where it raises: the caller recomputes to raise.
+    frames = (
+        (_try_framing(specials, False), _try_framing(specials, True)) if specials else _NO_FRAMES
+    )
+    result = (tuple(fields), nfields, hosts, specials, frames)
+    if len(block) <= _BLOCK_CACHE_MAX_BYTES:
+        if len(BLOCK_CACHE) >= _BLOCK_CACHE_ENTRIES:
+            BLOCK_CACHE.clear()  # crude but bounded; the live blocks come back on next use
+        BLOCK_CACHE[block] = result
+    return result
+
+
+def _try_framing(fields: tuple[tuple[bytes, bytes], ...], is11: bool) -> Framing | None:
+    try:
+        return framing(fields, is11)
+    except RemoteProtocolError:
+        return None
+
+
+class Framing:
+    """What the special fields of a head say about the body and the connection."""
+
+    __slots__ = ("chunked", "content_length", "expect_continue", "keep_alive")
+
+    def __init__(
+        self, keep_alive: bool, content_length: int | None, chunked: bool, expect: bool
+    ) -> None:
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.expect_continue = expect
+
+
+def framing(fields: tuple[tuple[bytes, bytes], ...], is11: bool) -> Framing:
+    """Interpret Content-Length, Transfer-Encoding, Connection and Expect (not Host)."""
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    connection: list[bytes] = []
+    expect: list[bytes] = []
+    for name, value in fields:
+        if name == b"content-length":
+            lengths.append(value)
+        elif name == b"connection":
+            connection.append(value)
+        elif name == b"transfer-encoding":
+            codings.append(value)
+        else:
+            expect.append(value)
+    keep_alive = _keep_alive(connection, is11) if connection else is11
+    chunked = False
+    content_length: int | None = 0
+    if codings:
+        # RFC 9112 6.1: "A server MAY reject a request that contains both Content-Length and
+        # Transfer-Encoding" -- we must, it is the classic request-smuggling vector.
+        if lengths:
+            raise RemoteProtocolError("content-length-and-transfer-encoding")
+        # RFC 9112 6.1: "A server or client that receives an HTTP/1.0 message containing a
+        # Transfer-Encoding header field MUST treat the message as if the framing is faulty."
+        if not is11:
+            raise RemoteProtocolError("transfer-encoding-in-http10")
+        chunked = _is_chunked(codings)
+        content_length = None
+    elif lengths:
+        content_length = _content_length(lengths)
+    has_body = chunked or bool(content_length)
+    # RFC 9110 10.1.1: 100-continue only means something on a request with content, and an
+    # HTTP/1.0 client cannot understand an interim 100 response.
+    expect_continue = bool(expect) and is11 and has_body and _wants_continue(expect)
+    return Framing(keep_alive, content_length, chunked, expect_continue)
+
+
+def _list_items(values: list[bytes]) -> list[bytes]:
+    """Lower-cased non-empty elements of a comma-separated list field (RFC 9110 5.6.1)."""
+    items = [item.strip(_WS).lower() for item in b",".join(values).split(b",")]
+    return [item for item in items if item]
+
+
+def _keep_alive(values: list[bytes], is11: bool) -> bool:
+    if len(values) == 1:
+        value = values[0].lower()
+        if value == b"keep-alive":
+            return True
+        if value == b"close":
+            return False
+    tokens = _list_items(values)
+    # RFC 9112 9.3: "close" ends the connection after this response; otherwise HTTP/1.1 is
+    # persistent, and HTTP/1.0 only when the client sent the "keep-alive" connection option.
+    if b"close" in tokens:
+        return False
+    return is11 or b"keep-alive" in tokens
+
+
+def _is_chunked(values: list[bytes]) -> bool:
+    codings = _list_items(values)
+    if codings == [b"chunked"]:
+        return True
+    # RFC 9112 6.1: "A sender MUST NOT apply the chunked transfer coding more than once".
+    if codings.count(b"chunked") > 1:
+        raise RemoteProtocolError("chunked-twice")
+    if not codings:
+        raise RemoteProtocolError("empty-transfer-encoding")
+    # RFC 9112 6.1: "A server that receives a request message with a transfer coding it does
+    # not understand SHOULD respond with 501 (Not Implemented)." We decode nothing but chunked.
+    raise RemoteProtocolError("unsupported-transfer-coding", 501)
+
+
+def _content_length(values: list[bytes]) -> int:
+    if len(values) == 1:
+        value = values[0]
+        if value.isdigit() and len(value) <= _MAX_CONTENT_LENGTH_DIGITS:
+            return int(value)
+    # RFC 9110 8.6: Content-Length = 1*DIGIT. A list or repeated field is accepted only when
+    # every member is the same value; anything else is unrecoverable framing (RFC 9112 6.3).
+    first = b""
+    for value in values:
+        for item in value.split(b","):
+            item = item.strip(_WS)
+            if not item.isdigit():
+                raise RemoteProtocolError("invalid-content-length")
+            if len(item) > _MAX_CONTENT_LENGTH_DIGITS:
+                raise RemoteProtocolError("content-length-too-long")
+            if first and item != first:
+                raise RemoteProtocolError("conflicting-content-length")
+            first = item
+    return int(first)
+
+
+def _wants_continue(values: list[bytes]) -> bool:
+    return b"100-continue" in _list_items(values)
+
+
+def diagnose_field_line(line: bytes) -> RemoteProtocolError:
+    """Name the rule a field line breaks (error path only)."""
+    bare = bare_line_end(line)
+    if bare is not None:
+        return bare
+    # RFC 9112 5.2: "A server that receives an obs-fold in a request message ... MUST either
+    # reject the message by sending a 400 (Bad Request) ..." -- we reject.
+    if line[:1] in (b" ", b"\t"):
+        return RemoteProtocolError("obs-fold")
+    name, sep, value = line.partition(b":")
+    if not sep:
+        return RemoteProtocolError("missing-colon")
+    if not name:
+        return RemoteProtocolError("empty-field-name")
+    # RFC 9112 5.1: "A server MUST reject, with a response status code of 400 (Bad Request),
+    # any received request message that contains whitespace between a header field name and
+    # colon."
+    if name[-1:] in (b" ", b"\t"):
+        return RemoteProtocolError("whitespace-before-colon")
+    if name.translate(None, TOKEN_CHARS):
+        return RemoteProtocolError("invalid-field-name")
+    if value.translate(None, FIELD_CHARS):
+        return RemoteProtocolError("invalid-field-value")
+    return RemoteProtocolError("invalid-field-line")
+
+
+def _diagnose_lines(lines: list[bytes]) -> RemoteProtocolError:
+    # A bare CR/LF anywhere wins: fed byte by byte it would have been refused on arrival.
+    bare = diagnose_bare(lines)
+    if bare is not None:
+        return bare
+    for line in lines:
+        error = diagnose_field_line(line)
+        if error.reason != "invalid-field-line":
+            return error
+    return RemoteProtocolError("invalid-field-line")
+
+
+def diagnose_bare(lines: list[bytes]) -> RemoteProtocolError | None:
+    """The error for the first bare CR/LF in lines already split on CRLF, if any."""
+    for line in lines:
+        bare = bare_line_end(line)
+        if bare is not None:
+            return bare
+    return None

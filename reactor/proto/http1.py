@@ -1,0 +1,422 @@
+"""The HTTP/1.1 request parser (bytes in, events out) and the response serializers (bytes back).
+
+Strategy: the parser owns one receive buffer and a consumed offset ``_pos``. When everything fed
+so far has been consumed, the next ``feed`` just keeps the caller's ``bytes`` object (no copy),
+so the usual one-request-per-recv case slices requests straight out of it and a pipelined batch
+is walked by offset without ever being copied. Only a partial request followed by more data
+switches to a ``bytearray``, whose consumed front is dropped with ``del buf[:pos]`` (cheap in
+CPython), so many small feeds stay linear.
+
+A head is found with one ``find(b"\\r\\n\\r\\n")`` from ``_scan`` (the first offset not yet
+searched, so a slowly arriving head is not rescanned), copied once and split once; control
+bytes are refused for the whole head with a single ``translate`` (see ``headers``). The state
+machine is a small integer in ``_state``; bodies are either Content-Length (count down
+``_remaining``) or chunked (size line, data, CRLF, ..., trailers). Any RemoteProtocolError
+moves to the error state, where ``next_event`` raises the same error again.
+"""
+
+from __future__ import annotations
+
+from reactor.proto.chunked import (
+    S_BODY,
+    S_CHUNK_SIZE,
+    S_ERROR,
+    S_HEAD,
+    S_NO_BODY,
+    S_TRAILERS,
+    BodyReader,
+)
+from reactor.proto.errors import RemoteProtocolError
+from reactor.proto.events import (
+    END_OF_MESSAGE,
+    NEED_DATA,
+    Data,
+    Event,
+    RequestHead,
+)
+from reactor.proto.headers import (
+    BLOCK_CACHE,
+    TOKEN_CHARS,
+    check_bare_line_ends,
+    diagnose_bare,
+    framing,
+    parse_header_block,
+    skip_empty_lines,
+)
+from reactor.proto.serialize import (
+    CONTINUE_100,
+    LAST_CHUNK,
+    encode_chunk,
+    reason_phrase,
+    response_head,
+)
+
+__all__ = [
+    "CONTINUE_100",
+    "LAST_CHUNK",
+    "RequestParser",
+    "encode_chunk",
+    "reason_phrase",
+    "response_head",
+]
+
+# Methods known to be tokens, so the common ones skip the translate check.
+_KNOWN_METHODS = frozenset(
+    (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT")
+)
+_HTTP11 = b"1.1"
+_HTTP10 = b"1.0"
+_DIGITS = b"0123456789"
+# Visible ASCII (0x21-0x7E): the bytes a request-target may contain.
+_TARGET_CHARS = bytes(range(0x21, 0x7F))
+
+
+class RequestParser(BodyReader):
+    """Turns the bytes of one connection into RequestHead, Data and EndOfMessage events.
+
+    Limits (all in bytes or counts): ``max_line_bytes`` bounds the request line (414);
+    ``max_header_bytes`` bounds the head from the first byte of the request line through the
+    blank line that ends it, CRLFs included (431), and chunked trailers count against it
+    together with the head; ``max_header_fields`` bounds header plus trailer fields (431);
+    ``max_body_bytes`` bounds the body (413).
+    """
+
+    __slots__ = (
+        "_body_total",
+        "_buf",
+        "_error",
+        "_head",
+        "_head_bytes",
+        "_head_fields",
+        "_max_body",
+        "_max_fields",
+        "_max_header",
+        "_max_line",
+        "_pending_limits",
+        "_pos",
+        "_quick_limit",
+        "_remaining",
+        "_scan",
+        "_state",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_line_bytes: int = 8192,
+        max_header_bytes: int = 32768,
+        max_header_fields: int = 100,
+        max_body_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self._buf: bytes | bytearray = b""
+        self._pos = 0  # first unconsumed byte of _buf
+        self._scan = 0  # head/trailers: first offset not yet searched for CRLFCRLF
+        self._state = S_HEAD
+        self._error: RemoteProtocolError | None = None
+        self._remaining = 0
+        self._head: RequestHead | None = None  # kept while a chunked body is read (for 413)
+        self._body_total = 0
+        self._head_bytes = 0
+        self._head_fields = 0
+        self._pending_limits: dict[str, int] | None = None
+        self._max_line = max_line_bytes
+        self._max_header = max_header_bytes
+        self._max_fields = max_header_fields
+        self._max_body = max_body_bytes
+        self._quick_limit = 0  # heads up to this size pass both size limits; see _apply_limits
+        self._apply_limits()
+
+    # -- caller API ---------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        if not data:
+            return
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf):
+            # Everything consumed: keep the caller's object, no copy.
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = self._scan = 0
+            return
+        scan = self._scan - pos
+        self._scan = scan if scan > 0 else 0
+        self._pos = 0
+        if type(buf) is bytes:
+            grown = bytearray(memoryview(buf)[pos:])
+            grown += data
+            self._buf = grown
+        else:
+            del buf[:pos]
+            buf += data
+
+    def next_event(self) -> Event:
+        """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input."""
+        state = self._state
+        try:
+            if state == S_HEAD:
+                buf = self._buf
+                if self._pos < len(buf):
+                    return self._read_head()
+                if buf:  # all consumed: drop the buffer so an idle connection holds nothing
+                    self._buf = b""
+                    self._pos = self._scan = 0
+                return NEED_DATA
+            if state == S_NO_BODY:
+                # _end_message inlined: this branch ends every body-less request.
+                self._state = S_HEAD
+                self._scan = self._pos
+                if self._pending_limits is not None:
+                    self._apply_limits()
+                return END_OF_MESSAGE
+            if state == S_BODY:
+                return self._read_body()
+            if state == S_ERROR:
+                assert self._error is not None
+                raise self._error
+            return self._read_chunked()
+        except RemoteProtocolError as exc:
+            self._state = S_ERROR
+            self._error = exc
+            raise
+
+    @property
+    def in_message(self) -> bool:
+        """True once bytes of a request (other than leading CRLFs) arrived, until its end."""
+        if self._state != S_HEAD:
+            return True  # a head or body is under way, or the stream broke mid-request
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        if pos >= size:
+            return False
+        if buf[pos] != 13:
+            return True
+        pos = skip_empty_lines(buf, pos)
+        # A lone trailing CR may still become an empty line.
+        return pos < size - 1 or (pos == size - 1 and buf[pos] != 13)
+
+    @property
+    def head_complete(self) -> bool:
+        """True between returning a RequestHead and returning its EndOfMessage."""
+        return S_NO_BODY <= self._state <= S_TRAILERS
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held but not yet consumed."""
+        return len(self._buf) - self._pos
+
+    @property
+    def trailing_data(self) -> bytes:
+        """The unconsumed bytes, e.g. WebSocket frames that followed an Upgrade request."""
+        return bytes(self._buf[self._pos :])
+
+    def set_limits(
+        self,
+        *,
+        max_line_bytes: int | None = None,
+        max_header_bytes: int | None = None,
+        max_header_fields: int | None = None,
+        max_body_bytes: int | None = None,
+    ) -> None:
+        """Change limits; they apply from the next request head on."""
+        limits = {
+            "_max_line": max_line_bytes,
+            "_max_header": max_header_bytes,
+            "_max_fields": max_header_fields,
+            "_max_body": max_body_bytes,
+        }
+        pending = self._pending_limits or {}
+        pending.update({key: value for key, value in limits.items() if value is not None})
+        self._pending_limits = pending
+        if self._state == S_HEAD:
+            self._apply_limits()
+
+    # -- head ---------------------------------------------------------------------------------
+
+    def _read_head(self) -> Event:
+        buf = self._buf
+        pos = self._pos
+        end = buf.find(b"\r\n\r\n", self._scan)
+        if end < 0:
+            return self._head_incomplete()
+        # The first CRLF ends the request line; it is at ``end`` when there are no fields.
+        eol = buf.find(b"\r\n", pos, end + 2)
+        request_line = buf[pos:eol]
+        block = buf[eol + 2 : end]  # the field lines, CRLF-separated
+        if type(request_line) is not bytes:
+            request_line = bytes(request_line)
+            block = bytes(block)
+        if not request_line:
+            # RFC 9112 2.2: "a server that is expecting to receive and parse a request-line
+            # SHOULD ignore at least one empty line (CRLF) received prior to the request-line."
+            self._pos = self._scan = skip_empty_lines(buf, pos)
+            return self._read_head()
+        size = end + 4 - pos
+        if size > self._quick_limit:
+            self._check_head_size(eol - pos, size)
+
+        # RFC 9112 3: request-line = method SP request-target SP HTTP-version, single spaces.
+        # Each part is checked against its own grammar, which also keeps out control bytes.
+        try:
+            method, target, version = request_line.split(b" ")
+        except ValueError:
+            raise _head_error(request_line, block, "invalid-request-line") from None
+        if version == b"HTTP/1.1":
+            version = _HTTP11
+            is11 = True
+        elif version == b"HTTP/1.0":
+            version = _HTTP10
+            is11 = False
+        else:
+            raise _head_error(request_line, block, "", version)
+        if method not in _KNOWN_METHODS and (not method or method.translate(None, TOKEN_CHARS)):
+            raise _head_error(request_line, block, "invalid-method")
+        # RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ]; like every form it is
+        # made of visible ASCII (RFC 3986), so controls, SP, HTAB and bytes > 0x7E are refused.
+        if (
+            not target or target[0] != 47 or target.translate(None, _TARGET_CHARS)
+        ) and not _other_target_ok(method, target):
+            raise _head_error(request_line, block, "invalid-request-target")
+
+        fields, nfields, hosts, special, frames = BLOCK_CACHE.get(block) or parse_header_block(
+            block, self._max_fields
+        )
+        if nfields > self._max_fields:  # a cached block, parsed under an older limit
+            raise RemoteProtocolError("too-many-header-fields", 431)
+        # RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+        # HTTP/1.1 request message that lacks a Host header field and to any request message
+        # that contains more than one Host header field line".
+        if hosts != 1 and (is11 or hosts):
+            raise RemoteProtocolError("missing-host" if hosts == 0 else "duplicate-host")
+
+        self._pos = end + 4
+        if special is None:
+            self._state = S_NO_BODY
+            return RequestHead(method, target, version, list(fields), is11, False, 0, False)
+        frame = frames[is11] or framing(special, is11)
+        head = RequestHead(
+            method,
+            target,
+            version,
+            list(fields),
+            frame.keep_alive,
+            frame.expect_continue,
+            frame.content_length,
+            frame.chunked,
+        )
+        if frame.chunked:
+            self._state = S_CHUNK_SIZE
+            self._head = head
+            self._body_total = 0
+            self._head_bytes = size
+            self._head_fields = nfields
+        elif frame.content_length:
+            if frame.content_length > self._max_body:
+                raise RemoteProtocolError("body-too-large", 413, head)
+            self._state = S_BODY
+            self._remaining = frame.content_length
+        else:
+            self._state = S_NO_BODY
+        return head
+
+    def _check_head_size(self, line_bytes: int, head_bytes: int) -> None:
+        """The precise 414/431 checks, for heads larger than the smaller of the two limits."""
+        if line_bytes > self._max_line:
+            raise RemoteProtocolError("request-line-too-long", 414)
+        if head_bytes > self._max_header:
+            raise RemoteProtocolError("header-section-too-large", 431)
+
+    def _head_incomplete(self) -> Event:
+        """No CRLFCRLF yet: check what arrived so far, then ask for more."""
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        if pos < size and buf[pos] == 13:
+            pos = self._pos = skip_empty_lines(buf, pos)
+        if pos >= size:
+            return self._drained()
+        start = self._scan if self._scan > pos else pos
+        check_bare_line_ends(buf, pos, start)
+        limit = self._max_line
+        # Fail as soon as the request line cannot fit, without waiting for the whole head.
+        if buf.find(b"\r\n", pos, pos + limit + 2) < 0 and size - pos - (buf[-1] == 13) > limit:
+            raise RemoteProtocolError("request-line-too-long", 414)
+        # The head needs at least one more byte, so it will be over the limit.
+        if size - pos >= self._max_header:
+            raise RemoteProtocolError("header-section-too-large", 431)
+        self._scan = size - 3 if size - 3 > pos else pos
+        return NEED_DATA
+
+    # -- bodies -------------------------------------------------------------------------------
+
+    def _read_body(self) -> Event:
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if available <= 0:
+            return self._drained()
+        remaining = self._remaining
+        if available >= remaining:
+            available = remaining
+            self._state = S_NO_BODY
+        else:
+            self._remaining = remaining - available
+        end = pos + available
+        self._pos = end
+        data = buf[pos:end]  # the whole bytes object itself when it is exactly the body
+        return Data(data if type(data) is bytes else bytes(data))
+
+
+def _head_error(
+    request_line: bytes, block: bytes, reason: str, version: bytes = b""
+) -> RemoteProtocolError:
+    """The error for a bad request line (error path only)."""
+    # A bare CR/LF anywhere in the head wins: fed byte by byte it is refused on arrival.
+    bare = diagnose_bare([request_line, *block.split(b"\r\n")])
+    if bare is not None:
+        return bare
+    if reason:
+        return RemoteProtocolError(reason)
+    # RFC 9112 2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT. A well-formed version we do
+    # not speak gets 505 (RFC 9110 15.6.6); anything else is a malformed request line.
+    if (
+        len(version) == 8
+        and version.startswith(b"HTTP/")
+        and version[5] in _DIGITS
+        and version[6] == 46
+        and version[7] in _DIGITS
+    ):
+        return RemoteProtocolError("unsupported-http-version", 505)
+    return RemoteProtocolError("invalid-http-version")
+
+
+def _other_target_ok(method: bytes, target: bytes) -> bool:
+    """Whether a target that is not a plain origin-form is acceptable (RFC 9112 3.2)."""
+    if not target or target.translate(None, _TARGET_CHARS):
+        return False
+    # RFC 9112 3.2.4: asterisk-form = "*", "only used for a server-wide OPTIONS request".
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise RemoteProtocolError("asterisk-form-without-options")
+        return True
+    if target[0] == 47:  # "/": origin-form
+        return True
+    # RFC 9112 3.2.2: absolute-form = absolute-URI; the scheme is case-insensitive.
+    prefix = target[:8].lower()
+    if (prefix.startswith(b"http://") and len(target) > 7) or (
+        prefix == b"https://" and len(target) > 8
+    ):
+        return True
+    # RFC 9112 3.2.3: authority-form = uri-host ":" port, "only used for CONNECT requests".
+    return method == b"CONNECT" and _is_authority(target)
+
+
+def _is_authority(target: bytes) -> bool:
+    host, colon, port = target.rpartition(b":")
+    return (
+        bool(host)
+        and bool(colon)
+        and port.isdigit()
+        and not any(char in target for char in (b"/", b"?", b"#", b"@"))
+    )

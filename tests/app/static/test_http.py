@@ -1,0 +1,158 @@
+"""The static mount over real sockets: statuses, framing, sendfile, gzip, HEAD vs GET."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+from collections.abc import Callable
+from email import message_from_bytes
+from pathlib import Path
+
+from reactor.app.static import StaticMount
+from tests.conftest import RunningServer
+
+VOLATILE = {"date", "x-request-id"}
+
+
+def _get(server: RunningServer, path: str, headers: dict[str, str] | None = None,
+         method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def test_every_status_over_the_wire(serve: Callable[..., RunningServer], www: Path) -> None:
+    server = serve(StaticMount("/", www))
+    status, headers, body = _get(server, "/hello.txt")
+    assert (status, body) == (200, b"hello, world\n")
+    etag, modified = headers["etag"], headers["last-modified"]
+    assert _get(server, "/hello.txt", {"Range": "bytes=0-4"})[0::2] == (206, b"hello")
+    status, headers, _ = _get(server, "/sub?x=1")
+    assert (status, headers["location"]) == (301, "/sub/?x=1")
+    status, headers, body = _get(server, "/hello.txt", {"If-None-Match": etag})
+    assert (status, body) == (304, b"")
+    assert "content-length" not in headers and "content-type" not in headers
+    assert (headers["etag"], headers["last-modified"]) == (etag, modified)
+    assert headers["vary"] == "Accept-Encoding"
+    assert _get(server, "/hello.txt", {"If-Modified-Since": modified})[0] == 304
+    assert _get(server, "/nope.txt")[0] == 404
+    status, headers, _ = _get(server, "/hello.txt", method="DELETE")
+    assert (status, headers["allow"]) == (405, "GET, HEAD, OPTIONS")
+    assert _get(server, "/hello.txt", method="OPTIONS")[0] == 204
+    assert _get(server, "/hello.txt", {"If-Match": '"x"'})[0] == 412
+    status, headers, _ = _get(server, "/hello.txt", {"Range": "bytes=100-"})
+    assert (status, headers["content-range"]) == (416, "bytes */13")
+
+
+def test_head_headers_equal_get_headers(serve: Callable[..., RunningServer], www: Path
+                                        ) -> None:
+    (www / "big.txt").write_bytes(b"x" * 300_000)
+    server = serve(StaticMount("/", www, cache_control="max-age=60"))
+    for path, extra in (("/hello.txt", {}), ("/big.txt", {}), ("/data.bin", {}),
+                        ("/style.css", {"Accept-Encoding": "gzip"}), ("/", {})):
+        get_status, get_headers, get_body = _get(server, path, extra)
+        head_status, head_headers, head_body = _get(server, path, extra, method="HEAD")
+        assert head_status == get_status == 200
+        assert head_body == b""
+        for name in VOLATILE:
+            get_headers.pop(name)
+            head_headers.pop(name)
+        assert head_headers == get_headers, path
+        assert int(get_headers["content-length"]) == len(get_body)
+
+
+def test_large_file_byte_exact_with_ranges(serve: Callable[..., RunningServer], www: Path
+                                           ) -> None:
+    """3 MiB goes out as FileBody parts (sendfile; see test_handler) and arrives intact."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (www / "large.bin").write_bytes(data)
+    server = serve(StaticMount("/", www))
+    status, headers, body = _get(server, "/large.bin")
+    assert status == 200 and body == data
+    assert int(headers["content-length"]) == len(data)
+    status, headers, body = _get(server, "/large.bin", {"Range": "bytes=1000000-1999999"})
+    assert (status, body) == (206, data[1_000_000:2_000_000])
+    assert headers["content-range"] == f"bytes 1000000-1999999/{len(data)}"
+    status, headers, body = _get(server, "/large.bin",
+                                 {"Range": "bytes=0-99,2000000-2999999,-5"})
+    assert status == 206
+    parts = message_from_bytes(b"Content-Type: " + headers["content-type"].encode()
+                               + b"\r\n\r\n" + body).get_payload()
+    assert [p["Content-Range"] for p in parts] == [
+        f"bytes 0-99/{len(data)}", f"bytes 2000000-2999999/{len(data)}",
+        f"bytes {len(data) - 5}-{len(data) - 1}/{len(data)}"]
+    assert [p.get_payload(decode=True) for p in parts] == [
+        data[:100], data[2_000_000:3_000_000], data[-5:]]
+    assert int(headers["content-length"]) == len(body)
+
+
+def test_multirange_framing_is_byte_exact(serve: Callable[..., RunningServer], www: Path
+                                          ) -> None:
+    server = serve(StaticMount("/", www))
+    data = (www / "data.bin").read_bytes()
+    status, headers, body = _get(server, "/data.bin", {"Range": "bytes=0-1,10-12"})
+    assert status == 206
+    boundary = headers["content-type"].split("boundary=")[1].encode()
+    assert body == (
+        b"--" + boundary + b"\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Range: bytes 0-1/1024\r\n\r\n" + data[0:2]
+        + b"\r\n--" + boundary + b"\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Range: bytes 10-12/1024\r\n\r\n" + data[10:13]
+        + b"\r\n--" + boundary + b"--\r\n")
+
+
+def test_gzip_cache_invalidated_by_file_change(serve: Callable[..., RunningServer],
+                                               www: Path) -> None:
+    server = serve(StaticMount("/", www))
+    path = www / "style.css"
+    gz = {"Accept-Encoding": "gzip"}
+    _, headers, body = _get(server, "/style.css", gz)
+    assert headers["content-encoding"] == "gzip"
+    assert gzip.decompress(body) == path.read_bytes()
+    first_etag = headers["etag"]
+    assert _get(server, "/style.css", {**gz, "If-None-Match": first_etag})[0] == 304
+    path.write_bytes(b"p { margin: 0; }\n" * 300)
+    os.utime(path, (2_000_000_000, 2_000_000_000))
+    _, headers, body = _get(server, "/style.css", gz)
+    assert gzip.decompress(body) == b"p { margin: 0; }\n" * 300
+    assert headers["etag"] != first_etag and headers["etag"].endswith('-gz"')
+    assert _get(server, "/style.css", {**gz, "If-None-Match": first_etag})[0] == 200
+
+
+def test_sidecar_served(serve: Callable[..., RunningServer], www: Path) -> None:
+    (www / "app.js.gz").write_bytes(gzip.compress(b"precompressed();\n"))
+    server = serve(StaticMount("/", www))
+    _, headers, body = _get(server, "/app.js", {"Accept-Encoding": "gzip"})
+    assert headers["content-encoding"] == "gzip"
+    assert headers["content-type"] == "application/javascript; charset=utf-8"
+    assert gzip.decompress(body) == b"precompressed();\n"
+    _, headers, body = _get(server, "/app.js")
+    assert "content-encoding" not in headers and body == (www / "app.js").read_bytes()
+
+
+def test_keep_alive_sequence(serve: Callable[..., RunningServer], www: Path) -> None:
+    """HEAD of a large file, a 304 and ranged answers leave the connection in sync."""
+    (www / "big.bin").write_bytes(b"b" * 200_000)
+    server = serve(StaticMount("/", www))
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request("HEAD", "/big.bin")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"")
+        etag = response.getheader("ETag")
+        conn.request("GET", "/big.bin", headers={"If-None-Match": etag})
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (304, b"")
+        conn.request("GET", "/big.bin", headers={"Range": "bytes=0-0,-1"})
+        response = conn.getresponse()
+        assert response.status == 206 and response.read().count(b"Content-Range") == 2
+        conn.request("GET", "/hello.txt")
+        assert conn.getresponse().read() == b"hello, world\n"
+    finally:
+        conn.close()

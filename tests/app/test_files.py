@@ -1,0 +1,305 @@
+"""`GET|POST /files/{name}`: serving, sendfile, atomic uploads, and never a byte outside."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import urllib.parse
+
+import pytest
+
+from tests.conftest import (
+    RawClient,
+    on_loop,
+    request_bytes,
+    start_server,
+    wait_for_log,
+)
+
+SECRET = b"TOP-SECRET: never served"
+SMALL_FILE_BYTES = 64 * 1024
+
+
+def fetch(running, method: str, target: str, body: bytes | None = None,  # type: ignore[no-untyped-def]
+          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
+    try:
+        connection.request(method, target, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def sendfile_bytes(running) -> list[int]:  # type: ignore[no-untyped-def]
+    """`sendfile_bytes` of every open connection's transport (read on the loop thread)."""
+    return on_loop(running, lambda: [conn._transport.sendfile_bytes
+                                     for conn in running.server.http.connections])
+
+
+@pytest.fixture
+def secret(tmp_path):  # type: ignore[no-untyped-def]
+    """A real file outside the files directory."""
+    path = tmp_path / "secret.txt"
+    path.write_bytes(SECRET)
+    return path
+
+
+# ---- GET ---------------------------------------------------------------------------------------
+
+def test_get_small_file(running_server, files_dir):
+    data = bytes(range(256)) * 10
+    (files_dir / "small.bin").write_bytes(data)
+    status, headers, body = fetch(running_server, "GET", "/files/small.bin")
+    assert status == 200
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Length"] == str(len(data))
+    assert body == data
+
+
+def test_get_missing_file_is_404(running_server):
+    status, _, body = fetch(running_server, "GET", "/files/nope.txt")
+    assert status == 404
+    assert body.startswith(b"Not Found")
+
+
+def test_get_a_directory_is_404(running_server, files_dir):
+    (files_dir / "subdir").mkdir()
+    assert fetch(running_server, "GET", "/files/subdir")[0] == 404
+
+
+def test_get_empty_file(running_server, files_dir):
+    (files_dir / "empty").write_bytes(b"")
+    status, headers, body = fetch(running_server, "GET", "/files/empty")
+    assert (status, headers["Content-Length"], body) == (200, "0", b"")
+
+
+def test_get_percent_encoded_name(running_server, files_dir):
+    (files_dir / "with space é.txt").write_bytes(b"spaced")
+    target = "/files/" + urllib.parse.quote("with space é.txt")
+    assert fetch(running_server, "GET", target)[2] == b"spaced"
+
+
+@pytest.mark.parametrize(("size", "via_sendfile"), [
+    (SMALL_FILE_BYTES, False), (SMALL_FILE_BYTES + 1, True), (3 * 1024 * 1024 + 7, True)])
+def test_large_files_go_out_with_sendfile(running_server, files_dir, size, via_sendfile):
+    data = os.urandom(size)
+    (files_dir / "blob").write_bytes(data)
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("GET", "/files/blob", {"Accept-Encoding": "gzip"}))
+        response = client.read_response()
+        assert response.status == 200
+        assert response.header("content-encoding") is None  # octet-stream: not compressed
+        assert response.body == data  # byte-exact
+        assert sendfile_bytes(running_server) == [size if via_sendfile else 0]
+
+
+def test_head_of_a_large_file_sends_no_body(running_server, files_dir):
+    (files_dir / "blob").write_bytes(b"z" * 200_000)
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("HEAD", "/files/blob"))
+        head = client.read_response(head=True)
+        assert head.status == 200 and head.header("content-length") == "200000"
+        client.send(request_bytes("GET", "/echo/next"))
+        assert client.read_response().body == b"next"  # no stray body bytes in between
+        assert sendfile_bytes(running_server) == [0]
+
+
+def test_files_without_a_directory_are_404(tmp_path):
+    running = start_server(tmp_path)  # no files.directory
+    try:
+        assert fetch(running, "GET", "/files/anything")[0] == 404
+        assert fetch(running, "POST", "/files/anything", b"data")[0] == 404
+        assert fetch(running, "GET", "/echo/ok")[2] == b"ok"
+    finally:
+        running.stop()
+
+
+# ---- POST --------------------------------------------------------------------------------------
+
+def test_post_writes_the_file_and_answers_201(running_server, files_dir):
+    data = os.urandom(100_000)
+    status, headers, body = fetch(running_server, "POST", "/files/upload.bin", data)
+    assert status == 201
+    assert body == b"" and headers["Content-Length"] == "0"
+    assert (files_dir / "upload.bin").read_bytes() == data
+    assert sorted(p.name for p in files_dir.iterdir()) == ["upload.bin"]  # no temp left
+
+
+def test_post_replaces_an_existing_file(running_server, files_dir):
+    (files_dir / "doc.txt").write_bytes(b"old content that is longer")
+    assert fetch(running_server, "POST", "/files/doc.txt", b"new")[0] == 201
+    assert (files_dir / "doc.txt").read_bytes() == b"new"
+    assert sorted(p.name for p in files_dir.iterdir()) == ["doc.txt"]
+
+
+def test_post_empty_body_creates_an_empty_file(running_server, files_dir):
+    assert fetch(running_server, "POST", "/files/zero", b"",
+                 {"Content-Length": "0"})[0] == 201
+    assert (files_dir / "zero").read_bytes() == b""
+
+
+def test_post_then_get_round_trip(running_server, files_dir):
+    data = b"round trip \x00\xff"
+    assert fetch(running_server, "POST", "/files/rt", data)[0] == 201
+    assert fetch(running_server, "GET", "/files/rt")[2] == data
+
+
+def test_post_onto_a_directory_is_refused(running_server, files_dir):
+    (files_dir / "adir").mkdir()
+    status = fetch(running_server, "POST", "/files/adir", b"data")[0]
+    assert status == 409
+    assert (files_dir / "adir").is_dir()
+    assert sorted(p.name for p in files_dir.iterdir()) == ["adir"]
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(request_bytes("POST", "/files/aborted", {"Content-Length": "100000"})
+                 + b"x" * 50_000, id="content-length"),
+    pytest.param(request_bytes("POST", "/files/aborted", {"Transfer-Encoding": "chunked"})
+                 + b"1000\r\n" + b"y" * 4096 + b"\r\n800\r\nyyy", id="chunked"),
+])
+def test_aborted_upload_leaves_nothing_and_the_server_keeps_serving(running_server,
+                                                                    files_dir, body):
+    with RawClient.to(running_server) as bystander:
+        bystander.send(request_bytes("GET", "/echo/before"))
+        assert bystander.read_response().body == b"before"
+        with RawClient.to(running_server) as uploader:
+            uploader.send(body)
+        # the uploader is gone; the log line proves the server saw the abort
+        line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
+        assert (line["status"], line["reason"]) == (499, "client-abort")
+        bystander.send(request_bytes("GET", "/echo/after"))
+        assert bystander.read_response().body == b"after"
+    assert list(files_dir.iterdir()) == []
+    assert fetch(running_server, "GET", "/files/aborted")[0] == 404
+
+
+def test_uploads_can_be_disabled(tmp_path, files_dir):
+    running = start_server(tmp_path, files={"directory": files_dir, "uploads": False})
+    try:
+        status, headers, _ = fetch(running, "POST", "/files/new", b"data")
+        assert status == 405
+        assert "POST" not in headers["Allow"]
+        assert list(files_dir.iterdir()) == []
+    finally:
+        running.stop()
+
+
+# ---- confinement -------------------------------------------------------------------------------
+
+def escape_targets(secret) -> list[str]:  # type: ignore[no-untyped-def]
+    quoted_abs = urllib.parse.quote(str(secret), safe="")
+    return [
+        "/files/..",
+        "/files/%2e%2e",
+        "/files/%2E%2E",
+        "/files/../secret.txt",
+        "/files/..%2Fsecret.txt",
+        "/files/..%2fsecret.txt",
+        "/files/%2e%2e%2fsecret.txt",
+        "/files/%2e%2e/secret.txt",
+        "/files/..%5Csecret.txt",
+        "/files/" + quoted_abs,  # an absolute path, slashes encoded
+        "/files/" + str(secret),  # an absolute path, slashes raw
+        "/files//" + str(secret).lstrip("/"),
+        "/files/secret.txt%00",
+        "/files/%00",
+        "/files/link%00.txt",
+        "/files/.hidden",
+        "/files/%2ehidden",
+        "/files/.",
+        "/files/%ff%fe",
+        "/files/link",  # a symlink that leads out
+        "/files/dirlink%2Fsecret.txt",
+        "/files/dirlink/secret.txt",
+        "/files/dotlink",  # a symlink to the directory itself
+        "http://test/files/../secret.txt",
+        "http://test/files/..%2Fsecret.txt",
+    ]
+
+
+@pytest.fixture
+def escape_setup(files_dir, secret):  # type: ignore[no-untyped-def]
+    (files_dir / "link").symlink_to(secret)
+    (files_dir / "dirlink").symlink_to(secret.parent, target_is_directory=True)
+    (files_dir / "dotlink").symlink_to(files_dir, target_is_directory=True)
+    (files_dir / ".hidden").write_bytes(SECRET)
+    return secret
+
+
+def test_get_never_leaves_the_files_directory(running_server, escape_setup):
+    secret = escape_setup
+    with RawClient.to(running_server) as client:
+        for target in escape_targets(secret):
+            client.send(request_bytes("GET", target, {"Accept-Encoding": "identity"}))
+            response = client.read_response()
+            assert response.status == 404, target
+            assert b"SECRET" not in response.raw, target
+
+
+def test_post_never_writes_outside_the_files_directory(running_server, escape_setup, files_dir):
+    secret = escape_setup
+    before = sorted(p.name for p in files_dir.parent.iterdir())
+    before_inside = sorted(p.name for p in files_dir.iterdir())
+    with RawClient.to(running_server) as client:
+        for target in escape_targets(secret):
+            client.send(request_bytes("POST", target, body=b"OVERWRITTEN"))
+            response = client.read_response()
+            assert response.status == 404, target
+    assert secret.read_bytes() == SECRET
+    assert (files_dir / ".hidden").read_bytes() == SECRET
+    assert sorted(p.name for p in files_dir.parent.iterdir()) == before
+    assert sorted(p.name for p in files_dir.iterdir()) == before_inside
+
+
+def test_post_through_a_dangling_symlink_out_creates_nothing(running_server, files_dir,
+                                                              tmp_path):
+    outside = tmp_path / "would-be-created"
+    (files_dir / "dangling").symlink_to(outside)
+    assert fetch(running_server, "POST", "/files/dangling", b"data")[0] == 404
+    assert not outside.exists()
+
+
+def test_symlink_inside_the_directory_is_served(running_server, files_dir):
+    (files_dir / "real.txt").write_bytes(b"real")
+    (files_dir / "alias.txt").symlink_to(files_dir / "real.txt")
+    assert fetch(running_server, "GET", "/files/alias.txt")[2] == b"real"
+
+
+def test_served_files_are_not_compressed(running_server, files_dir):
+    (files_dir / "page.txt").write_bytes(b"text " * 100)
+    status, headers, body = fetch(running_server, "GET", "/files/page.txt",
+                                  headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and "Content-Encoding" not in headers
+    assert body == b"text " * 100
+    with pytest.raises(gzip.BadGzipFile):
+        gzip.decompress(body)
+
+
+# ---- long names ----------------------------------------------------------------------------------
+
+def test_get_a_name_too_long_for_the_filesystem_is_404(running_server):
+    status, _, _ = fetch(running_server, "GET", "/files/" + "n" * 300)
+    assert status == 404
+
+
+def test_post_a_long_but_valid_name(running_server, files_dir):
+    name = "l" * 250
+    status, _, _ = fetch(running_server, "POST", "/files/" + name, b"long")
+    assert status == 201
+    assert (files_dir / name).read_bytes() == b"long"
+
+
+def test_get_a_long_but_valid_name(running_server, files_dir):
+    name = "g" * 255
+    (files_dir / name).write_bytes(b"long name")
+    assert fetch(running_server, "GET", "/files/" + name)[2] == b"long name"
+
+
+def test_blocking_file_requests_report_queue_time(running_server, files_dir):
+    (files_dir / "q").write_bytes(b"q")
+    fetch(running_server, "GET", "/files/q")
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "request")[0]
+    assert isinstance(line["queue_ms"], float) and line["queue_ms"] >= 0

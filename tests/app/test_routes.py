@@ -1,0 +1,203 @@
+"""The challenge's routes over a real socket, and the router on its own (no sockets)."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+
+from reactor.app.router import RouteError, Router
+from reactor.app.types import Headers, Request, Response
+from tests.conftest import RawClient, request_bytes
+
+
+def fetch(running, method: str, target: str,  # type: ignore[no-untyped-def]
+          headers: dict[str, str] | None = None, body: bytes | None = None):
+    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
+    try:
+        connection.request(method, target, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+# ---- the routes over the wire ------------------------------------------------------------------
+
+def test_root_is_200_with_an_empty_body(running_server):
+    status, headers, body = fetch(running_server, "GET", "/")
+    assert (status, body) == (200, b"")
+    assert headers["Content-Length"] == "0"
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("/echo/abc", b"abc"),
+    ("/echo/hello%20world", b"hello world"),
+    ("/echo/a%2Fb", b"a/b"),
+    ("/echo/%E2%9C%93", "\u2713".encode()),
+    ("/echo/100%25", b"100%"),
+    ("/echo/plus+sign", b"plus+sign"),
+    ("/echo/abc?ignored=1", b"abc"),
+    ("/echo/%00%ff", b"\x00\xff"),
+])
+def test_echo_returns_the_decoded_segment_as_text(running_server, target, expected):
+    status, headers, body = fetch(running_server, "GET", target)
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain"
+    assert headers["Content-Length"] == str(len(expected))
+    assert body == expected
+
+
+@pytest.mark.parametrize("target", ["/echo/", "/echo", "/echo/a/b", "/echoes/x", "/ECHO/x",
+                                    "/nope", "/user-agent/x", "/files", "/files/"])
+def test_unknown_paths_are_404(running_server, target):
+    status, headers, body = fetch(running_server, "GET", target)
+    assert status == 404
+    assert headers["Content-Type"].startswith("text/plain")
+    assert body.startswith(b"Not Found")
+
+
+def test_user_agent_is_returned(running_server):
+    status, headers, body = fetch(running_server, "GET", "/user-agent",
+                                  {"User-Agent": "foobar/1.2.3 (test)"})
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain"
+    assert body == b"foobar/1.2.3 (test)"
+
+
+def test_absolute_form_target_is_routed_on_its_path(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("GET", "http://test/echo/absolute"))
+        assert client.read_response().body == b"absolute"
+
+
+@pytest.mark.parametrize(("method", "target", "allow"), [
+    ("POST", "/echo/x", "GET, HEAD, OPTIONS"),
+    ("PUT", "/", "GET, HEAD, OPTIONS"),
+    ("DELETE", "/user-agent", "GET, HEAD, OPTIONS"),
+    ("DELETE", "/files/x", "GET, HEAD, OPTIONS, POST"),
+    ("PATCH", "/files/x", "GET, HEAD, OPTIONS, POST"),
+])
+def test_wrong_method_is_405_with_allow(running_server, method, target, allow):
+    status, headers, _ = fetch(running_server, method, target, body=b"")
+    assert status == 405
+    assert headers["Allow"] == allow
+
+
+@pytest.mark.parametrize(("target", "allow"), [
+    ("/", "GET, HEAD, OPTIONS"),
+    ("/echo/x", "GET, HEAD, OPTIONS"),
+    ("/files/x", "GET, HEAD, OPTIONS, POST"),
+])
+def test_options_is_204_with_allow(running_server, target, allow):
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("OPTIONS", target) + request_bytes("GET", "/echo/next"))
+        response = client.read_response()
+        assert response.status == 204
+        assert response.header("allow") == allow
+        assert response.header("content-length") is None
+        assert client.read_response().body == b"next"  # a 204 has no body
+
+
+def test_server_wide_options(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("OPTIONS", "*"))
+        response = client.read_response()
+    assert response.status == 204
+    assert "GET" in response.header("allow")
+
+
+@pytest.mark.parametrize("target", ["/", "/echo/x", "/nope"])
+def test_unknown_method_is_501(running_server, target):
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("BREW", target))
+        response = client.read_response()
+        assert response.status == 501
+        client.send(request_bytes("GET", "/echo/after"))  # the connection stays usable
+        assert client.read_response().body == b"after"
+
+
+# ---- the router without sockets --------------------------------------------------------------
+
+def make_request(method: str, path: str) -> Request:
+    return Request(method, path, "", "1.1", Headers([]))
+
+
+def handler_a(_request: Request) -> Response:
+    return Response(200, [], b"a")
+
+
+def handler_b(_request: Request) -> Response:
+    return Response(200, [], b"b")
+
+
+@pytest.fixture
+def router() -> Router:
+    router = Router()
+    router.get("/", handler_a)
+    router.get("/items/{item_id}", handler_a)
+    router.post("/items/{item_id}", handler_b, blocking=True)
+    router.get("/items/{item_id}/parts/{part}", handler_b)
+    router.get("/static/{rest:path}", handler_b)
+    return router
+
+
+def test_router_matches_static_and_parameter_routes(router):
+    route = router.resolve(make_request("GET", "/"))
+    assert route.handler is handler_a and not route.blocking
+    request = make_request("GET", "/items/a%20b")
+    route = router.resolve(request)
+    assert route.handler is handler_a
+    assert request.params == {"item_id": b"a b"}
+    request = make_request("GET", "/items/7/parts/x%2Fy")
+    assert router.resolve(request).handler is handler_b
+    assert request.params == {"item_id": b"7", "part": b"x/y"}
+
+
+def test_router_marks_blocking_routes(router):
+    route = router.resolve(make_request("POST", "/items/1"))
+    assert route.handler is handler_b and route.blocking
+
+
+def test_router_path_parameter_takes_the_rest(router):
+    request = make_request("GET", "/static/css/site.css")
+    assert router.resolve(request).handler is handler_b
+    assert request.params == {"rest": b"css/site.css"}
+
+
+def test_router_head_falls_back_to_get(router):
+    assert router.resolve(make_request("HEAD", "/items/1")).handler is handler_a
+
+
+@pytest.mark.parametrize("path", ["/nope", "/items", "/items/", "/items/1/2", "/static/"])
+def test_router_404(router, path):
+    answer = router.resolve(make_request("GET", path))
+    assert isinstance(answer, Response) and answer.status == 404
+
+
+def test_router_405_lists_the_allowed_methods(router):
+    answer = router.resolve(make_request("DELETE", "/items/1"))
+    assert answer.status == 405
+    assert answer.header(b"allow") == b"GET, HEAD, OPTIONS, POST"
+
+
+def test_router_options_and_unknown_methods(router):
+    answer = router.resolve(make_request("OPTIONS", "/"))
+    assert (answer.status, answer.header(b"allow")) == (204, b"GET, HEAD, OPTIONS")
+    assert router.resolve(make_request("BREW", "/")).status == 501
+    assert router.resolve(make_request("BREW", "/nope")).status == 501
+    assert router.resolve(make_request("OPTIONS", "*")).status == 204
+
+
+@pytest.mark.parametrize("template", ["no-slash", "/a/{bad-name}", "/a/x{y}",
+                                      "/{rest:path}/tail", "/a/{x:int}"])
+def test_router_refuses_bad_templates(template):
+    with pytest.raises(RouteError):
+        Router().get(template, handler_a)
+
+
+def test_router_refuses_a_route_registered_twice(router):
+    with pytest.raises(RouteError):
+        router.get("/items/{item_id}", handler_b)
+    router.add("put", "/items/{item_id}", handler_b)  # another method is fine
+    assert router.resolve(make_request("PUT", "/items/1")).handler is handler_b

@@ -1,0 +1,159 @@
+"""Many connections at once, and one connection's trouble never reaching another."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import struct
+import threading
+import time
+
+from tests.conftest import RawClient, on_loop, request_bytes, start_server, wait_for_log, wait_until
+
+
+def open_connections(running) -> int:  # type: ignore[no-untyped-def]
+    return on_loop(running, lambda: len(running.server.http.connections))
+
+
+def test_200_concurrent_connections_are_served_at_once(running_server):
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(RawClient.to(running_server)) for _ in range(200)]
+        assert wait_until(lambda: open_connections(running_server) == 200)
+        for i, client in enumerate(clients):
+            client.send(request_bytes("GET", f"/echo/client-{i}"))
+        for i, client in enumerate(clients):
+            response = client.read_response()
+            assert response.status == 200
+            assert response.body == f"client-{i}".encode()
+        # every connection is still open and usable for a second round
+        assert open_connections(running_server) == 200
+        for i, client in enumerate(reversed(clients)):
+            client.send(request_bytes("GET", f"/echo/again-{i}"))
+        for i, client in enumerate(reversed(clients)):
+            assert client.read_response().body == f"again-{i}".encode()
+    assert wait_until(lambda: open_connections(running_server) == 0)
+
+
+def test_a_stalled_request_does_not_hold_up_others(running_server):
+    with RawClient.to(running_server) as stalled, RawClient.to(running_server) as other:
+        stalled.send(b"GET /echo/never-finished HTTP/1.1\r\nHost: t\r\n")
+        stalled_upload = RawClient.to(running_server)
+        with stalled_upload:
+            stalled_upload.send(request_bytes("POST", "/files/slow", {"Content-Length": "100"})
+                                + b"only part")
+            started = time.monotonic()
+            other.send(request_bytes("GET", "/echo/prompt"))
+            assert other.read_response().body == b"prompt"
+            assert time.monotonic() - started < 1.0
+
+
+def test_a_protocol_error_does_not_disturb_another_connection(running_server):
+    with RawClient.to(running_server) as good, RawClient.to(running_server) as bad:
+        good.send(request_bytes("GET", "/echo/one"))
+        assert good.read_response().body == b"one"
+        bad.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-A: b\r\n c\r\n\r\n")
+        assert bad.read_response().status == 400
+        assert bad.is_closed_by_peer()
+        good.send(request_bytes("GET", "/echo/two"))
+        assert good.read_response().body == b"two"
+
+
+def test_a_reset_connection_does_not_disturb_others(running_server, files_dir):
+    (files_dir / "big").write_bytes(b"r" * 2_000_000)
+    with RawClient.to(running_server) as rude:
+        rude.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rude.send(request_bytes("GET", "/files/big"))
+        rude.sock.recv(1000)
+    # closed with RST while the server still had most of the file to send
+    with RawClient.to(running_server) as polite:
+        polite.send(request_bytes("GET", "/echo/fine"))
+        assert polite.read_response().body == b"fine"
+    assert wait_until(lambda: open_connections(running_server) == 0)
+    assert wait_until(lambda: _open_descriptors_of(files_dir / "big") == 0)  # file closed
+
+
+def test_concurrent_uploads_from_threads(running_server, files_dir):
+    payloads = {f"file-{i}": os.urandom(10_000 + i) for i in range(16)}
+    shared = [bytes([i]) * 50_000 for i in range(8)]
+    errors: list[BaseException] = []
+
+    def upload(name: str, data: bytes) -> None:
+        try:
+            connection = http.client.HTTPConnection(running_server.host, running_server.port,
+                                                    timeout=5)
+            try:
+                connection.request("POST", f"/files/{name}", body=data)
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 201
+            finally:
+                connection.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload, args=item) for item in payloads.items()]
+    threads += [threading.Thread(target=upload, args=("shared", data)) for data in shared]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not errors
+    for name, data in payloads.items():
+        assert (files_dir / name).read_bytes() == data
+    assert (files_dir / "shared").read_bytes() in shared  # one whole upload, never a mix
+    assert sorted(p.name for p in files_dir.iterdir()) == sorted([*payloads, "shared"])
+
+
+def _open_descriptors_of(path) -> int:  # type: ignore[no-untyped-def]
+    """How many descriptors of this process (server included) have `path` open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def test_pipelined_large_files_hold_a_bounded_number_of_descriptors(running_server,
+                                                                     files_dir):
+    size = 256 * 1024
+    (files_dir / "large.bin").write_bytes(b"L" * size)
+    count = 200
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("GET", "/files/large.bin") * count)  # and read nothing yet
+        # Give the server time to work through whatever it will queue without a reader.
+        wait_until(lambda: _open_descriptors_of(files_dir / "large.bin") > 8, timeout=1.0)
+        held = _open_descriptors_of(files_dir / "large.bin")
+        for _ in range(count):
+            response = client.read_response()
+            assert response.status == 200 and len(response.body) == size
+    assert held <= 8, f"{held} open descriptors of one file for one slow reader"
+    assert wait_until(lambda: _open_descriptors_of(files_dir / "large.bin") == 0)
+
+
+def test_connections_over_the_limit_are_shed_with_503(tmp_path):
+    running = start_server(tmp_path, server={"max_connections": 2})
+    try:
+        with RawClient.to(running) as one, RawClient.to(running) as two:
+            assert wait_until(lambda: open_connections(running) == 2)
+            with RawClient.to(running) as three:
+                response = three.read_response()  # answered without a request
+                assert response.status == 503
+                assert response.header("retry-after") == "1"
+                assert response.header("connection") == "close"
+                assert three.is_closed_by_peer()
+            for client in (one, two):
+                client.send(request_bytes("GET", "/echo/kept"))
+                assert client.read_response().body == b"kept"
+        line = wait_for_log(running.access_log, lambda x: x["event"] == "conn_shed")[0]
+        assert (line["status"], line["reason"]) == (503, "connection-limit")
+        assert wait_until(lambda: open_connections(running) == 0)
+        with RawClient.to(running) as again:  # room again
+            again.send(request_bytes("GET", "/echo/room"))
+            assert again.read_response().body == b"room"
+    finally:
+        running.stop()

@@ -1,0 +1,655 @@
+"""HTTP/1.1 over real sockets: keep-alive, pipelining, 100-continue, timeouts, errors, logs."""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import re
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+from reactor import __version__
+from reactor.app.types import Response
+from tests.conftest import (
+    RAW_TIMEOUT_S,
+    RawClient,
+    on_loop,
+    request_bytes,
+    start_server,
+    wait_for_log,
+    wait_until,
+)
+
+IMF_FIXDATE = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d\d:\d\d:\d\d GMT$")
+
+
+def get(target: str, **headers: str) -> bytes:
+    return request_bytes("GET", target, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+@pytest.fixture
+def small_limits_server(tmp_path, files_dir):  # type: ignore[no-untyped-def]
+    running = start_server(tmp_path, files={"directory": files_dir},
+                           limits={"max_body_bytes": 100})
+    yield running
+    running.stop()
+
+
+# ---- keep-alive and connection handling ------------------------------------------------------
+
+def test_keep_alive_serves_several_requests_on_one_socket(running_server):
+    with RawClient.to(running_server) as client:
+        for word in ("one", "two", "three"):
+            client.send(get(f"/echo/{word}"))
+            response = client.read_response()
+            assert response.status == 200
+            assert response.body == word.encode()
+            assert response.header("connection") is None
+    lines = wait_for_log(running_server.access_log, lambda x: x["event"] == "request", 3)
+    assert len({line["conn_id"] for line in lines}) == 1
+    assert [line["request_no"] for line in lines] == [1, 2, 3]
+
+
+def test_http_client_reuses_the_connection(running_server):
+    connection = http.client.HTTPConnection(running_server.host, running_server.port, timeout=5)
+    try:
+        connection.request("GET", "/echo/a")
+        first = connection.getresponse()
+        assert first.read() == b"a"
+        sock = connection.sock
+        connection.request("GET", "/echo/b")
+        second = connection.getresponse()
+        assert second.read() == b"b"
+        assert connection.sock is sock  # not reconnected
+    finally:
+        connection.close()
+
+
+def test_connection_close_is_honoured(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(get("/echo/bye", Connection="close"))
+        response = client.read_response()
+        assert response.status == 200 and response.body == b"bye"
+        assert response.header("connection") == "close"
+        assert client.is_closed_by_peer()
+
+
+def test_http10_closes_by_default(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("GET", "/echo/old", version="HTTP/1.0", host=False))
+        response = client.read_response()
+        assert response.status == 200 and response.body == b"old"
+        assert response.header("connection") == "close"
+        assert client.is_closed_by_peer()
+
+
+def test_http10_keep_alive_is_honoured_and_announced(running_server):
+    with RawClient.to(running_server) as client:
+        for word in ("first", "second"):
+            client.send(request_bytes("GET", f"/echo/{word}", {"Connection": "keep-alive"},
+                                      version="HTTP/1.0", host=False))
+            response = client.read_response()
+            assert response.status == 200 and response.body == word.encode()
+            assert response.header("connection") == "keep-alive"
+
+
+def test_half_closed_client_still_gets_its_answer(running_server):
+    gate = threading.Event()
+
+    def slow(_request):  # type: ignore[no-untyped-def]
+        gate.wait(RAW_TIMEOUT_S)
+        return Response(200, [(b"Content-Type", b"text/plain")], b"half-close")
+
+    on_loop(running_server, lambda: running_server.server.app.router.get(
+        "/slow", slow, blocking=True))
+    with RawClient.to(running_server) as client:
+        client.send(get("/slow"))
+        client.sock.shutdown(socket.SHUT_WR)  # the request is complete; we only read now
+        assert wait_until(lambda: on_loop(running_server, lambda: [
+            conn._peer_eof for conn in running_server.server.http.connections]) == [True])
+        gate.set()
+        response = client.read_response()
+        assert response.status == 200 and response.body == b"half-close"
+        assert response.header("connection") == "close"
+        assert client.is_closed_by_peer()
+
+
+# ---- pipelining ------------------------------------------------------------------------------
+
+def test_ten_pipelined_requests_are_answered_in_order(running_server, files_dir):
+    (files_dir / "p.bin").write_bytes(b"from-a-file")
+    targets = [f"/echo/req{i}" for i in range(10)]
+    targets[3] = targets[7] = "/files/p.bin"  # answered from the pool, must not overtake
+    expected = [b"from-a-file" if t.startswith("/files") else t[6:].encode() for t in targets]
+    with RawClient.to(running_server) as client:
+        client.send(b"".join(get(target) for target in targets))
+        bodies = [client.read_response().body for _ in targets]
+    assert bodies == expected
+
+
+def test_pipelined_connection_close_ends_the_batch(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(get("/echo/a") + get("/echo/b", Connection="close") + get("/echo/c"))
+        first, second = client.read_response(), client.read_response()
+        assert (first.body, second.body) == (b"a", b"b")
+        assert second.header("connection") == "close"
+        assert client.read_to_eof() == b""  # /echo/c is never answered
+
+
+def test_bodies_keep_pipelined_requests_in_step(running_server):
+    batch = (request_bytes("GET", "/echo/with-body", body=b"GET /echo/smuggled HTTP/1.1\r\n")
+             + request_bytes("POST", "/echo/x", {"Transfer-Encoding": "chunked"})
+             + b"4\r\nbody\r\n0\r\n\r\n"
+             + b"\r\n"  # a stray empty line between requests is tolerated (RFC 9112 2.2)
+             + get("/echo/last"))
+    with RawClient.to(running_server) as client:
+        client.send(batch)
+        responses = [client.read_response() for _ in range(3)]
+    assert [r.status for r in responses] == [200, 405, 200]
+    assert responses[0].body == b"with-body" and responses[2].body == b"last"
+
+
+@pytest.mark.parametrize("target", ["/", "/echo/hello", "/user-agent", "/files/h.txt",
+                                    "/files/big.bin", "/nothing-here"])
+@pytest.mark.parametrize("accept_encoding", ["", "gzip"])
+def test_head_has_the_headers_of_get_and_no_body(running_server, files_dir, target,
+                                                 accept_encoding):
+    (files_dir / "h.txt").write_bytes(b"head me")
+    (files_dir / "big.bin").write_bytes(b"x" * 100_000)
+    headers = {"User-Agent": "head-test", "Accept-Encoding": accept_encoding}
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("GET", target, headers))
+        got = client.read_response()
+        client.send(request_bytes("HEAD", target, headers) + get("/echo/after"))
+        head = client.read_response(head=True)
+        after = client.read_response()  # parses only if HEAD sent no body bytes
+    assert head.status == got.status
+    ignore = {"date", "x-request-id"}
+    assert ([f for f in head.fields if f[0].lower() not in ignore]
+            == [f for f in got.fields if f[0].lower() not in ignore])
+    assert after.status == 200 and after.body == b"after"
+
+
+# ---- slow and interim ----------------------------------------------------------------------
+
+def test_request_trickled_one_byte_at_a_time(running_server, files_dir):
+    data = (request_bytes("GET", "/echo/slowly", {"User-Agent": "trickle"})
+            + request_bytes("POST", "/files/trickled", body=b"drip drip"))
+    with RawClient.to(running_server) as client:
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(data)):
+            client.send(data[i:i + 1])
+            time.sleep(0.0005)
+        assert client.read_response().body == b"slowly"
+        assert client.read_response().status == 201
+    assert (files_dir / "trickled").read_bytes() == b"drip drip"
+
+
+def test_expect_100_continue_before_the_body(running_server, files_dir):
+    head = request_bytes("POST", "/files/continued",
+                         {"Expect": "100-continue", "Content-Length": "5"})
+    with RawClient.to(running_server) as client:
+        client.send(head)
+        interim = client.read_until(b"\r\n\r\n")  # before we sent a byte of the body
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"12345")
+        response = client.read_response()
+        assert response.status == 201
+    assert (files_dir / "continued").read_bytes() == b"12345"
+
+
+def test_expect_100_continue_over_the_limit_gets_413_instead(small_limits_server, files_dir):
+    head = request_bytes("POST", "/files/refused",
+                         {"Expect": "100-continue", "Content-Length": "1000"})
+    with RawClient.to(small_limits_server) as client:
+        client.send(head)
+        response = client.read_response()  # no body sent: the answer must not wait for it
+        assert response.status == 413
+        assert response.header("connection") == "close"
+        assert b"100 Continue" not in response.raw
+        assert client.is_closed_by_peer()
+    assert list(files_dir.iterdir()) == []
+
+
+def test_body_over_the_limit_gets_413_without_the_body_being_read(small_limits_server,
+                                                                   files_dir):
+    with RawClient.to(small_limits_server) as client:
+        client.send(request_bytes("POST", "/files/big", {"Content-Length": "101"}))
+        response = client.read_response()  # answered from the head alone
+        assert response.status == 413
+        assert response.header("connection") == "close"
+        assert client.is_closed_by_peer()
+    assert list(files_dir.iterdir()) == []
+    rejected = wait_for_log(small_limits_server.access_log,
+                            lambda x: x["event"] == "rejected")[0]
+    assert rejected["status"] == 413 and rejected["path"] == "/files/big"
+
+
+def test_body_at_the_limit_is_accepted(small_limits_server, files_dir):
+    with RawClient.to(small_limits_server) as client:
+        client.send(request_bytes("POST", "/files/exact", body=b"b" * 100))
+        assert client.read_response().status == 201
+    assert (files_dir / "exact").read_bytes() == b"b" * 100
+
+
+def test_chunked_upload_with_trailer(running_server, files_dir):
+    body = b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n"
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("POST", "/files/chunked", {"Transfer-Encoding": "chunked"})
+                    + body)
+        assert client.read_response().status == 201
+        client.send(get("/files/chunked"))  # the connection is still in step
+        assert client.read_response().body == b"hello world"
+
+
+def test_chunked_body_over_the_limit_gets_413(small_limits_server, files_dir):
+    with RawClient.to(small_limits_server) as client:
+        client.send(request_bytes("POST", "/files/chunky", {"Transfer-Encoding": "chunked"})
+                    + b"40\r\n" + b"a" * 64 + b"\r\n40\r\n")
+        response = client.read_response()
+        assert response.status == 413
+        assert client.is_closed_by_peer()
+    assert list(files_dir.iterdir()) == []
+
+
+# ---- protocol errors ---------------------------------------------------------------------------
+
+def _head(*lines: str) -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _long_request_line(length: int) -> bytes:
+    filler = length - len("GET /echo/ HTTP/1.1")
+    return f"GET /echo/{'a' * filler} HTTP/1.1".encode()
+
+
+def _head_of_size(size: int) -> bytes:
+    """A valid GET head of exactly `size` bytes (CRLFs included)."""
+    base = _head("GET /echo/sized HTTP/1.1", "Host: t", "X-Fill: ")
+    return _head("GET /echo/sized HTTP/1.1", "Host: t", "X-Fill: " + "f" * (size - len(base)))
+
+
+def _head_with_fields(count: int) -> bytes:
+    """A valid GET head with `count` header fields, Host included."""
+    return _head("GET /echo/fields HTTP/1.1", "Host: t",
+                 *(f"X-F{i}: v" for i in range(count - 1)))
+
+
+PROTOCOL_ERRORS = [
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Content-Length: 3",
+                       "Transfer-Encoding: chunked"), 400,
+                 "content-length-and-transfer-encoding", id="cl-and-te"),
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Content-Length: 3",
+                       "Content-Length: 4"), 400, "conflicting-content-length",
+                 id="differing-duplicate-cl"),
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Content-Length: 3, 4"), 400,
+                 "conflicting-content-length", id="differing-cl-list"),
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Content-Length: abc"), 400,
+                 "invalid-content-length", id="non-digit-cl"),
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Content-Length: -1"), 400,
+                 "invalid-content-length", id="negative-cl"),
+    pytest.param(_head("GET / HTTP/1.1", "Host: t", "X-A: one", " two"), 400, "obs-fold",
+                 id="obs-fold"),
+    pytest.param(_head("GET / HTTP/1.1", "Host: t", "X-A : one"), 400,
+                 "whitespace-before-colon", id="whitespace-before-colon"),
+    pytest.param(_head("GET / HTTP/1.1", "Host: t", "X-A: a\x01b"), 400,
+                 "invalid-field-value", id="control-char-in-value"),
+    pytest.param(_head("GET / HTTP/1.1", "Host: t", "X-A: a\x00b"), 400,
+                 "invalid-field-value", id="nul-in-value"),
+    pytest.param(_head("GET / HTTP/1.1", "Host: t", "X-A: a\x7fb"), 400,
+                 "invalid-field-value", id="del-in-value"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\nX-A: b\r\n\r\n", 400, "bare-lf", id="bare-lf"),
+    pytest.param(_head("GET / HTTP/1.1", "User-Agent: x"), 400, "missing-host",
+                 id="missing-host"),
+    pytest.param(_head("GET / HTTP/1.1", "Host: a", "Host: b"), 400, "duplicate-host",
+                 id="duplicate-host"),
+    pytest.param(_head("GET  / HTTP/1.1", "Host: t"), 400, "invalid-request-line",
+                 id="double-space"),
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Transfer-Encoding: gzip"), 501,
+                 "unsupported-transfer-coding", id="te-gzip"),
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t",
+                       "Transfer-Encoding: gzip, chunked"), 501,
+                 "unsupported-transfer-coding", id="te-gzip-chunked"),
+    pytest.param(_head("GET / HTTP/2.0", "Host: t"), 505, "unsupported-http-version",
+                 id="http-2.0"),
+    pytest.param(_head("GET / HTTP/1.2", "Host: t"), 505, "unsupported-http-version",
+                 id="http-1.2"),
+    pytest.param(_head("GET / HTTP/1", "Host: t"), 400, "invalid-http-version",
+                 id="malformed-version"),
+    pytest.param(_long_request_line(8193) + b"\r\nHost: t\r\n\r\n", 414,
+                 "request-line-too-long", id="request-line-8193"),
+    pytest.param(_long_request_line(20000), 414, "request-line-too-long",
+                 id="request-line-unfinished"),
+    pytest.param(_head_of_size(32769), 431, "header-section-too-large", id="head-32769"),
+    pytest.param(_head("GET / HTTP/1.1", "Host: t", "X-Big: " + "b" * 40000), 431,
+                 "header-section-too-large", id="head-40k"),
+    pytest.param(_head_with_fields(101), 431, "too-many-header-fields", id="101-fields"),
+]
+
+
+@pytest.mark.parametrize(("request_data", "status", "reason"), PROTOCOL_ERRORS)
+def test_protocol_error_is_answered_then_the_connection_closed(running_server, request_data,
+                                                               status, reason):
+    with RawClient.to(running_server) as client:
+        client.send(request_data)
+        response = client.read_response()
+        assert response.status == status
+        assert response.header("connection") == "close"
+        assert response.header("content-type").startswith("text/plain")
+        assert 0 < len(response.body) < 200
+        assert client.is_closed_by_peer()
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
+    assert (line["status"], line["reason"]) == (status, reason)
+
+
+@pytest.mark.parametrize(("request_data", "status", "reason"), [
+    p for p in PROTOCOL_ERRORS
+    if p.id in {"cl-and-te", "te-gzip", "http-2.0", "request-line-8193", "101-fields"}])
+def test_protocol_error_answer_has_the_common_headers(running_server, request_data, status,
+                                                      reason):
+    with RawClient.to(running_server) as client:
+        client.send(request_data)
+        response = client.read_response()
+    assert response.status == status
+    assert IMF_FIXDATE.match(response.header("date") or "")
+    assert response.header("server") == f"reactor/{__version__}"
+    assert response.header("x-request-id")
+
+
+@pytest.mark.parametrize(("request_data", "body"), [
+    pytest.param(_long_request_line(8192) + b"\r\nHost: t\r\n\r\n",
+                 b"a" * (8192 - len("GET /echo/ HTTP/1.1")), id="request-line-8192"),
+    pytest.param(_head_of_size(32768), b"sized", id="head-32768"),
+    pytest.param(_head_with_fields(100), b"fields", id="100-fields"),
+])
+def test_requests_at_the_limits_are_served(running_server, request_data, body):
+    with RawClient.to(running_server) as client:
+        client.send(request_data)
+        response = client.read_response()
+    assert response.status == 200
+    assert response.body == body
+
+
+def test_connect_method_is_not_implemented(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(_head("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"))
+        assert client.read_response().status == 501
+
+
+# ---- timeouts ----------------------------------------------------------------------------------
+
+def test_header_timeout_answers_408_then_closes(tmp_path):
+    running = start_server(tmp_path, timeouts={"header_s": 0.5})
+    try:
+        with RawClient.to(running) as client:
+            started = time.monotonic()
+            client.send(b"GET /echo/slow HTTP/1.1\r\nHo")
+            response = client.read_response()
+            elapsed = time.monotonic() - started
+            assert response.status == 408
+            assert response.header("connection") == "close"
+            assert client.is_closed_by_peer()
+        assert 0.4 <= elapsed < 3.0
+        line = wait_for_log(running.access_log, lambda x: x["event"] == "rejected")[0]
+        assert (line["status"], line["reason"]) == (408, "header-timeout")
+    finally:
+        running.stop()
+
+
+def test_silent_connection_is_closed_after_the_header_timeout_without_an_answer(tmp_path):
+    running = start_server(tmp_path, timeouts={"header_s": 0.3})
+    try:
+        with RawClient.to(running) as client:
+            started = time.monotonic()
+            assert client.read_to_eof() == b""
+            assert 0.2 <= time.monotonic() - started < 3.0
+    finally:
+        running.stop()
+
+
+def test_body_timeout_answers_408(tmp_path, files_dir):
+    running = start_server(tmp_path, files={"directory": files_dir}, timeouts={"body_s": 0.3})
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("POST", "/files/partial", {"Content-Length": "10"})
+                        + b"abc")
+            response = client.read_response()
+            assert response.status == 408
+            assert client.is_closed_by_peer()
+        assert list(files_dir.iterdir()) == []
+        line = wait_for_log(running.access_log, lambda x: x["event"] == "rejected")[0]
+        assert (line["status"], line["reason"]) == (408, "body-timeout")
+    finally:
+        running.stop()
+
+
+def test_idle_keep_alive_connection_is_closed_after_keepalive_s(tmp_path):
+    running = start_server(tmp_path, timeouts={"keepalive_s": 0.3})
+    try:
+        with RawClient.to(running) as client:
+            client.send(get("/echo/idle"))
+            assert client.read_response().body == b"idle"
+            started = time.monotonic()
+            assert client.read_to_eof() == b""  # closed, and nothing was said
+            assert 0.15 <= time.monotonic() - started < 3.0
+    finally:
+        running.stop()
+
+
+def test_keep_alive_connection_in_use_is_not_closed_early(tmp_path):
+    running = start_server(tmp_path, timeouts={"keepalive_s": 0.3})
+    try:
+        with RawClient.to(running) as client:
+            for i in range(4):  # each pause is shorter than keepalive_s; their sum is not
+                client.send(get(f"/echo/{i}"))
+                assert client.read_response().body == str(i).encode()
+                time.sleep(0.15)
+    finally:
+        running.stop()
+
+
+def test_header_timeout_is_not_reset_by_trickled_bytes(tmp_path):
+    running = start_server(tmp_path, timeouts={"header_s": 0.5})
+    try:
+        with RawClient.to(running) as client:
+            started = time.monotonic()
+            for byte in b"GET /echo/slowloris HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaa":
+                if select.select([client.sock], [], [], 0)[0]:
+                    break  # the server has answered
+                client.send(bytes([byte]))
+                time.sleep(0.05)
+            response = client.read_response()
+            assert response.status == 408
+            assert time.monotonic() - started < 1.5  # not header_s after the last byte
+    finally:
+        running.stop()
+
+
+def test_header_timeout_applies_to_a_later_keep_alive_request(tmp_path):
+    running = start_server(tmp_path, timeouts={"header_s": 0.4})
+    try:
+        with RawClient.to(running) as client:
+            client.send(get("/echo/first"))
+            assert client.read_response().body == b"first"
+            client.send(b"GET /echo/second HTTP/1.1\r\n")
+            started = time.monotonic()
+            response = client.read_response()
+            assert response.status == 408
+            assert 0.2 <= time.monotonic() - started < 3.0
+            assert client.is_closed_by_peer()
+    finally:
+        running.stop()
+
+
+def _stalled_download(running, files_dir, headers: dict[str, str]) -> float:  # type: ignore[no-untyped-def]
+    """Ask for a big file and never read it; seconds until the server dropped the connection."""
+    with open(files_dir / "huge", "wb") as file:
+        file.truncate(64 << 20)  # sparse: far more than the socket buffers hold
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(RAW_TIMEOUT_S)
+        sock.connect((running.host, running.port))
+        sock.sendall(request_bytes("GET", "/files/huge", headers))
+        started = time.monotonic()
+        wait_until(lambda: on_loop(running, lambda: len(running.server.http.connections)) == 0,
+                   timeout=1.5, interval=0.05)
+        return time.monotonic() - started
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param({"Connection": "close"}, id="connection-close"),
+    pytest.param({}, id="keep-alive"),
+])
+def test_stalled_write_is_dropped_after_write_s(tmp_path, files_dir, headers):
+    running = start_server(tmp_path, files={"directory": files_dir},
+                           timeouts={"write_s": 0.3, "keepalive_s": 30.0})
+    try:
+        elapsed = _stalled_download(running, files_dir, headers)
+        assert elapsed < 1.5, "the stalled connection was not dropped"
+        line = wait_for_log(running.access_log, lambda x: x["event"] == "rejected")[0]
+        assert line["reason"] == "write-timeout"
+    finally:
+        running.stop()
+
+
+# ---- handler failures ----------------------------------------------------------------------
+
+def _boom(_request):  # type: ignore[no-untyped-def]
+    raise RuntimeError("handler exploded")
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["inline", "pool"])
+def test_handler_exception_answers_500_and_the_server_keeps_serving(running_server, blocking):
+    on_loop(running_server, lambda: running_server.server.app.router.get(
+        "/boom", _boom, blocking=blocking))
+    with RawClient.to(running_server) as client:
+        client.send(get("/boom"))
+        response = client.read_response()
+        assert response.status == 500
+        assert response.body.startswith(b"Internal Server Error")
+        assert b"exploded" not in response.body  # no internals leak to the client
+        client.send(get("/echo/still-here"))  # same connection
+        assert client.read_response().body == b"still-here"
+    with RawClient.to(running_server) as other:
+        other.send(get("/echo/and-here"))
+        assert other.read_response().body == b"and-here"
+    errors = wait_for_log(running_server.error_log, lambda x: x["event"] == "handler-error")
+    assert "handler exploded" in errors[0]["exception"]
+    assert errors[0]["path"] == "/boom"
+
+
+# ---- headers every response carries ----------------------------------------------------------
+
+COMMON_HEADER_REQUESTS = [
+    pytest.param(get("/"), 200, id="200"),
+    pytest.param(request_bytes("POST", "/files/common", body=b"x"), 201, id="201"),
+    pytest.param(request_bytes("OPTIONS", "/echo/x"), 204, id="204"),
+    pytest.param(get("/nope"), 404, id="404"),
+    pytest.param(request_bytes("DELETE", "/"), 405, id="405"),
+    pytest.param(request_bytes("BREW", "/"), 501, id="501"),
+    pytest.param(request_bytes("HEAD", "/echo/h"), 200, id="head"),
+]
+
+
+@pytest.mark.parametrize(("request_data", "status"), COMMON_HEADER_REQUESTS)
+def test_every_response_has_date_server_and_request_id(running_server, request_data, status):
+    with RawClient.to(running_server) as client:
+        client.send(request_data)
+        response = client.read_response(head=request_data.startswith(b"HEAD"))
+    assert response.status == status
+    assert IMF_FIXDATE.match(response.header("date") or ""), response.header("date")
+    date = datetime.datetime.strptime(response.header("date"), "%a, %d %b %Y %H:%M:%S GMT")
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    assert abs((now - date).total_seconds()) < 5
+    assert response.header("server") == f"reactor/{__version__}"
+    assert re.fullmatch(r"[\w.:@+=/-]{1,128}", response.header("x-request-id") or "")
+    assert len(response.headers("date")) == len(response.headers("server")) == 1
+
+
+@pytest.mark.parametrize("request_id", ["abc-123", "req_7.x:y@z+w=v/u", "A" * 128])
+def test_well_formed_request_id_is_echoed(running_server, request_id):
+    with RawClient.to(running_server) as client:
+        client.send(get("/echo/id", X_Request_ID=request_id))
+        assert client.read_response().header("x-request-id") == request_id
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "request")[0]
+    assert line["request_id"] == request_id
+
+
+@pytest.mark.parametrize("request_id", [
+    pytest.param("has space", id="space"),
+    pytest.param("A" * 129, id="too-long"),
+    pytest.param("semi;colon", id="semicolon"),
+    pytest.param('quote"d', id="quote"),
+    pytest.param("caf\xe9", id="non-ascii"),
+    pytest.param("", id="empty"),
+])
+def test_malformed_request_id_is_replaced(running_server, request_id):
+    with RawClient.to(running_server) as client:
+        client.send(get("/echo/id", X_Request_ID=request_id))
+        replaced = client.read_response().header("x-request-id")
+    assert replaced and replaced != request_id.strip()
+    assert re.fullmatch(r"[\w.:@+=/-]{1,128}", replaced)
+
+
+def test_generated_request_ids_are_unique(running_server):
+    with RawClient.to(running_server) as client:
+        ids = set()
+        for _ in range(5):
+            client.send(get("/echo/x"))
+            ids.add(client.read_response().header("x-request-id"))
+    assert len(ids) == 5
+
+
+# ---- access log ----------------------------------------------------------------------------------
+
+def test_access_log_has_one_line_per_request(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(get("/echo/logged?x=1&y=2", User_Agent="log-test/1.0"))
+        first = client.read_response()
+        client.send(get("/missing"))
+        second = client.read_response()
+        local_port = client.sock.getsockname()[1]
+    lines = wait_for_log(running_server.access_log, lambda x: x["event"] == "request", 2)
+    assert len(lines) == 2
+    one, two = lines
+    assert one["ts"].endswith("Z")
+    ts = datetime.datetime.fromisoformat(one["ts"].replace("Z", "+00:00"))
+    assert abs((datetime.datetime.now(datetime.UTC) - ts).total_seconds()) < 5
+    assert one["remote_addr"] == "127.0.0.1" and one["remote_port"] == local_port
+    assert (one["method"], one["path"], one["query"]) == ("GET", "/echo/logged", "x=1&y=2")
+    assert one["status"] == 200 and two["status"] == 404
+    assert one["bytes_out"] == len(first.raw) and two["bytes_out"] == len(second.raw)
+    assert isinstance(one["duration_ms"], float) and 0 <= one["duration_ms"] < 5000
+    assert one["user_agent"] == "log-test/1.0" and two["user_agent"] is None
+    assert one["conn_id"] == two["conn_id"]
+    assert (one["request_no"], two["request_no"]) == (1, 2)
+    assert (one["keepalive_reuse"], two["keepalive_reuse"]) == (False, True)
+    assert one["request_id"] == first.header("x-request-id")
+    assert two["query"] == ""
+
+
+def test_access_log_tells_connections_apart(running_server):
+    for _ in range(2):
+        with RawClient.to(running_server) as client:
+            client.send(get("/"))
+            client.read_response()
+    lines = wait_for_log(running_server.access_log, lambda x: x["event"] == "request", 2)
+    assert lines[0]["conn_id"] != lines[1]["conn_id"]
+    assert [line["request_no"] for line in lines] == [1, 1]
+
+
+def test_head_is_logged_without_body_bytes(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("HEAD", "/echo/abcdef"))
+        response = client.read_response(head=True)
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "request")[0]
+    assert line["method"] == "HEAD" and line["bytes_out"] == len(response.raw)
