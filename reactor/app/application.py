@@ -79,9 +79,14 @@ class App:
         status = response.status
         if status < 200 or status in (204, 206, 304):
             return response
-        if response.header(b"content-type") not in policy.types:
-            return response
-        if response.header(b"content-encoding") is not None:
+        content_type = None
+        for name, value in response.headers:  # one pass; names may come in any case
+            name = name.lower()
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-encoding":
+                return response  # already encoded (a sidecar, say): never twice
+        if content_type not in policy.types:
             return response
         response.headers.append(VARY_ACCEPT_ENCODING)
         if not accepts_gzip(_accept_encoding(request)):

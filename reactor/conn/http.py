@@ -191,8 +191,6 @@ class HttpConnection:
 
     def data_received(self, data: bytes) -> None:
         parser = self._parser
-        if not parser.in_message:
-            self._head_started = time.monotonic()
         parser.feed(data)
         if self._busy or self._write_paused:
             if parser.buffered > _MAX_BUFFERED_WHILE_BUSY:
@@ -266,10 +264,15 @@ class HttpConnection:
         if parser.head_complete:
             self._set_deadline(time.monotonic() + settings.body_s)
         else:
+            # The header timeout runs from the first bytes of the request we saw unfinished
+            # (a request that arrives whole never needs it).
+            if not self._head_started:
+                self._head_started = time.monotonic()
             self._set_deadline(self._head_started + settings.header_s)
 
     def _head_received(self, head: RequestHead) -> None:
         self._head = head
+        self._head_started = 0.0
         self._requests += 1
         self._started = time.monotonic()
         self._body = []
@@ -363,7 +366,8 @@ class HttpConnection:
         status = response.status
         body = response.body
         keep_alive = (head.keep_alive and not self._peer_eof and not server.stopping
-                      and not self._parser_unusable(status))
+                      # after a body we refused to read, the stream position is unknown
+                      and status != 413)
         fields = [server.server_header, (b"Date", http_date())]
         body_kind = type(body)
         length = len(body) if body_kind is bytes else body.length  # type: ignore[union-attr]
@@ -390,9 +394,8 @@ class HttpConnection:
         else:
             transport.write_many(head_bytes, body)
         sent = len(head_bytes) + (length if send_body else 0)
-        encoding = response.header(b"content-encoding")
-        transport.when_sent(self._response_sent, request, status, sent, encoding,
-                            self._queue_ms, self._started)
+        transport.when_sent(self._response_sent, request, response, sent, self._queue_ms,
+                            self._started)
         self._busy = False
         self._head = None
         self._request = None
@@ -410,12 +413,9 @@ class HttpConnection:
             else:
                 transport.write_file(part.file, part.offset, part.length)  # type: ignore[union-attr]
 
-    def _parser_unusable(self, status: int) -> bool:
-        # After a body we refused to read, the stream position is unknown: close.
-        return status == 413
-
-    def _response_sent(self, request: Request, status: int, sent: int, encoding: bytes | None,
+    def _response_sent(self, request: Request, response: Response, sent: int,
                        queue_ms: float | None, started: float) -> None:
+        encoding = response.header(b"content-encoding")
         headers = request.headers
         user_agent = headers.get(b"user-agent")
         referer = headers.get(b"referer")
@@ -429,7 +429,7 @@ class HttpConnection:
             "path": request.path,
             "query": request.query,
             "http_version": request.version,
-            "status": status,
+            "status": response.status,
             "bytes_in": len(request.body),
             "bytes_out": sent,
             "duration_ms": round((time.monotonic() - started) * 1000.0, 3),

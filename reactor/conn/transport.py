@@ -123,7 +123,8 @@ class Transport:
             callback(*args)
             return
         self._buffer.append_marker(callback, *args)
-        self._queued()
+        if not self._batching and not self._writing:
+            self._flush()
 
     def write_many(self, *chunks: bytes | memoryview) -> None:
         """Queue several chunks; they leave together in one gather write when possible."""
@@ -138,7 +139,9 @@ class Transport:
         if self._batching or self._writing:
             # Sent after the current batch of input, or when the socket drains; meanwhile
             # the protocol must learn when too much is waiting.
-            self._check_high_water()
+            if not self._write_paused and self._buffer.pending_bytes > HIGH_WATER_BYTES:
+                self._write_paused = True
+                self._protocol.pause_writing()  # type: ignore[union-attr]
         else:
             self._flush()
 
