@@ -167,20 +167,19 @@ _REQUEST_LINE = (
 )
 
 
-def _opt_str(value: str | None) -> str:
-    return "null" if value is None else _json_str(value)
-
-
 def _render_request(event_dict: dict[str, Any]) -> str:
     d = event_dict
     queue_ms = d["queue_ms"]
+    user_agent, referer, encoding = d["user_agent"], d["referer"], d["content_encoding"]
     return _REQUEST_LINE % (
         _clock.now(), _json_str(d["request_id"]), d["conn_id"], d["request_no"],
         _json_str(d["remote_addr"]), d["remote_port"], _json_str(d["method"]),
         _json_str(d["path"]), _json_str(d["query"]), _json_str(d["http_version"]), d["status"],
         d["bytes_in"], d["bytes_out"], float(d["duration_ms"]),
-        "null" if queue_ms is None else float(queue_ms), _opt_str(d["user_agent"]),
-        _opt_str(d["referer"]), _opt_str(d["content_encoding"]),
+        "null" if queue_ms is None else float(queue_ms),
+        "null" if user_agent is None else _json_str(user_agent),
+        "null" if referer is None else _json_str(referer),
+        "null" if encoding is None else _json_str(encoding),
         "true" if d["keepalive_reuse"] else "false",
     )
 
@@ -209,12 +208,13 @@ def make_logger(sink: LineSink, *, level: str = "info", fmt: str = "json",
         processors: list[Any] = [_render_access]
     else:
         processors = [_exc_to_text, _stamp_access if access else _stamp, _renderer(sink, fmt)]
+    # bind() resolves structlog's lazy proxy now, so each call is a plain method call.
     return structlog.wrap_logger(
         sink,
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         cache_logger_on_first_use=True,
-    )
+    ).bind()
 
 
 class ServerLog:
