@@ -8,11 +8,15 @@ switches to a ``bytearray``, whose consumed front is dropped with ``del buf[:pos
 CPython), so many small feeds stay linear.
 
 A head is found with one ``find(b"\\r\\n\\r\\n")`` from ``_scan`` (the first offset not yet
-searched, so a slowly arriving head is not rescanned), copied once and split once; control
-bytes are refused for the whole head with a single ``translate`` (see ``headers``). The state
-machine is a small integer in ``_state``; bodies are either Content-Length (count down
-``_remaining``) or chunked (size line, data, CRLF, ..., trailers). Any RemoteProtocolError
-moves to the error state, where ``next_event`` raises the same error again.
+searched, so a slowly arriving head is not rescanned) and cut into the request line and the
+block of field lines. The request line is split once and each part checked with a set lookup
+or one ``translate``; the field block is looked up in ``headers.BLOCK_CACHE`` (a keep-alive
+client repeats it byte for byte) and parsed and validated in one pass only on a miss. The
+state machine is a small integer in ``_state``; bodies are Content-Length (count down
+``_remaining``, here) or chunked (``chunked.BodyReader``). Any RemoteProtocolError moves to the
+error state, where ``next_event`` raises the same error again.
+
+The serializers are defined in ``serialize`` and re-exported here.
 """
 
 from __future__ import annotations
@@ -261,7 +265,9 @@ class RequestParser(BodyReader):
         try:
             method, target, version = request_line.split(b" ")
         except ValueError:
-            raise _head_error(request_line, block, "invalid-request-line") from None
+            raise _head_error(
+                request_line, block, RemoteProtocolError("invalid-request-line")
+            ) from None
         if version == b"HTTP/1.1":
             version = _HTTP11
             is11 = True
@@ -269,15 +275,15 @@ class RequestParser(BodyReader):
             version = _HTTP10
             is11 = False
         else:
-            raise _head_error(request_line, block, "", version)
+            raise _head_error(request_line, block, _version_error(version))
         if method not in _KNOWN_METHODS and (not method or method.translate(None, TOKEN_CHARS)):
-            raise _head_error(request_line, block, "invalid-method")
+            raise _head_error(request_line, block, RemoteProtocolError("invalid-method"))
         # RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ]; like every form it is
         # made of visible ASCII (RFC 3986), so controls, SP, HTAB and bytes > 0x7E are refused.
         if (
             not target or target[0] != 47 or target.translate(None, _TARGET_CHARS)
         ) and not _other_target_ok(method, target):
-            raise _head_error(request_line, block, "invalid-request-target")
+            raise _head_error(request_line, block, RemoteProtocolError("invalid-request-target"))
 
         fields, nfields, hosts, special, frames = BLOCK_CACHE.get(block) or parse_header_block(
             block, self._max_fields
@@ -369,17 +375,20 @@ class RequestParser(BodyReader):
 
 
 def _head_error(
-    request_line: bytes, block: bytes, reason: str, version: bytes = b""
+    request_line: bytes, block: bytes, error: RemoteProtocolError
 ) -> RemoteProtocolError:
-    """The error for a bad request line (error path only)."""
-    # A bare CR/LF anywhere in the head wins: fed byte by byte it is refused on arrival.
-    bare = diagnose_bare([request_line, *block.split(b"\r\n")])
-    if bare is not None:
-        return bare
-    if reason:
-        return RemoteProtocolError(reason)
-    # RFC 9112 2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT. A well-formed version we do
-    # not speak gets 505 (RFC 9110 15.6.6); anything else is a malformed request line.
+    """``error``, unless the head has a bare CR/LF (error path only).
+
+    Fed byte by byte, a bare CR/LF is refused as it arrives, before the request line is
+    looked at; the same input fed at once gives the same reason this way.
+    """
+    return diagnose_bare([request_line, *block.split(b"\r\n")]) or error
+
+
+def _version_error(version: bytes) -> RemoteProtocolError:
+    # RFC 9112 2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT (HTTP-name is case-sensitive).
+    # A well-formed version we do not speak gets 505 (RFC 9110 15.6.6); anything else is a
+    # malformed request line.
     if (
         len(version) == 8
         and version.startswith(b"HTTP/")

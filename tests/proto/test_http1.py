@@ -20,6 +20,7 @@ from reactor.proto import (
     RequestHead,
     RequestParser,
 )
+from reactor.proto.headers import BLOCK_CACHE
 
 HeadSummary = tuple[Any, ...]
 
@@ -1038,3 +1039,49 @@ def test_events_reprs_and_equality() -> None:
     error = RemoteProtocolError("obs-fold")
     assert (error.reason, error.status_hint, error.head) == ("obs-fold", 400, None)
     assert "obs-fold" in str(error) and "obs-fold" in repr(error)
+
+
+# -- the header-block cache ------------------------------------------------------------------
+
+
+def test_cached_block_gives_fresh_header_lists() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: x\r\nX-Cache-Test: 1\r\n\r\n"
+    (first, _) = parse(data)
+    first.headers.append((b"x-mutated", b"yes"))
+    (second, _) = parse(data)
+    assert second.headers == [(b"host", b"x"), (b"x-cache-test", b"1")]
+
+
+def test_cached_block_rechecks_the_field_limit() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\n\r\n"
+    assert len(parse(data)) == 2  # cached under the default limit
+    error = parse_error(data, max_header_fields=3)
+    assert (error.status_hint, error.reason) == (431, "too-many-header-fields")
+
+
+def test_cached_block_still_raises_framing_errors() -> None:
+    block = H + b"Transfer-Encoding: chunked\r\n\r\n"
+    assert isinstance(parse(b"POST / HTTP/1.1\r\n" + block)[0], RequestHead)
+    assert parse_error(b"POST / HTTP/1.0\r\n" + block).reason == "transfer-encoding-in-http10"
+    smuggle = (
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    for _ in range(2):
+        assert parse_error(smuggle).reason == "content-length-and-transfer-encoding"
+
+
+def test_cached_trailers_recheck_the_field_limit() -> None:
+    body = b"0\r\nX-T1: a\r\nX-T2: b\r\n\r\n"
+    request = b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + body
+    assert message(request)[2] == ((b"x-t1", b"a"), (b"x-t2", b"b"))
+    error = parse_error(request, max_header_fields=3)  # 2 head fields + 2 trailers
+    assert (error.status_hint, error.reason) == (431, "too-many-header-fields")
+
+
+def test_block_cache_is_bounded() -> None:
+    for i in range(2000):
+        parse(b"GET / HTTP/1.1\r\nHost: x\r\nX-Unique: %d\r\n\r\n" % i)
+    assert 0 < len(BLOCK_CACHE) <= 512
+    big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 3000 + b"\r\n\r\n"
+    parse(big)
+    assert all(len(key) <= 2048 for key in BLOCK_CACHE)
