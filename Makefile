@@ -4,7 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-tools lint bench clean
+
+# Debian tools some tests use (systemd-analyze verifies the units, logrotate checks
+# conf/logrotate). Installed when missing and we are root; otherwise those tests skip.
+TEST_TOOLS := systemd-analyze:systemd logrotate:logrotate
 
 install: $(STAMP)
 
@@ -19,9 +23,18 @@ run: $(STAMP)
 	mkdir -p files logs
 	$(VENV)/bin/reactor serve --directory files --log logs/access.log --error-log logs/error.log
 
-test: $(STAMP)
+test: $(STAMP) test-tools
 	$(VENV)/bin/ruff check reactor tests bench
 	$(PY) -m pytest
+
+test-tools:
+	@missing=""; for pair in $(TEST_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing test tools:$$missing"; \
+	  (apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$missing >/dev/null 2>&1)) \
+	  || echo "could not install$$missing; their tests will skip"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reactor tests bench

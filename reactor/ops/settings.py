@@ -27,6 +27,7 @@ from reactor.ops.kinds import (
     Umask,
     Workers,
 )
+from reactor.ops.static_kinds import MimeOverrides, Mounts, Text
 
 DEFAULT_CONFIG_PATH = "/etc/reactor/reactor.toml"  # read when it exists and no --config
 MiB = 1 << 20
@@ -110,6 +111,36 @@ class FilesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StaticConfig:
+    """Document roots served like nginx: index files, ranges, validators, sendfile."""
+
+    root: Path | None = setting(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(directory=True),
+        "Directory served under `prefix`; unset = no document root.", metavar="DIR",
+        example="/srv/www")
+    prefix: str = setting("/", Text(), "URL path the root is mounted at; app routes win.")
+    index: str | None = setting(
+        "index.html", Text(optional=True), 'File served for a directory URL; "" = none.')
+    listing: bool = setting(False, Bool(), "List directories without an index file.")
+    symlinks: str = setting(
+        "deny-outside", Choice(("deny-outside", "follow", "deny")),
+        "Symlinks: refuse those leading outside the root, follow all, or refuse all.")
+    dotfiles: bool = setting(False, Bool(), "Serve names starting with a dot.")
+    cache_control: str | None = setting(
+        None, Text(optional=True), "Cache-Control value on files; unset = none.",
+        example="public, max-age=3600")
+    max_ranges: int = setting(16, Int(1, 1000), "Most ranges in one Range header (else 200).")
+    mime_overrides: tuple[tuple[str, str], ...] = setting(
+        (), MimeOverrides(), 'Extra MIME types, e.g. { ".log" = "text/plain" }.')
+    gzip_cache_bytes: int = setting(
+        64 * MiB, Int(0, TiB), "Memory for gzip-compressed copies of small static files.")
+    gzip_cache_file_max: int = setting(
+        MiB, Int(0, TiB), "Largest file compressed into that cache (larger: sent as is).")
+    mounts: tuple[dict[str, Any], ...] = setting(
+        (), Mounts(), "More document roots: [[static.mounts]] tables with the keys above.")
+
+
+@dataclass(frozen=True, slots=True)
 class CompressionConfig:
     """gzip response compression, when the client accepts it."""
 
@@ -161,6 +192,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
+    static: StaticConfig = field(default_factory=StaticConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     log: LogConfig = field(default_factory=LogConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)

@@ -1,0 +1,109 @@
+"""Setting kinds of the `[static]` section: free text, MIME override tables, extra mounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reactor.app.static import MountError, StaticMount
+from reactor.ops.kinds import Invalid, Kind, show, toml_string, toml_value
+
+MOUNT_KEYS = ("prefix", "root", "index", "listing", "symlinks", "dotfiles", "cache_control",
+              "max_ranges", "mime_overrides")
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    """A string; "" means unset when `optional`."""
+
+    optional: bool = False
+
+    def type_name(self) -> str:
+        return "string, or unset" if self.optional else "string"
+
+    def check(self, value: object, base: Path) -> str | None:
+        if self.optional and (value is None or value == ""):
+            return None
+        if not isinstance(value, str):
+            raise Invalid(f"must be a string, got {show(value)}")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            raise Invalid(f"must not contain control characters, got {toml_string(value)}")
+        return value
+
+
+def _check_mime_table(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise Invalid(f'must be a table of ".ext" = "type/subtype", got {show(value)}')
+    return {k if k.startswith(".") else "." + k: v for k, v in value.items()}
+
+
+def _table_toml(table: dict[str, Any]) -> str:
+    if not table:
+        return "{}"
+    return "{ " + ", ".join(f"{toml_string(k) if not k.isidentifier() else k} = "
+                            f"{_any_toml(v)}" for k, v in table.items()) + " }"
+
+
+def _any_toml(value: Any) -> str:
+    return _table_toml(value) if isinstance(value, dict) else toml_value(value)
+
+
+@dataclass(frozen=True)
+class MimeOverrides(Kind):
+    """A table of file extension → media type."""
+
+    def type_name(self) -> str:
+        return 'table of ".ext" = "type/subtype"'
+
+    def check(self, value: object, base: Path) -> tuple[tuple[str, str], ...]:
+        if isinstance(value, tuple):  # already checked (a default)
+            value = dict(value)
+        table = _check_mime_table(value)
+        try:
+            StaticMount("/", base, mime_overrides=table, index=None)
+        except MountError as exc:
+            raise Invalid(str(exc).removeprefix("static mount '/': ")) from None
+        return tuple(sorted(table.items()))
+
+    def to_toml(self, value: Any) -> str | None:
+        return _table_toml(dict(value))
+
+
+@dataclass(frozen=True)
+class Mounts(Kind):
+    """Extra document roots: a list of tables with the keys of [static] (prefix, root, ...)."""
+
+    def type_name(self) -> str:
+        return "list of mount tables"
+
+    def check(self, value: object, base: Path) -> tuple[dict[str, Any], ...]:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
+            raise Invalid(f"must be a list of tables ([[static.mounts]]), got {show(value)}")
+        return tuple(self._check_one(index, table, base) for index, table in enumerate(value))
+
+    def _check_one(self, index: int, table: dict[str, Any], base: Path) -> dict[str, Any]:
+        where = f"mount #{index + 1}"
+        unknown = sorted(set(table) - set(MOUNT_KEYS))
+        if unknown:
+            raise Invalid(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(MOUNT_KEYS)})")
+        if "prefix" not in table or "root" not in table:
+            raise Invalid(f"{where}: needs both prefix and root")
+        mount = dict(table)
+        if not isinstance(mount["root"], str):
+            raise Invalid(f"{where}: root must be a path string, got {show(mount['root'])}")
+        mount["root"] = str(Path(base, mount["root"]).resolve())
+        if "mime_overrides" in mount:
+            mount["mime_overrides"] = _check_mime_table(mount["mime_overrides"])
+        if mount.get("cache_control") == "" or mount.get("index") == "":
+            mount = {k: (None if v == "" and k in ("cache_control", "index") else v)
+                     for k, v in mount.items()}
+        try:
+            StaticMount(**mount)
+        except (MountError, TypeError) as exc:
+            raise Invalid(f"{where}: {exc}") from None
+        return mount
+
+    def to_toml(self, value: Any) -> str | None:
+        return "[" + ", ".join(_table_toml(m) for m in value) + "]"

@@ -1,0 +1,56 @@
+"""The [static] section: document roots declared in TOML, checked with one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from reactor.ops.config import ConfigError, load_config
+
+
+def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "reactor.toml"
+    path.write_text(text)
+    return load_config(argparse.Namespace(config=str(path), no_config=False), environ={})
+
+
+def test_root_and_extra_mounts_resolve_against_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "assets").mkdir()
+    config = load(tmp_path, """
+[static]
+root = "www"
+cache_control = "public, max-age=60"
+mime_overrides = { ".log" = "text/plain", map = "application/json" }
+
+[[static.mounts]]
+prefix = "/assets"
+root = "assets"
+listing = true
+""")
+    static = config.static
+    assert static.root == tmp_path / "www"
+    assert static.prefix == "/"
+    assert static.cache_control == "public, max-age=60"
+    assert dict(static.mime_overrides) == {".log": "text/plain", ".map": "application/json"}
+    assert static.mounts == ({"prefix": "/assets", "root": str(tmp_path / "assets"),
+                              "listing": True},)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[static]\nroot = "missing"', "static.root: directory"),
+    ('[static]\nsymlinks = "sometimes"', 'static.symlinks: must be one of'),
+    ('[static]\nmime_overrides = { ".x" = "not a type" }', "static.mime_overrides"),
+    ('[[static.mounts]]\nprefix = "/a"', "mount #1: needs both prefix and root"),
+    ('[[static.mounts]]\nprefix = "/a"\nroot = "."\ncolour = "red"', "unknown key 'colour'"),
+    ('[[static.mounts]]\nprefix = "a"\nroot = "."', "mount #1:"),
+    ('[[static.mounts]]\nprefix = "/a"\nroot = "nowhere"', "mount #1:"),
+])
+def test_bad_static_settings_are_one_line_errors(tmp_path: Path, text: str,
+                                                 message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, text)
+    error = str(raised.value)
+    assert "\n" not in error and message in error and "reactor.toml" in error
