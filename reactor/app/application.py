@@ -14,7 +14,7 @@ from reactor.app import handlers
 from reactor.app.compression import DEFAULT_TYPES, CompressibleTypes, accepts_gzip, gzip_bytes
 from reactor.app.router import Route, Router
 from reactor.app.static import GzipCache, StaticHandler, StaticMount
-from reactor.app.types import Handler, Offload, Request, Response
+from reactor.app.types import Handler, Offload, Request, Response, Upload
 
 VARY_ACCEPT_ENCODING = (b"Vary", b"Accept-Encoding")
 CONTENT_ENCODING_GZIP = (b"Content-Encoding", b"gzip")
@@ -52,10 +52,23 @@ class App:
             return handler
         return register
 
+    def begin(self, request: Request) -> Upload | Response | None:
+        """At head time, for a request with a body: an `Upload` (or early `Response`) when
+        its route streams bodies, else None (the connection buffers the body)."""
+        found = self.router.resolve(request)
+        if type(found) is not Route or not found.stream:
+            return None
+        return found.handler(request)  # type: ignore[return-value]
+
     def __call__(self, request: Request) -> Response | Offload:
         found = self.router.resolve(request)
         if type(found) is not Route:
             return found  # type: ignore[return-value]  # a 404/405/OPTIONS answer
+        if found.stream:  # a body that was not streamed (empty, say): the same steps at once
+            upload = found.handler(request)
+            if type(upload) is Response:
+                return upload
+            return Offload(_run_upload, upload, request.body)
         if found.blocking:
             return Offload(self._run_blocking, found, request)
         result = found.handler(request)
@@ -96,6 +109,19 @@ class App:
         return Offload(_gzip_response, response, policy.level)
 
 
+def _run_upload(upload: Upload, body: bytes) -> Response:
+    try:
+        refused = upload.start()
+        if refused is not None:
+            return refused
+        if body:
+            upload.write(body)
+        return upload.finish()
+    except BaseException:
+        upload.abort()
+        raise
+
+
 def _accept_encoding(request: Request) -> bytes | None:
     """The Accept-Encoding list; repeated field lines form one list (RFC 9110 5.3)."""
     values = request.headers.get_all(b"accept-encoding")
@@ -129,7 +155,9 @@ def build_app(*, directory: str | None, uploads: bool = True,
     if directory is not None:
         files = handlers.FilesHandler(directory, uploads=uploads)
         router.get("/files/{name}", files.get, blocking=True)
-        router.post("/files/{name}", files.post, blocking=True)
+        router.add("POST", "/files/{name}", files.upload, stream=True)
+        router.add("PUT", "/files/{name}", files.upload, stream=True)
+        router.add("DELETE", "/files/{name}", files.delete, blocking=True)
     if mounts:
         add_mounts(app, mounts, gzip_cache if gzip_cache is not None else GzipCache())
     return app

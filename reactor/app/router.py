@@ -28,13 +28,15 @@ class RouteError(Exception):
 class Route:
     """One handler for one method on one template."""
 
-    __slots__ = ("blocking", "handler", "method", "template")
+    __slots__ = ("blocking", "handler", "method", "stream", "template")
 
-    def __init__(self, method: str, template: str, handler: Handler, blocking: bool) -> None:
+    def __init__(self, method: str, template: str, handler: Handler, blocking: bool,
+                 stream: bool = False) -> None:
         self.method = method
         self.template = template
         self.handler = handler
         self.blocking = blocking
+        self.stream = stream  # the handler answers at head time with an Upload
 
 
 class _Pattern:
@@ -94,12 +96,14 @@ class Router:
         self._by_template: dict[str, _Pattern] = {}
         self._mounts: list[tuple[str, Route]] = []  # longest prefix first
 
-    def add(self, method: str, template: str, handler: Handler, *, blocking: bool = False
-            ) -> None:
+    def add(self, method: str, template: str, handler: Handler, *, blocking: bool = False,
+            stream: bool = False) -> None:
+        """Register `handler`. With `stream`, it is called when the request head arrives
+        and answers with an `Upload` that receives the body piece by piece."""
         if not template.startswith("/"):
             raise RouteError(f"route {template!r} must start with '/'")
         method = method.upper()
-        route = Route(method, template, handler, blocking)
+        route = Route(method, template, handler, blocking, stream)
         if "{" not in template:
             methods = self._static.setdefault(template, {})
         else:

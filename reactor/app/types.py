@@ -154,6 +154,31 @@ class Offload:
         self.args = args
 
 
+class Upload:
+    """Consumes a request body as it arrives, instead of the connection buffering it.
+
+    A route registered with `stream=True` answers at head time (on the loop, so cheaply)
+    with an `Upload`, or with a `Response` to refuse before any body is read. The
+    connection then calls, one at a time and each on a worker thread: `start()` once (may
+    return a `Response` to refuse: the body is then discarded), `write(chunk)` for each
+    piece of the body, and `finish()` for the final `Response` — or `abort()` instead of
+    `finish()` when the body never completes (client gone, timeout, limit, server stop).
+    `abort()` must leave nothing behind.
+    """
+
+    def start(self) -> Response | None:
+        return None
+
+    def write(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> Response:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        return None
+
+
 Handler = Callable[[Request], "Response | Offload"]
 
 

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from reactor.app.types import FileBody, Headers, Offload, PartsBody, Request, Response
+from reactor.app.types import FileBody, Headers, Offload, PartsBody, Request, Response, Upload
 from reactor.conn.clock import http_date
 from reactor.conn.transport import Transport
+from reactor.conn.upload import UploadPump
 from reactor.loop import EventLoop, TimerHandle
 from reactor.proto import (
     CONTINUE_100,
@@ -157,7 +158,7 @@ class HttpConnection:
     __slots__ = (
         "_body", "_body_size", "_busy", "_closing", "_deadline", "_head", "_head_started",
         "_parser", "_peer_eof", "_queue_ms", "_request", "_requests", "_server", "_started",
-        "_timer", "_transport", "_write_paused", "conn_id",
+        "_timer", "_transport", "_upload", "_write_paused", "conn_id",
     )
 
     def __init__(self, server: HttpServer, conn_id: int) -> None:
@@ -179,6 +180,7 @@ class HttpConnection:
         self._queue_ms: float | None = None
         self._deadline = 0.0
         self._timer: TimerHandle | None = None
+        self._upload: UploadPump | None = None
 
     # ---- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Transport) -> None:
@@ -208,6 +210,7 @@ class HttpConnection:
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._closing = True
+        self._abort_upload()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -225,7 +228,8 @@ class HttpConnection:
         self._write_paused = False
         if self._closing:
             return
-        self._transport.resume_reading()  # type: ignore[union-attr]
+        if self._upload is None or not self._upload.throttled:
+            self._transport.resume_reading()  # type: ignore[union-attr]
         if not self._busy:
             self._process()
 
@@ -244,10 +248,18 @@ class HttpConnection:
             if kind is RequestHead:
                 self._head_received(event)  # type: ignore[arg-type]
             elif kind is Data:
-                self._body.append(event.data)  # type: ignore[union-attr]
-                self._body_size += len(event.data)  # type: ignore[union-attr]
+                data = event.data  # type: ignore[union-attr]
+                self._body_size += len(data)
+                if self._upload is not None:
+                    self._upload.feed(data)
+                else:
+                    self._body.append(data)
             elif kind is EndOfMessage:
-                self._dispatch()
+                if self._upload is not None:
+                    self._busy = True
+                    self._upload.end()
+                else:
+                    self._dispatch()
             else:
                 break
         if event is NEED_DATA and not self._closing:
@@ -278,17 +290,79 @@ class HttpConnection:
         self._body = []
         self._body_size = 0
         self._queue_ms = None
-        if head.expect_continue and self._parser.buffered == 0:
+        self._request = request = self._make_request(head)
+        if (head.chunked or head.content_length) and not self._begin_upload(request):
+            return  # refused before the body: answered, closing
+        if self._upload is None:
+            self._send_continue()  # else once the upload has accepted the request
+
+    def _send_continue(self) -> None:
+        head = self._head
+        if (head is not None and head.expect_continue and self._body_size == 0
+                and self._parser.buffered == 0 and not self._closing):
             # RFC 9110 10.1.1: the client waits for this before sending the body.
             self._transport.write(CONTINUE_100)  # type: ignore[union-attr]
 
+    def _begin_upload(self, request: Request) -> bool:
+        """Ask the app whether it streams this body. False when it refused at once."""
+        try:
+            answer = self._server.app.begin(request)
+        except Exception as exc:
+            self._busy = True
+            self._handler_failed(exc)
+            return False
+        if answer is None:
+            return True
+        if not isinstance(answer, Upload):
+            self._busy = True
+            self._respond(answer)  # the unread body makes `_respond` close the connection
+            return False
+        self._upload = UploadPump(self._server.loop, answer, started=self._send_continue,
+                                  refused=self._upload_answered,
+                                  finished=self._upload_answered, failed=self._upload_failed,
+                                  throttle=self._upload_throttled)
+        return True
+
+    def _upload_answered(self, response: Response) -> None:
+        pump = self._upload
+        self._upload = None
+        if pump is not None:
+            self._queue_ms = pump.queue_s * 1000.0
+        if self._closing:
+            return
+        self._busy = True
+        self._respond(response)
+        if not self._busy and not self._closing:
+            self._process()
+
+    def _upload_failed(self, exc: BaseException) -> None:
+        self._upload = None
+        if not self._closing:
+            self._busy = True
+            self._handler_failed(exc)
+
+    def _upload_throttled(self, throttled: bool) -> None:
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        if throttled:
+            transport.pause_reading()
+        elif not self._write_paused:
+            transport.resume_reading()
+
+    def _abort_upload(self) -> None:
+        if self._upload is not None:
+            self._upload.abort()
+            self._upload = None
+
     def _dispatch(self) -> None:
         head = self._head
-        assert head is not None
+        request = self._request
+        assert head is not None and request is not None
         body = self._body
-        request = self._make_request(head, body[0] if len(body) == 1 else b"".join(body))
-        self._body = []
-        self._request = request
+        if body:
+            request.body = body[0] if len(body) == 1 else b"".join(body)
+            self._body = []
         self._busy = True
         self._server.requests_served += 1
         if head.method == b"CONNECT":
@@ -301,7 +375,7 @@ class HttpConnection:
             return
         self._handled(result)
 
-    def _make_request(self, head: RequestHead, body: bytes) -> Request:
+    def _make_request(self, head: RequestHead) -> Request:
         target = head.target
         if target[:1] != b"/" and target != b"*":
             # absolute-form (RFC 9112 3.2.2): route on the path, ignore the authority
@@ -319,7 +393,7 @@ class HttpConnection:
         peer = self._transport.peer  # type: ignore[union-attr]
         return Request(head.method.decode("ascii"), path.decode("latin-1"),
                        query.decode("latin-1"), head.version.decode("ascii"),
-                       Headers(head.headers), body, remote_addr=peer[0], remote_port=peer[1],
+                       Headers(head.headers), b"", remote_addr=peer[0], remote_port=peer[1],
                        conn_id=self.conn_id, request_no=self._requests, request_id=rid)
 
     def _handled(self, result: Response | Offload) -> None:
@@ -366,8 +440,9 @@ class HttpConnection:
         status = response.status
         body = response.body
         keep_alive = (head.keep_alive and not self._peer_eof and not server.stopping
-                      # after a body we refused to read, the stream position is unknown
-                      and status != 413)
+                      # after a body we refused or did not finish reading, the stream
+                      # position is unknown: close
+                      and status != 413 and not self._parser.head_complete)
         fields = [server.server_header, (b"Date", http_date())]
         body_kind = type(body)
         length = len(body) if body_kind is bytes else body.length  # type: ignore[union-attr]
@@ -395,7 +470,7 @@ class HttpConnection:
             transport.write_many(head_bytes, body)
         sent = len(head_bytes) + (length if send_body else 0)
         transport.when_sent(self._response_sent, request, response, sent, self._queue_ms,
-                            self._started)
+                            self._started, self._body_size)
         self._busy = False
         self._head = None
         self._request = None
@@ -414,7 +489,7 @@ class HttpConnection:
                 transport.write_file(part.file, part.offset, part.length)  # type: ignore[union-attr]
 
     def _response_sent(self, request: Request, response: Response, sent: int,
-                       queue_ms: float | None, started: float) -> None:
+                       queue_ms: float | None, started: float, bytes_in: int) -> None:
         encoding = response.header(b"content-encoding")
         headers = request.headers
         user_agent = headers.get(b"user-agent")
@@ -430,7 +505,7 @@ class HttpConnection:
             "query": request.query,
             "http_version": request.version,
             "status": response.status,
-            "bytes_in": len(request.body),
+            "bytes_in": bytes_in,
             "bytes_out": sent,
             "duration_ms": round((time.monotonic() - started) * 1000.0, 3),
             "queue_ms": None if queue_ms is None else round(queue_ms, 3),
@@ -443,6 +518,7 @@ class HttpConnection:
     # ---- errors, timeouts, closing ----------------------------------------------------
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
         """The peer broke the protocol: answer with the status hint and close."""
+        self._abort_upload()
         status = exc.status_hint
         self._log_rejected(status, exc.reason, exc.head)
         self._send_error(status, exc.reason)
@@ -524,6 +600,7 @@ class HttpConnection:
         if self._closing:
             return
         self._closing = True
+        self._abort_upload()  # no more body will be read
         if self._transport is not None:
             self._transport.close(linger=linger)
 

@@ -75,8 +75,7 @@ def test_absolute_form_target_is_routed_on_its_path(running_server):
     ("POST", "/echo/x", "GET, HEAD, OPTIONS"),
     ("PUT", "/", "GET, HEAD, OPTIONS"),
     ("DELETE", "/user-agent", "GET, HEAD, OPTIONS"),
-    ("DELETE", "/files/x", "GET, HEAD, OPTIONS, POST"),
-    ("PATCH", "/files/x", "GET, HEAD, OPTIONS, POST"),
+    ("PATCH", "/files/x", "DELETE, GET, HEAD, OPTIONS, POST, PUT"),
 ])
 def test_wrong_method_is_405_with_allow(running_server, method, target, allow):
     status, headers, _ = fetch(running_server, method, target, body=b"")
@@ -87,7 +86,7 @@ def test_wrong_method_is_405_with_allow(running_server, method, target, allow):
 @pytest.mark.parametrize(("target", "allow"), [
     ("/", "GET, HEAD, OPTIONS"),
     ("/echo/x", "GET, HEAD, OPTIONS"),
-    ("/files/x", "GET, HEAD, OPTIONS, POST"),
+    ("/files/x", "DELETE, GET, HEAD, OPTIONS, POST, PUT"),
 ])
 def test_options_is_204_with_allow(running_server, target, allow):
     with RawClient.to(running_server) as client:
