@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     serve = commands.add_parser("serve", help="run the server")
     config.add_serve_arguments(serve)
+    serve.add_argument("--daemon", action="store_true",
+                       help="detach and run in the background (hosts without systemd); needs"
+                            " file log targets; writes daemon.pidfile (--pidfile) if set")
     check = commands.add_parser("check-config", help="validate the configuration and exit")
     config.add_check_config_arguments(check)
     show = commands.add_parser("print-config", help="print the effective configuration")
@@ -51,18 +54,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from reactor.ops.config import ConfigError, load_config
-    from reactor.ops.server import Server
+    from reactor.ops.startup import serve as run_serve
 
-    try:
-        config = load_config(args)
-    except ConfigError as exc:
-        print(f"reactor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        server = Server(config)
-    except OSError as exc:
-        print(f"reactor: cannot listen: {exc.strerror or exc}"
-              f" ({', '.join(config.server.listen)})", file=sys.stderr)
-        return 1
-    return server.run()
+    return run_serve(args)

@@ -112,7 +112,8 @@ class HttpServer:
         conn_id = self._next_conn_id
         try:
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sock.family != socket.AF_UNIX:  # a socket-activated unix socket has no Nagle
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             sock.close()
             return
@@ -157,15 +158,16 @@ class HttpConnection:
 
     __slots__ = (
         "_body", "_body_size", "_busy", "_closing", "_deadline", "_head", "_head_started",
-        "_parser", "_peer_eof", "_queue_ms", "_request", "_requests", "_server", "_started",
-        "_timer", "_transport", "_upload", "_write_paused", "conn_id",
+        "_parser", "_peer_eof", "_queue_ms", "_request", "_requests", "_server", "_settings",
+        "_started", "_timer", "_transport", "_upload", "_write_paused", "conn_id",
     )
 
     def __init__(self, server: HttpServer, conn_id: int) -> None:
         self._server = server
         self.conn_id = conn_id
         self._transport: Transport | None = None
-        self._parser = server.settings.new_parser()
+        self._settings = server.settings
+        self._parser = self._settings.new_parser()
         self._head: RequestHead | None = None
         self._request: Request | None = None
         self._body: list[bytes] = []
@@ -193,12 +195,23 @@ class HttpConnection:
 
     def data_received(self, data: bytes) -> None:
         parser = self._parser
+        if self._server.settings is not self._settings:
+            self._settings_reloaded()
         parser.feed(data)
         if self._busy or self._write_paused:
             if parser.buffered > _MAX_BUFFERED_WHILE_BUSY:
                 self._transport.pause_reading()  # type: ignore[union-attr]
             return
         self._process()
+
+    def _settings_reloaded(self) -> None:
+        """A reload replaced the limits: they apply from this connection's next request
+        head on (the parser holds a request in progress to the limits it began under)."""
+        settings = self._settings = self._server.settings
+        self._parser.set_limits(max_line_bytes=settings.max_request_line,
+                                max_header_bytes=settings.max_header_bytes,
+                                max_header_fields=settings.max_header_fields,
+                                max_body_bytes=settings.max_body_bytes)
 
     def eof_received(self) -> None:
         if self._busy:
@@ -364,7 +377,6 @@ class HttpConnection:
             request.body = body[0] if len(body) == 1 else b"".join(body)
             self._body = []
         self._busy = True
-        self._server.requests_served += 1
         if head.method == b"CONNECT":
             self._respond(_plain(501, "Not Implemented\n"))
             return
@@ -437,6 +449,7 @@ class HttpConnection:
         transport = self._transport
         assert transport is not None
         server = self._server
+        server.requests_served += 1
         status = response.status
         body = response.body
         keep_alive = (head.keep_alive and not self._peer_eof and not server.stopping
@@ -593,7 +606,8 @@ class HttpConnection:
         if self._closing:
             return
         if not self._busy and not self._parser.in_message:
-            self._close()
+            # linger: a request that reached the kernel just now must not turn into a reset
+            self._close(linger=True)
         # else: `server.stopping` makes the current response the last one
 
     def _close(self, *, linger: bool = False) -> None:

@@ -21,6 +21,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -51,6 +52,7 @@ __all__ = [
     "CompressionConfig",
     "Config",
     "ConfigError",
+    "ConfigSource",
     "DaemonConfig",
     "FilesConfig",
     "LimitsConfig",
@@ -339,6 +341,28 @@ def load_config(args: argparse.Namespace | None = None, environ: Mapping[str, st
     """The effective Config: defaults < file (--config, or `default_path` if it exists, unless
     --no-config) < environment (os.environ when None) < flags in `args`. Raises ConfigError."""
     return load_config_with_origins(args, environ, default_path=default_path, cwd=cwd)[0]
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where a running server's configuration comes from, kept for reloads: the parsed command
+    line, the environment and the working directory as they were at start-up."""
+
+    args: argparse.Namespace | None
+    environ: Mapping[str, str]
+    cwd: str
+    default_path: str = DEFAULT_CONFIG_PATH
+
+    @classmethod
+    def capture(cls, args: argparse.Namespace | None,
+                environ: Mapping[str, str] | None = None) -> ConfigSource:
+        """The sources as they are now (a copy of the environment, the current directory)."""
+        return cls(args, dict(os.environ if environ is None else environ), os.getcwd())
+
+    def load(self) -> Config:
+        """The effective Config from these sources, read afresh. Raises ConfigError."""
+        return load_config(self.args, self.environ, default_path=self.default_path,
+                           cwd=self.cwd)
 
 
 # --- command line --------------------------------------------------------------------------------

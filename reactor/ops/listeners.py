@@ -1,0 +1,137 @@
+"""The server's listening sockets: bound from `server.listen` or passed in by systemd, and
+re-bound on reload.
+
+Strategy: a socket we bound is remembered by the configured address that bound it
+("127.0.0.1:0", not the port the kernel picked), so a reload that keeps an address keeps its
+socket, and only added or removed addresses change anything. A reload binds every added
+address before anything is closed (`prepare`); if one fails, the new sockets are closed and
+the running ones stay (`Rebind.discard`). Sockets passed by socket activation belong to the
+service manager: they are served as they are and never re-bound.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from reactor.conn.listener import AcceptCallback, Listener, bind_tcp
+from reactor.loop import EventLoop
+from reactor.ops.kinds import format_listen, parse_listen
+
+
+class ListenError(Exception):
+    """An address could not be bound; str() is one line naming it."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(address, reason)
+        self.address = address
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.address}: {self.reason}"
+
+
+def bind_addresses(addresses: Iterable[str], backlog: int, *, reuse_port: bool = False
+                   ) -> dict[str, socket.socket]:
+    """A listening socket per "HOST:PORT"; all or none (ListenError closes those bound).
+    `reuse_port` (worker processes) lets twins of each socket share its address."""
+    bound: dict[str, socket.socket] = {}
+    try:
+        for address in addresses:
+            host, port = parse_listen(address)
+            try:
+                bound[address] = bind_tcp(host, port, backlog=backlog, reuse_port=reuse_port)
+            except OSError as exc:
+                raise ListenError(address, exc.strerror or str(exc)) from None
+    except BaseException:
+        close_sockets(bound.values())
+        raise
+    return bound
+
+
+def close_sockets(sockets: Iterable[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
+
+
+def describe(sock: socket.socket) -> str:
+    """The address a listening socket serves: "127.0.0.1:8080", "[::1]:80", "unix:/run/x"."""
+    name = sock.getsockname()
+    if isinstance(name, tuple):
+        return format_listen(name[0], name[1])
+    if isinstance(name, bytes):  # abstract unix socket
+        name = "@" + name[1:].decode("utf-8", "replace")
+    return f"unix:{name}"
+
+
+@dataclass
+class Rebind:
+    """Sockets bound for a reload, not yet serving: commit them or discard them."""
+
+    added: dict[str, socket.socket] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    backlog: int = 0
+
+    def discard(self) -> None:
+        close_sockets(self.added.values())
+        self.added.clear()
+
+
+class Listeners:
+    """Every listener of the server: by configured address, plus socket-activated ones."""
+
+    def __init__(self, loop: EventLoop, on_accept: AcceptCallback, *,
+                 bound: dict[str, socket.socket] | None = None,
+                 activated: Sequence[socket.socket] = ()) -> None:
+        self._loop = loop
+        self._on_accept = on_accept
+        self.by_address = {address: Listener(loop, sock, on_accept)
+                           for address, sock in (bound or {}).items()}
+        self.activated = [Listener(loop, sock, on_accept) for sock in activated]
+        self._started = False
+
+    def all(self) -> list[Listener]:
+        return [*self.activated, *self.by_address.values()]
+
+    def sockets(self) -> list[socket.socket]:
+        return [listener.sock for listener in self.all()]
+
+    def start(self) -> None:
+        self._started = True
+        for listener in self.all():
+            listener.start()
+
+    def close(self) -> None:
+        """Stop accepting and close every listening socket (connections are not touched)."""
+        self._started = False
+        for listener in self.all():
+            try:
+                listener.close()
+            except OSError:
+                pass
+
+    def prepare(self, listen: Sequence[str], backlog: int) -> Rebind:
+        """Bind the addresses in `listen` that are not bound yet. Raises ListenError, having
+        closed what it bound; the running listeners are untouched either way."""
+        if self.activated:
+            return Rebind(backlog=backlog)  # the service manager owns the sockets
+        added = bind_addresses([a for a in listen if a not in self.by_address], backlog)
+        removed = [address for address in self.by_address if address not in listen]
+        return Rebind(added, removed, backlog)
+
+    def commit(self, rebind: Rebind) -> None:
+        """Serve the added sockets, close the removed ones, apply the backlog to the kept."""
+        for address in rebind.removed:
+            self.by_address.pop(address).close()
+        for listener in self.by_address.values():
+            try:
+                listener.sock.listen(rebind.backlog)  # Linux adjusts a live accept queue
+            except OSError:
+                pass
+        for address, sock in rebind.added.items():
+            listener = Listener(self._loop, sock, self._on_accept)
+            self.by_address[address] = listener
+            if self._started:
+                listener.start()
+        rebind.added = {}

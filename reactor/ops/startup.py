@@ -1,0 +1,204 @@
+"""Start-up of `reactor serve`: configuration, sockets, logs, detaching, privileges, then run.
+
+Strategy: the steps run in the order that lets every failure reach the operator as one line
+on the terminal, with exit code 2 for a configuration that cannot work and 1 for a problem of
+the host (address in use, unwritable log, a live pid file), before anything is detached or
+switched: load the configuration; in daemon mode refuse terminal log targets and a live pid
+file; take socket-activated sockets or bind; open the logs; detach (--daemon); switch user;
+assemble the Server and run it. Whatever is open when a step fails is closed again. After
+detaching, a failure travels to the waiting terminal over the daemon's start-up pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+from typing import Any
+
+from reactor.ops.config import ConfigError, ConfigSource
+from reactor.ops.daemon import (
+    DaemonError,
+    Detached,
+    PidFile,
+    detach,
+    drop_privileges,
+    is_stream_target,
+)
+from reactor.ops.listeners import ListenError, bind_addresses, close_sockets
+from reactor.ops.logging import ServerLog
+from reactor.ops.master import Master, Slot, make_slots
+from reactor.ops.server import LogOpenError, Server, open_log
+from reactor.ops.settings import Config
+from reactor.ops.systemd import Notifier, listen_fds
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 128 + 2  # as a shell reports SIGINT
+
+
+Note = tuple[str, str, dict[str, Any]]
+"""(level, event, fields): something start-up found, for the error log."""
+
+
+class StartupError(Exception):
+    """`reactor serve` cannot start; str() is the one-line reason."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def serve(args: argparse.Namespace) -> int:
+    """`reactor serve [--daemon]`: serve until stopped; returns the exit code."""
+    daemon_mode = bool(getattr(args, "daemon", False))
+    detached: Detached | None = None
+    notes: list[Note] = []  # logged once the server listens, after the "listening" lines
+    try:
+        source = ConfigSource.capture(args)
+        config = _load(source)
+        pidfile = _daemon_preflight(config, notes) if daemon_mode else None
+        workers = config.server.workers
+        with contextlib.ExitStack() as opened:  # closed again if a step below fails
+            activated, bound = _listen(config, opened, notes, reuse_port=workers > 1)
+            log = _open_log(config, opened)
+            if daemon_mode:
+                keep = [*activated, *bound.values(), log.access_sink.fileno,
+                        log.error_sink.fileno]
+                detached = detach(preserve=[fd for fd in keep if fd != -1],
+                                  pidfile=pidfile, umask=config.daemon.umask)
+            _switch_user(config, notes)
+            if workers > 1:
+                slots = _worker_slots(config, activated, bound)
+                opened.pop_all()  # the master owns them now
+                return _run_master(config, source, slots, log, notes, detached)
+            server = Server(config, listen_sockets=activated or None, bound=bound, log=log,
+                            source=source, daemonized=daemon_mode)
+            opened.pop_all()  # the server owns them now
+        return server.run(on_ready=lambda: _ready(server.log, notes, detached))
+    except StartupError as exc:
+        if detached is not None:
+            detached.failed(str(exc))
+        else:
+            print(f"reactor: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the loop's handler took over
+        return EXIT_INTERRUPTED
+    finally:
+        if detached is not None:
+            detached.close()  # removes the pid file
+
+
+def _ready(log: ServerLog, notes: list[Note], detached: Detached | None) -> None:
+    for level, event, fields in notes:
+        getattr(log, level)(event, **fields)
+    log.flush()
+    if detached is not None:
+        detached.ready()
+
+
+def _load(source: ConfigSource) -> Config:
+    try:
+        return source.load()
+    except ConfigError as exc:
+        raise StartupError(str(exc), EXIT_USAGE) from None
+
+
+def _daemon_preflight(config: Config, notes: list[Note]) -> PidFile | None:
+    """--daemon: refuse log targets that would vanish into /dev/null, and a live pid file;
+    remove a stale pid file. Returns the pid file to write, if one is configured."""
+    for key in ("access", "error"):
+        target = getattr(config.log, key)
+        if is_stream_target(target):
+            shown = "stdout" if target == "-" else target
+            raise StartupError(
+                f"--daemon: log.{key} goes to {shown}, which a daemon does not have;"
+                " set log.access and log.error to files (or \"off\")", EXIT_USAGE)
+    if config.daemon.pidfile is None:
+        return None
+    pidfile = PidFile(config.daemon.pidfile)
+    try:
+        stale = pidfile.clear_stale()
+    except DaemonError as exc:
+        raise StartupError(str(exc)) from None
+    if stale is not None:
+        notes.append(("warning", "pidfile-stale-removed",
+                      {"path": str(pidfile.path), "pid": stale}))
+    return pidfile
+
+
+def _worker_slots(config: Config, activated: list[socket.socket],
+                  bound: dict[str, socket.socket]) -> list[Slot]:
+    try:
+        return make_slots(activated, bound, config.server.workers, config.server.backlog)
+    except OSError as exc:
+        raise StartupError(f"cannot listen for worker processes: {exc.strerror or exc}"
+                           ) from None
+
+
+def _run_master(config: Config, source: ConfigSource, slots: list[Slot], log: ServerLog,
+                notes: list[Note], detached: Detached | None) -> int:
+    """server.workers > 1: this process supervises forked single-threaded workers."""
+    def say(event: str, **fields: Any) -> None:
+        log.info(event, **fields)
+        log.flush()
+
+    def worker_main(config: Config, slot: Slot, ready: Any) -> int:
+        activated, bound = slot
+        server = Server(config, listen_sockets=activated or None, bound=bound or None,
+                        log=open_log(config), notifier=Notifier({}))
+        return server.run(on_ready=ready)
+
+    log.flush()  # nothing buffered may be inherited and written twice by a worker
+    master = Master(config, slots, worker_main, say, reload_config=source.load,
+                    on_ready=lambda: _ready(log, notes, detached), notifier=Notifier())
+    try:
+        return master.run()
+    finally:
+        log.close()
+
+
+def _listen(config: Config, opened: contextlib.ExitStack, notes: list[Note], *,
+            reuse_port: bool = False) -> tuple[list[socket.socket], dict[str, socket.socket]]:
+    """Socket-activated sockets if systemd passed any, else `server.listen` bound."""
+    try:
+        activated = [sock for _name, sock in listen_fds()]
+    except ValueError as exc:
+        raise StartupError(f"socket activation: {exc}") from None
+    opened.callback(close_sockets, activated)
+    if activated:
+        notes.append(("info", "socket-activation", {
+            "sockets": len(activated),
+            "message": "serving the sockets passed by the service manager; server.listen"
+                       " is not bound"}))
+        return activated, {}
+    try:
+        bound = bind_addresses(config.server.listen, config.server.backlog,
+                               reuse_port=reuse_port)
+    except ListenError as exc:
+        raise StartupError(str(exc)) from None
+    opened.callback(close_sockets, list(bound.values()))
+    return [], bound
+
+
+def _open_log(config: Config, opened: contextlib.ExitStack) -> ServerLog:
+    try:
+        log = open_log(config)
+    except LogOpenError as exc:
+        raise StartupError(str(exc)) from None
+    opened.callback(log.close)
+    return log
+
+
+def _switch_user(config: Config, notes: list[Note]) -> None:
+    try:
+        switched = drop_privileges(config.daemon.user, config.daemon.group)
+    except DaemonError as exc:
+        raise StartupError(str(exc)) from None
+    if switched is not None:
+        notes.append(("info", "privileges-dropped", {"uid_gid": switched}))
+    elif os.geteuid() == 0:
+        notes.append(("warning", "running-as-root", {
+            "message": "set daemon.user to switch to an unprivileged user after binding"}))

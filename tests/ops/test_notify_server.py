@@ -1,0 +1,166 @@
+"""systemd integration of a real `reactor serve`: sd_notify datagrams on a real unix socket,
+the loop-driven watchdog, live STATUS, and socket activation through a real exec."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ops.serverproc import (
+    Client,
+    ServeProcess,
+    base_config,
+    get,
+    reactor_argv,
+    server_env,
+    write_config,
+)
+
+
+class Manager:
+    """A unix datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[dict[str, str]] = []
+
+    def receive(self, timeout: float) -> dict[str, str] | None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except TimeoutError:
+            return None
+        message = dict(line.split("=", 1) for line in data.decode().split("\n"))
+        self.messages.append(message)
+        return message
+
+    def wait_for(self, key: str, timeout: float = 10.0,
+                 when: object = None) -> dict[str, str]:
+        """The next message with `key` (and, if given, `when(message)` true)."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self.receive(remaining)
+            if message and key in message and (when is None or when(message)):  # type: ignore[operator]
+                return message
+        raise AssertionError(f"no {key} message; got {self.messages!r}")
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[Manager]:
+    manager = Manager(tmp_path / "notify")
+    yield manager
+    manager.sock.close()
+
+
+def test_ready_watchdog_status_reload_and_stopping(manager: Manager, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "reactor.toml", base_config(tmp_path))
+    env = server_env(NOTIFY_SOCKET=str(manager.path), WATCHDOG_USEC="200000")
+    server = ServeProcess(["--config", str(config)], cwd=tmp_path, env=env)
+    try:
+        ready = manager.wait_for("READY")
+        port = server.port
+        assert ready["READY"] == "1"
+        assert ready["STATUS"] == f"serving on 127.0.0.1:{port}: 0 connections, 0 requests served"
+
+        started = time.monotonic()  # every 0.1 s (half of WATCHDOG_USEC), sent by the loop
+        for _ in range(4):
+            manager.wait_for("WATCHDOG", timeout=1.0)
+        assert time.monotonic() - started < 1.0
+
+        client = Client(port)
+        for _ in range(3):
+            assert client.request("GET", "/echo/x").status == 200
+        status = manager.wait_for("STATUS", timeout=5.0, when=lambda m: "READY" not in m)
+        assert status["STATUS"] == (f"serving on 127.0.0.1:{port}: 1 connections,"
+                                    " 3 requests served")
+        client.close()
+
+        server.send_signal(signal.SIGHUP)
+        reloading = manager.wait_for("RELOADING")
+        assert int(reloading["MONOTONIC_USEC"]) > 0
+        assert manager.wait_for("READY")["READY"] == "1"
+
+        server.send_signal(signal.SIGTERM)
+        assert manager.wait_for("STOPPING")["STOPPING"] == "1"
+        assert server.wait() == 0
+    finally:
+        server.stop()
+    assert all(set(m) <= {"READY", "STATUS", "WATCHDOG", "RELOADING", "MONOTONIC_USEC",
+                          "STOPPING"} for m in manager.messages)
+
+
+def test_no_watchdog_pings_when_the_watchdog_is_for_another_pid(manager: Manager,
+                                                               tmp_path: Path) -> None:
+    config = write_config(tmp_path / "reactor.toml", base_config(tmp_path))
+    env = server_env(NOTIFY_SOCKET=str(manager.path), WATCHDOG_USEC="100000", WATCHDOG_PID="1")
+    server = ServeProcess(["--config", str(config)], cwd=tmp_path, env=env)
+    try:
+        manager.wait_for("READY")
+        deadline = time.monotonic() + 0.5
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = manager.receive(remaining)
+            assert message is None or "WATCHDOG" not in message
+    finally:
+        server.stop()
+
+
+ACTIVATOR = textwrap.dedent("""
+    import os, socket, sys
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    print(sock.getsockname()[1], flush=True)
+    if sock.fileno() != 3:
+        os.dup2(sock.fileno(), 3)
+    os.set_inheritable(3, True)  # survives the exec (dup2(3, 3) alone would not clear CLOEXEC)
+    os.environ["LISTEN_FDS"] = "1"
+    os.environ["LISTEN_PID"] = str(os.getpid())  # exec keeps the pid
+    os.execv(sys.executable, sys.argv[1:])
+""")
+
+
+def test_socket_activation_serves_the_passed_socket(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # server.listen names a port the server must not bind
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        config = write_config(tmp_path / "reactor.toml", base_config(
+            tmp_path, server={"listen": [f"127.0.0.1:{busy}"]}))
+        wrapper = tmp_path / "activate.py"
+        wrapper.write_text(ACTIVATOR)
+        argv = [sys.executable, str(wrapper), *reactor_argv("--config", str(config))]
+        server = ServeProcess([], cwd=tmp_path, argv=argv)
+        try:
+            listening = server.wait_event("listening")
+            assert server.proc.stdout is not None
+            port = int(server.proc.stdout.readline())
+            assert listening["port"] == port != busy
+            assert listening["socket_activated"] is True
+            assert server.events("socket-activation")[0]["sockets"] == 1
+            response = get(port, "/echo/activated")
+            assert (response.status, response.body) == (200, b"activated")
+            server.send_signal(signal.SIGTERM)
+            assert server.wait() == 0
+        finally:
+            server.stop()
+
+
+def test_socket_activation_for_another_pid_binds_server_listen(tmp_path: Path) -> None:
+    env = server_env(LISTEN_FDS="1", LISTEN_PID="1")
+    server = ServeProcess(["--no-config", "--port", "0"], cwd=tmp_path, env=env)
+    try:
+        listening = server.wait_event("listening")
+        assert "socket_activated" not in listening
+        assert get(listening["port"], "/echo/bound").status == 200
+        assert not server.events("socket-activation")
+    finally:
+        server.stop()
