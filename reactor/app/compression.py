@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
+from typing import Any
 
 DEFAULT_TYPES = ("text/*", "application/json", "application/javascript", "application/xml",
                  "image/svg+xml")
@@ -93,3 +94,32 @@ def gzip_bytes(data: bytes, level: int = 6) -> bytes:
     """A complete gzip member. mtime 0 keeps output deterministic (cacheable, testable)."""
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     return compressor.compress(data) + compressor.flush()
+
+
+class GzipStream:
+    """`produce()` for a `StreamBody`: a file gzipped piece by piece (runs on a worker).
+
+    Each call reads up to `read_bytes` and returns what zlib emitted for it (zlib buffers,
+    so a call may read several pieces before it has output); then the gzip trailer; then b"".
+    Memory per stream is one piece plus zlib's window, whatever the file's size.
+    """
+
+    __slots__ = ("_compressor", "_file", "_read_bytes")
+
+    def __init__(self, file: Any, level: int = 6, read_bytes: int = 256 * 1024) -> None:
+        self._file = file
+        self._compressor: Any = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._read_bytes = read_bytes
+
+    def __call__(self) -> bytes:
+        compressor = self._compressor
+        if compressor is None:
+            return b""
+        while True:
+            data = self._file.read(self._read_bytes)
+            if not data:
+                self._compressor = None
+                return compressor.flush()
+            out = compressor.compress(data)
+            if out:
+                return out

@@ -114,7 +114,28 @@ class PartsBody:
                 part.close()
 
 
-Body = bytes | FileBody | PartsBody
+class StreamBody:
+    """A body of unknown length, produced piece by piece on a worker thread.
+
+    `produce()` returns the next piece, or b"" at the end; the connection calls it with one
+    call in flight, pausing while the client is slow (so memory stays flat), and frames the
+    pieces with chunked transfer coding (HTTP/1.1) or by closing the connection (HTTP/1.0).
+    `close()` runs once when the body is done with, sent or not.
+    """
+
+    __slots__ = ("close", "produce")
+
+    def __init__(self, produce: Callable[[], bytes],
+                 close: Callable[[], None] | None = None) -> None:
+        self.produce = produce
+        self.close = close if close is not None else _nothing
+
+
+def _nothing() -> None:
+    return None
+
+
+Body = bytes | FileBody | PartsBody | StreamBody
 
 
 class Response:

@@ -18,8 +18,18 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from reactor.app.types import FileBody, Headers, Offload, PartsBody, Request, Response, Upload
+from reactor.app.types import (
+    FileBody,
+    Headers,
+    Offload,
+    PartsBody,
+    Request,
+    Response,
+    StreamBody,
+    Upload,
+)
 from reactor.conn.clock import http_date
+from reactor.conn.stream import BodyStreamer
 from reactor.conn.transport import Transport
 from reactor.conn.upload import UploadPump
 from reactor.loop import EventLoop, TimerHandle
@@ -159,7 +169,8 @@ class HttpConnection:
     __slots__ = (
         "_body", "_body_size", "_busy", "_closing", "_deadline", "_head", "_head_started",
         "_parser", "_peer_eof", "_queue_ms", "_request", "_requests", "_server", "_settings",
-        "_started", "_timer", "_transport", "_upload", "_write_paused", "conn_id",
+        "_started", "_stream_sent", "_streamer", "_timer", "_transport", "_upload", "_write_paused",
+        "conn_id",
     )
 
     def __init__(self, server: HttpServer, conn_id: int) -> None:
@@ -183,6 +194,8 @@ class HttpConnection:
         self._deadline = 0.0
         self._timer: TimerHandle | None = None
         self._upload: UploadPump | None = None
+        self._streamer: BodyStreamer | None = None
+        self._stream_sent = 0
 
     # ---- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Transport) -> None:
@@ -224,6 +237,9 @@ class HttpConnection:
     def connection_lost(self, exc: BaseException | None) -> None:
         self._closing = True
         self._abort_upload()
+        if self._streamer is not None:
+            self._streamer.cancel()
+            self._streamer = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -231,6 +247,8 @@ class HttpConnection:
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._streamer is not None:
+            self._streamer.pause()
         self._transport.pause_reading()  # type: ignore[union-attr]
 
     def write_blocked(self) -> None:
@@ -241,6 +259,8 @@ class HttpConnection:
         self._write_paused = False
         if self._closing:
             return
+        if self._streamer is not None:
+            self._streamer.resume()
         if self._upload is None or not self._upload.throttled:
             self._transport.resume_reading()  # type: ignore[union-attr]
         if not self._busy:
@@ -421,7 +441,8 @@ class HttpConnection:
     def _offload_done(self, result: Any, error: BaseException | None, started: float,
                       submitted: float) -> None:
         if self._closing:
-            if isinstance(result, Response) and isinstance(result.body, (FileBody, PartsBody)):
+            if isinstance(result, Response) and isinstance(result.body,
+                                                           (FileBody, PartsBody, StreamBody)):
                 result.body.close()
             return  # the peer left while we worked
         queued = (started - submitted) * 1000.0
@@ -452,15 +473,24 @@ class HttpConnection:
         server.requests_served += 1
         status = response.status
         body = response.body
+        body_kind = type(body)
+        streamed = body_kind is StreamBody
         keep_alive = (head.keep_alive and not self._peer_eof and not server.stopping
                       # after a body we refused or did not finish reading, the stream
                       # position is unknown: close
-                      and status != 413 and not self._parser.head_complete)
+                      and status != 413 and not self._parser.head_complete
+                      # an HTTP/1.0 client learns where a streamed body ends by the close
+                      and not (streamed and head.version == b"1.0"))
         fields = [server.server_header, (b"Date", http_date())]
-        body_kind = type(body)
-        length = len(body) if body_kind is bytes else body.length  # type: ignore[union-attr]
-        if status not in _NO_BODY_STATUSES and status >= 200:
-            fields.append((b"Content-Length", b"%d" % length))
+        send_body = head.method != b"HEAD" and status not in _NO_BODY_STATUSES
+        if streamed:
+            length = 0
+            if status not in _NO_BODY_STATUSES and status >= 200 and keep_alive:
+                fields.append((b"Transfer-Encoding", b"chunked"))
+        else:
+            length = len(body) if body_kind is bytes else body.length  # type: ignore[union-attr]
+            if status not in _NO_BODY_STATUSES and status >= 200:
+                fields.append((b"Content-Length", b"%d" % length))
         if not keep_alive:
             fields.append((b"Connection", b"close"))
         elif head.version == b"1.0":
@@ -468,8 +498,17 @@ class HttpConnection:
         fields.append((b"X-Request-ID", request.request_id.encode("ascii")))
         fields.extend(response.headers)
         head_bytes = response_head(status, fields)
-        send_body = head.method != b"HEAD" and status not in _NO_BODY_STATUSES
-        if body_kind is FileBody or body_kind is PartsBody:
+        if streamed:
+            transport.write(head_bytes)
+            if send_body:
+                self._stream_sent = len(head_bytes)
+                self._streamer = BodyStreamer(
+                    server.loop, body, chunked=keep_alive,  # type: ignore[arg-type]
+                    write=self._stream_write,
+                    done=lambda error: self._stream_done(error, response, keep_alive))
+                return  # `_stream_done` finishes the exchange
+            body.close()  # type: ignore[union-attr]
+        elif body_kind is FileBody or body_kind is PartsBody:
             transport.write(head_bytes)
             if send_body:
                 self._write_parts(body.parts if body_kind is PartsBody else [body])  # type: ignore[union-attr]
@@ -481,16 +520,44 @@ class HttpConnection:
             transport.write(head_bytes + body)
         else:
             transport.write_many(head_bytes, body)
-        sent = len(head_bytes) + (length if send_body else 0)
-        transport.when_sent(self._response_sent, request, response, sent, self._queue_ms,
+        self._exchange_done(response, len(head_bytes) + (length if send_body else 0),
+                            keep_alive)
+
+    def _exchange_done(self, response: Response, sent: int, keep_alive: bool) -> None:
+        """The whole response is queued: log it once sent, then keep-alive or close."""
+        transport = self._transport
+        assert transport is not None
+        transport.when_sent(self._response_sent, self._request, response, sent, self._queue_ms,
                             self._started, self._body_size)
         self._busy = False
         self._head = None
         self._request = None
         if keep_alive:
-            self._set_deadline(time.monotonic() + server.settings.keepalive_s)
+            self._set_deadline(time.monotonic() + self._server.settings.keepalive_s)
         else:
             self._close(linger=self._parser.in_message or self._parser.buffered > 0)
+
+    def _stream_write(self, data: bytes) -> None:
+        self._stream_sent += len(data)
+        self._transport.write(data)  # type: ignore[union-attr]
+
+    def _stream_done(self, error: BaseException | None, response: Response,
+                     keep_alive: bool) -> None:
+        self._streamer = None
+        if self._closing:
+            return
+        if error is not None:
+            # The head is out: the only honest signal left is to end the connection
+            # without the last chunk, so the client sees a truncated body.
+            request = self._request
+            self._server.log.error("stream-error", error, {
+                "request_id": request.request_id if request else None, "conn_id": self.conn_id})
+            self._closing = True
+            self._transport.abort()  # type: ignore[union-attr]
+            return
+        self._exchange_done(response, self._stream_sent, keep_alive)
+        if not self._busy and not self._closing:
+            self._process()
 
     def _write_parts(self, parts: list[bytes | FileBody]) -> None:
         transport = self._transport

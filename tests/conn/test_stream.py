@@ -1,0 +1,129 @@
+"""Streamed response bodies: chunked framing, HTTP/1.0 close-delimiting, back-pressure,
+producer errors and client disconnects, against the real server."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import threading
+
+import pytest
+
+from reactor.app.compression import GzipStream
+from reactor.app.types import Response, StreamBody
+from tests.conftest import RawClient, request_bytes, wait_for_log, wait_until
+
+PIECE = b"0123456789abcdef" * 4096  # 64 KiB
+
+
+class Counting:
+    """A producer of `pieces` pieces that records how far it got and whether it was closed."""
+
+    def __init__(self, pieces: int, fail_at: int | None = None) -> None:
+        self.pieces = pieces
+        self.fail_at = fail_at
+        self.produced = 0
+        self.closed = threading.Event()
+
+    def produce(self) -> bytes:
+        if self.produced == self.fail_at:
+            raise RuntimeError("disk on fire")
+        if self.produced == self.pieces:
+            return b""
+        self.produced += 1
+        return PIECE
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+@pytest.fixture
+def streaming(running_server):  # type: ignore[no-untyped-def]
+    producers: dict[str, Counting] = {}
+
+    def handler(request):  # type: ignore[no-untyped-def]
+        producer = producers[request.params["name"].decode()]
+        return Response(200, [(b"Content-Type", b"application/octet-stream")],
+                        StreamBody(producer.produce, producer.close))
+
+    running_server.server.http.app.router.get("/stream/{name}", handler)
+    return running_server, producers
+
+
+def read_chunked(client: RawClient) -> bytes:
+    body = b""
+    while True:
+        size = int(client.read_until(b"\r\n")[:-2].split(b";")[0], 16)
+        if size == 0:
+            assert client.read_until(b"\r\n") == b"\r\n"
+            return body
+        body += client.read_exactly(size)
+        assert client.read_exactly(2) == b"\r\n"
+
+
+def test_http11_stream_is_chunked_and_keeps_the_connection(streaming):
+    running, producers = streaming
+    producers["a"] = Counting(40)  # 2.5 MiB
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/stream/a") + request_bytes("GET", "/echo/next"))
+        head = client.read_response(head=True)
+        assert head.status == 200 and head.header("transfer-encoding") == "chunked"
+        assert head.header("content-length") is None
+        assert read_chunked(client) == PIECE * 40
+        assert client.read_response().body == b"next"  # the pipelined one waited its turn
+    assert producers["a"].closed.wait(5)
+    line = wait_for_log(running.access_log, lambda r: r.get("path") == "/stream/a")[0]
+    assert line["status"] == 200 and line["bytes_out"] > 40 * len(PIECE)
+
+
+def test_http10_stream_is_delimited_by_close(streaming):
+    running, producers = streaming
+    producers["b"] = Counting(3)
+    with RawClient.to(running) as client:
+        client.send(b"GET /stream/b HTTP/1.0\r\n\r\n")
+        data = client.read_to_eof()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head and b"Transfer-Encoding" not in head
+    assert body == PIECE * 3
+
+
+def test_head_of_a_stream_produces_nothing(streaming):
+    running, producers = streaming
+    producers["c"] = Counting(3)
+    with RawClient.to(running) as client:
+        client.send(request_bytes("HEAD", "/stream/c"))
+        assert client.read_response(head=True).status == 200
+    assert producers["c"].closed.wait(5) and producers["c"].produced == 0
+
+
+def test_a_client_that_does_not_read_pauses_the_producer(streaming):
+    running, producers = streaming
+    producers["d"] = Counting(10_000)  # 640 MiB if nothing held it back
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/stream/d"))
+        assert wait_until(lambda: producers["d"].produced > 0)
+        # kernel buffers fill, then the transport's high-water mark stops production
+        assert not wait_until(lambda: producers["d"].produced > 400, timeout=1.0)
+    assert producers["d"].closed.wait(5)  # the disconnect cancelled and closed it
+
+
+def test_a_failing_producer_truncates_the_body_and_logs(streaming):
+    running, producers = streaming
+    producers["e"] = Counting(10, fail_at=2)
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/stream/e"))
+        assert client.read_response(head=True).status == 200
+        data = client.read_to_eof()  # closed without the last chunk
+    assert not data.endswith(b"0\r\n\r\n")
+    assert producers["e"].closed.wait(5)
+    assert wait_until(lambda: "stream-error" in running.error_log.read_text())
+
+
+def test_gzip_stream_compresses_a_file_piece_by_piece():
+    data = (b"reactor streams gzip " * 50_000) + bytes(range(256)) * 100
+    produce = GzipStream(io.BytesIO(data), level=6, read_bytes=4096)
+    pieces = []
+    while piece := produce():
+        pieces.append(piece)
+    assert len(pieces) > 1 and produce() == b""
+    assert gzip.decompress(b"".join(pieces)) == data
