@@ -84,10 +84,31 @@ class HttpSettings:
                              max_body_bytes=self.max_body_bytes)
 
 
+class AccessRecord:
+    """What the access log needs of one finished exchange; the log sink renders it.
+
+    Handing over the objects (not a dict of 18 rendered fields) keeps the per-request cost
+    of logging in one place: the sink formats the line straight from these attributes.
+    """
+
+    __slots__ = ("bytes_in", "bytes_out", "conn_id", "duration_ms", "queue_ms", "request",
+                 "response")
+
+    def __init__(self, request: Request, response: Response, conn_id: int, bytes_out: int,
+                 bytes_in: int, queue_ms: float | None) -> None:
+        self.request = request
+        self.response = response
+        self.conn_id = conn_id
+        self.bytes_out = bytes_out
+        self.bytes_in = bytes_in
+        self.queue_ms = queue_ms
+        self.duration_ms = 0.0
+
+
 class RequestLog(Protocol):
     """Where connections report finished requests and errors (implemented by ops/logging)."""
 
-    def request(self, fields: dict[str, Any]) -> None: ...
+    def request(self, record: AccessRecord) -> None: ...
     def rejected(self, fields: dict[str, Any]) -> None: ...
     def error(self, event: str, exc: BaseException | None, fields: dict[str, Any]) -> None: ...
 
@@ -527,8 +548,10 @@ class HttpConnection:
         """The whole response is queued: log it once sent, then keep-alive or close."""
         transport = self._transport
         assert transport is not None
-        transport.when_sent(self._response_sent, self._request, response, sent, self._queue_ms,
-                            self._started, self._body_size)
+        transport.when_sent(self._response_sent,
+                            AccessRecord(self._request, response, self.conn_id, sent,  # type: ignore[arg-type]
+                                         self._body_size, self._queue_ms),
+                            self._started)
         self._busy = False
         self._head = None
         self._request = None
@@ -568,32 +591,9 @@ class HttpConnection:
             else:
                 transport.write_file(part.file, part.offset, part.length)  # type: ignore[union-attr]
 
-    def _response_sent(self, request: Request, response: Response, sent: int,
-                       queue_ms: float | None, started: float, bytes_in: int) -> None:
-        encoding = response.header(b"content-encoding")
-        headers = request.headers
-        user_agent = headers.get(b"user-agent")
-        referer = headers.get(b"referer")
-        self._server.log.request({
-            "request_id": request.request_id,
-            "conn_id": self.conn_id,
-            "request_no": request.request_no,
-            "remote_addr": request.remote_addr,
-            "remote_port": request.remote_port,
-            "method": request.method,
-            "path": request.path,
-            "query": request.query,
-            "http_version": request.version,
-            "status": response.status,
-            "bytes_in": bytes_in,
-            "bytes_out": sent,
-            "duration_ms": round((time.monotonic() - started) * 1000.0, 3),
-            "queue_ms": None if queue_ms is None else round(queue_ms, 3),
-            "user_agent": user_agent.decode("latin-1") if user_agent is not None else None,
-            "referer": referer.decode("latin-1") if referer is not None else None,
-            "content_encoding": encoding.decode("latin-1") if encoding is not None else None,
-            "keepalive_reuse": request.request_no > 1,
-        })
+    def _response_sent(self, record: AccessRecord, started: float) -> None:
+        record.duration_ms = (time.monotonic() - started) * 1000.0
+        self._server.log.request(record)
 
     # ---- errors, timeouts, closing ----------------------------------------------------
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
