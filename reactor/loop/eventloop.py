@@ -165,13 +165,13 @@ class EventLoop:
             self._running = False
 
     def _run_once(self) -> None:
+        for hook in self._before_select:  # first: a hook may schedule a timer
+            self._guarded(hook, (), "before-select hook")
         if self._ready or self._threadsafe or self._pending_signals:
             timeout: float | None = 0
         else:
             deadline = self._timers.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.time())
-        for hook in self._before_select:
-            self._guarded(hook, (), "before-select hook")
         events = self._selector.select(timeout)
         for key, mask in events:
             handlers = key.data

@@ -280,6 +280,11 @@ class ServerLog:
     def warning(self, event: str, **fields: Any) -> None:
         self.errors.warning(event, **fields)
 
+    @property
+    def pending(self) -> bool:
+        """Lines are buffered, waiting for `flush()`."""
+        return bool(self.access_sink._lines or self.error_sink._lines)
+
     def flush(self) -> None:
         self.access_sink.flush()
         self.error_sink.flush()

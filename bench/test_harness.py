@@ -1,0 +1,165 @@
+"""Smoke tests of the harness that need no peer installed.
+
+Run with ``.venv/bin/python -m pytest bench/test_harness.py`` (CI's ``pytest`` only
+collects ``tests/``). The last test starts the stdlib threaded server; it is skipped
+when ``taskset`` is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from datetime import datetime
+
+import pytest
+
+from bench import APPS_DIR
+from bench.content import BIG_SIZE, big_bytes, ensure_content, page_bytes
+from bench.idle import percentile, response_complete
+from bench.peers_setup import SetupInfo
+from bench.report import Report, RunRecord, ServerRecord, render, table
+from bench.servers import BY_NAME, Context, find_bound_port, nginx_config
+from bench.workloads import BY_NAME as WORKLOADS
+from bench.workloads import select_workloads
+from bench.wrk import WrkError, WrkResult, parse_wrk_output, wrk_command
+
+WRK_OUT = """Running 3s test @ http://127.0.0.1:1/echo/abc
+  47723 requests in 3.01s, 4.82MB read
+BENCH_JSON {"requests":30000,"duration_us":3000000,"bytes":5058638,"errors":{"connect":0,\
+"read":2,"write":0,"status":1,"timeout":0},"latency_us":{"p50":1500,"p90":4000,"p99":13000,\
+"mean":2495.8,"max":86441,"stdev":4068.5}}
+"""
+
+
+def test_parse_wrk_output() -> None:
+    res = parse_wrk_output(WRK_OUT)
+    assert res.rps == pytest.approx(10_000)
+    assert (res.p50_ms, res.p99_ms) == (1.5, 13.0)
+    assert res.total_errors == 3
+    assert res.errors_text() == "3 (read 2, status 1)"
+    with pytest.raises(WrkError):
+        parse_wrk_output("no result here")
+
+
+def test_wrk_command_pipeline_and_headers() -> None:
+    argv = wrk_command("http://127.0.0.1:9/echo/abc", WORKLOADS["pipeline16"], 3)
+    assert argv[:4] == ["taskset", "-c", "1", "wrk"]
+    assert argv[-3:] == ["http://127.0.0.1:9/echo/abc", "--", "16"]
+    close = wrk_command("http://127.0.0.1:9/echo/abc", WORKLOADS["close50"], 3)
+    assert close[close.index("-H") + 1] == "Connection: close"
+
+
+def test_select_workloads() -> None:
+    assert [w.name for w in select_workloads("page100k,echo1")] == ["echo1", "page100k"]
+    with pytest.raises(ValueError):
+        select_workloads("nope")
+
+
+def test_find_bound_port() -> None:
+    line = '{"event":"listening","host":"127.0.0.1","port":39569,"url":"http://127.0.0.1:39569"}'
+    assert find_bound_port(line) == 39569
+    assert find_bound_port('{"port": 0}') is None
+    assert find_bound_port("Listening at: http://127.0.0.1:8123 (42)") == 8123
+
+
+def test_response_complete_and_percentile() -> None:
+    assert not response_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab")
+    assert response_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    assert response_complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([], 99) == 0.0
+
+
+def test_content_is_deterministic(tmp_path) -> None:
+    assert big_bytes() == big_bytes() and len(big_bytes()) == BIG_SIZE
+    page = page_bytes()
+    assert page == page_bytes() and 99_000 < len(page) < 101_000
+    content = ensure_content(tmp_path)
+    assert (tmp_path / "page.html").read_bytes() == content.page
+
+
+def test_nginx_config_filled(tmp_path) -> None:
+    conf = nginx_config(Context(8123, tmp_path, tmp_path / "access.log")).read_text()
+    assert "listen 127.0.0.1:8123" in conf and "${" not in conf
+    assert f"access_log {tmp_path / 'access.log'}" in conf
+    assert "return 200 $text;" in conf
+
+
+def test_common_gzip_rules() -> None:
+    sys.path.insert(0, str(APPS_DIR))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(APPS_DIR))
+    from pathlib import Path
+
+    page, blob = Path("x.html"), Path("x.bin")
+    assert common.wants_gzip(page, "gzip, deflate")
+    assert not common.wants_gzip(page, "gzip;q=0")
+    assert not common.wants_gzip(blob, "gzip")
+    assert common.resolve_file(Path("/"), "../etc") is None
+
+
+def _report() -> Report:
+    rep = Report(started=datetime(2025, 1, 2, 3, 4), title_suffix="", settings={"a": "b"},
+                 machine={"nproc": "2"}, versions={"wrk": "4.1.0"},
+                 workloads=select_workloads("echo50,page100k,idle10k"))
+    for name in ("reactor", "uvicorn", "nginx"):
+        rep.servers[name] = ServerRecord(name, name, "file", status="ran",
+                                         page_gzip=name != "reactor")
+    for name, rps in (("reactor", 2000), ("uvicorn", 1000), ("nginx", 8000)):
+        res = WrkResult(requests=rps * 10, duration_s=10, bytes=rps * 1000,
+                        errors={"read": 0}, p50_ms=1, p99_ms=5)
+        rep.runs.append(RunRecord(name, "echo50", res, rss_kib=20480))
+    rep.runs.append(RunRecord("uvicorn", "page100k", error="probe failed: page"))
+    rep.idle["nginx"] = "ConnectionError: boom"
+    return rep
+
+
+def test_render_tables_and_ratios() -> None:
+    text = render(_report())
+    assert "| echo50 | 2,000 | uvicorn 1,000 | 2.00x | 0.25x | n/a |" in text
+    assert "| uvicorn | 1,000 | 1.00 | 5.00 | 20.0 | 0 | 2.00x |" in text
+    assert "reactor sent the page uncompressed" in text
+    assert "| nginx | failed |" in text
+    assert table(["a", "b"], [["1", "2"]], numeric=True).splitlines()[1] == "| --- | ---: |"
+
+
+def test_plan_trims_python_peers() -> None:
+    from bench.cli import first_pass, rank_peers, second_pass
+
+    info = SetupInfo(have_wrk=True, have_nginx=False, venv_ok=True)
+    specs = [BY_NAME[n] for n in ("reactor", "nginx", "uvicorn", "tornado", "twisted")]
+    workloads = select_workloads(None)
+    jobs, notes = first_pass(specs, workloads, info, everything=False)
+    assert notes == ["nginx: skipped, nginx is not installed"]
+    by_name = {j.spec.name: [w.name for w in j.workloads] for j in jobs}
+    assert by_name["tornado"] == ["echo50"] and len(by_name["reactor"]) == len(workloads)
+    rep = _report()
+    rep.runs += [RunRecord("twisted", "echo50", WrkResult(50_000, 10, 1)),
+                 RunRecord("tornado", "echo50", WrkResult(30_000, 10, 1))]
+    ranked = rank_peers([j.spec for j in jobs if j.spec.peer], rep)
+    assert [s.name for s in ranked] == ["twisted", "tornado", "uvicorn"]
+    later = second_pass(ranked, workloads)
+    assert [j.spec.name for j in later] == ["twisted", "tornado"]
+    assert "echo50" not in [w.name for w in later[0].workloads]
+    assert [w.name for w in later[1].workloads] == ["idle10k"]
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset")
+def test_threaded_server_starts_and_probes(tmp_path) -> None:
+    from bench import procs
+    from bench.probe import probe
+    from bench.servers import start
+
+    content = ensure_content(tmp_path / "www")
+    running = start(BY_NAME["threaded"], content.www, timeout=10)
+    try:
+        result = probe(running.port, content)
+        assert result.summary() == "all checks passed" and result.page_gzip
+        assert running.rss_kib() > 1000
+    finally:
+        running.stop()
+        procs.stop_all()

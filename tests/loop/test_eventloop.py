@@ -1,0 +1,133 @@
+"""The event loop: timers, thread-safe call-ins, the pool hand-off, I/O, signals, hooks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from reactor.loop import EventLoop
+from reactor.loop.timers import TimerHandle, TimerHeap
+
+
+@pytest.fixture
+def loop():  # type: ignore[no-untyped-def]
+    loop = EventLoop(pool_threads=2)
+    yield loop
+    loop.close()
+
+
+def run_until(loop: EventLoop, timeout_s: float = 5.0) -> None:
+    """Run the loop; stop it after `timeout_s` so a broken test fails instead of hanging."""
+    guard = loop.call_later(timeout_s, loop.stop)
+    loop.run_forever()
+    guard.cancel()
+
+
+def test_timers_fire_in_deadline_order_and_cancelled_ones_never(loop):
+    fired: list[str] = []
+    loop.call_later(0.03, fired.append, "late")
+    loop.call_later(0.01, fired.append, "early")
+    loop.call_later(0.02, fired.append, "cancelled").cancel()
+    loop.call_later(0.05, loop.stop)
+    run_until(loop)
+    assert fired == ["early", "late"]
+
+
+def test_timer_heap_compacts_when_cancelled_entries_dominate():
+    heap = TimerHeap()
+    handles = [heap.push(TimerHandle(float(i), print, ())) for i in range(1000)]
+    for handle in handles[:900]:
+        handle.cancel()
+    assert len(heap) == 100
+    assert len(heap._heap) < 1000  # rebuilt, not left to grow
+    assert heap.next_deadline() == 900.0
+    assert [h.when for h in heap.pop_due(949.0)] == [float(i) for i in range(900, 950)]
+
+
+def test_call_soon_threadsafe_wakes_a_sleeping_loop(loop):
+    got: list[str] = []
+
+    def from_thread() -> None:
+        time.sleep(0.05)
+        loop.call_soon_threadsafe(got.append, "hello")
+        loop.call_soon_threadsafe(loop.stop)
+
+    threading.Thread(target=from_thread).start()
+    started = time.monotonic()
+    run_until(loop)
+    assert got == ["hello"] and time.monotonic() - started < 2.0
+
+
+def test_pool_results_and_errors_come_back_on_the_loop_thread(loop):
+    results: list[tuple] = []
+    loop_thread = threading.get_ident()
+
+    def done(result, error, started_at):  # type: ignore[no-untyped-def]
+        results.append((result, type(error), threading.get_ident() == loop_thread))
+        if len(results) == 2:
+            loop.stop()
+
+    loop.run_in_pool(lambda x: (x * 2, threading.get_ident() != loop_thread), (21,), done)
+    loop.run_in_pool(lambda: 1 / 0, (), done)
+    run_until(loop)
+    assert sorted(results, key=repr) == sorted(
+        [((42, True), type(None), True), (None, ZeroDivisionError, True)], key=repr)
+    assert loop.pool.pending == 0
+
+
+def test_readers_and_writers_follow_the_socket(loop):
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    received: list[bytes] = []
+
+    def readable() -> None:
+        received.append(left.recv(100))
+        loop.remove_reader(left)
+        loop.stop()
+
+    loop.add_reader(left, readable)
+    loop.call_later(0.01, right.send, b"ping")
+    run_until(loop)
+    assert received == [b"ping"]
+    left.close()
+    right.close()
+
+
+def test_a_failing_callback_is_reported_and_the_loop_goes_on(loop):
+    seen: list[str] = []
+    loop.set_exception_handler(lambda context, exc: seen.append(f"{context}: {exc}"))
+    loop.call_soon(lambda: 1 / 0)
+    loop.call_later(0.01, loop.stop)
+    run_until(loop)
+    assert seen == ["callback: division by zero"]
+
+
+def test_a_timer_scheduled_by_a_before_select_hook_wakes_the_loop(loop):
+    fired: list[float] = []
+    armed: list[bool] = []
+
+    def hook() -> None:
+        if not armed:
+            armed.append(True)
+            loop.call_later(0.02, lambda: (fired.append(time.monotonic()), loop.stop()))
+
+    loop.add_before_select(hook)
+    started = time.monotonic()
+    run_until(loop, timeout_s=3.0)
+    assert fired and fired[0] - started < 1.0  # not only when the 3 s guard fires
+
+
+def test_signals_run_their_handler_on_the_loop(loop):
+    got: list[str] = []
+    loop.add_signal_handler(signal.SIGUSR1, lambda: (got.append("usr1"), loop.stop()))
+    try:
+        loop.call_later(0.02, os.kill, os.getpid(), signal.SIGUSR1)
+        run_until(loop)
+    finally:
+        loop.remove_signal_handlers()
+    assert got == ["usr1"]
