@@ -28,7 +28,7 @@ from reactor.app.types import (
     StreamBody,
     Upload,
 )
-from reactor.conn.clock import http_date
+from reactor.conn.clock import http_date, server_lines
 from reactor.conn.stream import BodyStreamer
 from reactor.conn.transport import Transport
 from reactor.conn.upload import UploadPump
@@ -41,8 +41,10 @@ from reactor.proto import (
     RemoteProtocolError,
     RequestHead,
     RequestParser,
+    header_lines,
     reason_phrase,
     response_head,
+    status_line,
 )
 
 App = Callable[[Request], "Response | Offload"]
@@ -123,6 +125,7 @@ class HttpServer:
         self.app = app
         self.log = log
         self.settings = settings if settings is not None else HttpSettings()
+        self.server_name = server_name
         self.server_header = (b"Server", server_name)
         self.max_connections = max_connections
         self.connections: set[HttpConnection] = set()
@@ -502,23 +505,24 @@ class HttpConnection:
                       and status != 413 and not self._parser.head_complete
                       # an HTTP/1.0 client learns where a streamed body ends by the close
                       and not (streamed and head.version == b"1.0"))
-        fields = [server.server_header, (b"Date", http_date())]
         send_body = head.method != b"HEAD" and status not in _NO_BODY_STATUSES
+        # The fixed lines are ours and known clean; only the app's fields need checking.
         if streamed:
             length = 0
-            if status not in _NO_BODY_STATUSES and status >= 200 and keep_alive:
-                fields.append((b"Transfer-Encoding", b"chunked"))
+            framing = (b"Transfer-Encoding: chunked\r\n"
+                       if status not in _NO_BODY_STATUSES and status >= 200 and keep_alive
+                       else b"")
         else:
             length = len(body) if body_kind is bytes else body.length  # type: ignore[union-attr]
-            if status not in _NO_BODY_STATUSES and status >= 200:
-                fields.append((b"Content-Length", b"%d" % length))
+            framing = (b"Content-Length: %d\r\n" % length
+                       if status not in _NO_BODY_STATUSES and status >= 200 else b"")
         if not keep_alive:
-            fields.append((b"Connection", b"close"))
+            framing += b"Connection: close\r\n"
         elif head.version == b"1.0":
-            fields.append((b"Connection", b"keep-alive"))
-        fields.append((b"X-Request-ID", request.request_id.encode("ascii")))
-        fields.extend(response.headers)
-        head_bytes = response_head(status, fields)
+            framing += b"Connection: keep-alive\r\n"
+        head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
+            status_line(status), server_lines(server.server_name), framing,
+            request.request_id.encode("ascii"), header_lines(response.headers))
         if streamed:
             transport.write(head_bytes)
             if send_body:

@@ -19,8 +19,10 @@ from reactor.proto.http1 import (
     LAST_CHUNK,
     RequestParser,
     encode_chunk,
+    header_lines,
     reason_phrase,
     response_head,
+    status_line,
 )
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "RequestHead",
     "RequestParser",
     "encode_chunk",
+    "header_lines",
     "reason_phrase",
     "response_head",
+    "status_line",
 ]

@@ -51,8 +51,10 @@ from reactor.proto.serialize import (
     CONTINUE_100,
     LAST_CHUNK,
     encode_chunk,
+    header_lines,
     reason_phrase,
     response_head,
+    status_line,
 )
 
 __all__ = [
@@ -60,8 +62,10 @@ __all__ = [
     "LAST_CHUNK",
     "RequestParser",
     "encode_chunk",
+    "header_lines",
     "reason_phrase",
     "response_head",
+    "status_line",
 ]
 
 # Methods known to be tokens, so the common ones skip the translate check.

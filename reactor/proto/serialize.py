@@ -12,7 +12,8 @@ from __future__ import annotations
 from reactor.proto.errors import LocalProtocolError
 from reactor.proto.headers import FIELD_CHARS, TOKEN_CHARS
 
-__all__ = ["CONTINUE_100", "LAST_CHUNK", "encode_chunk", "reason_phrase", "response_head"]
+__all__ = ["CONTINUE_100", "LAST_CHUNK", "encode_chunk", "header_lines", "reason_phrase",
+           "response_head", "status_line"]
 
 # RFC 9110 15 (plus 103 Early Hints, RFC 8297; 428/429/431/511, RFC 6585; 451, RFC 7725).
 _REASONS: dict[int, bytes] = {
@@ -106,6 +107,29 @@ def response_head(
     if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\x00" in head:
         _raise_bad_value(headers)
     return head
+
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 <status> <reason>\r\n`, precomputed for every registered code."""
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else _status_line(status, None)
+
+
+def header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """`Name: value\r\n` for each field (no final blank line), checked like
+    `response_head`: for a caller that writes its own fixed, known-clean lines around them."""
+    if not headers:
+        return b""
+    parts = []
+    for name, value in headers:
+        if name not in _VALID_NAMES:
+            _check_name(name)
+        parts += (name, b": ", value, b"\r\n")
+    block = b"".join(parts)
+    lines = len(headers)
+    if block.count(b"\n") != lines or block.count(b"\r") != lines or b"\x00" in block:
+        _raise_bad_value(headers)
+    return block
 
 
 def encode_chunk(data: bytes) -> bytes:
