@@ -164,9 +164,11 @@ def build_app(*, directory: str | None, uploads: bool = True,
 
 
 def add_mounts(app: App, mounts: list[StaticMount], cache: GzipCache) -> None:
-    """Mount each document root on the app's router, sharing `cache` and its gzip policy."""
+    """Mount each document root on the app's router, sharing `cache` and its gzip policy.
+    A mount with uploads streams PUT bodies: PUT is its stream route; GET stays as it is."""
     policy = app.compression
     for mount in mounts:
         handler = StaticHandler(mount, cache, types=policy.types, gzip_enabled=policy.enabled,
                                 level=policy.level, min_size=policy.min_size)
-        app.router.mount(mount.prefix, handler)
+        app.router.mount(mount.prefix, handler,
+                         upload_handler=handler.upload if mount.uploads else None)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
-import tempfile
 
 from reactor.app.types import FileBody, Request, Response, Upload, text_response
 
@@ -18,6 +18,13 @@ SMALL_FILE_BYTES = 64 * 1024
 # open() failures that mean "no such servable file" rather than a server fault.
 _NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
                                errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP, errno.ENXIO})
+# The longest file name in bytes (NAME_MAX on Linux file systems); a longer one is a 404.
+NAME_MAX_BYTES = 255
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECTORY", 0)
+_TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+               | getattr(os, "O_NOFOLLOW", 0))
+# link(2) failures meaning "this file system has no hard links" (vfat answers EPERM).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 def root(_request: Request) -> Response:
@@ -47,6 +54,8 @@ class FilesHandler:
 
     def _resolve(self, raw_name: bytes) -> str | None:
         """The real path for `raw_name` inside the directory, or None when it must be a 404."""
+        if len(raw_name) > NAME_MAX_BYTES:
+            return None
         try:
             name = raw_name.decode("utf-8")
         except UnicodeDecodeError:
@@ -86,7 +95,7 @@ class FilesHandler:
         """POST or PUT: stream the body into the directory (see `FileUpload`)."""
         if not self.uploads:
             return text_response(405, "Method Not Allowed\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
-        return FileUpload(self, request)
+        return _FilesUpload(self, request)
 
     def delete(self, request: Request) -> Response:
         if not self.uploads:
@@ -94,16 +103,40 @@ class FilesHandler:
         path = self._resolve(request.params["name"])
         if path is None:
             return _not_found()
-        refused = _preconditions(request, path)
+        refused = _preconditions(request, os.path.exists(path))
         if refused is not None:
             return refused
         try:
             if os.path.isdir(path):
-                return text_response(409, "Conflict: the name is a directory\n")
+                return is_a_directory()
             os.unlink(path)
         except FileNotFoundError:
             return _not_found()
         return Response(204)
+
+
+class WriteTarget:
+    """Where an upload lands: the plain file `name` in the open directory `dir_fd` (owned,
+    closed by `close`); `path` names the same file for the rest of the program."""
+
+    __slots__ = ("dir_fd", "name", "path")
+
+    def __init__(self, dir_fd: int, name: str, path: str) -> None:
+        self.dir_fd = dir_fd
+        self.name = name
+        self.path = path
+
+    def lstat(self) -> os.stat_result | None:
+        """The name's own status (a symlink is not followed), or None when it is absent."""
+        try:
+            return os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def close(self) -> None:
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
 
 
 class FileUpload(Upload):
@@ -113,30 +146,46 @@ class FileUpload(Upload):
     name each write their own temp file and the last rename wins whole. `abort()` (client
     gone, limit, timeout, server stop) removes the temp file: nothing partial remains.
     POST answers 201 (the original challenge); PUT answers 201 when it created the file and
-    204 when it replaced one. `If-Match` / `If-None-Match: *` make either conditional (412).
+    204 when it replaced one; an existing directory is a 409, anything else that is not a
+    regular file a 404.
+
+    Subclasses say where (`locate`, run in `start`) and on which condition (`precondition`,
+    checked in `start` so a refusal costs no body, and again just before the rename, since
+    the file may have changed while the body arrived). Every file operation is relative to
+    the target's open directory, so nothing swapped into the path after `locate` can move
+    the write elsewhere, and a rename replaces a symlink, never writes through it. With
+    `If-None-Match: *` the file is put in place with link(2), which fails when the name
+    appeared meanwhile: of two racing creators one gets 201, the other 412.
     """
 
-    __slots__ = ("_fd", "_handler", "_path", "_request", "_temp")
-
-    def __init__(self, handler: FilesHandler, request: Request) -> None:
-        self._handler = handler
-        self._request = request
-        self._path: str | None = None
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self._target: WriteTarget | None = None
         self._fd = -1
         self._temp = ""
 
+    def locate(self) -> WriteTarget | Response:
+        """Blocking: the open target directory and name, or the refusal to send."""
+        raise NotImplementedError
+
+    def precondition(self, target: WriteTarget, current: os.stat_result | None
+                     ) -> Response | None:
+        """The 412 (or other refusal) for the file as it is now (`current`: None if absent)."""
+        return None
+
+    def replaced(self, target: WriteTarget) -> None:
+        """Called after the new file is in place."""
+
     def start(self) -> Response | None:
-        path = self._handler._resolve(self._request.params["name"])
-        if path is None:
-            return _not_found()
-        if os.path.isdir(path):
-            return text_response(409, "Conflict: the name is a directory\n")
-        refused = _preconditions(self._request, path)
+        found = self.locate()
+        if isinstance(found, Response):
+            return found
+        self._target = found
+        refused = self._check(found, found.lstat())
         if refused is not None:
+            self._cleanup()
             return refused
-        self._path = path
-        # A fixed short prefix: the temp name must fit wherever the final name fits (NAME_MAX).
-        self._fd, self._temp = tempfile.mkstemp(prefix=".upload-", dir=os.path.dirname(path))
+        self._fd, self._temp = _create_temp(found.dir_fd)
         return None
 
     def write(self, chunk: bytes) -> None:
@@ -145,52 +194,135 @@ class FileUpload(Upload):
             view = view[os.write(self._fd, view):]
 
     def finish(self) -> Response:
-        assert self._path is not None
+        target = self._target
+        assert target is not None
         try:
             os.fsync(self._fd)
             os.fchmod(self._fd, 0o644 & ~_current_umask())
             os.close(self._fd)
             self._fd = -1
-            existed = os.path.exists(self._path)
-            if os.path.isdir(self._path):
-                raise IsADirectoryError(errno.EISDIR, "is a directory", self._path)
-            os.replace(self._temp, self._path)
-            self._temp = ""
-        except IsADirectoryError:
-            self.abort()
-            return text_response(409, "Conflict: the name is a directory\n")
+            current = target.lstat()
+            refused = self._check(target, current)
+            if refused is None and not self._commit(target):
+                refused = _precondition_failed()  # If-None-Match: *, and another PUT won
+            if refused is not None:
+                self._cleanup()
+                return refused
+            os.fsync(target.dir_fd)  # the rename itself survives a crash
+            self.replaced(target)
         except OSError as exc:
-            self.abort()
+            self._cleanup()
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return text_response(507, "Insufficient Storage\n")
             raise
-        if self._request.method == "PUT" and existed:
+        self._cleanup()
+        if self.request.method == "PUT" and current is not None:
             return Response(204)
         return Response(201)
 
     def abort(self) -> None:
+        self._cleanup()
+
+    def _check(self, target: WriteTarget, current: os.stat_result | None) -> Response | None:
+        if current is not None:
+            if stat.S_ISDIR(current.st_mode):
+                return is_a_directory()
+            if not stat.S_ISREG(current.st_mode):
+                return _not_found()  # a symlink swapped in, a FIFO: never replaced
+        return self.precondition(target, current)
+
+    def _commit(self, target: WriteTarget) -> bool:
+        """Move the temp file to the name; False when create-only and the name exists."""
+        fd = target.dir_fd
+        if create_only(self.request):
+            try:
+                os.link(self._temp, target.name, src_dir_fd=fd, dst_dir_fd=fd)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                # A file system without hard links: the check just made is all we have.
+                os.replace(self._temp, target.name, src_dir_fd=fd, dst_dir_fd=fd)
+            else:
+                os.unlink(self._temp, dir_fd=fd)
+        else:
+            os.replace(self._temp, target.name, src_dir_fd=fd, dst_dir_fd=fd)
+        self._temp = ""
+        return True
+
+    def _cleanup(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        target = self._target
+        if target is None:
+            return
         if self._temp:
             try:
-                os.unlink(self._temp)
+                os.unlink(self._temp, dir_fd=target.dir_fd)
             except FileNotFoundError:
                 pass
             self._temp = ""
+        target.close()
+        self._target = None
 
 
-def _preconditions(request: Request, path: str) -> Response | None:
+class _FilesUpload(FileUpload):
+    """POST/PUT /files/{name}: the flat directory's name rules, `If-Match: *` only."""
+
+    def __init__(self, handler: FilesHandler, request: Request) -> None:
+        super().__init__(request)
+        self._handler = handler
+
+    def locate(self) -> WriteTarget | Response:
+        path = self._handler._resolve(self.request.params["name"])
+        if path is None:
+            return _not_found()
+        directory = os.open(self._handler.directory, DIRECTORY_FLAGS)
+        return WriteTarget(directory, os.path.basename(path), path)
+
+    def precondition(self, target: WriteTarget, current: os.stat_result | None
+                     ) -> Response | None:
+        return _preconditions(self.request, current is not None)
+
+
+def _create_temp(dir_fd: int) -> tuple[int, str]:
+    """A new private file `.upload-XXXXXXXX` in the directory (`tempfile.mkstemp`, but
+    relative to an open directory). The prefix is fixed and short: the temp name must fit
+    wherever the final name fits (NAME_MAX)."""
+    for _ in range(100):
+        name = ".upload-" + secrets.token_hex(4)
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name")
+
+
+def create_only(request: Request) -> bool:
+    """`If-None-Match: *`: the write may only create the file (RFC 9110 13.1.2)."""
+    value = request.headers.get(b"if-none-match")
+    return value is not None and value.strip() == b"*"
+
+
+def _preconditions(request: Request, exists: bool) -> Response | None:
     """RFC 9110 13.1.1-2 for writes: `If-Match` needs the file to exist (any tag but `*`
     never matches here: /files serves no ETags), `If-None-Match: *` needs it absent."""
     if_match = request.headers.get(b"if-match")
-    exists = os.path.exists(path)
     if if_match is not None and (not exists or if_match.strip() != b"*"):
-        return text_response(412, "Precondition Failed\n")
-    if_none_match = request.headers.get(b"if-none-match")
-    if if_none_match is not None and if_none_match.strip() == b"*" and exists:
-        return text_response(412, "Precondition Failed\n")
+        return _precondition_failed()
+    if create_only(request) and exists:
+        return _precondition_failed()
     return None
+
+
+def is_a_directory() -> Response:
+    return text_response(409, "Conflict: the name is a directory\n")
+
+
+def _precondition_failed() -> Response:
+    return text_response(412, "Precondition Failed\n")
 
 
 _umask_cache: list[int] = []

@@ -7,14 +7,20 @@ percent-decoded once, as bytes. HEAD is served by GET handlers (the connection d
 A mount (`mount(prefix, handler)`) takes every method for `prefix` and the paths below it
 that no route matches — routes always win — the longest prefix first; the handler finds
 the rest of the path, percent-decoded once, in `params["path"]`. Prefixes match the path
-as received (still percent-encoded).
+as received (still percent-encoded). A mount may also take an `upload_handler`: PUT under
+the prefix then goes to it as a stream route (see `add(..., stream=True)`), every other
+method still to the mount's handler.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
-from reactor.app.types import Handler, Request, Response, text_response
+from reactor.app.types import Handler, Request, Response, Upload, text_response
+
+# A stream route's handler: called at head time, it answers an Upload or refuses at once.
+UploadHandler = Callable[[Request], "Upload | Response"]
 
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"}
@@ -94,7 +100,8 @@ class Router:
         self._static: dict[str, dict[str, Route]] = {}
         self._patterns: list[_Pattern] = []
         self._by_template: dict[str, _Pattern] = {}
-        self._mounts: list[tuple[str, Route]] = []  # longest prefix first
+        # (prefix, route, PUT stream route or None), longest prefix first
+        self._mounts: list[tuple[str, Route, Route | None]] = []
 
     def add(self, method: str, template: str, handler: Handler, *, blocking: bool = False,
             stream: bool = False) -> None:
@@ -122,18 +129,25 @@ class Router:
     def post(self, template: str, handler: Handler, *, blocking: bool = False) -> None:
         self.add("POST", template, handler, blocking=blocking)
 
-    def mount(self, prefix: str, handler: Handler, *, blocking: bool = False) -> None:
-        """Send every method for `prefix` and below (when no route matches) to `handler`."""
+    def mount(self, prefix: str, handler: Handler, *, blocking: bool = False,
+              upload_handler: UploadHandler | None = None) -> None:
+        """Send every method for `prefix` and below (when no route matches) to `handler`;
+        with `upload_handler`, PUT goes there instead, called at head time for an `Upload`."""
         if not prefix.startswith("/") or "{" in prefix:
             raise RouteError(f"mount {prefix!r} must start with '/' and have no parameters")
         prefix = prefix.rstrip("/") or "/"
-        if any(existing == prefix for existing, _ in self._mounts):
+        if any(existing == prefix for existing, _, _ in self._mounts):
             raise RouteError(f"mount {prefix} is registered twice")
-        self._mounts.append((prefix, Route("*", prefix, handler, blocking)))
+        upload = None
+        if upload_handler is not None:
+            upload = Route("PUT", prefix, upload_handler, False, stream=True)  # type: ignore[arg-type]
+        self._mounts.append((prefix, Route("*", prefix, handler, blocking), upload))
         self._mounts.sort(key=lambda item: len(item[0]), reverse=True)
 
-    def _find_mount(self, path: str) -> tuple[Route, str] | None:
-        for prefix, route in self._mounts:
+    def _find_mount(self, path: str, method: str) -> tuple[Route, str] | None:
+        for prefix, route, upload in self._mounts:
+            if upload is not None and method == "PUT":
+                route = upload
             if prefix == "/":
                 if path[:1] == "/":
                     return route, path
@@ -158,7 +172,7 @@ class Router:
         found = self._lookup(request.path)
         method = request.method
         if found is None and self._mounts:
-            mounted = self._find_mount(request.path)
+            mounted = self._find_mount(request.path, method)
             if mounted is not None:
                 if method not in KNOWN_METHODS:
                     return text_response(501, "Not Implemented\n")

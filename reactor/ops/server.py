@@ -85,7 +85,7 @@ def static_mounts(config: Config) -> list[StaticMount]:
             static.prefix, static.root, index=static.index, listing=static.listing,
             symlinks=static.symlinks, dotfiles=static.dotfiles,
             cache_control=static.cache_control, max_ranges=static.max_ranges,
-            mime_overrides=dict(static.mime_overrides)))
+            mime_overrides=dict(static.mime_overrides), uploads=static.uploads))
     mounts.extend(StaticMount(**mount) for mount in static.mounts)
     return mounts
 

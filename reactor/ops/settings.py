@@ -132,6 +132,8 @@ class StaticConfig:
     max_ranges: int = setting(16, Int(1, 1000), "Most ranges in one Range header (else 200).")
     mime_overrides: tuple[tuple[str, str], ...] = setting(
         (), MimeOverrides(), 'Extra MIME types, e.g. { ".log" = "text/plain" }.')
+    uploads: bool = setting(
+        False, Bool(), "Accept PUT and DELETE of files under the root (off: 405).")
     gzip_cache_bytes: int = setting(
         64 * MiB, Int(0, TiB), "Memory for gzip-compressed copies of small static files.")
     gzip_cache_file_max: int = setting(

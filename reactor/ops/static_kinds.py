@@ -10,7 +10,8 @@ from reactor.app.static import MountError, StaticMount
 from reactor.ops.kinds import Invalid, Kind, show, toml_string, toml_value
 
 MOUNT_KEYS = ("prefix", "root", "index", "listing", "symlinks", "dotfiles", "cache_control",
-              "max_ranges", "mime_overrides")
+              "max_ranges", "mime_overrides", "uploads")
+_BOOL_KEYS = ("listing", "dotfiles", "uploads")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ class Mounts(Kind):
         if not isinstance(mount["root"], str):
             raise Invalid(f"{where}: root must be a path string, got {show(mount['root'])}")
         mount["root"] = str(Path(base, mount["root"]).resolve())
+        for key in _BOOL_KEYS:
+            if key in mount and not isinstance(mount[key], bool):
+                raise Invalid(f"{where}: {key} must be true or false, got {show(mount[key])}")
         if "mime_overrides" in mount:
             mount["mime_overrides"] = _check_mime_table(mount["mime_overrides"])
         if mount.get("cache_control") == "" or mount.get("index") == "":

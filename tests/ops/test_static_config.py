@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reactor.app.static import StaticMount
 from reactor.ops.config import ConfigError, load_config
 
 
@@ -47,6 +48,11 @@ listing = true
     ('[[static.mounts]]\nprefix = "/a"\nroot = "."\ncolour = "red"', "unknown key 'colour'"),
     ('[[static.mounts]]\nprefix = "a"\nroot = "."', "mount #1:"),
     ('[[static.mounts]]\nprefix = "/a"\nroot = "nowhere"', "mount #1:"),
+    ('[static]\nuploads = "yes"', "static.uploads"),
+    ('[[static.mounts]]\nprefix = "/a"\nroot = "."\nuploads = "yes"',
+     "mount #1: uploads must be true or false"),
+    ('[[static.mounts]]\nprefix = "/a"\nroot = "."\nlisting = 1',
+     "mount #1: listing must be true or false"),
 ])
 def test_bad_static_settings_are_one_line_errors(tmp_path: Path, text: str,
                                                  message: str) -> None:
@@ -54,3 +60,36 @@ def test_bad_static_settings_are_one_line_errors(tmp_path: Path, text: str,
         load(tmp_path, text)
     error = str(raised.value)
     assert "\n" not in error and message in error and "reactor.toml" in error
+
+
+def test_uploads_are_off_unless_asked_for(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "drop").mkdir()
+    assert load(tmp_path, '[static]\nroot = "www"').static.uploads is False
+    config = load(tmp_path, """
+[static]
+root = "www"
+uploads = true
+
+[[static.mounts]]
+prefix = "/drop"
+root = "drop"
+uploads = true
+
+[[static.mounts]]
+prefix = "/ro"
+root = "drop"
+""")
+    assert config.static.uploads is True
+    drop, read_only = config.static.mounts
+    assert drop["uploads"] is True and "uploads" not in read_only
+    mounts = [StaticMount(**mount) for mount in config.static.mounts]
+    assert [m.uploads for m in mounts] == [True, False]
+
+
+def test_uploads_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "reactor.toml"
+    path.write_text("")
+    config = load_config(argparse.Namespace(config=str(path), no_config=False),
+                         environ={"REACTOR_STATIC_UPLOADS": "true"})
+    assert config.static.uploads is True

@@ -1,9 +1,10 @@
-"""Static document roots: `StaticMount` settings and the handler that serves them (GET/HEAD).
+"""Static document roots: `StaticMount` settings and the handler that serves them (GET/HEAD,
+and PUT/DELETE when a mount allows uploads).
 
 Modules: `mount` (settings), `handler` (methods, paths, directories), `files` (one file's
 representation, preconditions, ranges, body), `paths` (path safety), `conditional`
 (validators, If-*), `ranges` (Range, multipart), `mime` (Content-Type), `listing`
-(directory pages), `gzcache` (compressed-file cache).
+(directory pages), `gzcache` (compressed-file cache), `upload` (PUT and DELETE).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Strategy: a file's validators come from one `stat`: a strong ETag built from ino
 and mtime_ns (a rewrite, a `touch` or a rename-into-place all change it), and Last-Modified
 as an IMF-fixdate at whole seconds. `evaluate` applies RFC 9110 13.2.2 steps 1-4 in order and
 answers the status to send instead of the content (304 or 412) or None to go on; If-Range
-(step 5) is `range_applies`, used by the range code.
+(step 5) is `range_applies`, used by the range code. `write_allowed` is steps 1-3 for PUT
+and DELETE, where the file may be absent and may carry more than one current tag.
 """
 
 from __future__ import annotations
@@ -135,6 +136,29 @@ def evaluate(method: str, headers: Headers, etag: bytes, mtime: int) -> int | No
             if date is not None and mtime <= date:
                 return 304
     return None
+
+
+def write_allowed(headers: Headers, etags: tuple[bytes, ...], mtime: int | None) -> bool:
+    """RFC 9110 13.2.2 steps 1-3 for a write: False means 412.
+
+    `etags` are the entity-tags the file is currently served with (empty when there is no
+    file; `mtime` is then None). If-Match compares strongly and `*` needs a file;
+    If-None-Match compares weakly and `*` needs no file; If-Unmodified-Since counts only
+    without If-Match and with a file (13.1.4).
+    """
+    if_match = field_list(headers, b"if-match")
+    if if_match is not None:
+        if not any(_matches(if_match, etag, strong=True) for etag in etags):
+            return False
+    elif mtime is not None:
+        since = headers.get(b"if-unmodified-since")
+        if since is not None:
+            date = parse_http_date(since)
+            if date is not None and mtime > date:
+                return False
+    if_none_match = field_list(headers, b"if-none-match")
+    return if_none_match is None or not any(
+        _matches(if_none_match, etag, strong=False) for etag in etags)
 
 
 def range_applies(headers: Headers, etag: bytes, last_modified: bytes,

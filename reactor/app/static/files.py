@@ -5,8 +5,10 @@ Strategy (all blocking, in the pool; the caller hands over an open fd and its st
    this is not a GET with Range (ranges are served on the identity bytes only). Then a
    precompressed sidecar `NAME.gz` at least as new as the file wins (like nginx's
    gzip_static; its own stat gives ETag and Last-Modified); else a file small enough for the
-   gzip cache is compressed (or found) there, its ETag the identity one plus `-gz`; else
-   identity — large files are not compressed until streamed gzip exists.
+   gzip cache is compressed (or found) there, its ETag the identity one plus `-gz`; else a
+   larger file is gzipped as it is sent (`StreamBody` + `GzipStream`: chunked, one piece in
+   memory, paused while the client is slow), with the same `-gz` ETag (the output of one
+   level is deterministic).
 2. Preconditions (RFC 9110 13.2.2) against that representation's validators: 412 or 304.
 3. Range (GET, identity only, If-Range permitting): 206 single or multipart, or 416.
 4. Body: up to SMALL_FILE_BYTES read into bytes here; larger goes as `FileBody` and leaves
@@ -21,7 +23,7 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
-from reactor.app.compression import CompressibleTypes, accepts_gzip
+from reactor.app.compression import CompressibleTypes, GzipStream, accepts_gzip
 from reactor.app.static.conditional import (
     evaluate,
     field_list,
@@ -37,7 +39,14 @@ from reactor.app.static.ranges import (
     parse_ranges,
     unsatisfied_range,
 )
-from reactor.app.types import FileBody, PartsBody, Request, Response, text_response
+from reactor.app.types import (
+    FileBody,
+    PartsBody,
+    Request,
+    Response,
+    StreamBody,
+    text_response,
+)
 
 if TYPE_CHECKING:
     from reactor.app.static.mount import StaticMount
@@ -54,10 +63,11 @@ GZ_ETAG_SUFFIX = b"-gz"
 class Representation:
     """What will be sent: its validators and the open fd it is made from."""
 
-    __slots__ = ("compress", "etag", "gzip", "last_modified", "mtime", "opened", "size")
+    __slots__ = ("compress", "etag", "gzip", "last_modified", "mtime", "opened", "size",
+                 "stream")
 
     def __init__(self, opened: Opened, *, etag: bytes, mtime: int, size: int,
-                 gzip: bool = False, compress: bool = False) -> None:
+                 gzip: bool = False, compress: bool = False, stream: bool = False) -> None:
         self.opened = opened
         self.etag = etag
         self.mtime = mtime
@@ -65,6 +75,7 @@ class Representation:
         self.size = size
         self.gzip = gzip  # sent with Content-Encoding: gzip
         self.compress = compress  # the fd holds identity bytes; gzip them via the cache
+        self.stream = stream  # ...or, too large for the cache, while sending
 
     def close(self) -> None:
         self.opened.close()
@@ -111,11 +122,12 @@ class FileServer:
         if sidecar is not None:
             opened.close()
             return sidecar
-        if self.gzip_enabled and info.st_size >= self.min_size and self.cache.fits(info.st_size):
-            # Compressed after the preconditions pass: a 304 costs no zlib time.
+        if self.gzip_enabled and info.st_size >= self.min_size:
+            # Compressed after the preconditions pass: a 304 costs no zlib time. Small
+            # files through the cache, larger ones streamed as they are sent.
             return Representation(opened, etag=make_etag(info, GZ_ETAG_SUFFIX),
                                   mtime=identity.mtime, size=info.st_size, gzip=True,
-                                  compress=True)
+                                  compress=True, stream=not self.cache.fits(info.st_size))
         return identity
 
     def _sidecar(self, opened: Opened, segments: list[str]) -> Representation | None:
@@ -157,8 +169,15 @@ class FileServer:
                 if ranges is not None:
                     return self._ranged(request, rep, content_type, fields, ranges)
         if rep.compress:
+            if rep.stream:
+                return Response(200, fields, self._streamed(rep.opened))
             return Response(200, fields, self._compressed(rep.opened))
         return Response(200, fields, body_of(rep.opened, 0, rep.size, request.method))
+
+    def _streamed(self, opened: Opened) -> StreamBody:
+        file = open(opened.fd, "rb", buffering=0)  # noqa: SIM115 - the body closes it
+        opened.fd = -1
+        return StreamBody(GzipStream(file, self.level), file.close)
 
     def _compressed(self, opened: Opened) -> bytes:
         info = opened.info

@@ -96,6 +96,12 @@ class GzipCache:
             self._recount()
         self._evict()
 
+    def forget(self, path: str) -> None:
+        """Drop the entry for `path` (its file was just replaced or removed)."""
+        key = self._by_path.pop(path, None)
+        if key is not None:
+            self._discard(key)
+
     def _discard(self, key: Key) -> None:
         data = self._entries.pop(key, None)
         if data is not None:

@@ -2,7 +2,9 @@
 
 Strategy: `StaticHandler` is mounted on the router as a non-blocking handler. On the loop it
 does only pure work — OPTIONS and 405 answers, the path check of `paths.clean_segments` —
-and hands everything that touches the file system to the pool as an `Offload`. The
+and hands everything that touches the file system to the pool as an `Offload`. With
+uploads on, DELETE goes to the mount's `MountWriter` the same way, and PUT reaches
+`upload` at head time through the router's `upload_handler` (see `upload.py`). The
 handler picks every encoding itself (Content-Encoding, Vary), so the app's gzip middleware,
 which only finishes results of blocking routes, never sees these responses.
 """
@@ -18,12 +20,14 @@ from reactor.app.static.conditional import field_list
 from reactor.app.static.files import FileServer
 from reactor.app.static.gzcache import GzipCache
 from reactor.app.static.paths import Opened, clean_segments, open_under
-from reactor.app.types import Offload, Request, Response, text_response
+from reactor.app.static.upload import MountWriter
+from reactor.app.types import Offload, Request, Response, Upload, text_response
 
 if TYPE_CHECKING:
     from reactor.app.static.mount import StaticMount
 
 ALLOW = (b"Allow", b"GET, HEAD, OPTIONS")
+ALLOW_WRITES = (b"Allow", b"DELETE, GET, HEAD, OPTIONS, PUT")
 HTML = b"text/html; charset=utf-8"
 JSON = b"application/json; charset=utf-8"
 VARY_LISTING = (b"Vary", b"Accept, Accept-Encoding")
@@ -45,18 +49,28 @@ class StaticHandler:
         self.files = FileServer(mount, cache if cache is not None else GzipCache(),
                                 types=types if types is not None else CompressibleTypes(),
                                 gzip_enabled=gzip_enabled, level=level, min_size=min_size)
+        self.writer = MountWriter(mount, self.files.cache) if mount.uploads else None
+        self.allow = ALLOW_WRITES if mount.uploads else ALLOW
 
     def __call__(self, request: Request) -> Response | Offload:
         method = request.method
         if method == "OPTIONS":
-            return Response(204, [ALLOW])
+            return Response(204, [self.allow])
         if method not in ("GET", "HEAD"):
-            return text_response(405, "Method Not Allowed\n", [ALLOW])
+            if method == "DELETE" and self.writer is not None:
+                return self.writer.delete(request)
+            return text_response(405, "Method Not Allowed\n", [self.allow])
         raw = request.params.get("path", b"")
         segments = clean_segments(raw, dotfiles=self.mount.dotfiles)
         if segments is None:
             return not_found()
         return Offload(self.serve, request, segments, raw.endswith(b"/"))
+
+    def upload(self, request: Request) -> Upload | Response:
+        """PUT at head time (the router's `upload_handler`): an `Upload`, or a refusal."""
+        if self.writer is None:
+            return text_response(405, "Method Not Allowed\n", [self.allow])
+        return self.writer.upload(request)
 
     def serve(self, request: Request, segments: list[str], slash: bool) -> Response:
         """Blocking: open the target and answer for a file or a directory."""

@@ -18,7 +18,7 @@ class MountError(ValueError):
 
 
 class StaticMount:
-    """Serve the directory `root` under the URL path `prefix` (GET and HEAD).
+    """Serve the directory `root` under the URL path `prefix` (GET, HEAD; PUT, DELETE if asked).
 
     - `index`: file served for a directory URL ending in `/` (None: no index file).
     - `listing`: without an index file, list the directory (HTML, or JSON by `Accept`).
@@ -28,17 +28,19 @@ class StaticMount:
     - `cache_control`: the Cache-Control value for files (None: none sent).
     - `mime_overrides`: extension → media type, e.g. {".log": "text/plain"}.
     - `max_ranges`: a Range header with more range-specs than this is ignored (200).
+    - `uploads`: accept PUT and DELETE of files under the root (default: 405); see
+      `reactor.app.static.upload`.
     """
 
     __slots__ = ("cache_control", "dotfiles", "index", "listing", "max_ranges", "mime",
-                 "mime_overrides", "prefix", "root", "symlinks")
+                 "mime_overrides", "prefix", "root", "symlinks", "uploads")
 
     def __init__(self, prefix: str, root: str | os.PathLike[str], *,
                  index: str | None = "index.html", listing: bool = False,
                  symlinks: str = "deny-outside", dotfiles: bool = False,
                  cache_control: str | None = None,
                  mime_overrides: dict[str, str] | None = None,
-                 max_ranges: int = DEFAULT_MAX_RANGES) -> None:
+                 max_ranges: int = DEFAULT_MAX_RANGES, uploads: bool = False) -> None:
         self.prefix = _check_prefix(prefix)
         self.root = os.path.abspath(os.fspath(root))
         if not os.path.isdir(self.root):
@@ -63,6 +65,7 @@ class StaticMount:
         self.cache_control = cache_control
         self.mime_overrides = dict(mime_overrides or {})
         self.max_ranges = max_ranges
+        self.uploads = uploads
         self.mime = MimeMap(self.mime_overrides)
 
     def __repr__(self) -> str:

@@ -18,6 +18,10 @@ a probe learns nothing from the status).
      symlink component (ELOOP) is a 404 and nothing can be swapped in between the checks.
    Files are opened O_NONBLOCK so a FIFO cannot park a worker; anything that is neither a
    regular file nor a directory is a 404.
+
+Writes (PUT, DELETE) never leave the root, whatever the policy: `write_location` keeps the
+names as they are under "deny", and resolves them like "deny-outside" under both other
+policies; `open_directory` then walks to the parent with O_NOFOLLOW at every step.
 """
 
 from __future__ import annotations
@@ -126,6 +130,50 @@ def _open_walk(root: str, segments: list[str]) -> tuple[int, str]:
         os.close(fd)
         raise
     return fd, os.path.join(os.path.realpath(root), *segments)
+
+
+def write_location(root: str, segments: list[str], policy: str, *, dotfiles: bool
+                   ) -> tuple[str, list[str]] | None:
+    """Where a write to root/segments lands: `(base, names)`, the directory to walk from and
+    the path below it (the last name is the file; none at all for the root itself), or None
+    for a 404. Under "deny" the names stay as they are and the walk refuses any link; else
+    they are resolved (realpath) and must stay inside the root, and — unless `dotfiles` —
+    must not reach a hidden name through a link."""
+    if policy == "deny":
+        return root, segments
+    base = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(base, *segments))
+    if path == base:
+        return base, []
+    if not _within(base, path):
+        return None
+    names = path[len(base.rstrip(os.sep)) + 1:].split(os.sep)
+    if not dotfiles and any(name.startswith(".") for name in names):
+        return None
+    return base, names
+
+
+def open_directory(base: str, names: list[str]) -> int:
+    """An fd of the directory base/names, walked one name at a time with O_NOFOLLOW (`base`
+    itself may be a link: configured, trusted). OSError ELOOP when a name is a symlink,
+    ENOENT or ENOTDIR when it is missing or not a directory."""
+    fd = os.open(base, _DIR_FLAGS)
+    try:
+        for name in names:
+            try:
+                child = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+            except NotADirectoryError:
+                # O_DIRECTORY|O_NOFOLLOW on a link fails with ENOTDIR: tell the two apart.
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISLNK(info.st_mode):
+                    raise OSError(errno.ELOOP, "a symlink in the path", name) from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def is_inside(root: str, path: str) -> bool:
