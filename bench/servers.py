@@ -66,8 +66,13 @@ def _python_app(script: str) -> Callable[[Context], list[str]]:
 
 
 def _reactor(ctx: Context) -> list[str]:
-    return [str(reactor_bin()), "serve", "--host", HOST, "--port", str(ctx.port),
-            "--directory", str(ctx.www), "--log", str(ctx.log)]
+    # /files/ from a [static] document root, as nginx serves it: sendfile for the 1 MiB file,
+    # the gzip cache for the HTML page (the /files/{name} route of the original challenge
+    # answers application/octet-stream, which no server compresses).
+    config = ctx.log.parent / "reactor-bench.toml"
+    config.write_text(f'[static]\nroot = "{ctx.www}"\nprefix = "/files"\n')
+    return [str(reactor_bin()), "serve", "--config", str(config), "--host", HOST,
+            "--port", str(ctx.port), "--log", str(ctx.log)]
 
 
 def _threaded(ctx: Context) -> list[str]:

@@ -84,6 +84,10 @@ class BodyReader:
                 return self._read_trailers()
 
     def _read_chunk_data(self) -> Event:
+        return self._take_body_bytes(S_CHUNK_END)
+
+    def _take_body_bytes(self, state_after: int) -> Event:
+        """Up to `_remaining` buffered body bytes as one Data; `state_after` once all came."""
         buf = self._buf
         pos = self._pos
         available = len(buf) - pos
@@ -92,12 +96,12 @@ class BodyReader:
         remaining = self._remaining
         if available >= remaining:
             available = remaining
-            self._state = S_CHUNK_END
+            self._state = state_after
         else:
             self._remaining = remaining - available
         end = pos + available
         self._pos = end
-        data = buf[pos:end]
+        data = buf[pos:end]  # the whole bytes object itself when it is exactly the body
         return Data(data if type(data) is bytes else bytes(data))
 
     def _read_chunk_size(self) -> bool:

@@ -34,7 +34,6 @@ from reactor.proto.errors import RemoteProtocolError
 from reactor.proto.events import (
     END_OF_MESSAGE,
     NEED_DATA,
-    Data,
     Event,
     RequestHead,
 )
@@ -361,21 +360,7 @@ class RequestParser(BodyReader):
     # -- bodies -------------------------------------------------------------------------------
 
     def _read_body(self) -> Event:
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available <= 0:
-            return self._drained()
-        remaining = self._remaining
-        if available >= remaining:
-            available = remaining
-            self._state = S_NO_BODY
-        else:
-            self._remaining = remaining - available
-        end = pos + available
-        self._pos = end
-        data = buf[pos:end]  # the whole bytes object itself when it is exactly the body
-        return Data(data if type(data) is bytes else bytes(data))
+        return self._take_body_bytes(S_NO_BODY)
 
 
 def _head_error(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import RawClient
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 10.0
@@ -167,31 +168,11 @@ class Response:
         return f"<Response {self.status} {self.headers} {self.body[:60]!r}>"
 
 
-class Client:
-    """One blocking connection with a receive buffer; every read has a timeout."""
+class Client(RawClient):
+    """One blocking connection (tests.conftest.RawClient) answering the simple Response."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = DEADLINE_S) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buffer = b""
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> bool:
-        chunk = self.sock.recv(65536)
-        self.buffer += chunk
-        return bool(chunk)
-
-    def read_until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            if not self._fill():
-                raise AssertionError(f"closed before {marker!r}; got {self.buffer!r}")
-        end = self.buffer.index(marker) + len(marker)
-        data, self.buffer = self.buffer[:end], self.buffer[end:]
-        return data
+        super().__init__(host, port, timeout)
 
     def read_response(self) -> Response:
         head = self.read_until(b"\r\n\r\n").decode("latin-1")
