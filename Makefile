@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 # Serve on the built-in defaults, files under ./files, logs in ./logs.
 run: $(STAMP)
 	mkdir -p files logs
+	@echo "reactor: http://127.0.0.1:4221 (files in ./files); logs: tail -f logs/access.log logs/error.log"
 	$(VENV)/bin/reactor serve --directory files --log logs/access.log --error-log logs/error.log
 
 test: $(STAMP) test-tools
