@@ -7,12 +7,11 @@ through a logging ``FileHandler`` on ``--log``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from aiohttp import web
-from common import TEXT_TYPE, content_type, gzip_bytes, resolve_file, wants_gzip
+from common import TEXT_TYPE, content_type, gzip_bytes, parse_args, resolve_file, wants_gzip
 
 WWW = web.AppKey("www", Path)
 TEXT_HEADERS = {"Content-Type": TEXT_TYPE}
@@ -47,12 +46,7 @@ def access_logger(path: str | None) -> logging.Logger | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--directory", default=".")
-    parser.add_argument("--log", default=None)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     app = web.Application()
     app[WWW] = Path(args.directory).resolve()
     app.add_routes([web.get("/echo/{text:.*}", echo), web.get("/files/{name}", files)])

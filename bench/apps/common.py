@@ -13,6 +13,7 @@ so this module uses the standard library only.
 
 from __future__ import annotations
 
+import argparse
 import os
 import zlib
 from pathlib import Path
@@ -57,3 +58,13 @@ def gzip_bytes(data: bytes) -> bytes:
     """gzip-wrapped deflate at ``GZIP_LEVEL`` (what nginx's gzip module emits)."""
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
     return compressor.compress(data) + compressor.flush()
+
+
+def parse_args(doc: str | None) -> argparse.Namespace:
+    """The command line every peer app takes: --host, --port, --directory, --log."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--directory", default=".")
+    parser.add_argument("--log", default=None)
+    return parser.parse_args()

@@ -11,7 +11,6 @@ Standard library only; run with any Python 3.11:
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import threading
@@ -25,6 +24,7 @@ from common import (
     TEXT_TYPE,
     content_type,
     gzip_bytes,
+    parse_args,
     resolve_file,
     wants_gzip,
 )
@@ -168,12 +168,7 @@ class Server:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--directory", default=".")
-    parser.add_argument("--log", default=None, help="access log file (JSON lines)")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     log = open(args.log, "a", buffering=1) if args.log else None  # noqa: SIM115
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -5,13 +5,12 @@ Access log: tornado's own ``tornado.access`` logger, written to ``--log``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from pathlib import Path
 
 import tornado.web
-from common import TEXT_TYPE, content_type, gzip_bytes, resolve_file, wants_gzip
+from common import TEXT_TYPE, content_type, gzip_bytes, parse_args, resolve_file, wants_gzip
 
 
 class EchoHandler(tornado.web.RequestHandler):
@@ -61,12 +60,7 @@ async def serve(host: str, port: int, directory: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--directory", default=".")
-    parser.add_argument("--log", default=None)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     configure_access_log(args.log)
     asyncio.run(serve(args.host, args.port, Path(args.directory).resolve()))
 

@@ -5,10 +5,9 @@ Access log: ``Site(logPath=...)``, twisted's combined-format log file.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import TEXT_TYPE, content_type, gzip_bytes, resolve_file, wants_gzip
+from common import TEXT_TYPE, content_type, gzip_bytes, parse_args, resolve_file, wants_gzip
 from twisted.internet import reactor
 from twisted.web import resource, server
 
@@ -45,12 +44,7 @@ class Files(resource.Resource):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--directory", default=".")
-    parser.add_argument("--log", default=None)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     root = resource.Resource()
     root.putChild(b"echo", Echo())
     root.putChild(b"files", Files(Path(args.directory).resolve()))

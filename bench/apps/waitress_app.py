@@ -6,13 +6,13 @@ per request (comparable to reactor's access log).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import threading
 import time
 from typing import TextIO
 
+from common import parse_args
 from waitress import serve
 
 
@@ -47,12 +47,7 @@ def logging_middleware(app, log: TextIO):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--directory", default=".")
-    parser.add_argument("--log", default=None)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     os.environ["BENCH_WWW"] = args.directory
     from wsgi_app import application  # reads BENCH_WWW at import
 
