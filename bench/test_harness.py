@@ -163,3 +163,9 @@ def test_threaded_server_starts_and_probes(tmp_path) -> None:
     finally:
         running.stop()
         procs.stop_all()
+
+
+def test_hotpath_measures_a_real_request_cycle() -> None:
+    from bench.hotpath import measure
+
+    assert 0 < measure("off", requests=200, rounds=2) < 0.01  # seconds per request
