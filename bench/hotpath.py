@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from reactor.app.application import build_app
-from reactor.conn.http import HttpConnection, HttpServer
+from reactor.conn.http import HttpConnection
+from reactor.conn.server import HttpServer
 from reactor.loop import EventLoop
 from reactor.ops.logging import ServerLog
 

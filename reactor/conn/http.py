@@ -12,11 +12,9 @@ early, so a busy keep-alive connection costs no heap operations per request.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from reactor.app.types import (
     FileBody,
@@ -29,10 +27,14 @@ from reactor.app.types import (
     Upload,
 )
 from reactor.conn.clock import http_date, server_lines
+from reactor.conn.shared import AccessRecord
 from reactor.conn.stream import BodyStreamer
 from reactor.conn.transport import Transport
 from reactor.conn.upload import UploadPump
-from reactor.loop import EventLoop, TimerHandle
+from reactor.loop import TimerHandle
+
+if TYPE_CHECKING:
+    from reactor.conn.server import HttpServer
 from reactor.proto import (
     CONTINUE_100,
     NEED_DATA,
@@ -40,7 +42,6 @@ from reactor.proto import (
     EndOfMessage,
     RemoteProtocolError,
     RequestHead,
-    RequestParser,
     header_lines,
     reason_phrase,
     response_head,
@@ -58,133 +59,6 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _REQUEST_ID_CHARS = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                      b"-_.:@+=/")
 _MAX_REQUEST_ID = 128
-
-
-class HttpSettings:
-    """Limits and timeouts in force for new requests (replaced whole on reload)."""
-
-    __slots__ = ("body_s", "header_s", "keepalive_s", "max_body_bytes", "max_header_bytes",
-                 "max_header_fields", "max_request_line", "write_s")
-
-    def __init__(self, *, max_request_line: int = 8192, max_header_bytes: int = 32768,
-                 max_header_fields: int = 100, max_body_bytes: int = 16 * 1024 * 1024,
-                 header_s: float = 20.0, keepalive_s: float = 75.0, body_s: float = 60.0,
-                 write_s: float = 60.0) -> None:
-        self.max_request_line = max_request_line
-        self.max_header_bytes = max_header_bytes
-        self.max_header_fields = max_header_fields
-        self.max_body_bytes = max_body_bytes
-        self.header_s = header_s
-        self.keepalive_s = keepalive_s
-        self.body_s = body_s
-        self.write_s = write_s
-
-    def new_parser(self) -> RequestParser:
-        return RequestParser(max_line_bytes=self.max_request_line,
-                             max_header_bytes=self.max_header_bytes,
-                             max_header_fields=self.max_header_fields,
-                             max_body_bytes=self.max_body_bytes)
-
-
-class AccessRecord:
-    """What the access log needs of one finished exchange; the log sink renders it.
-
-    Handing over the objects (not a dict of 18 rendered fields) keeps the per-request cost
-    of logging in one place: the sink formats the line straight from these attributes.
-    """
-
-    __slots__ = ("bytes_in", "bytes_out", "conn_id", "duration_ms", "queue_ms", "request",
-                 "response")
-
-    def __init__(self, request: Request, response: Response, conn_id: int, bytes_out: int,
-                 bytes_in: int, queue_ms: float | None) -> None:
-        self.request = request
-        self.response = response
-        self.conn_id = conn_id
-        self.bytes_out = bytes_out
-        self.bytes_in = bytes_in
-        self.queue_ms = queue_ms
-        self.duration_ms = 0.0
-
-
-class RequestLog(Protocol):
-    """Where connections report finished requests and errors (implemented by ops/logging)."""
-
-    def request(self, record: AccessRecord) -> None: ...
-    def rejected(self, fields: dict[str, Any]) -> None: ...
-    def error(self, event: str, exc: BaseException | None, fields: dict[str, Any]) -> None: ...
-
-
-class HttpServer:
-    """What all HTTP connections share: app, settings, log sink, the live-connection registry."""
-
-    def __init__(self, loop: EventLoop, app: App, log: RequestLog, *,
-                 settings: HttpSettings | None = None, server_name: bytes = b"reactor",
-                 max_connections: int = 10000) -> None:
-        self.loop = loop
-        self.app = app
-        self.log = log
-        self.settings = settings if settings is not None else HttpSettings()
-        self.server_name = server_name
-        self.server_header = (b"Server", server_name)
-        self.max_connections = max_connections
-        self.connections: set[HttpConnection] = set()
-        self.stopping = False
-        self._next_conn_id = 0
-        self._request_prefix = os.urandom(4).hex()
-        self._request_counter = 0
-        self.on_idle: Callable[[], None] | None = None  # called when the last connection goes
-        self.requests_served = 0
-
-    def new_request_id(self) -> str:
-        self._request_counter += 1
-        return f"{self._request_prefix}-{self._request_counter:x}"
-
-    def accept(self, sock: socket.socket, addr: tuple) -> None:
-        """A new connection from a listener."""
-        self._next_conn_id += 1
-        conn_id = self._next_conn_id
-        try:
-            sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:  # a socket-activated unix socket has no Nagle
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            sock.close()
-            return
-        peer = (addr[0], addr[1]) if addr else ("", 0)
-        if self.stopping or len(self.connections) >= self.max_connections:
-            self._shed(sock, conn_id, peer)
-            return
-        transport = Transport(self.loop, sock, peer)
-        transport.start(HttpConnection(self, conn_id))
-
-    def _shed(self, sock: socket.socket, conn_id: int, peer: tuple[str, int]) -> None:
-        """Over the connection limit: a best-effort 503 and close, never a wait."""
-        body = b"Service Unavailable: too many connections\n"
-        head = response_head(503, [self.server_header, (b"Date", http_date()),
-                                   (b"Content-Type", b"text/plain; charset=utf-8"),
-                                   (b"Content-Length", b"%d" % len(body)),
-                                   (b"Connection", b"close"), (b"Retry-After", b"1"),
-                                   (b"X-Request-ID", self.new_request_id().encode("ascii"))])
-        try:
-            sock.send(head + body)
-        except OSError:
-            pass
-        sock.close()
-        self.log.rejected({"conn_id": conn_id, "remote_addr": peer[0], "remote_port": peer[1],
-                           "status": 503, "reason": "connection-limit",
-                           "event_kind": "conn_shed"})
-
-    def connection_gone(self, conn: HttpConnection) -> None:
-        self.connections.discard(conn)
-        if not self.connections and self.on_idle is not None:
-            self.on_idle()
-
-    def shutdown_connections(self) -> None:
-        """Graceful stop: no new requests; idle connections close now, busy ones after."""
-        self.stopping = True
-        for conn in list(self.connections):
-            conn.shutdown()
 
 
 class HttpConnection:

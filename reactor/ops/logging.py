@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from reactor.conn.http import AccessRecord
+from reactor.conn.shared import AccessRecord
 
 ACCESS_SCHEMA_VERSION = 1
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

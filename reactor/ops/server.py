@@ -30,8 +30,9 @@ from typing import Any
 from reactor import __version__
 from reactor.app.application import App, CompressionPolicy, build_app
 from reactor.app.static import GzipCache, StaticMount
-from reactor.conn.http import HttpServer, HttpSettings
 from reactor.conn.listener import Listener
+from reactor.conn.server import HttpServer
+from reactor.conn.shared import HttpSettings
 from reactor.loop import EventLoop, TimerHandle
 from reactor.ops.config import ConfigError, ConfigSource
 from reactor.ops.daemon import is_stream_target

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from reactor.app.types import Headers, Request, Response
-from reactor.conn.http import AccessRecord
+from reactor.conn.shared import AccessRecord
 from reactor.ops.logging import LineSink, ServerLog, _render_access, record_fields
 
 REQUEST = {
