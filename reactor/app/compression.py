@@ -70,9 +70,13 @@ def _qvalue(params: bytes) -> float | None:
 class CompressibleTypes:
     """Media types worth compressing: exact names or `type/*` wildcards."""
 
-    __slots__ = ("_exact", "_prefixes")
+    __slots__ = ("_answers", "_exact", "_prefixes")
+
+    # Handlers send a handful of distinct Content-Type values: remember each answer.
+    _ANSWERS_MAX = 256
 
     def __init__(self, patterns: Iterable[str] = DEFAULT_TYPES) -> None:
+        self._answers: dict[bytes, bool] = {}
         exact, prefixes = set(), []
         for pattern in patterns:
             pattern = pattern.strip().lower()
@@ -86,8 +90,14 @@ class CompressibleTypes:
     def __contains__(self, content_type: bytes | None) -> bool:
         if not content_type:
             return False
-        media = content_type.partition(b";")[0].strip().lower()
-        return media in self._exact or media.startswith(self._prefixes)
+        answer = self._answers.get(content_type)
+        if answer is None:
+            media = content_type.partition(b";")[0].strip().lower()
+            answer = media in self._exact or media.startswith(self._prefixes)
+            if len(self._answers) >= self._ANSWERS_MAX:
+                self._answers.clear()
+            self._answers[content_type] = answer
+        return answer
 
 
 def gzip_bytes(data: bytes, level: int = 6) -> bytes:

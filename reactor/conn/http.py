@@ -224,7 +224,7 @@ class HttpConnection:
         self._request = request = self._make_request(head)
         if (head.chunked or head.content_length) and not self._begin_upload(request):
             return  # refused before the body: answered, closing
-        if self._upload is None:
+        if head.expect_continue and self._upload is None:
             self._send_continue()  # else once the upload has accepted the request
 
     def _send_continue(self) -> None:
