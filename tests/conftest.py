@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import socket
 import threading
@@ -245,3 +246,15 @@ def wait_until(predicate, timeout: float = RAW_TIMEOUT_S, interval: float = 0.01
             return False
         time.sleep(interval)
     return True
+
+
+def fetch(running: RunningServer, method: str, target: str, body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request with http.client on a fresh connection: (status, headers, body)."""
+    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
+    try:
+        connection.request(method, target, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()

@@ -117,7 +117,7 @@ class Transport:
     def when_sent(self, callback: Any, *args: Any) -> None:
         """Run `callback(*args)` once everything written so far has reached the kernel.
 
-        Also runs if the connection dies first; the callback sees `is_closing()` then.
+        Also runs if the connection dies first (the response is still accounted for).
         """
         if self._closed:
             callback(*args)
@@ -198,9 +198,6 @@ class Transport:
             self._protocol.resume_writing()  # type: ignore[union-attr]
 
     # ---- closing --------------------------------------------------------------------
-    def is_closing(self) -> bool:
-        return self._closing or self._closed
-
     def close(self, *, linger: bool = False) -> None:
         """Close after the buffer drains. With `linger`, half-close and drain input first."""
         if self._closing or self._closed:

@@ -47,7 +47,6 @@ class EventLoop:
         self._signal_handlers: dict[int, Callable[[], None]] = {}
         self._pending_signals: list[int] = []
         self._stopping = False
-        self._running = False
         self._exception_handler: ExceptionHandler = _print_exception
         self._pool = ThreadPool(pool_threads, self.call_soon_threadsafe)
         self.time = time.monotonic
@@ -151,18 +150,10 @@ class EventLoop:
         self._stopping = True
         self._waker.wake()
 
-    @property
-    def running(self) -> bool:
-        return self._running
-
     def run_forever(self) -> None:
         self._stopping = False
-        self._running = True
-        try:
-            while not self._stopping:
-                self._run_once()
-        finally:
-            self._running = False
+        while not self._stopping:
+            self._run_once()
 
     def _run_once(self) -> None:
         for hook in self._before_select:  # first: a hook may schedule a timer

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from reactor.conn.listener import AcceptCallback, Listener, bind_tcp
 from reactor.loop import EventLoop
-from reactor.ops.kinds import format_listen, parse_listen
+from reactor.ops.kinds import parse_listen
 
 
 class ListenError(Exception):
@@ -53,16 +53,6 @@ def bind_addresses(addresses: Iterable[str], backlog: int, *, reuse_port: bool =
 def close_sockets(sockets: Iterable[socket.socket]) -> None:
     for sock in sockets:
         sock.close()
-
-
-def describe(sock: socket.socket) -> str:
-    """The address a listening socket serves: "127.0.0.1:8080", "[::1]:80", "unix:/run/x"."""
-    name = sock.getsockname()
-    if isinstance(name, tuple):
-        return format_listen(name[0], name[1])
-    if isinstance(name, bytes):  # abstract unix socket
-        name = "@" + name[1:].decode("utf-8", "replace")
-    return f"unix:{name}"
 
 
 @dataclass

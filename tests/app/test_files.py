@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import http.client
 import os
 import urllib.parse
 
@@ -11,6 +10,7 @@ import pytest
 
 from tests.conftest import (
     RawClient,
+    fetch,
     on_loop,
     request_bytes,
     start_server,
@@ -22,15 +22,6 @@ SECRET = b"TOP-SECRET: never served"
 SMALL_FILE_BYTES = 64 * 1024
 
 
-def fetch(running, method: str, target: str, body: bytes | None = None,  # type: ignore[no-untyped-def]
-          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
-    try:
-        connection.request(method, target, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
 
 
 def sendfile_bytes(running) -> list[int]:  # type: ignore[no-untyped-def]

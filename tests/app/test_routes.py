@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
-
 import pytest
 
 from reactor.app.router import RouteError, Router
 from reactor.app.types import Headers, Request, Response
-from tests.conftest import RawClient, request_bytes
-
-
-def fetch(running, method: str, target: str,  # type: ignore[no-untyped-def]
-          headers: dict[str, str] | None = None, body: bytes | None = None):
-    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
-    try:
-        connection.request(method, target, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
+from tests.conftest import RawClient, fetch, request_bytes
 
 # ---- the routes over the wire ------------------------------------------------------------------
 

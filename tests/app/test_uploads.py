@@ -7,8 +7,14 @@ import threading
 
 import pytest
 
-from tests.app.test_files import fetch
-from tests.conftest import RawClient, read_log, request_bytes, wait_for_log, wait_until
+from tests.conftest import (
+    RawClient,
+    fetch,
+    read_log,
+    request_bytes,
+    wait_for_log,
+    wait_until,
+)
 
 
 def test_put_creates_with_201_then_replaces_with_204(running_server, files_dir):

@@ -102,3 +102,17 @@ def test_server_log_writes_requests_and_errors_to_their_files(tmp_path: Path) ->
     error = json.loads((tmp_path / "e.log").read_text())
     assert error["event"] == "handler-error" and error["level"] == "error"
     assert "ValueError: boom" in error["exception"] and error["request_id"] == "x"
+
+
+def test_error_log_on_a_terminal_is_rendered_for_a_person(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    try:
+        log = ServerLog(access=str(tmp_path / "a.log"), error=os.ttyname(slave))
+        log.warning("files-disabled", message="no files directory")
+        log.close()
+        shown = os.read(master, 4096).decode("utf-8", "replace")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "files-disabled" in shown and "no files directory" in shown
+    assert not shown.lstrip().startswith("{")  # the console renderer, not a JSON line
