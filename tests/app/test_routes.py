@@ -45,7 +45,7 @@ def test_unknown_paths_are_404(running_server, target):
 
 def test_user_agent_is_returned(running_server):
     status, headers, body = fetch(running_server, "GET", "/user-agent",
-                                  {"User-Agent": "foobar/1.2.3 (test)"})
+                                  headers={"User-Agent": "foobar/1.2.3 (test)"})
     assert status == 200
     assert headers["Content-Type"] == "text/plain"
     assert body == b"foobar/1.2.3 (test)"
