@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from reactor.loop import EventLoop
+from reactor.loop import EventLoop, TimerHandle
 
 ACCEPT_BATCH = 128
 # When the process is out of file descriptors the listening socket stays readable; stop
@@ -14,6 +15,22 @@ ACCEPT_BATCH = 128
 EMFILE_BACKOFF_S = 0.1
 
 AcceptCallback = Callable[[socket.socket, tuple], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerOptions:
+    """What one listener says about the connections it accepts.
+
+    `address` is the configured "HOST:PORT" (or a description of a socket passed in by the
+    service manager). Later capabilities add their per-listener switches here (TLS, PROXY
+    protocol); the server's `acceptor(options)` turns them into a connection factory.
+    """
+
+    address: str
+
+
+Acceptor = Callable[[ListenerOptions], AcceptCallback]
+"""Makes the accept callback (the connection factory) for a listener with these options."""
 
 
 def bind_tcp(host: str, port: int, *, backlog: int = 1024, reuse_port: bool = False
@@ -43,13 +60,15 @@ def bind_tcp(host: str, port: int, *, backlog: int = 1024, reuse_port: bool = Fa
 class Listener:
     """Accepts connections on one listening socket and hands them to `on_accept`."""
 
-    __slots__ = ("_loop", "_on_accept", "_paused_timer", "sock")
+    __slots__ = ("_loop", "_on_accept", "_paused_timer", "options", "sock")
 
-    def __init__(self, loop: EventLoop, sock: socket.socket, on_accept: AcceptCallback) -> None:
+    def __init__(self, loop: EventLoop, sock: socket.socket, on_accept: AcceptCallback,
+                 options: ListenerOptions | None = None) -> None:
         self._loop = loop
         self.sock = sock
         self._on_accept = on_accept
-        self._paused_timer = None
+        self.options = options if options is not None else ListenerOptions("")
+        self._paused_timer: TimerHandle | None = None
 
     @property
     def address(self) -> tuple:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from reactor.conn.clock import http_date
 from reactor.conn.http import App, HttpConnection
+from reactor.conn.listener import AcceptCallback, ListenerOptions
 from reactor.conn.shared import HttpSettings, RequestLog
 from reactor.conn.transport import Transport
 from reactor.loop import EventLoop
@@ -38,6 +39,10 @@ class HttpServer:
     def new_request_id(self) -> str:
         self._request_counter += 1
         return f"{self._request_prefix}-{self._request_counter:x}"
+
+    def acceptor(self, options: ListenerOptions) -> AcceptCallback:
+        """The connection factory of a listener with `options` (see `ListenerOptions`)."""
+        return self.accept
 
     def accept(self, sock: socket.socket, addr: tuple) -> None:
         """A new connection from a listener."""
