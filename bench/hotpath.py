@@ -43,6 +43,10 @@ class CollectingTransport:
     def is_closing(self) -> bool:
         return False
 
+    @property
+    def protocol(self) -> None:
+        return None
+
     def pause_reading(self) -> None:
         return None
 

@@ -1,14 +1,16 @@
-"""The application: router plus response middleware, answering `Response` or `Offload`.
+"""The built-in application: router plus response middleware, behind the app protocol.
 
-Strategy: the connection calls `app(request)`. Cheap routes answer inline; a blocking route
-answers `Offload`, and everything after it (the handler and the response middleware) runs
-on a worker. Compression of a large body found on the loop thread is offloaded the same way,
-so the loop never spends long in zlib.
+Strategy: the connection calls `app.open(request)` once per request (the route is resolved
+there, once) and asks the returned `RouteDispatch` for the body policy and the response.
+Cheap routes answer inline; a blocking route answers `Offload`, and everything after it (the
+handler and the response middleware) runs on a worker. Any `Offload` a handler returns is
+wrapped the same way, so every response passes the middleware exactly once. Compression of a
+large body found on the loop thread is offloaded too, so the loop never spends long in zlib.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from reactor.app import handlers
 from reactor.app.compression import DEFAULT_TYPES, CompressibleTypes, accepts_gzip, gzip_bytes
@@ -38,53 +40,35 @@ class CompressionPolicy:
 
 
 class App:
-    """Callable as `app(request) -> Response | Offload`."""
+    """The built-in application: a router plus response middleware (gzip by Accept-Encoding).
+
+    Serves the connection through the `Application` protocol: `open(request)` resolves the
+    route once and returns the request's `Dispatch`.
+    """
 
     def __init__(self, router: Router | None = None,
                  compression: CompressionPolicy | None = None) -> None:
         self.router = router if router is not None else Router()
         self.compression = compression if compression is not None else CompressionPolicy()
 
-    def route(self, method: str, template: str, *, blocking: bool = False):  # type: ignore[no-untyped-def]
+    def route(self, method: str, template: str, *, blocking: bool = False
+              ) -> Callable[[Handler], Handler]:
         """Decorator form of `router.add`."""
         def register(handler: Handler) -> Handler:
             self.router.add(method, template, handler, blocking=blocking)
             return handler
         return register
 
-    def begin(self, request: Request) -> Upload | Response | None:
-        """At head time, for a request with a body: an `Upload` (or early `Response`) when
-        its route streams bodies, else None (the connection buffers the body)."""
-        found = self.router.resolve(request)
-        if type(found) is not Route or not found.stream:
-            return None
-        return found.handler(request)  # type: ignore[return-value]
+    def open(self, request: Request) -> RouteDispatch:
+        return RouteDispatch(self, request, self.router.resolve(request))
 
-    def __call__(self, request: Request) -> Response | Offload:
-        found = self.router.resolve(request)
-        if type(found) is not Route:
-            return found  # type: ignore[return-value]  # a 404/405/OPTIONS answer
-        if found.stream:  # a body that was not streamed (empty, say): the same steps at once
-            upload = found.handler(request)
-            if type(upload) is Response:
-                return upload
-            return Offload(_run_upload, upload, request.body)
-        if found.blocking:
-            return Offload(self._run_blocking, found, request)
-        result = found.handler(request)
-        if type(result) is Offload:
-            return result
-        return self._finish(request, result, in_worker=False)  # type: ignore[arg-type]
+    def finish(self, request: Request, response: Response, *, in_worker: bool
+               ) -> Response | Offload:
+        """Response middleware, run once per response. Today: gzip by `Accept-Encoding`.
 
-    def _run_blocking(self, route: Route, request: Request) -> Response | Offload:
-        result = route.handler(request)
-        if type(result) is Offload:
-            return result
-        return self._finish(request, result, in_worker=True)  # type: ignore[arg-type]
-
-    def _finish(self, request: Request, response: Response, *, in_worker: bool
-                ) -> Response | Offload:
-        """Response middleware. Today: gzip by `Accept-Encoding`."""
+        A response whose encoding was already decided (a `Content-Encoding`, or a `Vary`
+        naming Accept-Encoding, as the static handler sets) is left as it is.
+        """
         policy = self.compression
         body = response.body
         if not policy.enabled or type(body) is not bytes or len(body) < policy.min_size:
@@ -97,8 +81,9 @@ class App:
             name = name.lower()
             if name == b"content-type":
                 content_type = value
-            elif name == b"content-encoding":
-                return response  # already encoded (a sidecar, say): never twice
+            elif name == b"content-encoding" or (
+                    name == b"vary" and b"accept-encoding" in value.lower()):
+                return response  # already decided: never twice
         if content_type not in policy.types:
             return response
         response.headers.append(VARY_ACCEPT_ENCODING)
@@ -107,6 +92,61 @@ class App:
         if in_worker or len(body) <= INLINE_GZIP_MAX_BYTES:
             return _gzip_response(response, policy.level)
         return Offload(_gzip_response, response, policy.level)
+
+
+class RouteDispatch:
+    """One request through `App`: its resolved route (or fixed answer) and the middleware
+    around the handler, including any pool continuation the handler asks for."""
+
+    __slots__ = ("app", "found", "request")
+
+    def __init__(self, app: App, request: Request, found: Route | Response) -> None:
+        self.app = app
+        self.request = request
+        self.found = found
+
+    def begin(self) -> Upload | Response | None:
+        found = self.found
+        if isinstance(found, Response) or not found.stream:
+            return None
+        answer = found.handler(self.request)
+        if isinstance(answer, Offload):
+            raise TypeError(f"stream route {found.template} answered an Offload at head time")
+        return answer
+
+    def respond(self) -> Response | Offload:
+        found = self.found
+        request = self.request
+        if isinstance(found, Response):  # a 404/405/OPTIONS answer of the router
+            return self.app.finish(request, found, in_worker=False)
+        if found.stream:  # a body that was not streamed (empty, say): the same steps at once
+            upload = self.begin()
+            if not isinstance(upload, Upload):
+                assert upload is not None  # a stream route answers an Upload or a Response
+                return self.complete(upload)  # refused
+            return Offload(self._in_worker, Offload(_run_upload, upload, request.body))
+        if found.blocking:
+            return Offload(self._in_worker, Offload(self._call, found))
+        return self._after(self._call(found), in_worker=False)
+
+    def _call(self, route: Route) -> Response | Offload:
+        result = route.handler(self.request)
+        if isinstance(result, Upload):
+            raise TypeError(f"route {route.template} answered an Upload but is not a stream"
+                            " route")
+        return result
+
+    def complete(self, response: Response) -> Response | Offload:
+        return self.app.finish(self.request, response, in_worker=False)
+
+    def _after(self, result: Response | Offload, *, in_worker: bool) -> Response | Offload:
+        if isinstance(result, Offload):
+            return Offload(self._in_worker, result)
+        return self.app.finish(self.request, result, in_worker=in_worker)
+
+    def _in_worker(self, offload: Offload) -> Response | Offload:
+        """In the pool: the handler's continuation, then the middleware on its answer."""
+        return self._after(offload.fn(*offload.args), in_worker=True)
 
 
 def _run_upload(upload: Upload, body: bytes) -> Response:
@@ -131,7 +171,9 @@ def _accept_encoding(request: Request) -> bytes | None:
 
 
 def _gzip_response(response: Response, level: int) -> Response:
-    response.body = gzip_bytes(response.body, level)  # type: ignore[arg-type]
+    body = response.body
+    assert isinstance(body, bytes)  # `finish` compresses bytes bodies only
+    response.body = gzip_bytes(body, level)
     response.headers.append(CONTENT_ENCODING_GZIP)
     return response
 

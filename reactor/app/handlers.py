@@ -36,7 +36,7 @@ def echo(request: Request) -> Response:
 
 
 def user_agent(request: Request) -> Response:
-    return Response(200, [TEXT_PLAIN], request.headers.get(b"user-agent", b""))
+    return Response(200, [TEXT_PLAIN], request.headers.get(b"user-agent") or b"")
 
 
 class FilesHandler:

@@ -14,13 +14,9 @@ method still to the mount's handler.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
-from reactor.app.types import Handler, Request, Response, Upload, text_response
-
-# A stream route's handler: called at head time, it answers an Upload or refuses at once.
-UploadHandler = Callable[[Request], "Upload | Response"]
+from reactor.app.types import Handler, Request, Response, UploadHandler, text_response
 
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"}
@@ -36,8 +32,8 @@ class Route:
 
     __slots__ = ("blocking", "handler", "method", "stream", "template")
 
-    def __init__(self, method: str, template: str, handler: Handler, blocking: bool,
-                 stream: bool = False) -> None:
+    def __init__(self, method: str, template: str, handler: Handler | UploadHandler,
+                 blocking: bool, stream: bool = False) -> None:
         self.method = method
         self.template = template
         self.handler = handler
@@ -103,8 +99,8 @@ class Router:
         # (prefix, route, PUT stream route or None), longest prefix first
         self._mounts: list[tuple[str, Route, Route | None]] = []
 
-    def add(self, method: str, template: str, handler: Handler, *, blocking: bool = False,
-            stream: bool = False) -> None:
+    def add(self, method: str, template: str, handler: Handler | UploadHandler, *,
+            blocking: bool = False, stream: bool = False) -> None:
         """Register `handler`. With `stream`, it is called when the request head arrives
         and answers with an `Upload` that receives the body piece by piece."""
         if not template.startswith("/"):
@@ -140,7 +136,7 @@ class Router:
             raise RouteError(f"mount {prefix} is registered twice")
         upload = None
         if upload_handler is not None:
-            upload = Route("PUT", prefix, upload_handler, False, stream=True)  # type: ignore[arg-type]
+            upload = Route("PUT", prefix, upload_handler, False, stream=True)
         self._mounts.append((prefix, Route("*", prefix, handler, blocking), upload))
         self._mounts.sort(key=lambda item: len(item[0]), reverse=True)
 
@@ -186,12 +182,12 @@ class Router:
                 return Response(204, [(b"Allow", b"GET, HEAD, POST, OPTIONS")])
             return text_response(404, "Not Found\n")
         methods, params = found
-        route = methods.get(method)
-        if route is None and method == "HEAD":
-            route = methods.get("GET")
-        if route is not None:
+        matched = methods.get(method)
+        if matched is None and method == "HEAD":
+            matched = methods.get("GET")
+        if matched is not None:
             request.params = params
-            return route
+            return matched
         allow = _allow_header(methods)
         if method == "OPTIONS":
             return Response(204, [(b"Allow", allow)])

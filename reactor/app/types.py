@@ -1,9 +1,10 @@
-"""Request and response types shared by the router, middleware, handlers and the connection."""
+"""Request and response types shared by the router, middleware, handlers and the connection,
+and the app protocol: the one interface through which the connection layer reaches an app."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 
 class Headers:
@@ -29,7 +30,7 @@ class Headers:
     def __contains__(self, name: bytes) -> bool:
         return any(key == name for key, _ in self._fields)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._fields)
 
     def __len__(self) -> int:
@@ -106,11 +107,11 @@ class PartsBody:
 
     def __init__(self, parts: list[bytes | FileBody]) -> None:
         self.parts = parts
-        self.length = sum(len(p) if type(p) is bytes else p.length for p in parts)  # type: ignore[union-attr]
+        self.length = sum(p.length if isinstance(p, FileBody) else len(p) for p in parts)
 
     def close(self) -> None:
         for part in self.parts:
-            if type(part) is FileBody:
+            if isinstance(part, FileBody):
                 part.close()
 
 
@@ -139,17 +140,25 @@ Body = bytes | FileBody | PartsBody | StreamBody
 
 
 class Response:
-    """Status, extra header fields and a body. The connection adds framing, Date and Server."""
+    """Status, extra header fields and a body. The connection adds framing, Date and Server.
 
-    __slots__ = ("body", "headers", "status")
+    Framing fields the app sets are reconciled by the connection's serializer: a
+    `Content-Length` is checked against the body (or announces a stream's length), never sent
+    twice; hop-by-hop fields are the connection's. A `101` response carries in `upgrade` a
+    factory of the protocol that takes the connection over once the head is sent (the factory
+    is called on the loop with no arguments and returns a connection-layer protocol).
+    """
+
+    __slots__ = ("body", "headers", "status", "upgrade")
 
     def __init__(
         self, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None,
-        body: Body = b"",
+        body: Body = b"", *, upgrade: Callable[[], Any] | None = None,
     ) -> None:
         self.status = status
         self.headers = headers if headers is not None else []
         self.body = body
+        self.upgrade = upgrade
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -201,6 +210,74 @@ class Upload:
 
 
 Handler = Callable[[Request], "Response | Offload"]
+UploadHandler = Callable[[Request], "Upload | Response"]
+"""A stream route's handler: called at head time, it answers an Upload or refuses at once."""
+
+
+class Dispatch(Protocol):
+    """One request's way through an app, its route resolved once (see `Application.open`).
+
+    The connection asks it, on the loop thread:
+    - `begin()` when the head of a request with a body has arrived: an `Upload` to stream the
+      body into, a `Response` to refuse before reading it, or None to have the connection
+      buffer the body into `request.body`;
+    - `respond()` at the end of the message (body buffered): the response, or an `Offload`
+      whose continuation runs in the pool and again answers a `Response` or an `Offload`;
+    - `complete(response)` for a response made outside `respond()` (what an `Upload`
+      finished or refused with), so that it passes the app's middleware like any other.
+    Every response reaches the connection through exactly one of `respond` and `complete`,
+    having passed the middleware once, whether it was made inline or in the pool.
+    """
+
+    def begin(self) -> Upload | Response | None: ...
+    def respond(self) -> Response | Offload: ...
+    def complete(self, response: Response) -> Response | Offload: ...
+
+
+@runtime_checkable
+class Application(Protocol):
+    """What the connection layer serves: `open(request)` at head time, once per request."""
+
+    def open(self, request: Request) -> Dispatch: ...
+
+
+class FunctionApp:
+    """A plain `fn(request) -> Response | Offload` served as an `Application`.
+
+    Bodies are buffered for it (`request.body`); it has no middleware.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Handler) -> None:
+        self.fn = fn
+
+    def open(self, request: Request) -> Dispatch:
+        return _FunctionDispatch(self.fn, request)
+
+
+class _FunctionDispatch:
+    __slots__ = ("fn", "request")
+
+    def __init__(self, fn: Handler, request: Request) -> None:
+        self.fn = fn
+        self.request = request
+
+    def begin(self) -> Upload | Response | None:
+        return None
+
+    def respond(self) -> Response | Offload:
+        return self.fn(self.request)
+
+    def complete(self, response: Response) -> Response | Offload:
+        return response
+
+
+def as_application(app: Application | Handler) -> Application:
+    """`app` itself when it has `open`, else a plain handler function wrapped."""
+    if isinstance(app, Application):
+        return app
+    return FunctionApp(app)
 
 
 def text_response(status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None

@@ -1,4 +1,8 @@
-"""The HTTP server of one process: accepts connections, sheds over the limit, stops them."""
+"""The HTTP server of one process: accepts connections, sheds over the limit, stops them.
+
+The registry of live connections holds transports, whatever protocol each carries now (HTTP,
+or what a 101 switched to): a graceful stop asks each protocol to `shutdown()`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import os
 import socket
 from collections.abc import Callable
 
+from reactor.app.types import Application, Handler, as_application
 from reactor.conn.clock import http_date
-from reactor.conn.http import App, HttpConnection
+from reactor.conn.http import HttpConnection
 from reactor.conn.listener import AcceptCallback, ListenerOptions
 from reactor.conn.shared import HttpSettings, RequestLog
-from reactor.conn.transport import Transport
+from reactor.conn.transport import SocketTransport
 from reactor.loop import EventLoop
 from reactor.proto import response_head
 
@@ -18,23 +23,32 @@ from reactor.proto import response_head
 class HttpServer:
     """What all HTTP connections share: app, settings, log sink, the live-connection registry."""
 
-    def __init__(self, loop: EventLoop, app: App, log: RequestLog, *,
+    def __init__(self, loop: EventLoop, app: Application | Handler, log: RequestLog, *,
                  settings: HttpSettings | None = None, server_name: bytes = b"reactor",
                  max_connections: int = 10000) -> None:
         self.loop = loop
-        self.app = app
+        self._app = as_application(app)
         self.log = log
         self.settings = settings if settings is not None else HttpSettings()
         self.server_name = server_name
         self.server_header = (b"Server", server_name)
         self.max_connections = max_connections
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[SocketTransport] = set()
         self.stopping = False
         self._next_conn_id = 0
         self._request_prefix = os.urandom(4).hex()
         self._request_counter = 0
         self.on_idle: Callable[[], None] | None = None  # called when the last connection goes
         self.requests_served = 0
+
+    @property
+    def app(self) -> Application:
+        """The application new requests go to (a plain handler function is adapted)."""
+        return self._app
+
+    @app.setter
+    def app(self, app: Application | Handler) -> None:
+        self._app = as_application(app)
 
     def new_request_id(self) -> str:
         self._request_counter += 1
@@ -59,7 +73,8 @@ class HttpServer:
         if self.stopping or len(self.connections) >= self.max_connections:
             self._shed(sock, conn_id, peer)
             return
-        transport = Transport(self.loop, sock, peer)
+        transport = SocketTransport(self.loop, sock, peer, on_closed=self.connection_gone)
+        self.connections.add(transport)
         transport.start(HttpConnection(self, conn_id))
 
     def _shed(self, sock: socket.socket, conn_id: int, peer: tuple[str, int]) -> None:
@@ -79,13 +94,15 @@ class HttpServer:
                            "status": 503, "reason": "connection-limit",
                            "event_kind": "conn_shed"})
 
-    def connection_gone(self, conn: HttpConnection) -> None:
-        self.connections.discard(conn)
+    def connection_gone(self, transport: SocketTransport) -> None:
+        self.connections.discard(transport)
         if not self.connections and self.on_idle is not None:
             self.on_idle()
 
     def shutdown_connections(self) -> None:
         """Graceful stop: no new requests; idle connections close now, busy ones after."""
         self.stopping = True
-        for conn in list(self.connections):
-            conn.shutdown()
+        for transport in list(self.connections):
+            protocol = transport.protocol
+            if protocol is not None:
+                protocol.shutdown()

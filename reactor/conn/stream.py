@@ -15,18 +15,26 @@ from reactor.loop import EventLoop
 from reactor.proto import LAST_CHUNK, encode_chunk
 
 
+class BodyLengthError(Exception):
+    """A streamed body did not match the Content-Length its app announced."""
+
+
 class BodyStreamer:
     """Drives one `StreamBody` to `write`; `done(error)` once it ended (error None: whole)."""
 
-    __slots__ = ("_body", "_chunked", "_done", "_finished", "_in_flight", "_loop", "_paused",
-                 "_write")
+    __slots__ = ("_body", "_chunked", "_done", "_finished", "_in_flight", "_left", "_loop",
+                 "_paused", "_write")
 
     def __init__(self, loop: EventLoop, body: StreamBody, *, chunked: bool,
                  write: Callable[[bytes], None],
-                 done: Callable[[BaseException | None], None]) -> None:
+                 done: Callable[[BaseException | None], None],
+                 length: int | None = None) -> None:
         self._loop = loop
         self._body = body
         self._chunked = chunked
+        # With a Content-Length announced by the app, the pieces must add up to it exactly:
+        # more would be read as the next response, fewer would leave the client waiting.
+        self._left = length
         self._write = write
         self._done = done
         self._paused = False
@@ -59,6 +67,11 @@ class BodyStreamer:
         if self._finished:  # cancelled while the job ran
             self._body.close()
             return
+        left = self._left
+        if error is None and left is not None and (len(piece) > left or (not piece and left)):
+            error = BodyLengthError(f"the body's Content-Length is {left} bytes short"
+                                    if not piece else "the body is longer than its"
+                                    " Content-Length")
         if error is not None or not piece:
             self._finished = True
             self._body.close()
@@ -66,6 +79,8 @@ class BodyStreamer:
                 self._write(LAST_CHUNK)
             self._done(error)
             return
+        if left is not None:
+            self._left = left - len(piece)
         self._write(encode_chunk(piece) if self._chunked else piece)
         if not self._paused:
             self._next()

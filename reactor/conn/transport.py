@@ -1,20 +1,27 @@
-"""One transport per accepted socket: reads into its protocol, writes from a `WriteBuffer`.
+"""The plain TCP transport: one per accepted socket, reads into its protocol, writes from a
+`WriteBuffer`.
 
-Strategy: the transport is the only owner of the socket. `on_readable` does one `recv` and
+Strategy: the transport is the only owner of the socket, and every call on the socket is one
+of four primitives (`_recv`, `send_chunks`, `send_file`, `_shutdown_write`) that a TLS
+transport overrides, with its handshake, and nothing else. `_on_readable` does one read and
 hands the bytes to the protocol; writes made while the protocol handles those bytes are
 batched and flushed once afterwards (pipelined responses leave in one `sendmsg`). Writes made
 at other times (a pool result) go out at once. When unsent bytes pass the high-water mark the
-protocol is told to pause, and told to resume below the low-water mark.
+protocol is told to pause, and told to resume below the low-water mark. `set_protocol` swaps
+the protocol in place (after a 101), feeding the new one the bytes that were already read.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import time
-from typing import Any, BinaryIO, Protocol
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
+from reactor.conn.interfaces import StreamProtocol
 from reactor.conn.writebuf import WriteBuffer
-from reactor.loop import EventLoop
+from reactor.loop import EventLoop, TimerHandle
 
 RECV_BYTES = 64 * 1024
 HIGH_WATER_BYTES = 256 * 1024
@@ -23,30 +30,24 @@ LOW_WATER_BYTES = 64 * 1024
 # closing, so that unread input does not make the kernel reset our last response (nginx's
 # lingering close).
 LINGER_S = 2.0
+_LINGER_WANTED = "linger"  # `_linger` before the buffer drained: linger once it has
 
-
-class StreamProtocol(Protocol):
-    def connection_made(self, transport: Transport) -> None: ...
-    def data_received(self, data: bytes) -> None: ...
-    def eof_received(self) -> None: ...
-    def connection_lost(self, exc: BaseException | None) -> None: ...
-    def pause_writing(self) -> None: ...
-    def resume_writing(self) -> None: ...
-    def write_blocked(self) -> None: ...
-
-
-class Transport:
-    """A non-blocking TCP socket registered with the loop."""
+class SocketTransport:
+    """A non-blocking TCP (or unix) socket registered with the loop."""
 
     __slots__ = (
-        "_batching", "_buffer", "_closed", "_closing", "_linger_timer", "_loop", "_protocol",
-        "_reading", "_sock", "_write_paused", "_writing", "last_write_progress", "peer",
+        "_batching", "_buffer", "_closed", "_closing", "_linger", "_loop", "_on_closed",
+        "_protocol", "_reading", "_sock", "_write_paused", "_writing", "extra",
+        "last_write_progress", "peer",
     )
 
-    def __init__(self, loop: EventLoop, sock: socket.socket, peer: tuple[str, int]) -> None:
+    def __init__(self, loop: EventLoop, sock: socket.socket, peer: tuple[str, int], *,
+                 on_closed: Callable[[SocketTransport], None] | None = None) -> None:
         self._loop = loop
         self._sock = sock
         self.peer = peer
+        self.extra: dict[str, Any] = {}
+        self._on_closed = on_closed
         self._protocol: StreamProtocol | None = None
         self._buffer = WriteBuffer()
         self._reading = False
@@ -55,14 +56,44 @@ class Transport:
         self._write_paused = False
         self._closing = False
         self._closed = False
-        self._linger_timer: Any = None
+        self._linger: TimerHandle | str | None = None
         self.last_write_progress = 0.0  # monotonic time a blocked write last moved
+
+    @property
+    def protocol(self) -> StreamProtocol | None:
+        return self._protocol
 
     def start(self, protocol: StreamProtocol) -> None:
         self._protocol = protocol
         protocol.connection_made(self)
         if not self._closing:
             self.resume_reading()
+
+    def set_protocol(self, protocol: StreamProtocol, trailing_data: bytes = b"") -> None:
+        """Hand the connection to `protocol` (after a 101): it gets `connection_made`, then
+        `trailing_data`, the bytes that followed the request head, as its first input."""
+        if self._closed:
+            return
+        self._protocol = protocol
+        protocol.connection_made(self)
+        if trailing_data and self._protocol is protocol and not self._closing:
+            protocol.data_received(trailing_data)
+        if not self._closing:
+            self.resume_reading()
+
+    # ---- socket primitives (a TLS transport overrides these, and nothing above) -------------
+    def _recv(self) -> bytes:
+        """Up to RECV_BYTES from the socket; b"" at EOF. BlockingIOError when none wait."""
+        return self._sock.recv(RECV_BYTES)
+
+    def send_chunks(self, chunks: list[bytes | memoryview]) -> int:
+        return self._sock.send(chunks[0]) if len(chunks) == 1 else self._sock.sendmsg(chunks)
+
+    def send_file(self, file: BinaryIO, offset: int, count: int) -> int:
+        return os.sendfile(self._sock.fileno(), file.fileno(), offset, count)
+
+    def _shutdown_write(self) -> None:
+        self._sock.shutdown(socket.SHUT_WR)
 
     # ---- reading --------------------------------------------------------------------
     def pause_reading(self) -> None:
@@ -75,25 +106,32 @@ class Transport:
             self._reading = True
             self._loop.add_reader(self._sock, self._on_readable)
 
+    def read_now(self) -> None:
+        """One read attempt now, even while paused: a graceful stop answers what was sent."""
+        if not self._closing:
+            self._on_readable()
+
     def _on_readable(self) -> None:
         try:
-            data = self._sock.recv(RECV_BYTES)
+            data = self._recv()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._abort(exc)
+            self._close_now(exc)
             return
         if self._closing:  # lingering: discard until EOF
             if not data:
                 self._close_now(None)
             return
+        protocol = self._protocol
+        assert protocol is not None
         self._batching = True
         try:
             if data:
-                self._protocol.data_received(data)  # type: ignore[union-attr]
+                protocol.data_received(data)
             else:
                 self.pause_reading()
-                self._protocol.eof_received()  # type: ignore[union-attr]
+                protocol.eof_received()
         finally:
             self._batching = False
         if self._buffer and not self._writing:
@@ -114,7 +152,7 @@ class Transport:
         self._buffer.append_file(file, offset, length)
         self._queued()
 
-    def when_sent(self, callback: Any, *args: Any) -> None:
+    def when_sent(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run `callback(*args)` once everything written so far has reached the kernel.
 
         Also runs if the connection dies first (the response is still accounted for).
@@ -139,16 +177,15 @@ class Transport:
         if self._batching or self._writing:
             # Sent after the current batch of input, or when the socket drains; meanwhile
             # the protocol must learn when too much is waiting.
-            if not self._write_paused and self._buffer.pending_bytes > HIGH_WATER_BYTES:
-                self._write_paused = True
-                self._protocol.pause_writing()  # type: ignore[union-attr]
+            self._check_high_water()
         else:
             self._flush()
 
     def _check_high_water(self) -> None:
         if not self._write_paused and self._buffer.pending_bytes > HIGH_WATER_BYTES:
             self._write_paused = True
-            self._protocol.pause_writing()  # type: ignore[union-attr]
+            if self._protocol is not None:
+                self._protocol.pause_writing()
 
     @property
     def writing_blocked(self) -> bool:
@@ -166,9 +203,9 @@ class Transport:
     def _flush(self) -> None:
         buffer = self._buffer
         try:
-            done = buffer.send(self._sock)
+            done = buffer.send(self)
         except OSError as exc:
-            self._abort(exc)
+            self._close_now(exc)
             return
         if self._closed:
             return  # a marker closed us
@@ -178,7 +215,8 @@ class Transport:
                 self._loop.remove_writer(self._sock)
             if self._write_paused:
                 self._write_paused = False
-                self._protocol.resume_writing()  # type: ignore[union-attr]
+                if self._protocol is not None:
+                    self._protocol.resume_writing()
             if self._closing:
                 self._finish_close()
             return
@@ -186,7 +224,8 @@ class Transport:
             self._writing = True
             self.last_write_progress = time.monotonic()
             self._loop.add_writer(self._sock, self._on_writable)
-            self._protocol.write_blocked()  # type: ignore[union-attr]
+            if self._protocol is not None:
+                self._protocol.write_blocked()
         self._check_high_water()
 
     def _on_writable(self) -> None:
@@ -195,7 +234,8 @@ class Transport:
         if (self._write_paused and not self._closed
                 and self._buffer.pending_bytes <= LOW_WATER_BYTES):
             self._write_paused = False
-            self._protocol.resume_writing()  # type: ignore[union-attr]
+            if self._protocol is not None:
+                self._protocol.resume_writing()
 
     # ---- closing --------------------------------------------------------------------
     def close(self, *, linger: bool = False) -> None:
@@ -204,20 +244,20 @@ class Transport:
             return
         self._closing = True
         if linger:
-            self._linger_timer = True  # marks "linger wanted" until the buffer drains
+            self._linger = _LINGER_WANTED
         if not self._buffer:
             self._finish_close()
         elif not self._writing and not self._batching:
             self._flush()
 
     def _finish_close(self) -> None:
-        if self._linger_timer is True:
+        if self._linger == _LINGER_WANTED:
             try:
-                self._sock.shutdown(socket.SHUT_WR)
+                self._shutdown_write()
             except OSError:
                 self._close_now(None)
                 return
-            self._linger_timer = self._loop.call_later(LINGER_S, self._close_now, None)
+            self._linger = self._loop.call_later(LINGER_S, self._close_now, None)
             self.resume_reading()
         else:
             self._close_now(None)
@@ -226,18 +266,14 @@ class Transport:
         """Close at once, dropping unsent output."""
         self._close_now(None)
 
-    def _abort(self, exc: BaseException) -> None:
-        self._close_now(exc)
-
     def _close_now(self, exc: BaseException | None) -> None:
         if self._closed:
             return
         self._closed = True
         self._closing = True
-        timer = self._linger_timer
-        if timer is not None and timer is not True:
-            timer.cancel()
-        self._linger_timer = None
+        if isinstance(self._linger, TimerHandle):
+            self._linger.cancel()
+        self._linger = None
         self._loop.forget(self._sock)
         self._reading = self._writing = False
         self._buffer.clear()
@@ -245,5 +281,9 @@ class Transport:
             self._sock.close()
         finally:
             protocol, self._protocol = self._protocol, None
-            if protocol is not None:
-                protocol.connection_lost(exc)
+            try:
+                if protocol is not None:
+                    protocol.connection_lost(exc)
+            finally:
+                if self._on_closed is not None:
+                    self._on_closed(self)

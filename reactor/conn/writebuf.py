@@ -1,7 +1,8 @@
 """The write buffer: queued bytes, file ranges and completion markers, sent in order.
 
 Strategy: entries leave in the order they were queued. Consecutive byte chunks go out in one
-`sendmsg` (gather write, no joining copy); a file range goes out with `os.sendfile`; a marker
+gather write (`sendmsg`, no joining copy); a file range goes out with `os.sendfile` (through the
+transport's `Sender` primitives: the buffer itself never touches a socket); a marker
 is a callback that runs once everything queued before it has reached the kernel (the
 connection logs a response there, or closes). A partial send keeps the unsent tail as a
 memoryview of the original chunk, so nothing is copied twice.
@@ -10,10 +11,10 @@ memoryview of the original chunk, so nothing is copied twice.
 from __future__ import annotations
 
 import collections
-import os
-import socket
 from collections.abc import Callable
 from typing import Any, BinaryIO
+
+from reactor.conn.interfaces import Sender
 
 # Linux IOV_MAX is 1024; stay well below it and below what one sendmsg usefully takes.
 _MAX_IOVECS = 64
@@ -76,7 +77,7 @@ class WriteBuffer:
     def append_marker(self, callback: Callable[..., Any], *args: Any) -> None:
         self._entries.append(Marker(callback, args))
 
-    def send(self, sock: socket.socket) -> bool:
+    def send(self, sender: Sender) -> bool:
         """Send as much as the socket takes now. True when the buffer is empty afterwards.
 
         Raises the socket's OSError (other than EAGAIN) for the caller to treat as a reset.
@@ -85,26 +86,25 @@ class WriteBuffer:
         entries = self._entries
         while entries:
             head = entries[0]
-            kind = type(head)
-            if kind is Marker:
+            if isinstance(head, Marker):
                 entries.popleft()
-                head.callback(*head.args)  # type: ignore[union-attr]
-            elif kind is FileRange:
-                if not self._send_file(sock, head):  # type: ignore[arg-type]
+                head.callback(*head.args)
+            elif isinstance(head, FileRange):
+                if not self._send_file(sender, head):
                     return False
-            elif not self._send_bytes(sock):
+            elif not self._send_bytes(sender):
                 return False
         return True
 
-    def _send_bytes(self, sock: socket.socket) -> bool:
+    def _send_bytes(self, sender: Sender) -> bool:
         entries = self._entries
         chunks: list[bytes | memoryview] = []
         for entry in entries:
-            if type(entry) is FileRange or type(entry) is Marker or len(chunks) == _MAX_IOVECS:
+            if isinstance(entry, (FileRange, Marker)) or len(chunks) == _MAX_IOVECS:
                 break
-            chunks.append(entry)  # type: ignore[arg-type]
+            chunks.append(entry)
         try:
-            sent = sock.send(chunks[0]) if len(chunks) == 1 else sock.sendmsg(chunks)
+            sent = sender.send_chunks(chunks)
         except (BlockingIOError, InterruptedError):
             return False
         self.pending_bytes -= sent
@@ -119,10 +119,9 @@ class WriteBuffer:
                 return False
         return True
 
-    def _send_file(self, sock: socket.socket, rng: FileRange) -> bool:
+    def _send_file(self, sender: Sender, rng: FileRange) -> bool:
         try:
-            sent = os.sendfile(sock.fileno(), rng.file.fileno(), rng.offset,
-                               min(rng.length, _SENDFILE_CHUNK))
+            sent = sender.send_file(rng.file, rng.offset, min(rng.length, _SENDFILE_CHUNK))
         except (BlockingIOError, InterruptedError):
             return False
         if sent == 0:  # the file shrank under us: we cannot honour Content-Length
@@ -146,7 +145,7 @@ class WriteBuffer:
         entries, self._entries = self._entries, collections.deque()
         self.pending_bytes = 0
         for entry in entries:
-            if type(entry) is FileRange:
-                entry.file.close()  # type: ignore[union-attr]
-            elif type(entry) is Marker:
-                entry.callback(*entry.args)  # type: ignore[union-attr]
+            if isinstance(entry, FileRange):
+                entry.file.close()
+            elif isinstance(entry, Marker):
+                entry.callback(*entry.args)

@@ -26,8 +26,8 @@ SMALL_FILE_BYTES = 64 * 1024
 
 def sendfile_bytes(running) -> list[int]:  # type: ignore[no-untyped-def]
     """`sendfile_bytes` of every open connection's transport (read on the loop thread)."""
-    return on_loop(running, lambda: [conn._transport.sendfile_bytes
-                                     for conn in running.server.http.connections])
+    return on_loop(running, lambda: [transport.sendfile_bytes
+                                     for transport in running.server.http.connections])
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def parse_ranges(header: bytes, size: int, *, max_ranges: int = DEFAULT_MAX_RANG
             return None
         first, last = parsed
         if first is None:  # suffix-range: the last `last` bytes
-            if last > 0:
+            if last is not None and last > 0:
                 wanted.append((max(size - last, 0), size - 1))
         elif first < size:
             wanted.append((first, size - 1 if last is None else min(last, size - 1)))

@@ -48,7 +48,7 @@ def make_request(method: str, path: str, headers: dict[str, str] | None = None,
 def call(app: App, method: str, path: str, headers: dict[str, str] | None = None,
          query: str = "") -> Response:
     """Run the app as the connection would, Offloads included, on this thread."""
-    result = app(make_request(method, path, headers, query))
+    result = app.open(make_request(method, path, headers, query)).respond()
     while type(result) is Offload:
         result = result.fn(*result.args)
     assert isinstance(result, Response)

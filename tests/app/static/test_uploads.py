@@ -69,7 +69,7 @@ def test_only_put_is_a_stream_route_on_an_upload_mount(www: Path) -> None:
     for method in ("GET", "HEAD", "DELETE", "OPTIONS"):
         route = app.router.resolve(make_request(method, "/hello.txt"))
         assert type(route) is Route and not route.stream and route.method == "*", method
-    assert app.begin(make_request("GET", "/hello.txt")) is None
+    assert app.open(make_request("GET", "/hello.txt")).begin() is None
     plain = build_app(directory=None, mounts=[StaticMount("/", www)])
     route = plain.router.resolve(make_request("PUT", "/new.txt"))
     assert type(route) is Route and not route.stream  # the handler answers 405

@@ -1,0 +1,299 @@
+"""One request exchange on an HTTP connection: the request, its body, the app, the response.
+
+Strategy: an `Exchange` lives from a request head to the moment its response is queued. It
+asks the app's `Dispatch` at head time whether the body streams into an `Upload` (driven by
+an `UploadPump`) or is buffered, runs the app at the end of the message (inline, or through
+the pool for an `Offload`), and writes the response: framing is decided by the sans-IO
+serializer (`frame_response`), head and small body leave in one write, files by sendfile,
+a `StreamBody` piece by piece (`BodyStreamer`). It then hands back to its connection
+(`exchange_done`), which owns keep-alive, timeouts and what happens next. The connection
+tells it when the peer is gone (`cancel`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from reactor.app.types import (
+    Dispatch,
+    FileBody,
+    Offload,
+    PartsBody,
+    Request,
+    Response,
+    StreamBody,
+    Upload,
+)
+from reactor.conn.clock import server_lines
+from reactor.conn.shared import AccessRecord
+from reactor.conn.stream import BodyStreamer
+from reactor.conn.upload import UploadPump
+from reactor.proto import CONTINUE_100, RequestHead, status_line
+from reactor.proto.framing import CLOSE_DELIMITED, FramingError, frame_response
+
+if TYPE_CHECKING:
+    from reactor.conn.http import HttpConnection
+
+# Bodies up to this size are copied behind the head so both leave in one send(); larger
+# ones are queued as a second chunk of the same gather write.
+_COPY_BODY_MAX = 16 * 1024
+_PLAIN = (b"Content-Type", b"text/plain; charset=utf-8")
+
+
+class Exchange:
+    """The per-request state of an `HttpConnection`."""
+
+    __slots__ = ("body", "body_size", "conn", "dispatch", "head", "queue_ms", "request",
+                 "started", "stream_sent", "streamer", "upload")
+
+    def __init__(self, conn: HttpConnection, head: RequestHead, request: Request,
+                 dispatch: Dispatch, started: float) -> None:
+        self.conn = conn
+        self.head = head
+        self.request = request
+        self.dispatch = dispatch
+        self.started = started
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.queue_ms: float | None = None
+        self.upload: UploadPump | None = None
+        self.streamer: BodyStreamer | None = None
+        self.stream_sent = 0
+
+    # ---- the request body ---------------------------------------------------------------
+    def begin(self) -> bool:
+        """At head time, for a request with a body: ask the app whether it streams it.
+        False when the app answered at once (the connection is then busy or closing)."""
+        try:
+            answer = self.dispatch.begin()
+        except Exception as exc:
+            self.conn.busy = True
+            self.failed(exc)
+            return False
+        if answer is None:
+            return True
+        if not isinstance(answer, Upload):
+            self.conn.busy = True
+            self.handled(self.dispatch.complete(answer))  # the unread body closes the connection
+            return False
+        self.upload = UploadPump(self.conn.loop, answer, started=self.send_continue,
+                                 refused=self._upload_answered,
+                                 finished=self._upload_answered, failed=self._upload_failed,
+                                 throttle=self.conn.upload_throttled)
+        return True
+
+    def send_continue(self) -> None:
+        """RFC 9110 10.1.1: the client waits for `100 Continue` before sending the body."""
+        conn = self.conn
+        if (self.head.expect_continue and self.body_size == 0 and not conn.closing
+                and conn.parser.buffered == 0 and conn.transport is not None):
+            conn.transport.write(CONTINUE_100)
+
+    def data(self, data: bytes) -> None:
+        self.body_size += len(data)
+        if self.upload is not None:
+            self.upload.feed(data)
+        else:
+            self.body.append(data)
+
+    def end(self) -> None:
+        """The whole request has arrived: run the app (or let the upload finish)."""
+        self.conn.busy = True
+        if self.upload is not None:
+            self.upload.end()
+            return
+        body = self.body
+        if body:
+            self.request.body = body[0] if len(body) == 1 else b"".join(body)
+            self.body = []
+        if self.head.method == b"CONNECT":
+            self.respond(plain(501, "Not Implemented\n"))
+            return
+        try:
+            result = self.dispatch.respond()
+        except Exception as exc:
+            self.failed(exc)
+            return
+        self.handled(result)
+
+    def _upload_answered(self, response: Response) -> None:
+        pump = self.upload
+        self.upload = None
+        if pump is not None:
+            self.queue_ms = pump.queue_s * 1000.0
+        if self.conn.closing:
+            return
+        self.conn.busy = True
+        try:
+            result = self.dispatch.complete(response)
+        except Exception as exc:
+            self.failed(exc)
+        else:
+            self.handled(result)
+        self.conn.resume_processing()
+
+    def _upload_failed(self, exc: BaseException) -> None:
+        self.upload = None
+        if not self.conn.closing:
+            self.conn.busy = True
+            self.failed(exc)
+
+    # ---- the app's answer ---------------------------------------------------------------
+    def handled(self, result: Response | Offload) -> None:
+        if isinstance(result, Offload):
+            submitted = time.monotonic()
+            self.conn.loop.run_in_pool(
+                result.fn, result.args,
+                lambda value, error, started: self._offload_done(value, error, started,
+                                                                 submitted))
+            return
+        self.respond(result)
+
+    def _offload_done(self, result: Any, error: BaseException | None, started: float,
+                      submitted: float) -> None:
+        if self.conn.closing:
+            if isinstance(result, Response) and isinstance(result.body, (FileBody, PartsBody,
+                                                                         StreamBody)):
+                result.body.close()
+            return  # the peer left while we worked
+        queued = (started - submitted) * 1000.0
+        self.queue_ms = queued if self.queue_ms is None else self.queue_ms + queued
+        if error is not None:
+            self.failed(error)
+        else:
+            self.handled(result)
+        self.conn.resume_processing()  # pipelined requests that waited behind this one
+
+    def failed(self, exc: BaseException) -> None:
+        request = self.request
+        self.conn.log.error("handler-error", exc, {
+            "request_id": request.request_id, "conn_id": self.conn.conn_id,
+            "method": request.method, "path": request.path})
+        self.respond(plain(500, "Internal Server Error\n"))
+
+    # ---- the response -------------------------------------------------------------------
+    def respond(self, response: Response) -> None:
+        """Frame and queue the response, then hand the connection back."""
+        conn = self.conn
+        head = self.head
+        transport = conn.transport
+        assert transport is not None
+        body = response.body
+        status = response.status
+        body_length: int | None
+        if isinstance(body, bytes):
+            body_length = len(body)
+        elif isinstance(body, StreamBody):
+            body_length = None
+        else:
+            body_length = body.length
+        try:
+            framing, block, length, chunked, keep_alive = frame_response(
+                status, response.headers, body_length, head_request=head.method == b"HEAD",
+                keep_alive=conn.may_keep_alive(head, status), http10=head.version == b"1.0")
+            if status == 101 and (response.upgrade is None or head.version == b"1.0"):
+                raise FramingError("a 101 response needs an upgrade protocol and HTTP/1.1")
+        except FramingError as exc:
+            self._close_body(body)
+            conn.log.error("response-framing", exc, {
+                "request_id": self.request.request_id, "conn_id": conn.conn_id,
+                "method": self.request.method, "path": self.request.path,
+                "status": status})
+            self.respond(plain(500, "Internal Server Error\n"))
+            return
+        conn.server.requests_served += 1
+        head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
+            status_line(status), server_lines(conn.server.server_name), framing,
+            self.request.request_id.encode("ascii"), block)
+        if type(body) is bytes and length:
+            if length <= _COPY_BODY_MAX:
+                transport.write(head_bytes + body)
+            else:
+                transport.write_many(head_bytes, body)
+        elif not (length or chunked):  # HEAD, 1xx/204/304, or an empty body
+            self._close_body(body)
+            transport.write(head_bytes)
+        elif isinstance(body, StreamBody):
+            transport.write(head_bytes)
+            self.stream_sent = len(head_bytes)
+            self.streamer = BodyStreamer(
+                conn.loop, body, chunked=chunked, write=self._stream_write,
+                done=lambda error: self._stream_done(error, response, keep_alive),
+                length=None if chunked or length == CLOSE_DELIMITED else length)
+            return  # `_stream_done` finishes the exchange
+        elif isinstance(body, FileBody):
+            transport.write(head_bytes)
+            transport.write_file(body.file, body.offset, body.length)
+        elif isinstance(body, PartsBody):
+            transport.write(head_bytes)
+            for part in body.parts:
+                if isinstance(part, FileBody):
+                    transport.write_file(part.file, part.offset, part.length)
+                else:
+                    transport.write(part)
+        self._done(response, len(head_bytes) + length, keep_alive)
+        if status == 101 and response.upgrade is not None:
+            conn.switch_protocol(response.upgrade)
+
+    def _done(self, response: Response, sent: int, keep_alive: bool) -> None:
+        conn = self.conn
+        transport = conn.transport
+        assert transport is not None
+        transport.when_sent(conn.response_sent,
+                            AccessRecord(self.request, response, conn.conn_id, sent,
+                                         self.body_size, self.queue_ms),
+                            self.started)
+        conn.exchange_done(keep_alive)
+
+    def _stream_write(self, data: bytes) -> None:
+        self.stream_sent += len(data)
+        if self.conn.transport is not None:
+            self.conn.transport.write(data)
+
+    def _stream_done(self, error: BaseException | None, response: Response,
+                     keep_alive: bool) -> None:
+        self.streamer = None
+        conn = self.conn
+        if conn.closing:
+            return
+        if error is not None:
+            # The head is out: the only honest signal left is to end the connection
+            # without the rest of the body, so the client sees a truncated response.
+            conn.log.error("stream-error", error, {
+                "request_id": self.request.request_id, "conn_id": conn.conn_id})
+            conn.abort()
+            return
+        self._done(response, self.stream_sent, keep_alive)
+        conn.resume_processing()
+
+    @staticmethod
+    def _close_body(body: object) -> None:
+        if isinstance(body, (FileBody, PartsBody, StreamBody)):
+            body.close()
+
+    # ---- the peer is gone -----------------------------------------------------------------
+    def cancel(self) -> None:
+        """No more body will be read and no response written: release what is held."""
+        if self.upload is not None:
+            self.upload.abort()
+            self.upload = None
+        if self.streamer is not None:
+            self.streamer.cancel()
+            self.streamer = None
+
+    def pause(self) -> None:
+        if self.streamer is not None:
+            self.streamer.pause()
+
+    def resume(self) -> None:
+        if self.streamer is not None:
+            self.streamer.resume()
+
+    @property
+    def upload_throttled(self) -> bool:
+        return self.upload is not None and self.upload.throttled
+
+
+def plain(status: int, text: str) -> Response:
+    return Response(status, [_PLAIN], text.encode())

@@ -1,0 +1,70 @@
+"""The connection layer's declared seams: Transport (bytes to and from a peer) and Protocol.
+
+A transport owns one socket and every call on it (recv, send, sendmsg, sendfile, shutdown,
+close); a protocol turns the bytes into meaning (HTTP/1.1, later WebSocket) and never
+touches the socket. A plain TCP transport and a TLS transport differ only in their I/O
+primitives and the handshake, so a protocol cannot tell them apart. `set_protocol` hands the
+byte stream to another protocol after a `101 Switching Protocols`, together with the bytes
+that followed the request head.
+
+mypy holds the concrete classes to these shapes (`conn/transport.py`, `conn/http.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, BinaryIO, Protocol
+
+
+class StreamProtocol(Protocol):
+    """What a transport calls on the protocol it carries (all on the loop thread)."""
+
+    def connection_made(self, transport: Transport) -> None: ...
+    def data_received(self, data: bytes) -> None: ...
+    def eof_received(self) -> None: ...
+    def connection_lost(self, exc: BaseException | None) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def write_blocked(self) -> None: ...
+    def shutdown(self) -> None:
+        """Graceful stop: finish what is in progress, then close."""
+
+
+class Transport(Protocol):
+    """What a protocol may do with its connection (all on the loop thread)."""
+
+    peer: tuple[str, int]
+    last_write_progress: float
+
+    @property
+    def protocol(self) -> StreamProtocol | None: ...
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Facts about the connection beyond the peer (TLS version, cipher, SNI, ...)."""
+    @property
+    def writing_blocked(self) -> bool: ...
+    @property
+    def pending_bytes(self) -> int: ...
+
+    def write(self, data: bytes | memoryview) -> None: ...
+    def write_many(self, *chunks: bytes | memoryview) -> None: ...
+    def write_file(self, file: BinaryIO, offset: int, length: int) -> None: ...
+    def when_sent(self, callback: Callable[..., Any], *args: Any) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def read_now(self) -> None:
+        """Read what the socket holds now, even while reading is paused (graceful stop)."""
+    def set_protocol(self, protocol: StreamProtocol, trailing_data: bytes = b"") -> None: ...
+    def close(self, *, linger: bool = False) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Sender(Protocol):
+    """The transport's write primitives, as the write buffer uses them.
+
+    Each sends what the socket takes now and returns the byte count; BlockingIOError when
+    it takes nothing; any other OSError means the connection is broken.
+    """
+
+    def send_chunks(self, chunks: list[bytes | memoryview]) -> int: ...
+    def send_file(self, file: BinaryIO, offset: int, count: int) -> int: ...

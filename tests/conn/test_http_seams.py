@@ -1,0 +1,270 @@
+"""HttpConnection over a socketpair with small apps: the app protocol, framing reconciled by
+the serializer, the protocol switch after a 101, and a graceful stop."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from reactor.app.application import App
+from reactor.app.types import Offload, Request, Response, StreamBody
+from reactor.conn.interfaces import Transport
+from reactor.conn.server import HttpServer
+from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog, recv_all, recv_until
+
+
+def serve(loop_thread: LoopThread, app: Any, sock: socket.socket
+          ) -> tuple[HttpServer, RecordingLog]:
+    log = RecordingLog()
+
+    def make() -> HttpServer:
+        server = HttpServer(loop_thread.loop, app, log)
+        server.accept(sock, ("127.0.0.1", 40000))
+        return server
+    return loop_thread.run(make), log
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """(head, body) of one Content-Length-framed response."""
+    data = recv_until(sock, b"\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    assert length is not None, head
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def fields(head: bytes, name: bytes) -> list[bytes]:
+    return [line.partition(b":")[2].strip() for line in head.split(b"\r\n")[1:]
+            if line.partition(b":")[0].lower() == name]
+
+
+def test_a_handler_that_sets_content_length_sends_exactly_one(loop_thread, socket_pair
+                                                               ) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return Response(200, [(b"Content-Length", b"5"), (b"Content-Type", b"text/plain")],
+                        b"hello")
+
+    serve(loop_thread, app, server_side)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, body = read_response(client)
+    assert fields(head, b"content-length") == [b"5"] and body == b"hello"
+
+
+def test_a_content_length_that_disagrees_is_a_logged_500(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return Response(200, [(b"Content-Length", b"50")], b"short")
+
+    _, log = serve(loop_thread, app, server_side)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, _body = read_response(client)
+    assert head.startswith(b"HTTP/1.1 500 ") and fields(head, b"content-length") == [b"22"]
+    assert [event for event, _, _ in loop_thread.run(lambda: log.errors)] == [
+        "response-framing"]
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # the connection still works
+    assert read_response(client)[0].startswith(b"HTTP/1.1 500 ")
+
+
+def test_hop_by_hop_fields_from_the_app_are_not_passed_through(loop_thread, socket_pair
+                                                                ) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return Response(200, [(b"Transfer-Encoding", b"chunked"), (b"Keep-Alive", b"x"),
+                              (b"Connection", b"keep-alive"), (b"X-Mine", b"1")], b"abc")
+
+    serve(loop_thread, app, server_side)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, body = read_response(client)
+    assert body == b"abc" and fields(head, b"x-mine") == [b"1"]
+    for name in (b"transfer-encoding", b"keep-alive", b"connection"):
+        assert fields(head, name) == [], name
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
+    b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n",
+])
+def test_a_plain_function_app_receives_request_bodies(loop_thread, socket_pair,
+                                                      request_bytes: bytes) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return Response(200, [], b"got " + request.body)
+
+    serve(loop_thread, app, server_side)
+    client.sendall(request_bytes)
+    head, body = read_response(client)
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"got hello world"
+
+
+class Shouter:
+    """A toy protocol: answers every read with the bytes upper-cased."""
+
+    def __init__(self) -> None:
+        self.transport: Transport | None = None
+        self.received: list[bytes] = []
+        self.stopped = threading.Event()
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received.append(data)
+        assert self.transport is not None
+        self.transport.write(data.upper())
+
+    def eof_received(self) -> None:
+        assert self.transport is not None
+        self.transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.stopped.set()
+
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def write_blocked(self) -> None: ...
+
+    def shutdown(self) -> None:
+        assert self.transport is not None
+        self.transport.close()
+
+
+def test_a_toy_protocol_switched_in_after_101_gets_the_bytes_after_the_head(
+        loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    shouter = Shouter()
+
+    def app(request: Request) -> Response:
+        return Response(101, [(b"Upgrade", b"shout")], upgrade=lambda: shouter)
+
+    server, log = serve(loop_thread, app, server_side)
+    client.sendall(b"GET /shout HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                   b"Upgrade: shout\r\n\r\nhello right after the head")
+    data = recv_until(client, b"HELLO RIGHT AFTER THE HEAD")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert fields(head, b"upgrade") == [b"shout"]
+    assert fields(head, b"connection") == [b"upgrade"]
+    assert fields(head, b"content-length") == [] and rest == b"HELLO RIGHT AFTER THE HEAD"
+    client.sendall(b"more")
+    assert recv_until(client, b"MORE") == b"MORE"
+    assert loop_thread.run(lambda: shouter.received) == [b"hello right after the head",
+                                                         b"more"]
+    # The registry knows the switched connection: a graceful stop reaches the new protocol.
+    assert loop_thread.run(lambda: len(server.connections)) == 1
+    loop_thread.run(server.shutdown_connections)
+    assert shouter.stopped.wait(TIMEOUT_S)
+    assert loop_thread.run(lambda: len(server.connections)) == 0
+    assert [r.response.status for r in loop_thread.run(lambda: log.requests)] == [101]
+
+
+def test_middleware_wraps_offloaded_handlers_exactly_once(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    app = App()
+    text = b"compress me, I came from the pool " * 400
+    calls: list[str] = []
+
+    def in_pool() -> Response:
+        calls.append(threading.current_thread().name)
+        return Response(200, [(b"Content-Type", b"text/plain; charset=utf-8")], text)
+
+    def handler(request: Request) -> Offload:
+        return Offload(in_pool)
+
+    app.router.get("/pooled", handler)
+    serve(loop_thread, app, server_side)
+    client.sendall(b"GET /pooled HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n")
+    head, body = read_response(client)
+    assert fields(head, b"content-encoding") == [b"gzip"]
+    assert fields(head, b"vary") == [b"Accept-Encoding"]
+    assert gzip.decompress(body) == text
+    assert calls and calls[0] != "test-loop"  # it did run in the pool
+
+
+def stream_of(pieces: list[bytes]) -> Callable[[], bytes]:
+    remaining = list(pieces)
+    return lambda: remaining.pop(0) if remaining else b""
+
+
+def test_a_stream_of_announced_length_goes_out_unchunked(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return Response(200, [(b"Content-Length", b"10")],
+                        StreamBody(stream_of([b"01234", b"56789"])))
+
+    serve(loop_thread, app, server_side)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, body = read_response(client)
+    assert fields(head, b"transfer-encoding") == [] and body == b"0123456789"
+
+
+def test_a_stream_longer_than_its_content_length_is_cut_and_logged(loop_thread, socket_pair
+                                                                    ) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return Response(200, [(b"Content-Length", b"4")],
+                        StreamBody(stream_of([b"0123", b"extra"])))
+
+    _, log = serve(loop_thread, app, server_side)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    data = recv_all(client)  # the connection ends; the client never reads a bogus next head
+    assert data.endswith(b"\r\n\r\n0123")
+    assert [event for event, _, _ in loop_thread.run(lambda: log.errors)] == ["stream-error"]
+
+
+def test_a_graceful_stop_answers_a_request_already_sent(loop_thread, socket_pair) -> None:
+    """The request is in the socket but not read yet when the stop comes (issue 9, #3)."""
+    server_side, client = socket_pair
+    log = RecordingLog()
+    gate = threading.Event()
+
+    def app(request: Request) -> Response:
+        return Response(200, [], b"answered")
+
+    def accept_paused() -> HttpServer:
+        server = HttpServer(loop_thread.loop, app, log)
+        server.accept(server_side, ("127.0.0.1", 40000))
+        for transport in server.connections:
+            transport.pause_reading()  # as if the loop had not got to it yet
+        return server
+
+    server = loop_thread.run(accept_paused)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    loop_thread.run(server.shutdown_connections)
+    gate.set()
+    head, body = read_response(client)
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"answered"
+    assert fields(head, b"connection") == [b"close"]
+    assert recv_all(client) == b""
+
+
+def test_a_graceful_stop_gives_a_silent_new_connection_a_grace(loop_thread, socket_pair
+                                                                ) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return Response(200, [], b"late but answered")
+
+    server, _ = serve(loop_thread, app, server_side)
+    loop_thread.run(server.shutdown_connections)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # arrives after the stop began
+    head, body = read_response(client)
+    assert body == b"late but answered" and fields(head, b"connection") == [b"close"]

@@ -1,0 +1,189 @@
+"""SocketTransport over a real socketpair: reads, batched writes, markers, back-pressure,
+closing, and the protocol switch."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from reactor.conn.interfaces import StreamProtocol, Transport
+from reactor.conn.transport import HIGH_WATER_BYTES, SocketTransport
+from tests.conn.conftest import TIMEOUT_S, LoopThread, recv_all, recv_until
+
+
+class Recorder:
+    """A protocol that records its callbacks; `reply` answers each read when set."""
+
+    def __init__(self, reply: bytes = b"") -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.transport: Transport | None = None
+        self.reply = reply
+        self.changed = threading.Condition()
+
+    def _record(self, name: str, value: Any = None) -> None:
+        with self.changed:
+            self.events.append((name, value))
+            self.changed.notify_all()
+
+    def wait_for(self, name: str, count: int = 1) -> list[Any]:
+        with self.changed:
+            assert self.changed.wait_for(
+                lambda: sum(1 for n, _ in self.events if n == name) >= count, TIMEOUT_S), (
+                f"no {name!r} in {self.events}")
+            return [v for n, v in self.events if n == name]
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        self._record("made")
+
+    def data_received(self, data: bytes) -> None:
+        self._record("data", data)
+        if self.reply and self.transport is not None:
+            self.transport.write(self.reply)
+
+    def eof_received(self) -> None:
+        self._record("eof")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._record("lost", exc)
+
+    def pause_writing(self) -> None:
+        self._record("pause")
+
+    def resume_writing(self) -> None:
+        self._record("resume")
+
+    def write_blocked(self) -> None:
+        self._record("blocked")
+
+    def shutdown(self) -> None:
+        self._record("shutdown")
+
+
+def start(loop_thread: LoopThread, sock: socket.socket, protocol: StreamProtocol,
+          closed: list[SocketTransport] | None = None) -> SocketTransport:
+    def make() -> SocketTransport:
+        transport = SocketTransport(loop_thread.loop, sock, ("peer", 1),
+                                    on_closed=closed.append if closed is not None else None)
+        transport.start(protocol)
+        return transport
+    transport: SocketTransport = loop_thread.run(make)
+    return transport
+
+
+def test_reads_reach_the_protocol_and_writes_reach_the_peer(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    protocol = Recorder(reply=b"pong")
+    start(loop_thread, server_side, protocol)
+    client.sendall(b"ping")
+    assert protocol.wait_for("data") == [b"ping"]
+    assert recv_until(client, b"pong") == b"pong"
+
+
+def test_eof_then_close_reports_lost_and_the_registry_callback(loop_thread, socket_pair
+                                                                 ) -> None:
+    server_side, client = socket_pair
+    protocol = Recorder()
+    closed: list[SocketTransport] = []
+    transport = start(loop_thread, server_side, protocol, closed)
+    client.shutdown(socket.SHUT_WR)
+    protocol.wait_for("eof")
+    loop_thread.run(transport.close)
+    protocol.wait_for("lost")
+    assert loop_thread.run(lambda: closed) == [transport]
+    assert recv_all(client) == b""
+
+
+def test_markers_run_in_order_once_bytes_are_sent(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    transport = start(loop_thread, server_side, Recorder())
+    seen: list[str] = []
+
+    def queue() -> None:
+        transport.write(b"one")
+        transport.when_sent(seen.append, "after-one")
+        transport.write_many(b"two", b"three")
+        transport.when_sent(seen.append, "after-three")
+
+    loop_thread.run(queue)
+    assert recv_until(client, b"three") == b"onetwothree"
+    assert loop_thread.run(lambda: list(seen)) == ["after-one", "after-three"]
+
+
+def test_write_file_goes_out_by_sendfile(loop_thread, socket_pair, tmp_path) -> None:
+    server_side, client = socket_pair
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 1000)
+    transport = start(loop_thread, server_side, Recorder())
+    loop_thread.run(lambda: transport.write_file(path.open("rb"), 100, 1000))
+    data = b""
+    while len(data) < 1000:
+        data += client.recv(65536)
+    assert data == path.read_bytes()[100:1100]
+    assert loop_thread.run(lambda: transport.sendfile_bytes) == 1000
+
+
+def test_back_pressure_pauses_and_resumes_the_protocol(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    protocol = Recorder()
+    transport = start(loop_thread, server_side, protocol)
+    big = b"x" * (HIGH_WATER_BYTES * 4)
+    loop_thread.run(transport.write, big)  # the peer reads nothing yet: the socket fills
+    protocol.wait_for("blocked")
+    protocol.wait_for("pause")
+    received = 0
+    while received < len(big):
+        received += len(client.recv(1 << 20))
+    protocol.wait_for("resume")
+    assert loop_thread.run(lambda: transport.pending_bytes) == 0
+
+
+def test_close_with_linger_half_closes_after_the_buffer_drains(loop_thread, socket_pair
+                                                                 ) -> None:
+    server_side, client = socket_pair
+    protocol = Recorder()
+    transport = start(loop_thread, server_side, protocol)
+
+    def answer_and_close() -> None:
+        transport.write(b"last words")
+        transport.close(linger=True)
+
+    loop_thread.run(answer_and_close)
+    assert recv_all(client) == b"last words"  # FIN after the data, no reset
+    client.sendall(b"late input is drained, not answered with a reset")
+    client.shutdown(socket.SHUT_WR)
+    protocol.wait_for("lost")
+
+
+def test_abort_drops_unsent_output_and_reports_lost(loop_thread, socket_pair) -> None:
+    server_side, _client = socket_pair
+    protocol = Recorder()
+    transport = start(loop_thread, server_side, protocol)
+    loop_thread.run(transport.write, b"x" * (HIGH_WATER_BYTES * 8))
+    loop_thread.run(transport.abort)
+    protocol.wait_for("lost")
+    assert loop_thread.run(lambda: transport.pending_bytes) == 0
+
+
+def test_set_protocol_hands_over_with_the_trailing_bytes(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    first, second = Recorder(), Recorder(reply=b"from-second")
+    transport = start(loop_thread, server_side, first)
+    loop_thread.run(transport.set_protocol, second, b"already-read")
+    assert second.wait_for("data") == [b"already-read"]
+    client.sendall(b"later")
+    assert second.wait_for("data", 2) == [b"already-read", b"later"]
+    assert recv_until(client, b"from-second" * 2) == b"from-second" * 2
+    assert [name for name, _ in first.events] == ["made"]  # the first one hears no more
+    assert loop_thread.run(lambda: transport.protocol) is second
+
+
+def test_read_now_reads_even_while_paused(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    protocol = Recorder()
+    transport = start(loop_thread, server_side, protocol)
+    loop_thread.run(transport.pause_reading)
+    client.sendall(b"sent before the stop")  # a unix socketpair: in our buffer on return
+    loop_thread.run(transport.read_now)
+    assert [v for n, v in protocol.events if n == "data"] == [b"sent before the stop"]
