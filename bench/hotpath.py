@@ -25,6 +25,7 @@ class CollectingTransport:
     """Stands in for the socket transport: output is kept (and dropped), markers run now."""
 
     peer = ("127.0.0.1", 50000)
+    extra: dict[str, Any] = {}
     writing_blocked = False
     pending_bytes = 0
 

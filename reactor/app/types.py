@@ -40,12 +40,22 @@ class Headers:
         return f"Headers({self._fields!r})"
 
 
+_NO_INFO: dict[str, Any] = {}
+
+
 class Request:
-    """One HTTP request as the application sees it. `path` is still percent-encoded."""
+    """One HTTP request as the application sees it. `path` is still percent-encoded.
+
+    `remote_addr`/`remote_port` are the TCP peer; `client_addr` is the client as far as
+    the server can tell (the peer, or what a trusted proxy said), and `scheme` is "http"
+    or "https" likewise. `conn_info` is the connection's facts (the transport's `extra`:
+    TLS version, cipher, SNI, client certificate, PROXY-protocol source), shared by every
+    request of the connection: read it, do not change it.
+    """
 
     __slots__ = (
-        "body", "conn_id", "headers", "method", "params", "path", "query",
-        "remote_addr", "remote_port", "request_id", "request_no", "version",
+        "body", "client_addr", "conn_id", "conn_info", "headers", "method", "params", "path",
+        "query", "remote_addr", "remote_port", "request_id", "request_no", "scheme", "version",
     )
 
     def __init__(
@@ -62,6 +72,9 @@ class Request:
         conn_id: int = 0,
         request_no: int = 1,
         request_id: str = "",
+        scheme: str = "http",
+        client_addr: str | None = None,
+        conn_info: dict[str, Any] | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -74,6 +87,9 @@ class Request:
         self.conn_id = conn_id
         self.request_no = request_no
         self.request_id = request_id
+        self.scheme = scheme
+        self.client_addr = remote_addr if client_addr is None else client_addr
+        self.conn_info = _NO_INFO if conn_info is None else conn_info
         self.params: dict[str, bytes] = {}
 
     def __repr__(self) -> str:

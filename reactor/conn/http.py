@@ -213,11 +213,16 @@ class HttpConnection:
             rid = self.server.new_request_id()
         else:
             rid = request_id.decode("ascii")
-        peer = self.transport.peer if self.transport is not None else ("", 0)
+        transport = self.transport
+        assert transport is not None
+        peer = transport.peer
+        extra = transport.extra  # TLS facts, a PROXY-protocol source: see Request.conn_info
         return Request(head.method.decode("ascii"), path.decode("latin-1"),
                        query.decode("latin-1"), head.version.decode("ascii"),
                        Headers(head.headers), b"", remote_addr=peer[0], remote_port=peer[1],
-                       conn_id=self.conn_id, request_no=self._requests, request_id=rid)
+                       conn_id=self.conn_id, request_no=self._requests, request_id=rid,
+                       scheme=extra.get("scheme", "http"),
+                       client_addr=extra.get("client_addr"), conn_info=extra)
 
     def may_keep_alive(self, head: RequestHead, status: int) -> bool:
         """Whether the connection may stay open after this response, as far as it knows."""
