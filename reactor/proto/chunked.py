@@ -46,6 +46,12 @@ _DATA = 1  # inside chunk data, _remaining bytes to go
 _END = 2  # expecting the CRLF after chunk data
 _TRAILERS = 3  # after the last chunk: trailer fields, then CRLF
 
+# Byte -> its value as a hex digit, -1 if it is not one: a one-digit size line needs no slice.
+_HEX_DIGIT = [-1] * 256
+for _char in HEX_CHARS:
+    _HEX_DIGIT[_char] = int(bytes((_char,)), 16)
+del _char
+
 # Size line (bytes, no extensions) -> chunk size. Clients repeat their chunk sizes, so a hit
 # skips validating and converting the hex digits. Only valid lines of at most 16 bytes go in
 # and the mapping is deterministic, so an entry cannot be poisoned; bounded in entries.
@@ -102,57 +108,32 @@ class ChunkedReader:
 
     def read(self, buf: bytes | bytearray, pos: int) -> Event:
         """Data (everything decodable from ``buf[pos:]``), EndOfMessage or NEED_DATA."""
-        if self._state == _TRAILERS:
+        state = self._state
+        if state == _TRAILERS:
             return self._read_trailers(buf, pos)
         size = len(buf)
-        state = self._state
         total = self._total
         pieces: list[bytes | bytearray] = []
-        sizes = _SIZES
-        plain = type(buf) is bytes  # bytearray slices cannot be dict keys
         try:
-            while True:
-                if state == _SIZE:
-                    eol = buf.find(b"\r\n", pos, pos + _LINE_WINDOW)
-                    if eol < 0:
-                        if pos < size:
-                            _line_incomplete(buf, pos, size)
-                        break
-                    line = buf[pos:eol]
-                    length = sizes.get(line, -1) if plain else -1
-                    if length < 0:
-                        length = _chunk_size(line)
-                    if total + length > self._max_body:
-                        raise RemoteProtocolError("body-too-large", 413, self._head)
-                    total += length
-                    pos = eol + 2
-                    if not length:
-                        # RFC 9112 7.1: last-chunk = 1*("0") [ chunk-ext ] CRLF
-                        state = _TRAILERS
-                        self._searched = 0
-                        break
-                    end = pos + length
-                else:  # _DATA or _END
-                    end = pos + self._remaining if state == _DATA else pos
-                if end > size:  # the rest of this chunk's data has not arrived yet
+            if state != _SIZE:  # finish the chunk the last read stopped in
+                end = pos + self._remaining if state == _DATA else pos
+                if end > size:
                     if pos < size:
                         pieces.append(buf[pos:])
                     self._remaining = end - size
                     pos = size
-                    state = _DATA
-                    break
-                if end > pos:
+                elif end > pos:
                     pieces.append(buf[pos:end])
                     pos = end
-                state = _END
-                # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
-                if buf.startswith(b"\r\n", pos):
-                    pos += 2
-                    state = _SIZE
-                elif pos >= size or (pos + 1 == size and buf[pos] == 13):
-                    break
-                else:
-                    raise RemoteProtocolError("invalid-chunk-end")
+                    state = _END
+                if state == _END:
+                    if buf.startswith(b"\r\n", pos):
+                        pos += 2
+                        state = _SIZE
+                    elif not (pos >= size or (pos + 1 == size and buf[pos] == 13)):
+                        raise RemoteProtocolError("invalid-chunk-end")
+            if state == _SIZE:
+                pos, state, total = self._whole_chunks(buf, pos, total, pieces)
         except RemoteProtocolError:
             if not pieces:
                 raise
@@ -166,6 +147,73 @@ class ChunkedReader:
         if state == _TRAILERS:
             return self._read_trailers(buf, pos)
         return NEED_DATA
+
+    def _whole_chunks(
+        self, buf: bytes | bytearray, pos: int, total: int, pieces: list[bytes | bytearray]
+    ) -> tuple[int, int, int]:
+        """Decode chunks from a size line at ``pos`` on, appending their data to ``pieces``.
+
+        Returns (pos, state, total) where it stopped. The hot loop of a body of many small
+        chunks: per chunk a ``find`` (a compare for a one-digit size), a table or cache lookup,
+        a slice and a compare.
+        """
+        size = len(buf)
+        find = buf.find
+        startswith = buf.startswith
+        append = pieces.append
+        sizes = _SIZES.get if type(buf) is bytes else None  # bytearray slices are unhashable
+        digit = _HEX_DIGIT
+        room = self._max_body - total  # body bytes still allowed
+        try:
+            while True:
+                if startswith(b"\r\n", pos + 1):  # a one-byte size line: no find, no slice
+                    length = digit[buf[pos]]
+                    if 0 < length <= room:
+                        end = pos + 3 + length
+                        if startswith(b"\r\n", end):  # the whole chunk is here
+                            append(buf[pos + 3 : end])
+                            pos = end + 2
+                            room -= length
+                            continue
+                    eol = pos + 1
+                else:
+                    eol = find(b"\r\n", pos, pos + _LINE_WINDOW)
+                    if eol < 0:
+                        if pos < size:
+                            _line_incomplete(buf, pos, size)
+                        return pos, _SIZE, self._max_body - room
+                    length = sizes(buf[pos:eol], -1) if sizes is not None else -1
+                if length <= 0:
+                    length = _chunk_size(buf[pos:eol])
+                    if not length:
+                        # RFC 9112 7.1: last-chunk = 1*("0") [ chunk-ext ] CRLF
+                        self._searched = 0
+                        return eol + 2, _TRAILERS, self._max_body - room
+                if length > room:
+                    raise RemoteProtocolError("body-too-large", 413, self._head)
+                start = eol + 2
+                end = start + length
+                # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+                if startswith(b"\r\n", end):
+                    append(buf[start:end])
+                    pos = end + 2
+                    room -= length
+                    continue
+                room -= length
+                if end > size:  # the rest of this chunk's data has not arrived yet
+                    if start < size:
+                        append(buf[start:])
+                    self._remaining = end - size
+                    return size, _DATA, self._max_body - room
+                # The chunk's data is here but not (all of) its CRLF: the next read checks it.
+                append(buf[start:end])
+                return end, _END, self._max_body - room
+        except RemoteProtocolError:
+            if not pieces:
+                raise
+            # Hand out the payload first: stop in front of this size line, the next read
+            # raises on it.
+            return pos, _SIZE, self._max_body - room
 
     def _read_trailers(self, buf: bytes | bytearray, pos: int) -> Event:
         self.pos = pos
