@@ -244,7 +244,7 @@ def rejected(draw: st.DrawFn) -> bytes:
     return stream
 
 
-@FUZZ
+@settings(FUZZ, max_examples=120)
 @given(rejected(), LIMITS, st.data())
 def test_rejected_input_gets_the_same_error_however_split(
     stream: bytes, limits: dict[str, int], data: st.DataObject
