@@ -1,208 +1,287 @@
-"""Chunked request bodies (RFC 9112 7.1), plus the parser state shared with ``http1``.
+"""Chunked request bodies (RFC 9112 7.1): size lines, data, CRLFs, the last chunk, trailers.
 
-Strategy: ``BodyReader`` is the base class of ``RequestParser``. It owns the parser states and
-the end-of-message bookkeeping, and reads chunked bodies: size line, data, CRLF, repeated, then
-the last chunk and the trailer section. Data is handed out as it arrives, never waiting for a
-whole chunk. The running total of chunk sizes is checked against ``max_body_bytes`` when each
-size line is read, so an oversized body is refused before its bytes arrive. The attributes live
-in ``RequestParser.__slots__``; they are only declared here for the type checker.
+Strategy: ``RequestParser`` holds one ``ChunkedReader`` and hands it its receive buffer while a
+chunked body is read: ``read(buf, pos)`` returns the next event and leaves the consumed offset
+in ``pos``. One call decodes every chunk the buffer holds in a tight loop -- ``find`` the size
+line's CRLF, look the line up in a small cache of sizes already validated, slice the data,
+check the CRLF -- and returns all that payload as ONE ``Data`` (the pieces joined). A flood of
+1-byte chunks (6 wire bytes per payload byte) so costs one event per read, not one per chunk,
+and whoever consumes the body sees a few large pieces. Data is handed out as it arrives, never
+waiting for a whole chunk. The running total of chunk sizes is checked against the body limit
+when each size line is read, so an oversized body is refused before its bytes arrive.
+
+Errors: the earliest offending byte names the error, however the input was split (see
+``headers.first_offence``). When bad bytes follow payload decoded in the same call, the call
+returns that payload and stops in front of them; the next call reaches them and raises, just as
+if the bytes had come one by one.
 """
 
 from __future__ import annotations
+
+import re
 
 from reactor.proto.errors import RemoteProtocolError
 from reactor.proto.events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, Event, RequestHead
 from reactor.proto.headers import (
     BLOCK_CACHE,
     HEX_CHARS,
+    TOKEN_CHARS,
     bare_line_end,
-    check_bare_line_ends,
-    has_ctl,
+    first_offence,
     parse_header_block,
 )
 
-__all__ = ["MAX_CHUNK_LINE_BYTES", "BodyReader"]
-
-# Parser states.
-S_HEAD = 0  # waiting for (the rest of) a request head
-S_NO_BODY = 1  # head returned, no body (left): the next event is END_OF_MESSAGE
-S_BODY = 2  # Content-Length body, _remaining bytes to go
-S_CHUNK_SIZE = 3  # expecting a chunk-size line
-S_CHUNK_DATA = 4  # inside chunk data, _remaining bytes to go
-S_CHUNK_END = 5  # expecting the CRLF after chunk data
-S_TRAILERS = 6  # after the last chunk: trailer fields, then CRLF
-S_ERROR = 7  # a RemoteProtocolError was raised; next_event raises it again
+__all__ = ["MAX_CHUNK_LINE_BYTES", "ChunkedReader"]
 
 # A chunk-size line (size and extensions) longer than this is refused: extensions are skipped,
 # and a peer streaming an endless one must not make us buffer it.
 MAX_CHUNK_LINE_BYTES = 4096
+_LINE_WINDOW = MAX_CHUNK_LINE_BYTES + 2  # the line and its CRLF
 # RFC 9112 7.1: chunk-size = 1*HEXDIG; 16 hex digits already exceed any size we accept.
 _MAX_CHUNK_SIZE_DIGITS = 16
 
+# Reader states.
+_SIZE = 0  # expecting a chunk-size line
+_DATA = 1  # inside chunk data, _remaining bytes to go
+_END = 2  # expecting the CRLF after chunk data
+_TRAILERS = 3  # after the last chunk: trailer fields, then CRLF
 
-class BodyReader:
-    """Parser state, end-of-message bookkeeping and the chunked body reader."""
+# Byte -> its value as a hex digit, -1 if it is not one: a one-digit size line needs no slice.
+_HEX_DIGIT = [-1] * 256
+for _char in HEX_CHARS:
+    _HEX_DIGIT[_char] = int(bytes((_char,)), 16)
+del _char
 
-    __slots__ = ()
+# Size line (bytes, no extensions) -> chunk size. Clients repeat their chunk sizes, so a hit
+# skips validating and converting the hex digits. Only valid lines of at most 16 bytes go in
+# and the mapping is deterministic, so an entry cannot be poisoned; bounded in entries.
+_SIZES: dict[bytes | bytearray, int] = {}
+_SIZES_MAX = 256
 
-    _buf: bytes | bytearray
-    _pos: int
-    _scan: int
-    _state: int
-    _remaining: int
-    _head: RequestHead | None
-    _body_total: int
-    _head_bytes: int
-    _head_fields: int
-    _pending_limits: dict[str, int] | None
-    _max_header: int
-    _max_fields: int
-    _max_body: int
-    _max_line: int
-    _quick_limit: int
+# RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+# chunk-ext-name = token, chunk-ext-val = token / quoted-string (RFC 9110 5.6.4). Trailing
+# whitespace is tolerated. Compiled once; only lines with a ";" reach it.
+_TOKEN = b"[" + b"".join(re.escape(bytes((char,))) for char in TOKEN_CHARS) + b"]+"
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_EXT = re.compile(
+    rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + b"|" + _QUOTED + rb"))?)+"
+    rb"[ \t]*"
+)
 
-    def _read_chunked(self) -> Event:
-        while True:
-            state = self._state
-            if state == S_CHUNK_DATA:
-                return self._read_chunk_data()
-            if state == S_CHUNK_SIZE:
-                if not self._read_chunk_size():
-                    return self._drained_or_wait()
-            elif state == S_CHUNK_END:
-                buf = self._buf
-                pos = self._pos
-                pair = buf[pos : pos + 2]
-                # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
-                if pair != b"\r\n":
-                    if pair == b"" or pair == b"\r":
-                        return self._drained_or_wait()
-                    raise RemoteProtocolError("invalid-chunk-end")
-                self._pos = pos + 2
-                self._state = S_CHUNK_SIZE
-            else:
-                return self._read_trailers()
 
-    def _read_chunk_data(self) -> Event:
-        return self._take_body_bytes(S_CHUNK_END)
+class ChunkedReader:
+    """Decodes one chunked body at a time out of a buffer the parser owns."""
 
-    def _take_body_bytes(self, state_after: int) -> Event:
-        """Up to `_remaining` buffered body bytes as one Data; `state_after` once all came."""
-        buf = self._buf
-        pos = self._pos
-        available = len(buf) - pos
-        if available <= 0:
-            return self._drained()
-        remaining = self._remaining
-        if available >= remaining:
-            available = remaining
-            self._state = state_after
-        else:
-            self._remaining = remaining - available
-        end = pos + available
-        self._pos = end
-        data = buf[pos:end]  # the whole bytes object itself when it is exactly the body
-        return Data(data if type(data) is bytes else bytes(data))
+    __slots__ = (
+        "_field_budget",
+        "_head",
+        "_max_body",
+        "_remaining",
+        "_searched",
+        "_section_budget",
+        "_state",
+        "_total",
+        "pos",
+    )
 
-    def _read_chunk_size(self) -> bool:
-        """Consume a chunk-size line; False when it has not fully arrived."""
-        buf = self._buf
-        pos = self._pos
-        window = pos + MAX_CHUNK_LINE_BYTES + 2
-        eol = buf.find(b"\r\n", pos, window)
-        if eol < 0:
-            # The line is incomplete (or too long): refuse a bare CR/LF in it right away.
-            check_bare_line_ends(buf[pos:window], 0, 0)
-            if len(buf) - pos - (buf[-1:] == b"\r") > MAX_CHUNK_LINE_BYTES:
-                raise RemoteProtocolError("chunk-line-too-long")
-            return False
-        line = bytes(buf[pos:eol])
-        size, semicolon, extensions = line.partition(b";")
-        if semicolon:
-            # RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS
-            # chunk-ext-val ] ). We ignore extensions but still refuse control bytes in them.
-            size = size.rstrip(b" \t")
-            if has_ctl(extensions):
-                raise _line_error(extensions, "invalid-chunk-extension")
-        if not 0 < len(size) <= _MAX_CHUNK_SIZE_DIGITS or size.translate(None, HEX_CHARS):
-            raise _line_error(size, "invalid-chunk-size")
-        length = int(size, 16)
-        total = self._body_total + length
-        if total > self._max_body:
-            raise RemoteProtocolError("body-too-large", 413, self._head)
-        self._body_total = total
-        self._pos = eol + 2
-        if length:
-            self._remaining = length
-            self._state = S_CHUNK_DATA
-        else:
-            # RFC 9112 7.1: last-chunk = 1*("0") [ chunk-ext ] CRLF, then the trailer section.
-            self._scan = eol + 2
-            self._state = S_TRAILERS
-        return True
+    def __init__(self) -> None:
+        self.pos = 0  # after read(): the first byte it did not consume
+        self._state = _SIZE
+        self._remaining = 0
+        self._total = 0  # sum of the chunk sizes so far
+        self._max_body = 0
+        self._head: RequestHead | None = None  # for the 413 error, so the caller can log it
+        self._section_budget = 0  # bytes the trailer section may take (head bytes count)
+        self._field_budget = 0  # trailer fields allowed (head fields count)
+        self._searched = 0  # trailers: bytes after their start already searched for CRLFCRLF
 
-    def _read_trailers(self) -> Event:
-        buf = self._buf
-        pos = self._pos
-        # RFC 9112 7.1: chunked-body = *chunk last-chunk trailer-section CRLF
-        if buf[pos : pos + 2] == b"\r\n":
-            self._pos = pos + 2
-            return self._end_message(END_OF_MESSAGE)
-        end = buf.find(b"\r\n\r\n", self._scan)
-        budget = self._max_header - self._head_bytes
-        if end < 0:
-            size = len(buf)
-            if pos >= size:
-                return self._drained()
-            check_bare_line_ends(buf, pos, self._scan if self._scan > pos else pos)
-            if size - pos >= budget:
-                raise RemoteProtocolError("header-section-too-large", 431)
-            self._scan = size - 3 if size - 3 > pos else pos
-            return NEED_DATA
-        if end + 4 - pos > budget:
-            raise RemoteProtocolError("header-section-too-large", 431)
-        section = buf[pos:end]
-        if type(section) is not bytes:
-            section = bytes(section)
-        # RFC 9112 7.1.2: trailer fields follow the header field syntax; they count against
-        # the same limits as the head's fields.
-        budget_fields = self._max_fields - self._head_fields
-        fields, nfields, _, _, _ = BLOCK_CACHE.get(section) or parse_header_block(
-            section, budget_fields
-        )
-        if nfields > budget_fields:
-            raise RemoteProtocolError("too-many-header-fields", 431)
-        trailers = list(fields)
-        self._pos = end + 4
-        return self._end_message(EndOfMessage(trailers))
+    def start(
+        self, head: RequestHead, max_body: int, section_budget: int, field_budget: int
+    ) -> None:
+        """Begin the body of ``head``; the trailers get what the head left of the limits."""
+        self._state = _SIZE
+        self._total = 0
+        self._max_body = max_body
+        self._head = head
+        self._section_budget = section_budget
+        self._field_budget = field_budget
 
-    # -- bookkeeping --------------------------------------------------------------------------
-
-    def _end_message(self, event: EndOfMessage) -> EndOfMessage:
-        self._state = S_HEAD
-        self._scan = self._pos
-        self._head = None
-        if self._pending_limits is not None:
-            self._apply_limits()
-        return event
-
-    def _drained(self) -> Event:
-        """NEED_DATA with nothing buffered: drop the old buffer so it can be freed."""
-        self._buf = b""
-        self._pos = self._scan = 0
+    def read(self, buf: bytes | bytearray, pos: int) -> Event:
+        """Data (everything decodable from ``buf[pos:]``), EndOfMessage or NEED_DATA."""
+        state = self._state
+        if state == _TRAILERS:
+            return self._read_trailers(buf, pos)
+        size = len(buf)
+        total = self._total
+        pieces: list[bytes | bytearray] = []
+        try:
+            if state != _SIZE:  # finish the chunk the last read stopped in
+                end = pos + self._remaining if state == _DATA else pos
+                if end > size:
+                    if pos < size:
+                        pieces.append(buf[pos:])
+                    self._remaining = end - size
+                    pos = size
+                elif end > pos:
+                    pieces.append(buf[pos:end])
+                    pos = end
+                    state = _END
+                if state == _END:
+                    if buf.startswith(b"\r\n", pos):
+                        pos += 2
+                        state = _SIZE
+                    elif not (pos >= size or (pos + 1 == size and buf[pos] == 13)):
+                        raise RemoteProtocolError("invalid-chunk-end")
+            if state == _SIZE:
+                pos, state, total = self._whole_chunks(buf, pos, total, pieces)
+        except RemoteProtocolError:
+            if not pieces:
+                raise
+            # Hand out the payload before the bad bytes; the next call raises on them.
+        self._state = state
+        self._total = total
+        self.pos = pos
+        if pieces:
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            return Data(data if type(data) is bytes else bytes(data))
+        if state == _TRAILERS:
+            return self._read_trailers(buf, pos)
         return NEED_DATA
 
-    def _drained_or_wait(self) -> Event:
-        return self._drained() if self._pos >= len(self._buf) else NEED_DATA
+    def _whole_chunks(
+        self, buf: bytes | bytearray, pos: int, total: int, pieces: list[bytes | bytearray]
+    ) -> tuple[int, int, int]:
+        """Decode chunks from a size line at ``pos`` on, appending their data to ``pieces``.
 
-    def _apply_limits(self) -> None:
-        pending = self._pending_limits or {}
-        self._pending_limits = None
-        for key, value in pending.items():
-            setattr(self, key, value)
-        # A head no larger than both limits needs no separate request-line and head checks.
-        self._quick_limit = min(self._max_line, self._max_header)
+        Returns (pos, state, total) where it stopped. The hot loop of a body of many small
+        chunks: per chunk a ``find`` (a compare for a one-digit size), a table or cache lookup,
+        a slice and a compare.
+        """
+        size = len(buf)
+        find = buf.find
+        startswith = buf.startswith
+        append = pieces.append
+        sizes = _SIZES.get if type(buf) is bytes else None  # bytearray slices are unhashable
+        digit = _HEX_DIGIT
+        room = self._max_body - total  # body bytes still allowed
+        try:
+            while True:
+                if startswith(b"\r\n", pos + 1):  # a one-byte size line: no find, no slice
+                    length = digit[buf[pos]]
+                    if 0 < length <= room:
+                        end = pos + 3 + length
+                        if startswith(b"\r\n", end):  # the whole chunk is here
+                            append(buf[pos + 3 : end])
+                            pos = end + 2
+                            room -= length
+                            continue
+                    eol = pos + 1
+                else:
+                    eol = find(b"\r\n", pos, pos + _LINE_WINDOW)
+                    if eol < 0:
+                        if pos < size:
+                            _line_incomplete(buf, pos, size)
+                        return pos, _SIZE, self._max_body - room
+                    length = sizes(buf[pos:eol], -1) if sizes is not None else -1
+                if length <= 0:
+                    length = _chunk_size(buf[pos:eol])
+                    if not length:
+                        # RFC 9112 7.1: last-chunk = 1*("0") [ chunk-ext ] CRLF
+                        self._searched = 0
+                        return eol + 2, _TRAILERS, self._max_body - room
+                if length > room:
+                    raise RemoteProtocolError("body-too-large", 413, self._head)
+                start = eol + 2
+                end = start + length
+                # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+                if startswith(b"\r\n", end):
+                    append(buf[start:end])
+                    pos = end + 2
+                    room -= length
+                    continue
+                room -= length
+                if end > size:  # the rest of this chunk's data has not arrived yet
+                    if start < size:
+                        append(buf[start:])
+                    self._remaining = end - size
+                    return size, _DATA, self._max_body - room
+                # The chunk's data is here but not (all of) its CRLF: the next read checks it.
+                append(buf[start:end])
+                return end, _END, self._max_body - room
+        except RemoteProtocolError:
+            if not pieces:
+                raise
+            # Hand out the payload first: stop in front of this size line, the next read
+            # raises on it.
+            return pos, _SIZE, self._max_body - room
+
+    def _read_trailers(self, buf: bytes | bytearray, pos: int) -> Event:
+        self.pos = pos
+        # RFC 9112 7.1: chunked-body = *chunk last-chunk trailer-section CRLF
+        if buf.startswith(b"\r\n", pos):
+            self.pos = pos + 2
+            return END_OF_MESSAGE
+        size = len(buf)
+        searched = pos + self._searched
+        end = buf.find(b"\r\n\r\n", searched)
+        budget = self._section_budget
+        if end < 0:
+            if pos >= size or (pos + 1 == size and buf[pos] == 13):
+                return NEED_DATA  # nothing yet, or a CR that may begin the final CRLF
+            error = first_offence(buf, pos, searched, size, max_section=budget)
+            if error is not None:
+                raise error
+            self._searched = size - 3 - pos if size - 3 > pos else 0
+            return NEED_DATA
+        try:
+            if end + 4 - pos > budget:
+                raise RemoteProtocolError("header-section-too-large", 431)
+            section = bytes(buf[pos:end])
+            # RFC 9112 7.1.2: trailer fields follow the header field syntax; they count
+            # against the same limits as the head's fields.
+            fields, nfields, _, _, _ = BLOCK_CACHE.get(section) or parse_header_block(
+                section, self._field_budget
+            )
+            if nfields > self._field_budget:
+                raise RemoteProtocolError("too-many-header-fields", 431)
+        except RemoteProtocolError as exc:
+            raise (
+                first_offence(buf, pos, pos, end + 4, complete=True, max_section=budget) or exc
+            ) from None
+        self.pos = end + 4
+        self._head = None
+        return EndOfMessage(list(fields))
 
 
-def _line_error(part: bytes, reason: str) -> RemoteProtocolError:
-    return bare_line_end(part) or RemoteProtocolError(reason)
+def _line_incomplete(buf: bytes | bytearray, pos: int, size: int) -> None:
+    """A size line without its CRLF yet: refuse it now if it already cannot be valid."""
+    stop = pos + _LINE_WINDOW if size > pos + _LINE_WINDOW else size
+    error = first_offence(
+        buf, pos, pos, stop, max_line=MAX_CHUNK_LINE_BYTES, line_reason="chunk-line-too-long"
+    )
+    if error is not None:
+        raise error
+
+
+def _chunk_size(line: bytes | bytearray) -> int:
+    """The size a chunk-size line announces (validated); plain lines go to the cache."""
+    size, semicolon, _ = line.partition(b";")
+    if semicolon:
+        size = size.rstrip(b" \t")
+    if not 0 < len(size) <= _MAX_CHUNK_SIZE_DIGITS or size.translate(None, HEX_CHARS):
+        raise _line_error(line, "invalid-chunk-size")
+    # We ignore extensions, but only well-formed ones: an empty name ("2;", "2;=x") is not.
+    if semicolon and _CHUNK_EXT.fullmatch(line, len(size)) is None:
+        raise _line_error(line, "invalid-chunk-extension")
+    length = int(size, 16)
+    if not semicolon and type(line) is bytes:
+        if len(_SIZES) >= _SIZES_MAX:
+            _SIZES.clear()  # crude but bounded; the sizes in use come back on next use
+        _SIZES[line] = length
+    return length
+
+
+def _line_error(line: bytes | bytearray, reason: str) -> RemoteProtocolError:
+    # A bare CR/LF anywhere in the line wins: fed byte by byte, it is refused on arrival,
+    # before the line is complete and its grammar is looked at.
+    return bare_line_end(bytes(line)) or RemoteProtocolError(reason)

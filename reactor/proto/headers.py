@@ -28,10 +28,10 @@ __all__ = [
     "Framing",
     "HeaderBlock",
     "bare_line_end",
-    "check_bare_line_ends",
     "diagnose_bare",
     "diagnose_field_line",
     "field_name",
+    "first_offence",
     "framing",
     "has_ctl",
     "parse_header_block",
@@ -108,36 +108,61 @@ def skip_empty_lines(buf: bytes | bytearray, pos: int) -> int:
     return match.end()
 
 
-def check_bare_line_ends(buf: bytes | bytearray, first: int, start: int) -> None:
-    """Refuse a LF not preceded by CR, or a CR followed by something other than LF.
+def first_offence(
+    buf: bytes | bytearray,
+    first: int,
+    start: int,
+    stop: int,
+    *,
+    complete: bool = False,
+    max_line: int = -1,
+    line_reason: str = "",
+    line_status: int = 400,
+    max_section: int = -1,
+) -> RemoteProtocolError | None:
+    """The error named by the earliest offending byte of the section ``buf[first:stop]``.
 
-    ``first`` is where the section begins, ``start`` where the bytes not yet checked begin.
-    Lets a head whose lines end in bare LF fail at once instead of waiting for a size limit.
-    The earliest offending byte names the error, as it would if the bytes came one by one.
+    A section is a request head, a trailer section or a chunk-size line; ``complete`` says it
+    ends at ``stop`` (else more bytes may follow). Bytes before ``start`` were checked already.
+    Each rule has the byte that breaks it: a bare LF is its own; a bare CR's is the byte after
+    it (until that arrives, the CR may begin a CRLF); the first line's is the byte that makes it
+    longer than ``max_line`` (``line_reason``, ``line_status``); the section's is its
+    ``max_section``-th byte while it is not complete (431). Fed byte by byte, the parser would
+    refuse the input at the earliest of these bytes, so that one names the error, whatever the
+    split; on a tie the order above decides, as it does for the incremental checks.
     """
     # RFC 9112 2.2: "A recipient of such a bare CR MUST consider that element to be invalid or
     # replace each bare CR with SP"; a recipient "MAY recognize a single LF as a line
     # terminator" -- we do not: a front proxy that splits lines differently is how requests
     # get smuggled.
-    bare_lf = -1
-    i = buf.find(b"\n", start)
+    at = stop
+    error: RemoteProtocolError | None = None
+    i = buf.find(b"\n", start, stop)
     while i >= 0:
         if i == first or buf[i - 1] != 13:
-            bare_lf = i
+            at, error = i, RemoteProtocolError("bare-lf")
             break
-        i = buf.find(b"\n", i + 1)
-    bare_cr = -1
-    i = buf.find(b"\r", start)
-    last = len(buf) - 1
-    while 0 <= i < last:
+        i = buf.find(b"\n", i + 1, stop)
+    i = buf.find(b"\r", start, at)
+    while i >= 0 and i + 1 < at:
         if buf[i + 1] != 10:
-            bare_cr = i
+            at, error = i + 1, RemoteProtocolError("bare-cr")
             break
-        i = buf.find(b"\r", i + 1)
-    if bare_cr >= 0 and (bare_lf < 0 or bare_cr < bare_lf):
-        raise RemoteProtocolError("bare-cr")
-    if bare_lf >= 0:
-        raise RemoteProtocolError("bare-lf")
+        i = buf.find(b"\r", i + 1, at)
+    window = min(first + max_line + 2, stop)
+    if max_line >= 0 and first + max_line < at and buf.find(b"\r\n", first, window) < 0:
+        # No CRLF starts within the limit: the byte after the limit breaks it, unless it is a
+        # CR (the line may still end exactly at the limit), then the byte after that.
+        over = first + max_line
+        if buf[over] == 13:
+            over += 1
+        if over < at:
+            at, error = over, RemoteProtocolError(line_reason, line_status)
+    if max_section >= 0:
+        over = first + max_section - 1 if max_section else first
+        if over < at and over < stop - complete:
+            error = RemoteProtocolError("header-section-too-large", 431)
+    return error
 
 
 def bare_line_end(line: bytes) -> RemoteProtocolError | None:

@@ -3,7 +3,8 @@
 Strategy: the parser owns one receive buffer and a consumed offset ``_pos``. When everything fed
 so far has been consumed, the next ``feed`` just keeps the caller's ``bytes`` object (no copy),
 so the usual one-request-per-recv case slices requests straight out of it and a pipelined batch
-is walked by offset without ever being copied. Only a partial request followed by more data
+is walked by offset without ever being copied. A short unconsumed tail (a partial chunk-size
+line, say) followed by more data is joined with it into a new ``bytes``; only a long one
 switches to a ``bytearray``, whose consumed front is dropped with ``del buf[:pos]`` (cheap in
 CPython), so many small feeds stay linear.
 
@@ -13,35 +14,39 @@ block of field lines. The request line is split once and each part checked with 
 or one ``translate``; the field block is looked up in ``headers.BLOCK_CACHE`` (a keep-alive
 client repeats it byte for byte) and parsed and validated in one pass only on a miss. The
 state machine is a small integer in ``_state``; bodies are Content-Length (count down
-``_remaining``, here) or chunked (``chunked.BodyReader``). Any RemoteProtocolError moves to the
-error state, where ``next_event`` raises the same error again.
+``_remaining``, here) or chunked (handed to the ``chunked.ChunkedReader`` the parser holds).
+Any RemoteProtocolError moves to the error state, where ``next_event`` raises the same error
+again.
+
+Errors do not depend on how the input was split: the earliest offending byte names the error.
+Some rules are broken at a byte we can see while the head is still arriving -- a bare LF, a
+bare CR (at the byte after it), the request line passing ``max_line_bytes`` (414), the head
+reaching ``max_header_bytes`` unfinished (431) -- and ``headers.first_offence`` finds the
+earliest such byte; everything else (request-line grammar, field lines, Host, framing) is only
+judged once the head is complete, so a complete head that fails those checks is first scanned
+for an earlier offence. Fed whole or byte by byte, ``GET /`` + 8,200 "a" + `` HTTP/1.1\n…`` is
+414 (the 8,193rd line byte comes before the bare LF) and ``GET * HTTP/1.1\r\nHost: a\rb…`` is
+bare-cr (the "b" comes before the end of the head, where asterisk-form is judged).
 
 The serializers are defined in ``serialize`` and re-exported here.
 """
 
 from __future__ import annotations
 
-from reactor.proto.chunked import (
-    S_BODY,
-    S_CHUNK_SIZE,
-    S_ERROR,
-    S_HEAD,
-    S_NO_BODY,
-    S_TRAILERS,
-    BodyReader,
-)
+from reactor.proto.chunked import ChunkedReader
 from reactor.proto.errors import RemoteProtocolError
 from reactor.proto.events import (
     END_OF_MESSAGE,
     NEED_DATA,
+    Data,
+    EndOfMessage,
     Event,
     RequestHead,
 )
 from reactor.proto.headers import (
     BLOCK_CACHE,
     TOKEN_CHARS,
-    check_bare_line_ends,
-    diagnose_bare,
+    first_offence,
     framing,
     parse_header_block,
     skip_empty_lines,
@@ -67,6 +72,17 @@ __all__ = [
     "status_line",
 ]
 
+# Parser states.
+S_HEAD = 0  # waiting for (the rest of) a request head
+S_NO_BODY = 1  # head returned, no body (left): the next event is END_OF_MESSAGE
+S_BODY = 2  # Content-Length body, _remaining bytes to go
+S_CHUNKED = 3  # chunked body, read by _chunked
+S_ERROR = 4  # a RemoteProtocolError was raised; next_event raises it again
+
+# An unconsumed tail up to this size is copied into a new bytes object with the next feed
+# (bytes slices are cheaper to check and hashable); a longer one goes to a bytearray.
+_COPY_TAIL_BYTES = 2048
+
 # Methods known to be tokens, so the common ones skip the translate check.
 _KNOWN_METHODS = frozenset(
     (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT")
@@ -78,7 +94,7 @@ _DIGITS = b"0123456789"
 _TARGET_CHARS = bytes(range(0x21, 0x7F))
 
 
-class RequestParser(BodyReader):
+class RequestParser:
     """Turns the bytes of one connection into RequestHead, Data and EndOfMessage events.
 
     Limits (all in bytes or counts): ``max_line_bytes`` bounds the request line (414);
@@ -89,12 +105,9 @@ class RequestParser(BodyReader):
     """
 
     __slots__ = (
-        "_body_total",
         "_buf",
+        "_chunked",
         "_error",
-        "_head",
-        "_head_bytes",
-        "_head_fields",
         "_max_body",
         "_max_fields",
         "_max_header",
@@ -121,10 +134,7 @@ class RequestParser(BodyReader):
         self._state = S_HEAD
         self._error: RemoteProtocolError | None = None
         self._remaining = 0
-        self._head: RequestHead | None = None  # kept while a chunked body is read (for 413)
-        self._body_total = 0
-        self._head_bytes = 0
-        self._head_fields = 0
+        self._chunked = ChunkedReader()
         self._pending_limits: dict[str, int] | None = None
         self._max_line = max_line_bytes
         self._max_header = max_header_bytes
@@ -135,7 +145,7 @@ class RequestParser(BodyReader):
 
     # -- caller API ---------------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes."""
         if not data:
             return
@@ -149,13 +159,15 @@ class RequestParser(BodyReader):
         scan = self._scan - pos
         self._scan = scan if scan > 0 else 0
         self._pos = 0
-        if type(buf) is bytes:
+        if len(buf) - pos <= _COPY_TAIL_BYTES:
+            self._buf = b"".join((memoryview(buf)[pos:], data))
+        elif isinstance(buf, bytearray):
+            del buf[:pos]
+            buf += data
+        else:
             grown = bytearray(memoryview(buf)[pos:])
             grown += data
             self._buf = grown
-        else:
-            del buf[:pos]
-            buf += data
 
     def next_event(self) -> Event:
         """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input."""
@@ -178,10 +190,10 @@ class RequestParser(BodyReader):
                 return END_OF_MESSAGE
             if state == S_BODY:
                 return self._read_body()
-            if state == S_ERROR:
-                assert self._error is not None
-                raise self._error
-            return self._read_chunked()
+            if state == S_CHUNKED:
+                return self._read_chunked()
+            assert self._error is not None
+            raise self._error
         except RemoteProtocolError as exc:
             self._state = S_ERROR
             self._error = exc
@@ -206,7 +218,7 @@ class RequestParser(BodyReader):
     @property
     def head_complete(self) -> bool:
         """True between returning a RequestHead and returning its EndOfMessage."""
-        return S_NO_BODY <= self._state <= S_TRAILERS
+        return S_NO_BODY <= self._state <= S_CHUNKED
 
     @property
     def buffered(self) -> int:
@@ -249,50 +261,54 @@ class RequestParser(BodyReader):
             return self._head_incomplete()
         # The first CRLF ends the request line; it is at ``end`` when there are no fields.
         eol = buf.find(b"\r\n", pos, end + 2)
-        request_line = buf[pos:eol]
-        block = buf[eol + 2 : end]  # the field lines, CRLF-separated
-        if type(request_line) is not bytes:
-            request_line = bytes(request_line)
-            block = bytes(block)
+        if type(buf) is bytes:
+            request_line = buf[pos:eol]
+            block = buf[eol + 2 : end]  # the field lines, CRLF-separated
+        else:
+            request_line = bytes(buf[pos:eol])
+            block = bytes(buf[eol + 2 : end])
         if not request_line:
             # RFC 9112 2.2: "a server that is expecting to receive and parse a request-line
             # SHOULD ignore at least one empty line (CRLF) received prior to the request-line."
             self._pos = self._scan = skip_empty_lines(buf, pos)
             return self._read_head()
         size = end + 4 - pos
-        if size > self._quick_limit:
-            self._check_head_size(eol - pos, size)
-
-        # RFC 9112 3: request-line = method SP request-target SP HTTP-version, single spaces.
-        # Each part is checked against its own grammar, which also keeps out control bytes.
         try:
-            method, target, version = request_line.split(b" ")
-        except ValueError:
-            raise _head_error(
-                request_line, block, RemoteProtocolError("invalid-request-line")
-            ) from None
-        if version == b"HTTP/1.1":
-            version = _HTTP11
-            is11 = True
-        elif version == b"HTTP/1.0":
-            version = _HTTP10
-            is11 = False
-        else:
-            raise _head_error(request_line, block, _version_error(version))
-        if method not in _KNOWN_METHODS and (not method or method.translate(None, TOKEN_CHARS)):
-            raise _head_error(request_line, block, RemoteProtocolError("invalid-method"))
-        # RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ]; like every form it is
-        # made of visible ASCII (RFC 3986), so controls, SP, HTAB and bytes > 0x7E are refused.
-        if (
-            not target or target[0] != 47 or target.translate(None, _TARGET_CHARS)
-        ) and not _other_target_ok(method, target):
-            raise _head_error(request_line, block, RemoteProtocolError("invalid-request-target"))
+            if size > self._quick_limit:
+                self._check_head_size(eol - pos, size)
 
-        fields, nfields, hosts, special, frames = BLOCK_CACHE.get(block) or parse_header_block(
-            block, self._max_fields
-        )
-        if nfields > self._max_fields:  # a cached block, parsed under an older limit
-            raise RemoteProtocolError("too-many-header-fields", 431)
+            # RFC 9112 3: request-line = method SP request-target SP HTTP-version, single
+            # spaces. Each part is checked against its own grammar, which also keeps out
+            # control bytes.
+            try:
+                method, target, version = request_line.split(b" ")
+            except ValueError:
+                raise RemoteProtocolError("invalid-request-line") from None
+            if version == b"HTTP/1.1":
+                version = _HTTP11
+                is11 = True
+            elif version == b"HTTP/1.0":
+                version = _HTTP10
+                is11 = False
+            else:
+                raise _version_error(version)
+            if method not in _KNOWN_METHODS and (not method or method.translate(None, TOKEN_CHARS)):
+                raise RemoteProtocolError("invalid-method")
+            # RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ]; like every form it is
+            # made of visible ASCII (RFC 3986), so controls, SP, HTAB and bytes > 0x7E are
+            # refused.
+            if (
+                not target or target[0] != 47 or target.translate(None, _TARGET_CHARS)
+            ) and not _other_target_ok(method, target):
+                raise RemoteProtocolError("invalid-request-target")
+
+            fields, nfields, hosts, special, frames = BLOCK_CACHE.get(block) or parse_header_block(
+                block, self._max_fields
+            )
+            if nfields > self._max_fields:  # a cached block, parsed under an older limit
+                raise RemoteProtocolError("too-many-header-fields", 431)
+        except RemoteProtocolError as exc:
+            raise self._earlier_offence(pos, end) or exc from None
         # RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code to any
         # HTTP/1.1 request message that lacks a Host header field and to any request message
         # that contains more than one Host header field line".
@@ -315,11 +331,11 @@ class RequestParser(BodyReader):
             frame.chunked,
         )
         if frame.chunked:
-            self._state = S_CHUNK_SIZE
-            self._head = head
-            self._body_total = 0
-            self._head_bytes = size
-            self._head_fields = nfields
+            self._state = S_CHUNKED
+            # Trailers count against the limits together with the head.
+            self._chunked.start(
+                head, self._max_body, self._max_header - size, self._max_fields - nfields
+            )
         elif frame.content_length:
             if frame.content_length > self._max_body:
                 raise RemoteProtocolError("body-too-large", 413, head)
@@ -330,11 +346,26 @@ class RequestParser(BodyReader):
         return head
 
     def _check_head_size(self, line_bytes: int, head_bytes: int) -> None:
-        """The precise 414/431 checks, for heads larger than the smaller of the two limits."""
+        """The 414/431 checks, for heads larger than the smaller of the two limits."""
         if line_bytes > self._max_line:
             raise RemoteProtocolError("request-line-too-long", 414)
         if head_bytes > self._max_header:
             raise RemoteProtocolError("header-section-too-large", 431)
+
+    def _earlier_offence(self, pos: int, end: int) -> RemoteProtocolError | None:
+        """The error of a byte of the complete head at ``pos`` that a byte-by-byte feed
+        would have refused before the head was complete (error path only)."""
+        return first_offence(
+            self._buf,
+            pos,
+            pos,
+            end + 4,
+            complete=True,
+            max_line=self._max_line,
+            line_reason="request-line-too-long",
+            line_status=414,
+            max_section=self._max_header,
+        )
 
     def _head_incomplete(self) -> Event:
         """No CRLFCRLF yet: check what arrived so far, then ask for more."""
@@ -345,33 +376,76 @@ class RequestParser(BodyReader):
             pos = self._pos = skip_empty_lines(buf, pos)
         if pos >= size:
             return self._drained()
-        start = self._scan if self._scan > pos else pos
-        check_bare_line_ends(buf, pos, start)
-        limit = self._max_line
-        # Fail as soon as the request line cannot fit, without waiting for the whole head.
-        if buf.find(b"\r\n", pos, pos + limit + 2) < 0 and size - pos - (buf[-1] == 13) > limit:
-            raise RemoteProtocolError("request-line-too-long", 414)
-        # The head needs at least one more byte, so it will be over the limit.
-        if size - pos >= self._max_header:
-            raise RemoteProtocolError("header-section-too-large", 431)
+        # Fail as soon as a byte breaks a rule (a bare CR/LF, a request line that cannot fit,
+        # a head that needs at least one more byte than the limit), not at the end of the head.
+        error = first_offence(
+            buf,
+            pos,
+            self._scan if self._scan > pos else pos,
+            size,
+            max_line=self._max_line,
+            line_reason="request-line-too-long",
+            line_status=414,
+            max_section=self._max_header,
+        )
+        if error is not None:
+            raise error
         self._scan = size - 3 if size - 3 > pos else pos
         return NEED_DATA
 
     # -- bodies -------------------------------------------------------------------------------
 
     def _read_body(self) -> Event:
-        return self._take_body_bytes(S_NO_BODY)
+        """Up to ``_remaining`` buffered Content-Length body bytes as one Data."""
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if available <= 0:
+            return self._drained()
+        remaining = self._remaining
+        if available >= remaining:
+            available = remaining
+            self._state = S_NO_BODY
+        else:
+            self._remaining = remaining - available
+        end = pos + available
+        self._pos = end
+        data = buf[pos:end]  # the whole bytes object itself when it is exactly the body
+        return Data(data if type(data) is bytes else bytes(data))
 
+    def _read_chunked(self) -> Event:
+        reader = self._chunked
+        buf = self._buf
+        event = reader.read(buf, self._pos)
+        pos = self._pos = reader.pos
+        if type(event) is EndOfMessage:
+            return self._end_message(event)
+        if event is NEED_DATA and pos >= len(buf):
+            return self._drained()
+        return event
 
-def _head_error(
-    request_line: bytes, block: bytes, error: RemoteProtocolError
-) -> RemoteProtocolError:
-    """``error``, unless the head has a bare CR/LF (error path only).
+    # -- bookkeeping --------------------------------------------------------------------------
 
-    Fed byte by byte, a bare CR/LF is refused as it arrives, before the request line is
-    looked at; the same input fed at once gives the same reason this way.
-    """
-    return diagnose_bare([request_line, *block.split(b"\r\n")]) or error
+    def _end_message(self, event: EndOfMessage) -> EndOfMessage:
+        self._state = S_HEAD
+        self._scan = self._pos
+        if self._pending_limits is not None:
+            self._apply_limits()
+        return event
+
+    def _drained(self) -> Event:
+        """NEED_DATA with nothing buffered: drop the old buffer so it can be freed."""
+        self._buf = b""
+        self._pos = self._scan = 0
+        return NEED_DATA
+
+    def _apply_limits(self) -> None:
+        pending = self._pending_limits or {}
+        self._pending_limits = None
+        for key, value in pending.items():
+            setattr(self, key, value)
+        # A head no larger than both limits needs no separate request-line and head checks.
+        self._quick_limit = min(self._max_line, self._max_header)
 
 
 def _version_error(version: bytes) -> RemoteProtocolError:

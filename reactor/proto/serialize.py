@@ -120,7 +120,7 @@ def header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
     `response_head`: for a caller that writes its own fixed, known-clean lines around them."""
     if not headers:
         return b""
-    parts = []
+    parts: list[bytes] = []
     for name, value in headers:
         if name not in _VALID_NAMES:
             _check_name(name)

@@ -69,6 +69,18 @@ def test_large_chunked_upload_streams_to_disk(running_server, files_dir):
     assert line["queue_ms"] is not None  # the body went through the pool
 
 
+def test_put_of_50000_one_byte_chunks_stores_the_file(running_server, files_dir):
+    body = bytes(range(256)) * 195 + bytes(range(80))  # 50,000 bytes, one per chunk
+    wire = b"".join(b"1\r\n%c\r\n" % byte for byte in body) + b"0\r\n\r\n"
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("PUT", "/files/tiny-chunks", {"Transfer-Encoding": "chunked"})
+                    + wire)
+        assert client.read_response().status == 201
+    assert (files_dir / "tiny-chunks").read_bytes() == body
+    line = wait_for_log(running_server.access_log, lambda r: r.get("method") == "PUT")[0]
+    assert line["bytes_in"] == len(body)
+
+
 def test_bad_name_is_refused_before_the_body_and_no_100_continue(running_server, files_dir):
     with RawClient.to(running_server) as client:
         client.send(request_bytes("PUT", "/files/..%2Fescape",

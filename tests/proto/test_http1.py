@@ -119,6 +119,7 @@ def feed_pieces(
 # -- valid requests --------------------------------------------------------------------------
 
 H = b"Host: example.com\r\n"
+CHUNKED = b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
 
 
 def message(
@@ -621,6 +622,28 @@ BAD_REQUESTS = [
         400,
         "bare-lf",
     ),
+    # RFC 9112 7.1.1: chunk-ext-name is a token, so it cannot be empty.
+    (CHUNKED + b"2;\r\nab\r\n0\r\n\r\n", 400, "invalid-chunk-extension"),
+    (CHUNKED + b"2;=x\r\nab\r\n0\r\n\r\n", 400, "invalid-chunk-extension"),
+    (CHUNKED + b"2; ;a\r\nab\r\n0\r\n\r\n", 400, "invalid-chunk-extension"),
+    (CHUNKED + b"2;a=\r\nab\r\n0\r\n\r\n", 400, "invalid-chunk-extension"),
+    (CHUNKED + b'2;a="x\r\nab\r\n0\r\n\r\n', 400, "invalid-chunk-extension"),
+    (CHUNKED + b"2;a b\r\nab\r\n0\r\n\r\n", 400, "invalid-chunk-extension"),
+    (CHUNKED + b"0;\r\n\r\n", 400, "invalid-chunk-extension"),
+    # The earliest offending byte names the error, however the bytes are split (here: whole
+    # and one by one). The 8,193rd byte of the request line comes before the bare LF...
+    (b"GET /" + b"a" * 8200 + b" HTTP/1.1\nHost: a\n\n", 414, "request-line-too-long"),
+    # ... the "b" after a bare CR before the end of the head, where asterisk-form is judged...
+    (b"GET * HTTP/1.1\r\nHost: a\rb\r\n\r\n", 400, "bare-cr"),
+    # ... a bare LF in a field line before a field count over the limit...
+    (b"GET / HTTP/1.1\r\nHost: a\nb\r\n" + b"X: y\r\n" * 100 + b"\r\n", 400, "bare-lf"),
+    # ... and a bare LF before the head passes its size limit.
+    (b"GET / HTTP/1.1\r\nX: a\nb\r\nY: " + b"y" * 40000 + b"\r\n\r\n", 400, "bare-lf"),
+    (b"GET / HTTP/1.1\r\nY: " + b"y" * 40000 + b"\r\nX: a\nb\r\n\r\n", 431, None),
+    # A chunk-size line: the byte past its limit comes before a bare LF further on.
+    (CHUNKED + b"1;a=" + b"b" * 4092 + b"c\nd\r\n", 400, "chunk-line-too-long"),
+    (CHUNKED + b"1;a=" + b"b" * 4091 + b"\nd\r\n", 400, "bare-lf"),
+    (CHUNKED + b"zz;a\x00\r\n", 400, "invalid-chunk-size"),
 ]
 
 
@@ -860,6 +883,57 @@ def test_chunk_data_streams_without_waiting_for_the_whole_chunk() -> None:
     assert parser.next_event() is NEED_DATA
     parser.feed(b"\r\n")
     assert parser.next_event() is END_OF_MESSAGE
+
+
+def test_many_small_chunks_come_out_as_few_data_events() -> None:
+    body = b"".join(b"1\r\n" + bytes((97 + i % 26,)) + b"\r\n" for i in range(100_000))
+    events = parse(CHUNKED + body + b"0\r\n\r\n")
+    assert isinstance(events[0], RequestHead)
+    assert events[-1] is END_OF_MESSAGE
+    pieces = events[1:-1]
+    assert 1 <= len(pieces) <= 2
+    assert all(type(piece) is Data for piece in pieces)
+    assert b"".join(piece.data for piece in pieces) == bytes(97 + i % 26 for i in range(100_000))
+
+
+def test_chunks_fed_in_pieces_give_one_data_per_feed() -> None:
+    parser = RequestParser()
+    parser.feed(CHUNKED)
+    assert isinstance(parser.next_event(), RequestHead)
+    wire = b"3\r\nabc\r\n" * 1000
+    for start in range(0, len(wire), 997):  # cuts inside size lines, data and CRLFs
+        parser.feed(wire[start : start + 997])
+        event = parser.next_event()
+        assert type(event) is Data
+        assert parser.next_event() is NEED_DATA
+    parser.feed(b"0\r\n\r\n")
+    assert parser.next_event() is END_OF_MESSAGE
+
+
+def test_data_before_a_bad_chunk_is_handed_out_first() -> None:
+    parser = RequestParser()
+    parser.feed(CHUNKED + b"3\r\nabc\r\n2\r\nde\r\nzz\r\n")
+    assert isinstance(parser.next_event(), RequestHead)
+    assert parser.next_event() == Data(b"abcde")
+    with pytest.raises(RemoteProtocolError) as info:
+        parser.next_event()
+    assert info.value.reason == "invalid-chunk-size"
+
+
+def test_chunked_limit_counts_coalesced_chunks() -> None:
+    parser = RequestParser(max_body_bytes=5)
+    parser.feed(CHUNKED + b"1\r\na\r\n" * 5 + b"1\r\nb\r\n")
+    assert isinstance(parser.next_event(), RequestHead)
+    assert parser.next_event() == Data(b"aaaaa")
+    with pytest.raises(RemoteProtocolError) as info:
+        parser.next_event()
+    assert (info.value.status_hint, info.value.reason) == (413, "body-too-large")
+
+
+def test_chunk_extensions_that_are_well_formed_are_accepted() -> None:
+    events = parse(CHUNKED + b'2 ; a = "x;\\"y" ;b=c\t\r\nab\r\n1;n\r\nc\r\n0;last=1\r\n\r\n')
+    assert b"".join(event.data for event in events if type(event) is Data) == b"abc"
+    assert events[-1] is END_OF_MESSAGE
 
 
 def test_trailers_are_carried_by_end_of_message() -> None:

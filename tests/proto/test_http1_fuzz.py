@@ -188,11 +188,13 @@ LIMITS = st.fixed_dictionaries(
 
 
 def outcome(pieces: list[bytes], limits: dict[str, int]) -> tuple[Any, ...]:
+    """The messages completed, and the error's status and reason (None when none)."""
     collector, error = feed_pieces(pieces, **limits)
-    if error is not None:
-        assert isinstance(error.reason, str) and error.reason
-        assert error.status_hint in (400, 413, 414, 431, 501, 505)
-    return collector.messages, error is None
+    if error is None:
+        return collector.messages, None
+    assert isinstance(error.reason, str) and error.reason
+    assert error.status_hint in (400, 413, 414, 431, 501, 505)
+    return collector.messages, (error.status_hint, error.reason)
 
 
 @FUZZ
@@ -201,9 +203,56 @@ def test_arbitrary_bytes_give_events_or_protocol_errors(
     stream: bytes, limits: dict[str, int], data: st.DataObject
 ) -> None:
     # Any other exception, or a loop that never returns NEED_DATA (drain's bound), fails here.
+    # A rejected stream gets the same status and reason however it is split.
     whole = outcome([stream], limits)
     assert outcome(data.draw(splits(stream)), limits) == whole
     assert outcome([stream[i : i + 1] for i in range(len(stream))], limits) == whole
+
+
+# Pieces that break a rule at a known byte: bare line ends, over-long runs (for the line and
+# head limits), and bytes the request-line and field grammars refuse.
+BREAKERS = [
+    b"\r",
+    b"\n",
+    b"\rx",
+    b"\n\n",
+    b"\r\r\n",
+    b"a" * 120,
+    b"x" * 700,
+    b" ",
+    b"*",
+    b"\x00",
+    b";",
+    b";=",
+    b"=",
+    b"\t",
+    b"\x7f",
+]
+
+
+@st.composite
+def rejected(draw: st.DrawFn) -> bytes:
+    """Valid requests with rule-breaking pieces put in; most of these are refused."""
+    stream = b"".join(wire for wire, _ in draw(st.lists(requests(), min_size=1, max_size=2)))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(stream)))
+        piece = draw(st.sampled_from(BREAKERS))
+        if draw(st.booleans()):
+            stream = stream[:at] + piece + stream[at:]
+        else:
+            stream = stream[:at] + piece + stream[at + len(piece) :]
+    return stream
+
+
+@settings(FUZZ, max_examples=120)
+@given(rejected(), LIMITS, st.data())
+def test_rejected_input_gets_the_same_error_however_split(
+    stream: bytes, limits: dict[str, int], data: st.DataObject
+) -> None:
+    whole = outcome([stream], limits)
+    bytewise = [stream[i : i + 1] for i in range(len(stream))]
+    assert outcome(bytewise, limits) == whole
+    assert outcome(data.draw(splits(stream)), limits) == whole
 
 
 @settings(FUZZ, max_examples=60)
