@@ -90,10 +90,10 @@ class Exchange:
                 and conn.parser.buffered == 0 and conn.transport is not None):
             conn.transport.write(CONTINUE_100)
 
-    def data(self, data: bytes) -> None:
+    def data(self, data: bytes, wire_bytes: int) -> None:
         self.body_size += len(data)
         if self.upload is not None:
-            self.upload.feed(data)
+            self.upload.feed(data, wire_bytes)
         else:
             self.body.append(data)
 

@@ -50,9 +50,9 @@ class HttpConnection:
     """The HTTP/1.1 protocol of one connection (a `StreamProtocol`)."""
 
     __slots__ = (
-        "_deadline", "_exchange", "_head_started", "_peer_eof", "_requests", "_settings",
-        "_timer", "_write_paused", "busy", "closing", "conn_id", "log", "loop", "parser",
-        "server", "transport",
+        "_body_mark", "_deadline", "_exchange", "_fed", "_head_started", "_peer_eof",
+        "_requests", "_settings", "_timer", "_write_paused", "busy", "closing", "conn_id",
+        "log", "loop", "parser", "server", "transport",
     )
 
     def __init__(self, server: HttpServer, conn_id: int) -> None:
@@ -69,6 +69,8 @@ class HttpConnection:
         self._peer_eof = False
         self._write_paused = False
         self._requests = 0
+        self._fed = 0  # bytes fed to the parser, ever
+        self._body_mark = 0  # `_fed - parser.buffered` after the last body piece
         self._head_started = 0.0
         self._deadline = 0.0
         self._timer: TimerHandle | None = None
@@ -86,6 +88,7 @@ class HttpConnection:
         if self.server.settings is not self._settings:
             self._settings_reloaded()
         parser.feed(data)
+        self._fed += len(data)
         if self.busy or self._write_paused:
             if parser.buffered > _MAX_BUFFERED_WHILE_BUSY and self.transport is not None:
                 self.transport.pause_reading()
@@ -152,11 +155,16 @@ class HttpConnection:
                 self._protocol_error(exc)
                 return
             if type(event) is RequestHead:
+                self._body_mark = self._fed - parser.buffered
                 self._head_received(event)
             elif type(event) is Data:
                 exchange = self._exchange
                 assert exchange is not None  # the parser is inside a message
-                exchange.data(event.data)
+                # What the piece cost on the wire, chunk framing included, so an upload's
+                # backlog counts it (a flood of 1-byte chunks is 6 bytes each, not 1).
+                consumed = self._fed - parser.buffered
+                exchange.data(event.data, consumed - self._body_mark)
+                self._body_mark = consumed
             elif type(event) is EndOfMessage:
                 exchange = self._exchange
                 assert exchange is not None
@@ -292,13 +300,19 @@ class HttpConnection:
     def _log_rejected(self, status: int | None, reason: str, head: RequestHead | None = None,
                       request_id: str | None = None) -> None:
         peer = self.transport.peer if self.transport is not None else ("", 0)
-        if head is None and self._exchange is not None:
-            head = self._exchange.head
+        exchange = self._exchange
+        if exchange is not None:
+            head = head or exchange.head
+            request_id = request_id or exchange.request.request_id
+        if head is not None:
+            asked: tuple[bytes, bytes] | None = (head.method, head.target)
+        else:  # the head never ended: the request line may still say what was asked
+            asked = self.parser.partial_request_line()
         self.log.rejected({
             "conn_id": self.conn_id, "remote_addr": peer[0], "remote_port": peer[1],
             "status": status, "reason": reason, "request_id": request_id,
-            "method": head.method.decode("latin-1") if head is not None else None,
-            "path": head.target.partition(b"?")[0].decode("latin-1") if head is not None
+            "method": asked[0].decode("latin-1") if asked is not None else None,
+            "path": asked[1].partition(b"?")[0].decode("latin-1") if asked is not None
             else None,
         })
 

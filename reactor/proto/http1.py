@@ -225,6 +225,24 @@ class RequestParser:
         """Bytes held but not yet consumed."""
         return len(self._buf) - self._pos
 
+    def partial_request_line(self) -> tuple[bytes, bytes] | None:
+        """(method, target) of a request whose line arrived but whose head did not end.
+
+        For the logs of a request given up on (a header timeout, a client abort): says what
+        was asked. Only looks; the bytes are not validated here, so treat them as text.
+        """
+        if self._state != S_HEAD:
+            return None
+        buf = self._buf
+        start = skip_empty_lines(buf, self._pos)
+        end = buf.find(b"\n", start, start + self._max_line + 2)
+        if end < 0:
+            return None
+        parts = bytes(buf[start:end]).rstrip(b"\r").split(b" ")
+        if len(parts) != 3 or not parts[0] or not parts[1]:
+            return None
+        return parts[0], parts[1]
+
     @property
     def trailing_data(self) -> bytes:
         """The unconsumed bytes, e.g. WebSocket frames that followed an Upgrade request."""

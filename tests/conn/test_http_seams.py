@@ -268,3 +268,81 @@ def test_a_graceful_stop_gives_a_silent_new_connection_a_grace(loop_thread, sock
     client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # arrives after the stop began
     head, body = read_response(client)
     assert body == b"late but answered" and fields(head, b"connection") == [b"close"]
+
+
+# ---- rejected requests correlate with what the client saw (issue 9, defect 6) ------------
+
+
+def serve_with(loop_thread: LoopThread, sock: socket.socket, **settings: float
+               ) -> RecordingLog:
+    from reactor.conn.shared import HttpSettings
+    log = RecordingLog()
+
+    def make() -> None:
+        server = HttpServer(loop_thread.loop, lambda request: Response(200), log,
+                            settings=HttpSettings(**settings))  # type: ignore[arg-type]
+        server.accept(sock, ("127.0.0.1", 40000))
+    loop_thread.run(make)
+    return log
+
+
+def rejected(loop_thread: LoopThread, log: RecordingLog) -> list[dict[str, Any]]:
+    assert wait_for(lambda: loop_thread.run(lambda: list(log.rejected_lines)))
+    return loop_thread.run(lambda: list(log.rejected_lines))
+
+
+def wait_for(predicate: Callable[[], Any]) -> Any:
+    import time
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.01)
+    return None
+
+
+def test_a_rejected_line_carries_the_request_id_of_the_error_response(loop_thread,
+                                                                       socket_pair) -> None:
+    server_side, client = socket_pair
+    log = serve_with(loop_thread, server_side)
+    client.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n")
+    head, _ = read_response(client)
+    assert head.startswith(b"HTTP/1.1 400 ")
+    [line] = rejected(loop_thread, log)
+    assert line["request_id"] == fields(head, b"x-request-id")[0].decode()
+
+
+def test_a_header_timeout_names_the_request_line_that_arrived(loop_thread, socket_pair
+                                                              ) -> None:
+    server_side, client = socket_pair
+    log = serve_with(loop_thread, server_side, header_s=0.2)
+    client.sendall(b"GET /slow/path?q=1 HTTP/1.1\r\nHost: a\r\n")  # the head never ends
+    head, _ = read_response(client)
+    assert head.startswith(b"HTTP/1.1 408 ")
+    [line] = rejected(loop_thread, log)
+    assert (line["status"], line["reason"], line["method"], line["path"]) == (
+        408, "header-timeout", "GET", "/slow/path")
+    assert line["request_id"] == fields(head, b"x-request-id")[0].decode()
+
+
+def test_a_client_abort_names_the_request_line_that_arrived(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    log = serve_with(loop_thread, server_side)
+    client.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\n")
+    client.shutdown(socket.SHUT_WR)
+    [line] = rejected(loop_thread, log)
+    assert (line["status"], line["reason"], line["method"], line["path"]) == (
+        499, "client-abort", "POST", "/upload")
+
+
+def test_a_client_abort_during_the_body_names_the_request_and_its_id(loop_thread,
+                                                                      socket_pair) -> None:
+    server_side, client = socket_pair
+    log = serve_with(loop_thread, server_side)
+    client.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Request-ID: abc-123\r\n"
+                   b"Content-Length: 100\r\n\r\nonly part")
+    client.shutdown(socket.SHUT_WR)
+    [line] = rejected(loop_thread, log)
+    assert (line["status"], line["method"], line["path"], line["request_id"]) == (
+        499, "POST", "/upload", "abc-123")
