@@ -89,3 +89,17 @@ class HttpServer:
         self.stopping = True
         for conn in list(self.connections):
             conn.shutdown()
+
+    def abort_connections(self) -> None:
+        """The shutdown deadline passed: drop every connection still open, now.
+
+        Each one's `connection_lost` runs at once, so an upload in progress is aborted: its
+        clean-up is queued to the pool, which runs it before its threads are joined.
+        """
+        self.stopping = True
+        for conn in list(self.connections):
+            transport = conn._transport  # same package; HttpConnection exposes no accessor
+            if transport is not None:
+                transport.abort()
+            else:
+                conn.connection_lost(None)

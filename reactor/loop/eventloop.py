@@ -24,6 +24,7 @@ from reactor.loop.waker import Waker
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 ExceptionHandler = Callable[[str, BaseException], None]
+_CLOSE_DRAIN_ROUNDS = 16
 
 
 def _print_exception(context: str, exc: BaseException) -> None:
@@ -204,6 +205,22 @@ class EventLoop:
                 _print_exception(context, exc)
 
     def close(self) -> None:
+        """Join the pool, then run what it handed back and anything still scheduled.
+
+        After the loop stopped, pool results arrive with no loop to deliver them; a result
+        may be what finishes a clean-up (an upload aborted while one of its writes ran
+        schedules its abort from that write's callback), so they run here, on the stopping
+        thread, with the pool now running jobs inline.
+        """
         self._pool.shutdown(wait=True)
+        for _ in range(_CLOSE_DRAIN_ROUNDS):  # a callback may schedule another; not forever
+            if not self._threadsafe and not self._ready:
+                break
+            while self._threadsafe:
+                callback, args = self._threadsafe.popleft()
+                self._guarded(callback, args, "thread-safe callback")
+            for _ in range(len(self._ready)):
+                callback, args = self._ready.popleft()
+                self._guarded(callback, args, "callback")
         self._selector.close()
         self._waker.close()

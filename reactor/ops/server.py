@@ -316,9 +316,12 @@ class Server:
             self.loop.call_later(shutdown_s, self._force_stop)
 
     def _force_stop(self) -> None:
+        """The shutdown deadline passed: drop what is left (an upload cut here removes its
+        temp file; `_close` waits for that)."""
         remaining = len(self.http.connections)
         if remaining:
             self.log.warning("shutdown-timeout", closed_connections=remaining)
+            self.http.abort_connections()
         self.loop.stop()
 
     def reopen_logs(self) -> None:
@@ -335,7 +338,9 @@ class Server:
     def _close(self) -> None:
         """Tear everything down; each step runs even if an earlier one failed."""
         with contextlib.ExitStack() as steps:  # callbacks run last-in, first-out
-            steps.callback(self.loop.close)  # joins the pool threads
+            steps.callback(self.loop.close)  # runs queued clean-up, joins the pool threads
+            # whatever way the loop ended, no connection outlives it: their uploads abort
+            steps.callback(self.http.abort_connections)
             steps.callback(self.notifier.close)
             steps.callback(lambda: self.log.close())  # the log in force at the end
             steps.callback(self._log_stopped)
