@@ -24,7 +24,13 @@ from reactor.loop.waker import Waker
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 ExceptionHandler = Callable[[str, BaseException], None]
+ReportHandler = Callable[[str, dict[str, Any]], None]
+"""`(event, fields)`: an operational condition worth one warning line (the server logs it)."""
 _CLOSE_DRAIN_ROUNDS = 16
+
+
+def _print_report(event: str, fields: dict[str, Any]) -> None:
+    print(f"reactor loop: {event} {fields}", file=sys.stderr)
 
 
 def _print_exception(context: str, exc: BaseException) -> None:
@@ -49,6 +55,7 @@ class EventLoop:
         self._pending_signals: list[int] = []
         self._stopping = False
         self._exception_handler: ExceptionHandler = _print_exception
+        self._report_handler: ReportHandler = _print_report
         self._pool = ThreadPool(pool_threads, self.call_soon_threadsafe)
         self.time = time.monotonic
 
@@ -123,6 +130,18 @@ class EventLoop:
 
     def set_exception_handler(self, handler: ExceptionHandler) -> None:
         self._exception_handler = handler
+
+    def set_report_handler(self, handler: ReportHandler) -> None:
+        """Where `report` goes: the server's error log (as a warning)."""
+        self._report_handler = handler
+
+    def report(self, event: str, fields: dict[str, Any]) -> None:
+        """A condition below the loop's users that an operator must hear about (a listener
+        out of file descriptors); lower layers have no log of their own. Loop thread."""
+        try:
+            self._report_handler(event, fields)
+        except Exception as exc:
+            _print_exception(f"report {event}", exc)
 
     # ---- signals ------------------------------------------------------------------------
     def add_signal_handler(self, signum: int, callback: Callable[[], None]) -> None:

@@ -178,6 +178,7 @@ class Server:
         config = self.config
         self.log = log
         self.loop.set_exception_handler(self._loop_error)
+        self.loop.set_report_handler(lambda event, fields: self.log.warning(event, **fields))
         self.loop.add_before_select(self._flush_logs)
         self.app = make_app(config)
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
