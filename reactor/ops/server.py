@@ -359,17 +359,18 @@ class Server:
     def _close(self) -> None:
         """Tear everything down; each step runs even if an earlier one failed."""
         with contextlib.ExitStack() as steps:  # callbacks run last-in, first-out
+            steps.callback(self.notifier.close)
+            steps.callback(lambda: self.log.close())  # the log in force at the end
+            # "stopped" comes last: every abort has run and its log lines are in
+            steps.callback(self._log_stopped)
+            steps.callback(handlers.clear_error_reporter, self._app_error)
             steps.callback(self.loop.close)  # runs queued clean-up, joins the pool threads
             # whatever way the loop ended, no connection outlives it: their uploads abort
             steps.callback(self.http.abort_connections)
-            steps.callback(self.notifier.close)
-            steps.callback(lambda: self.log.close())  # the log in force at the end
-            steps.callback(self._log_stopped)
             steps.callback(self.listeners.close)
             for timer in self._timers:
                 steps.callback(timer.cancel)
             steps.callback(self._remove_signals)
-            steps.callback(handlers.clear_error_reporter, self._app_error)
 
     def _log_stopped(self) -> None:
         self.log.info("stopped", requests=self.http.requests_served,
