@@ -6,6 +6,9 @@ import errno
 import os
 import secrets
 import stat
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from reactor.app.types import FileBody, Request, Response, Upload, text_response
 
@@ -25,6 +28,34 @@ _TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                | getattr(os, "O_NOFOLLOW", 0))
 # link(2) failures meaning "this file system has no hard links" (vfat answers EPERM).
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
+# An upload's OS errors that are the file system's state, not a bug: answered with a status
+# (nginx's DAV module answers the same) and logged in one line, never with a traceback.
+_STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # 507
+_FORBIDDEN = frozenset({errno.EACCES, errno.EPERM})  # 403
+_FILE_SYSTEM_ERRORS = _STORAGE_FULL | _FORBIDDEN | {errno.EROFS}  # EROFS: 500
+
+ErrorReporter = Callable[[str, dict[str, Any]], None]
+"""`(event, fields)` for the server's error log; called on worker threads."""
+
+
+def _print_error(event: str, fields: dict[str, Any]) -> None:
+    print(f"reactor: {event} {fields}", file=sys.stderr)
+
+
+_reporter: list[ErrorReporter] = [_print_error]
+
+
+def set_error_reporter(reporter: ErrorReporter | None) -> None:
+    """Where uploads report file-system failures (one line: path, errno). The application
+    has no log of its own: the server wires its error log here (thread-safely: uploads
+    run on worker threads). None restores the default, standard error."""
+    _reporter[0] = reporter if reporter is not None else _print_error
+
+
+def clear_error_reporter(reporter: ErrorReporter) -> None:
+    """Undo `set_error_reporter(reporter)`, unless another reporter replaced it since."""
+    if _reporter[0] == reporter:  # a bound method is a new object each time: equality
+        _reporter[0] = _print_error
 
 
 def root(_request: Request) -> Response:
@@ -112,6 +143,8 @@ class FilesHandler:
             os.unlink(path)
         except FileNotFoundError:
             return _not_found()
+        except OSError as exc:
+            return file_system_error(exc, path, request, "delete-failed")
         return Response(204)
 
 
@@ -163,6 +196,7 @@ class FileUpload(Upload):
         self._target: WriteTarget | None = None
         self._fd = -1
         self._temp = ""
+        self._failed: Response | None = None  # a write failed: the answer, the rest ignored
 
     def locate(self) -> WriteTarget | Response:
         """Blocking: the open target directory and name, or the refusal to send."""
@@ -177,23 +211,36 @@ class FileUpload(Upload):
         """Called after the new file is in place."""
 
     def start(self) -> Response | None:
-        found = self.locate()
-        if isinstance(found, Response):
-            return found
-        self._target = found
-        refused = self._check(found, found.lstat())
-        if refused is not None:
-            self._cleanup()
-            return refused
-        self._fd, self._temp = _create_temp(found.dir_fd)
+        try:
+            found = self.locate()
+            if isinstance(found, Response):
+                return found
+            self._target = found
+            refused = self._check(found, found.lstat())
+            if refused is not None:
+                self._cleanup()
+                return refused
+            self._fd, self._temp = _create_temp(found.dir_fd)
+        except OSError as exc:
+            return self._file_system_error(exc)
         return None
 
     def write(self, chunk: bytes) -> None:
+        """Write the piece; on a full or failing file system, remove the temp file at once
+        (freeing the space) and answer that from `finish`: the rest of the body is read
+        and dropped, as the upload interface has no way to answer early."""
+        if self._failed is not None:
+            return
         view = memoryview(chunk)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            self._failed = self._file_system_error(exc)
 
     def finish(self) -> Response:
+        if self._failed is not None:
+            return self._failed
         target = self._target
         assert target is not None
         try:
@@ -211,10 +258,7 @@ class FileUpload(Upload):
             os.fsync(target.dir_fd)  # the rename itself survives a crash
             self.replaced(target)
         except OSError as exc:
-            self._cleanup()
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                return text_response(507, "Insufficient Storage\n")
-            raise
+            return self._file_system_error(exc)
         self._cleanup()
         if self.request.method == "PUT" and current is not None:
             return Response(204)
@@ -222,6 +266,14 @@ class FileUpload(Upload):
 
     def abort(self) -> None:
         self._cleanup()
+
+    def _file_system_error(self, exc: OSError) -> Response:
+        """Clean up, then the answer for an expected OS error, reported in one line with the
+        path and errno. Anything else is a fault: re-raised, for the traceback."""
+        target = self._target
+        path = target.path if target is not None else exc.filename
+        self._cleanup()
+        return file_system_error(exc, path, self.request, "upload-failed")
 
     def _check(self, target: WriteTarget, current: os.stat_result | None) -> Response | None:
         if current is not None:
@@ -285,6 +337,24 @@ class _FilesUpload(FileUpload):
     def precondition(self, target: WriteTarget, current: os.stat_result | None
                      ) -> Response | None:
         return _preconditions(self.request, current is not None)
+
+
+def file_system_error(exc: OSError, path: str | None, request: Request, event: str
+                      ) -> Response:
+    """The answer to an expected OS error of a write (full, read-only, forbidden), after one
+    `event` line naming path and errno. Anything else is a fault: re-raised, for the
+    traceback. Call it inside the `except` block."""
+    code = exc.errno
+    if code not in _FILE_SYSTEM_ERRORS:
+        raise exc
+    _reporter[0](event, {
+        "path": path, "errno": errno.errorcode.get(code, str(code)), "reason": exc.strerror,
+        "request_id": request.request_id, "method": request.method, "target": request.path})
+    if code in _STORAGE_FULL:
+        return text_response(507, "Insufficient Storage\n")
+    if code in _FORBIDDEN:
+        return text_response(403, "Forbidden\n")
+    return text_response(500, "Internal Server Error\n")
 
 
 def _create_temp(dir_fd: int) -> tuple[int, str]:

@@ -1,8 +1,17 @@
-"""Listening sockets: bind, accept in batches until EAGAIN, back off when out of descriptors."""
+"""Listening sockets: bind, accept in batches until EAGAIN, back off when out of descriptors.
+
+Out of descriptors (EMFILE, ENFILE) or kernel memory, accept() fails while the listening
+socket stays readable; the listener stops watching it for `EMFILE_BACKOFF_S` and retries.
+Clients wait in the kernel's accept queue meanwhile. The operator hears of it through
+`EventLoop.report` ("accept-paused", errno name, descriptor limit, back-off): one line when
+it starts, then at most one per `PAUSED_REPORT_INTERVAL_S` while it lasts, counting the
+back-offs in between -- a line per failed accept would flood the log exactly when it matters.
+"""
 
 from __future__ import annotations
 
 import errno
+import resource
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +22,8 @@ ACCEPT_BATCH = 128
 # When the process is out of file descriptors the listening socket stays readable; stop
 # watching it briefly instead of spinning on accept().
 EMFILE_BACKOFF_S = 0.1
+PAUSED_REPORT_INTERVAL_S = 10.0
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 AcceptCallback = Callable[[socket.socket, tuple], None]
 
@@ -60,7 +71,8 @@ def bind_tcp(host: str, port: int, *, backlog: int = 1024, reuse_port: bool = Fa
 class Listener:
     """Accepts connections on one listening socket and hands them to `on_accept`."""
 
-    __slots__ = ("_loop", "_on_accept", "_paused_timer", "options", "sock")
+    __slots__ = ("_loop", "_next_report", "_on_accept", "_paused_timer", "_pauses", "options",
+                 "sock")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, on_accept: AcceptCallback,
                  options: ListenerOptions | None = None) -> None:
@@ -69,6 +81,8 @@ class Listener:
         self._on_accept = on_accept
         self.options = options if options is not None else ListenerOptions("")
         self._paused_timer: TimerHandle | None = None
+        self._pauses = 0  # back-offs not yet reported
+        self._next_report = 0.0
 
     @property
     def address(self) -> tuple:
@@ -98,15 +112,38 @@ class Listener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._loop.remove_reader(self.sock)
-                    self._paused_timer = self._loop.call_later(EMFILE_BACKOFF_S, self._resume)
+                if exc.errno in _OUT_OF_RESOURCES:
+                    self._pause(exc.errno)
                     return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue  # that client gave up before we got to it
                 raise
             on_accept(conn, addr)
 
+    def _pause(self, code: int) -> None:
+        loop = self._loop
+        loop.remove_reader(self.sock)
+        self._paused_timer = loop.call_later(EMFILE_BACKOFF_S, self._resume)
+        self._pauses += 1
+        now = loop.time()
+        if now < self._next_report:
+            return
+        self._next_report = now + PAUSED_REPORT_INTERVAL_S
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        loop.report("accept-paused", {
+            "errno": errno.errorcode.get(code, str(code)), "open_files_limit": soft,
+            "backoff_s": EMFILE_BACKOFF_S, "pauses": self._pauses,
+            "listen": self.options.address or _describe(self.sock)})
+        self._pauses = 0
+
     def _resume(self) -> None:
         self._paused_timer = None
         self.start()
+
+
+def _describe(sock: socket.socket) -> str:
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return "?"
+    return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else f"unix:{name!r}"

@@ -106,3 +106,13 @@ class HttpServer:
             protocol = transport.protocol
             if protocol is not None:
                 protocol.shutdown()
+
+    def abort_connections(self) -> None:
+        """The shutdown deadline passed: drop every connection still open, now.
+
+        Each one's `connection_lost` runs at once, so an upload in progress is aborted: its
+        clean-up is queued to the pool, which runs it before its threads are joined.
+        """
+        self.stopping = True
+        for transport in list(self.connections):
+            transport.abort()

@@ -24,6 +24,13 @@ from reactor.loop.waker import Waker
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 ExceptionHandler = Callable[[str, BaseException], None]
+ReportHandler = Callable[[str, dict[str, Any]], None]
+"""`(event, fields)`: an operational condition worth one warning line (the server logs it)."""
+_CLOSE_DRAIN_ROUNDS = 16
+
+
+def _print_report(event: str, fields: dict[str, Any]) -> None:
+    print(f"reactor loop: {event} {fields}", file=sys.stderr)
 
 
 def _print_exception(context: str, exc: BaseException) -> None:
@@ -48,6 +55,7 @@ class EventLoop:
         self._pending_signals: list[int] = []
         self._stopping = False
         self._exception_handler: ExceptionHandler = _print_exception
+        self._report_handler: ReportHandler = _print_report
         self._pool = ThreadPool(pool_threads, self.call_soon_threadsafe)
         self.time = time.monotonic
 
@@ -122,6 +130,18 @@ class EventLoop:
 
     def set_exception_handler(self, handler: ExceptionHandler) -> None:
         self._exception_handler = handler
+
+    def set_report_handler(self, handler: ReportHandler) -> None:
+        """Where `report` goes: the server's error log (as a warning)."""
+        self._report_handler = handler
+
+    def report(self, event: str, fields: dict[str, Any]) -> None:
+        """A condition below the loop's users that an operator must hear about (a listener
+        out of file descriptors); lower layers have no log of their own. Loop thread."""
+        try:
+            self._report_handler(event, fields)
+        except Exception as exc:
+            _print_exception(f"report {event}", exc)
 
     # ---- signals ------------------------------------------------------------------------
     def add_signal_handler(self, signum: int, callback: Callable[[], None]) -> None:
@@ -204,6 +224,22 @@ class EventLoop:
                 _print_exception(context, exc)
 
     def close(self) -> None:
+        """Join the pool, then run what it handed back and anything still scheduled.
+
+        After the loop stopped, pool results arrive with no loop to deliver them; a result
+        may be what finishes a clean-up (an upload aborted while one of its writes ran
+        schedules its abort from that write's callback), so they run here, on the stopping
+        thread, with the pool now running jobs inline.
+        """
         self._pool.shutdown(wait=True)
+        for _ in range(_CLOSE_DRAIN_ROUNDS):  # a callback may schedule another; not forever
+            if not self._threadsafe and not self._ready:
+                break
+            while self._threadsafe:
+                callback, args = self._threadsafe.popleft()
+                self._guarded(callback, args, "thread-safe callback")
+            for _ in range(len(self._ready)):
+                callback, args = self._ready.popleft()
+                self._guarded(callback, args, "callback")
         self._selector.close()
         self._waker.close()

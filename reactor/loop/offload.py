@@ -3,6 +3,11 @@
 Workers never touch sockets or loop state. A job is `(fn, args, callback)`; the worker runs
 `fn(*args)` and hands `callback(result, error, started_at)` back to the loop thread through
 `call_soon_threadsafe`, where `started_at` (monotonic) lets the caller measure queueing time.
+
+At shutdown every job already queued still runs (the stop markers queue behind them) before
+the threads are joined; a job submitted once shutdown has begun runs at once on the calling
+thread, its callback too. So clean-up queued by a stopping server (an upload's abort that
+removes its temp file) is done before the process exits, never dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class ThreadPool:
             for i in range(size)
         ]
         self._pending = 0  # loop thread only: jobs submitted and not yet delivered
+        self._closed = False
         for thread in self._threads:
             thread.start()
 
@@ -45,7 +51,17 @@ class ThreadPool:
         return self._pending
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], callback: PoolCallback) -> None:
-        """Queue `fn(*args)`; `callback` runs later on the loop thread (loop thread only)."""
+        """Queue `fn(*args)`; `callback` runs later on the loop thread (loop thread only).
+
+        After `shutdown` began: run both now, on this thread."""
+        if self._closed:
+            started_at = time.monotonic()
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:
+                result, error = None, exc
+            callback(result, error, started_at)
+            return
         self._pending += 1
         self._jobs.put((fn, args, callback))
 
@@ -70,6 +86,11 @@ class ThreadPool:
             del job, fn, args, callback, result, error  # don't pin the last job's objects
 
     def shutdown(self, *, wait: bool = True, timeout_s: float = 5.0) -> None:
+        """Stop the threads once the jobs queued so far have run; with `wait`, join them
+        (at most `timeout_s`: a job stuck longer is left to its daemon thread)."""
+        if self._closed:
+            return
+        self._closed = True
         for _ in self._threads:
             self._jobs.put(_STOP)
         if wait:

@@ -20,6 +20,7 @@ stops the pings, and refreshes STATUS= with live figures.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reactor import __version__
+from reactor.app import handlers
 from reactor.app.application import App, CompressionPolicy, build_app
 from reactor.app.static import GzipCache, StaticMount
 from reactor.conn.listener import Listener
@@ -89,6 +91,15 @@ def static_mounts(config: Config) -> list[StaticMount]:
             mime_overrides=dict(static.mime_overrides), uploads=static.uploads))
     mounts.extend(StaticMount(**mount) for mount in static.mounts)
     return mounts
+
+
+def upload_directories(config: Config) -> list[str]:
+    """The directories uploads write into: [files] with uploads, each mount with uploads."""
+    found = []
+    if config.files.directory is not None and config.files.uploads:
+        found.append(str(config.files.directory))
+    found.extend(mount.root for mount in static_mounts(config) if mount.uploads)
+    return found
 
 
 def make_app(config: Config) -> App:
@@ -178,6 +189,8 @@ class Server:
         config = self.config
         self.log = log
         self.loop.set_exception_handler(self._loop_error)
+        self.loop.set_report_handler(lambda event, fields: self.log.warning(event, **fields))
+        handlers.set_error_reporter(self._app_error)
         self.loop.add_before_select(self._flush_logs)
         self.app = make_app(config)
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
@@ -205,6 +218,10 @@ class Server:
 
     def _loop_error(self, context: str, exc: BaseException) -> None:
         self.log.error("loop-error", exc, {"context": context})
+
+    def _app_error(self, event: str, fields: dict[str, Any]) -> None:
+        """An upload's file-system failure, from a worker: logged on the loop thread."""
+        self.loop.call_soon_threadsafe(self.log.error, event, None, fields)
 
     def _flush_logs(self) -> None:
         """Before each wait: write buffered log lines within LOG_FLUSH_DELAY_S.
@@ -262,6 +279,10 @@ class Server:
         if self.config.files.directory is None:
             self.log.warning("files-disabled",
                              message="no files directory configured: /files/* answers 404")
+        for directory in upload_directories(self.config):
+            if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
+                self.log.warning("directory-not-writable", path=directory,
+                                 message="uploads into it will fail")
         self.log.flush()
         self._status = self._status_text()
         self.notifier.ready(self._status)
@@ -316,9 +337,12 @@ class Server:
             self.loop.call_later(shutdown_s, self._force_stop)
 
     def _force_stop(self) -> None:
+        """The shutdown deadline passed: drop what is left (an upload cut here removes its
+        temp file; `_close` waits for that)."""
         remaining = len(self.http.connections)
         if remaining:
             self.log.warning("shutdown-timeout", closed_connections=remaining)
+            self.http.abort_connections()
         self.loop.stop()
 
     def reopen_logs(self) -> None:
@@ -335,10 +359,14 @@ class Server:
     def _close(self) -> None:
         """Tear everything down; each step runs even if an earlier one failed."""
         with contextlib.ExitStack() as steps:  # callbacks run last-in, first-out
-            steps.callback(self.loop.close)  # joins the pool threads
             steps.callback(self.notifier.close)
             steps.callback(lambda: self.log.close())  # the log in force at the end
+            # "stopped" comes last: every abort has run and its log lines are in
             steps.callback(self._log_stopped)
+            steps.callback(handlers.clear_error_reporter, self._app_error)
+            steps.callback(self.loop.close)  # runs queued clean-up, joins the pool threads
+            # whatever way the loop ended, no connection outlives it: their uploads abort
+            steps.callback(self.http.abort_connections)
             steps.callback(self.listeners.close)
             for timer in self._timers:
                 steps.callback(timer.cancel)

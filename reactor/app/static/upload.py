@@ -33,7 +33,13 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from reactor.app.handlers import NAME_MAX_BYTES, FileUpload, WriteTarget, is_a_directory
+from reactor.app.handlers import (
+    NAME_MAX_BYTES,
+    FileUpload,
+    WriteTarget,
+    file_system_error,
+    is_a_directory,
+)
 from reactor.app.static.conditional import make_etag, write_allowed
 from reactor.app.static.files import GZ_ETAG_SUFFIX
 from reactor.app.static.paths import clean_segments, open_directory, write_location
@@ -88,6 +94,8 @@ class MountWriter:
             self.forget(target, segments)
         except FileNotFoundError:
             return _not_found()  # another DELETE won
+        except OSError as exc:
+            return file_system_error(exc, target.path, request, "delete-failed")
         finally:
             target.close()
         return Response(204)

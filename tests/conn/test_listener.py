@@ -1,0 +1,66 @@
+"""Out of file descriptors: the listener backs off, says so in the error log (once, not per
+failed accept), and serves again once descriptors are free. A real `reactor serve` with a
+64-descriptor limit and 100 real clients."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from tests.ops.serverproc import (
+    Response,
+    ServeProcess,
+    base_config,
+    get,
+    wait_until,
+    write_config,
+)
+
+FD_LIMIT = 64
+CLIENTS = 100
+
+
+def limited_argv(*args: str) -> list[str]:
+    """`reactor serve ARGS` in a Python whose descriptor limit is FD_LIMIT (as `ulimit -n`)."""
+    code = ("import resource, runpy, sys;"
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({FD_LIMIT}, {FD_LIMIT}));"
+            f"sys.argv = ['reactor', 'serve', *{list(args)!r}];"
+            "runpy.run_module('reactor', run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", code]
+
+
+def test_descriptor_exhaustion_is_logged_once_and_the_server_recovers(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "reactor.toml", base_config(tmp_path))
+    process = ServeProcess([], cwd=tmp_path, argv=limited_argv("--config", str(config)))
+    clients: list[socket.socket] = []
+    try:
+        port = process.port
+        for _ in range(CLIENTS):  # the kernel completes each handshake; accept() fails
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        paused = process.wait_event("accept-paused")
+        assert paused["level"] == "warning"
+        assert paused["errno"] == "EMFILE"
+        assert paused["open_files_limit"] == FD_LIMIT
+        assert paused["backoff_s"] > 0
+        time.sleep(1.0)  # ~10 back-off periods still out of descriptors
+        assert len(process.events("accept-paused")) <= 2, process.events("accept-paused")
+        for client in clients:
+            client.close()
+        clients.clear()
+        assert wait_until(lambda: _answers(port)).body == b"back"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+    finally:
+        for client in clients:
+            client.close()
+        process.stop()
+
+
+def _answers(port: int) -> Response | None:
+    try:
+        return get(port, "/echo/back")
+    except (OSError, AssertionError):
+        return None

@@ -1,0 +1,118 @@
+"""A stop that outlasts `timeouts.shutdown_s` with an upload in flight leaves no temp file:
+SIGTERM of one process, and SIGHUP of a master whose old worker held the upload."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ops.serverproc import (
+    Client,
+    ServeProcess,
+    base_config,
+    request_bytes,
+    wait_until,
+    write_config,
+)
+from tests.ops.test_workers import children
+
+BODY_BYTES = 1_000_000
+
+
+@pytest.fixture
+def files_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "files"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def started() -> Iterator[list[ServeProcess]]:
+    processes: list[ServeProcess] = []
+    yield processes
+    for process in processes:
+        # a master killed outright would orphan its workers (and their hold on stderr)
+        if process.proc.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait()
+            except subprocess.TimeoutExpired:
+                pass
+        process.stop()
+
+
+def serve(started: list[ServeProcess], tmp_path: Path, files_dir: Path,
+          **server: object) -> ServeProcess:
+    # body_s far beyond shutdown_s: the stalled upload is cut by the stop, not by its timeout
+    sections = base_config(tmp_path, files={"directory": str(files_dir)}, server=server,
+                           timeouts={"shutdown_s": 1, "body_s": 60})
+    config = write_config(tmp_path / "reactor.toml", sections)
+    process = ServeProcess(["--config", str(config)], cwd=tmp_path)
+    started.append(process)
+    return process
+
+
+def temp_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".upload-"))
+
+
+def start_slow_upload(port: int, files_dir: Path) -> Client:
+    """A PUT accepted (100 Continue: the temp file exists) with part of its body sent; the
+    rest never comes."""
+    client = Client(port)
+    client.send(request_bytes("PUT", "/files/slow", headers={
+        "Content-Length": str(BODY_BYTES), "Expect": "100-continue"}))
+    assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 100 ")
+    client.send(b"x" * 65536)
+    wait_until(lambda: temp_files(files_dir), what="the upload's temp file")
+    return client
+
+
+def wait_closed(client: Client) -> None:
+    """Until the server drops the connection (FIN or reset)."""
+    def closed() -> bool:
+        try:
+            return not client._fill()
+        except OSError:
+            return True
+    wait_until(closed, what="the server to close the upload")
+
+
+def test_sigterm_past_shutdown_timeout_removes_the_upload_temp_file(
+        started: list[ServeProcess], tmp_path: Path, files_dir: Path) -> None:
+    server = serve(started, tmp_path, files_dir)
+    client = start_slow_upload(server.port, files_dir)
+    try:
+        server.send_signal(signal.SIGTERM)
+        server.wait_event("shutdown-timeout")
+        assert server.wait() == 0
+        assert server.events("stopped")
+    finally:
+        client.close()
+    assert temp_files(files_dir) == []
+    assert not (files_dir / "slow").exists()
+
+
+def test_sighup_with_workers_removes_the_old_workers_upload_temp_file(
+        started: list[ServeProcess], tmp_path: Path, files_dir: Path) -> None:
+    server = serve(started, tmp_path, files_dir, workers=2)
+    port = server.port
+    server.wait_event("workers-started")
+    old_workers = children(server.proc.pid)
+    assert len(old_workers) == 2
+    client = start_slow_upload(port, files_dir)
+    try:
+        server.send_signal(signal.SIGHUP)
+        server.wait_event("reloaded")
+        wait_closed(client)
+        wait_until(lambda: not old_workers & children(server.proc.pid),
+                   what="the old workers to exit")
+    finally:
+        client.close()
+    assert temp_files(files_dir) == []
+    server.send_signal(signal.SIGTERM)
+    assert server.wait() == 0
