@@ -127,10 +127,16 @@ class RouteDispatch:
             return Offload(self._in_worker, Offload(_run_upload, upload, request.body))
         if found.blocking:
             return Offload(self._in_worker, Offload(self._call, found))
-        return self._after(self._call(found), in_worker=False)
+        result = found.handler(request)
+        if type(result) is Response:  # the common case, spelled out: this is the hot path
+            return self.app.finish(request, result, in_worker=False)
+        return self._after(self._checked(found, result), in_worker=False)
 
     def _call(self, route: Route) -> Response | Offload:
-        result = route.handler(self.request)
+        return self._checked(route, route.handler(self.request))
+
+    @staticmethod
+    def _checked(route: Route, result: Response | Offload | Upload) -> Response | Offload:
         if isinstance(result, Upload):
             raise TypeError(f"route {route.template} answered an Upload but is not a stream"
                             " route")

@@ -29,7 +29,7 @@ from reactor.conn.clock import server_lines
 from reactor.conn.shared import AccessRecord
 from reactor.conn.stream import BodyStreamer
 from reactor.conn.upload import UploadPump
-from reactor.proto import CONTINUE_100, RequestHead, status_line
+from reactor.proto import CONTINUE_100, LocalProtocolError, RequestHead, status_line
 from reactor.proto.framing import CLOSE_DELIMITED, FramingError, frame_response
 
 if TYPE_CHECKING:
@@ -115,7 +115,10 @@ class Exchange:
         except Exception as exc:
             self.failed(exc)
             return
-        self.handled(result)
+        if type(result) is Response:
+            self.respond(result)
+        else:
+            self.handled(result)
 
     def _upload_answered(self, response: Response) -> None:
         pump = self.upload
@@ -182,19 +185,19 @@ class Exchange:
         body = response.body
         status = response.status
         body_length: int | None
-        if isinstance(body, bytes):
+        if type(body) is bytes:
             body_length = len(body)
-        elif isinstance(body, StreamBody):
-            body_length = None
-        else:
+        elif isinstance(body, (FileBody, PartsBody)):
             body_length = body.length
+        else:
+            body_length = None  # a StreamBody: produced as it is sent
         try:
             framing, block, length, chunked, keep_alive = frame_response(
-                status, response.headers, body_length, head_request=head.method == b"HEAD",
-                keep_alive=conn.may_keep_alive(head, status), http10=head.version == b"1.0")
+                status, response.headers, body_length, head.method == b"HEAD",
+                conn.may_keep_alive(head, status), head.version == b"1.0")
             if status == 101 and (response.upgrade is None or head.version == b"1.0"):
                 raise FramingError("a 101 response needs an upgrade protocol and HTTP/1.1")
-        except FramingError as exc:
+        except LocalProtocolError as exc:  # framing that contradicts the body, a CR in a value
             self._close_body(body)
             conn.log.error("response-framing", exc, {
                 "request_id": self.request.request_id, "conn_id": conn.conn_id,

@@ -155,7 +155,8 @@ class HttpConnection:
                 self._protocol_error(exc)
                 return
             if type(event) is RequestHead:
-                self._body_mark = self._fed - parser.buffered
+                if event.chunked or event.content_length:
+                    self._body_mark = self._fed - parser.buffered
                 self._head_received(event)
             elif type(event) is Data:
                 exchange = self._exchange
@@ -224,13 +225,17 @@ class HttpConnection:
         transport = self.transport
         assert transport is not None
         peer = transport.peer
+        request = Request(head.method.decode("ascii"), path.decode("latin-1"),
+                          query.decode("latin-1"), head.version.decode("ascii"),
+                          Headers(head.headers), b"", remote_addr=peer[0],
+                          remote_port=peer[1], conn_id=self.conn_id,
+                          request_no=self._requests, request_id=rid)
         extra = transport.extra  # TLS facts, a PROXY-protocol source: see Request.conn_info
-        return Request(head.method.decode("ascii"), path.decode("latin-1"),
-                       query.decode("latin-1"), head.version.decode("ascii"),
-                       Headers(head.headers), b"", remote_addr=peer[0], remote_port=peer[1],
-                       conn_id=self.conn_id, request_no=self._requests, request_id=rid,
-                       scheme=extra.get("scheme", "http"),
-                       client_addr=extra.get("client_addr"), conn_info=extra)
+        if extra:
+            request.conn_info = extra
+            request.scheme = extra.get("scheme", "http")
+            request.client_addr = extra.get("client_addr", peer[0])
+        return request
 
     def may_keep_alive(self, head: RequestHead, status: int) -> bool:
         """Whether the connection may stay open after this response, as far as it knows."""

@@ -27,7 +27,7 @@ class HttpServer:
                  settings: HttpSettings | None = None, server_name: bytes = b"reactor",
                  max_connections: int = 10000) -> None:
         self.loop = loop
-        self._app = as_application(app)
+        self.app: Application = as_application(app)  # new requests go to it
         self.log = log
         self.settings = settings if settings is not None else HttpSettings()
         self.server_name = server_name
@@ -40,15 +40,6 @@ class HttpServer:
         self._request_counter = 0
         self.on_idle: Callable[[], None] | None = None  # called when the last connection goes
         self.requests_served = 0
-
-    @property
-    def app(self) -> Application:
-        """The application new requests go to (a plain handler function is adapted)."""
-        return self._app
-
-    @app.setter
-    def app(self, app: Application | Handler) -> None:
-        self._app = as_application(app)
 
     def new_request_id(self) -> str:
         self._request_counter += 1

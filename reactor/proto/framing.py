@@ -19,8 +19,9 @@ lines the connection writes plus the app's header block, cleaned, as h11's
   Transfer-Encoding (RFC 9110 8.6, RFC 9112 6.1); 304 and HEAD send no body but may keep the
   length the GET would have had (RFC 9110 8.6).
 
-The common case -- a handful of ordinary fields, a bytes body -- costs one set lookup per
-field: names seen before in that exact spelling are remembered as ordinary.
+The common case -- a handful of ordinary fields, a bytes body -- costs one dict lookup: the
+serialized block of a header list made only of ordinary fields is remembered (bounded), and
+names seen before in that exact spelling are remembered as ordinary.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te
                          b"transfer-encoding", b"upgrade"})
 _ORDINARY: set[bytes] = set()
 _ORDINARY_MAX = 1024
+# Handlers answer with the same few header lists again and again (a content type, a Vary):
+# their serialized, checked block is remembered, keyed by the fields themselves.
+_BLOCKS: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+_BLOCKS_MAX = 512
 _CLOSE = b"Connection: close\r\n"
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
 _UPGRADE = b"Connection: upgrade\r\n"
@@ -52,7 +57,7 @@ Framing = tuple[bytes, bytes, int, bool, bool]
 
 
 def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length: int | None,
-                   *, head_request: bool, keep_alive: bool, http10: bool) -> Framing:
+                   head_request: bool, keep_alive: bool, http10: bool) -> Framing:
     """Decide the framing of one response.
 
     `body_length` is the length of the body the app gave, or None when it is produced as it
@@ -63,12 +68,17 @@ def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length:
     Raises FramingError (a LocalProtocolError) when the app's fields contradict the body.
     """
     app_length: int | None = None
-    kept = headers
-    for name, _value in headers:
-        if name not in _ORDINARY and not _is_ordinary(name):
-            kept, app_length, keep_alive = _clean(headers, status, keep_alive)
-            break
-    block = header_lines(kept)
+    key = tuple(headers)
+    block = _BLOCKS.get(key)
+    if block is None:
+        kept = headers
+        for name, _value in headers:
+            if name not in _ORDINARY and not _is_ordinary(name):
+                kept, app_length, keep_alive = _clean(headers, status, keep_alive)
+                break
+        block = header_lines(kept)
+        if kept is headers and len(_BLOCKS) < _BLOCKS_MAX:
+            _BLOCKS[key] = block  # only ordinary fields: the block is all there is to know
     if (body_length is not None and app_length is None and status >= 200
             and status != 204 and status != 304 and not head_request):  # the common case
         if keep_alive and not http10:

@@ -346,3 +346,18 @@ def test_a_client_abort_during_the_body_names_the_request_and_its_id(loop_thread
     [line] = rejected(loop_thread, log)
     assert (line["status"], line["method"], line["path"], line["request_id"]) == (
         499, "POST", "/upload", "abc-123")
+
+
+def test_a_header_value_that_would_split_the_response_is_a_logged_500(loop_thread,
+                                                                      socket_pair) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return Response(200, [(b"X-Evil", b"a\r\nSet-Cookie: stolen=1")], b"never sent")
+
+    _, log = serve(loop_thread, app, server_side)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, _ = read_response(client)
+    assert head.startswith(b"HTTP/1.1 500 ") and b"stolen" not in head
+    assert [event for event, _, _ in loop_thread.run(lambda: log.errors)] == [
+        "response-framing"]

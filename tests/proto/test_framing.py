@@ -11,8 +11,7 @@ CT = (b"Content-Type", b"text/plain")
 
 def frame(status: int, headers: list[tuple[bytes, bytes]], length: int | None, *,
           head: bool = False, keep_alive: bool = True, http10: bool = False):
-    return frame_response(status, headers, length, head_request=head, keep_alive=keep_alive,
-                          http10=http10)
+    return frame_response(status, headers, length, head, keep_alive, http10)
 
 
 def test_known_length_gets_one_content_length() -> None:
