@@ -531,6 +531,7 @@ def _boom(_request):  # type: ignore[no-untyped-def]
     raise RuntimeError("handler exploded")
 
 
+@pytest.mark.expect_log("handler-error")
 @pytest.mark.parametrize("blocking", [False, True], ids=["inline", "pool"])
 def test_handler_exception_answers_500_and_the_server_keeps_serving(running_server, blocking):
     on_loop(running_server, lambda: running_server.server.app.router.get(
