@@ -185,6 +185,9 @@ def running_server(tmp_path: Path, files_dir: Path) -> Iterator[RunningServer]:
 # ---- raw-socket helpers for the integration tests (tests/conn, tests/app) --------------------
 
 RAW_TIMEOUT_S = 5.0
+# How long a test waits for something the server should do (close, time out, call back):
+# generous, so a slow, shared machine never fails a test; only an event that never comes does.
+EVENT_WAIT_S = 10.0
 
 
 class RawResponse:

@@ -12,6 +12,7 @@ import pytest
 
 from reactor.loop import EventLoop
 from reactor.loop.timers import TimerHandle, TimerHeap
+from tests.conftest import EVENT_WAIT_S
 
 
 @pytest.fixture
@@ -50,17 +51,24 @@ def test_timer_heap_compacts_when_cancelled_entries_dominate():
 
 
 def test_call_soon_threadsafe_wakes_a_sleeping_loop(loop):
+    # Nothing is due for a minute, so only the call-in itself can end the loop's select()
+    # before then: the callback running within EVENT_WAIT_S means the loop was woken.
     got: list[str] = []
-
-    def from_thread() -> None:
-        time.sleep(0.05)
-        loop.call_soon_threadsafe(got.append, "hello")
+    running, ran = threading.Event(), threading.Event()
+    guard = loop.call_later(60.0, loop.stop)  # ends a broken test's loop, eventually
+    loop.call_soon(running.set)
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        assert running.wait(EVENT_WAIT_S)
+        time.sleep(0.05)  # let it go to sleep in select()
+        loop.call_soon_threadsafe(lambda: (got.append("hello"), ran.set()))
+        assert ran.wait(EVENT_WAIT_S), "the loop slept through call_soon_threadsafe"
+    finally:
         loop.call_soon_threadsafe(loop.stop)
-
-    threading.Thread(target=from_thread).start()
-    started = time.monotonic()
-    run_until(loop)
-    assert got == ["hello"] and time.monotonic() - started < 2.0
+        runner.join(EVENT_WAIT_S)
+    guard.cancel()
+    assert got == ["hello"] and not runner.is_alive()
 
 
 def test_pool_results_and_errors_come_back_on_the_loop_thread(loop):
