@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-tools lint bench clean
+.PHONY: install run test test-tools lint typecheck fuzz bench clean
 
 # Debian tools some tests use (systemd-analyze verifies the units, logrotate checks
 # conf/logrotate). Installed when missing and we are root; otherwise those tests skip.
@@ -39,6 +39,15 @@ test-tools:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reactor tests bench
+
+# Not yet part of lint/test: the package still has type errors being fixed.
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+# Every hypothesis test (auto-marked `fuzz` in tests/conftest.py) with thousands of examples;
+# `make test` runs them with the short "ci" profile.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m fuzz tests
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -1,20 +1,109 @@
-"""Shared fixtures: a real reactor server on 127.0.0.1, port 0, in a background thread."""
+"""Shared fixtures: a real reactor server on 127.0.0.1, port 0, in a background thread.
+
+Error-log guard. Every server a test starts through these helpers (`start_server`,
+`running_server`, the static `serve` fixture, `tests.ops.serverproc.ServeProcess`) has its
+error log read after the test's fixtures are torn down (servers stopped, logs flushed). A
+line at level warning or worse, or any line with a traceback (`exception`), that the test did
+not declare fails the test at teardown, showing the line. Info lines (listening, stopping,
+reloaded...) never fail. The helpers themselves allow what their own setup causes:
+`files-disabled` for a server started without a files directory, and `running-as-root`
+for a `ServeProcess` when the tests run as root. Declare the lines a test provokes on
+purpose, either
+
+    @pytest.mark.expect_log("handler-error")                 # event names, any server
+    @pytest.mark.expect_log({"event": "reload-ignored", "reason": "..."}, required=False)
+
+or, scoped to one server and to lines logged from the start of the block on,
+
+    with expect_log(running_server, "handler-error", path="/boom"):
+        ...
+
+Keyword fields must equal the line's (a compiled `re.Pattern` is searched in it instead).
+A declared line is required: the marker fails the test when no server logged it, and the
+block waits up to 10 s for it on exit; pass `required=False` for a line that may or may not
+come. The machinery lives in tests/logguard.py.
+
+Hypothesis profiles: "ci" (the default: short, no deadline) and "fuzz" (thousands of
+examples), chosen with HYPOTHESIS_PROFILE=fuzz; `make fuzz` runs every hypothesis test
+(auto-marked `fuzz`) with the long one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import http.client
 import json
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from reactor.ops.server import Server
 from reactor.ops.settings import Config
+from tests import logguard
+from tests.logguard import expect_log as expect_log  # tests import it from here
+
+pytest_plugins = ["pytester"]  # tests/test_logguard.py runs small inner test sessions
+
+# ---- hypothesis profiles ----------------------------------------------------------------------
+
+settings.register_profile(
+    "ci", max_examples=100, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "fuzz", max_examples=5000, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "expect_log(*events, required=True): error-log lines (event names or field "
+        "dicts) this test provokes on purpose; see tests/conftest.py")
+    config.addinivalue_line(
+        "markers", "fuzz: a hypothesis property test (`make fuzz` runs them with the long "
+        "profile)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every hypothesis test is a `fuzz` test (`make fuzz` runs them with the long profile)."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.fuzz)
+
+
+# ---- the error-log guard (see the module docstring) -------------------------------------------
+
+_GUARD = pytest.StashKey[logguard.LogGuard]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    guard = logguard.push()
+    item.stash[_GUARD] = guard
+    for mark in item.iter_markers("expect_log"):
+        guard.expectations += logguard.marker_expectations(mark.args, dict(mark.kwargs))
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+    try:
+        result = yield
+    finally:
+        guard = item.stash.get(_GUARD, None)
+        problems: list[str] = []
+        if guard is not None:
+            logguard.pop(guard)
+            problems = guard.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+    return result
 
 
 class RunningServer:
@@ -41,14 +130,28 @@ class RunningServer:
             self.call(self.server.stop)
             self.thread.join(10)
 
+    def error_log_text(self) -> str:
+        """The error log written so far ("" when it goes to stderr/stdout or nowhere)."""
+        target = self.server.config.log.error
+        if target in ("-", "stderr", "off"):
+            return ""
+        try:
+            return Path(target).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_label(self) -> str:
+        return f"server {self.host}:{self.port} ({self.server.config.log.error})"
+
 
 def start_server(tmp_path: Path, **sections: dict) -> RunningServer:
     """Start a server with `Config` sections overridden, e.g. limits={"max_body_bytes": 10}."""
     access_log = tmp_path / "access.log"
     error_log = tmp_path / "error.log"
     config = Config()
-    overrides = {"server": {"listen": ("127.0.0.1:0",)},
-                 "log": {"access": str(access_log), "error": str(error_log)}}
+    overrides: dict[str, dict[str, object]] = {
+        "server": {"listen": ("127.0.0.1:0",)},
+        "log": {"access": str(access_log), "error": str(error_log)}}
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     for name, values in overrides.items():
@@ -58,7 +161,10 @@ def start_server(tmp_path: Path, **sections: dict) -> RunningServer:
     thread = threading.Thread(target=server.run, kwargs={"install_signals": False},
                               name="reactor-test-server", daemon=True)
     thread.start()
-    return RunningServer(server, thread, access_log, error_log)
+    running = RunningServer(server, thread, access_log, error_log)
+    # A server without a files directory says so once at start: the helper's doing.
+    logguard.track(running, *(["files-disabled"] if config.files.directory is None else []))
+    return running
 
 
 @pytest.fixture
@@ -79,6 +185,9 @@ def running_server(tmp_path: Path, files_dir: Path) -> Iterator[RunningServer]:
 # ---- raw-socket helpers for the integration tests (tests/conn, tests/app) --------------------
 
 RAW_TIMEOUT_S = 5.0
+# How long a test waits for something the server should do (close, time out, call back):
+# generous, so a slow, shared machine never fails a test; only an event that never comes does.
+EVENT_WAIT_S = 10.0
 
 
 class RawResponse:

@@ -98,6 +98,7 @@ def test_head_of_a_large_file_sends_no_body(running_server, files_dir):
         assert sendfile_bytes(running_server) == [0]
 
 
+@pytest.mark.expect_log({"event": "files-disabled", "level": "warning"})
 def test_files_without_a_directory_are_404(tmp_path):
     running = start_server(tmp_path)  # no files.directory
     try:

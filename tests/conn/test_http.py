@@ -15,6 +15,7 @@ import pytest
 from reactor import __version__
 from reactor.app.types import Response
 from tests.conftest import (
+    EVENT_WAIT_S,
     RAW_TIMEOUT_S,
     RawClient,
     on_loop,
@@ -344,7 +345,7 @@ def test_protocol_error_is_answered_then_the_connection_closed(running_server, r
         response = client.read_response()
         assert response.status == status
         assert response.header("connection") == "close"
-        assert response.header("content-type").startswith("text/plain")
+        assert (response.header("content-type") or "").startswith("text/plain")
         assert 0 < len(response.body) < 200
         assert client.is_closed_by_peer()
     line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
@@ -390,7 +391,7 @@ def test_connect_method_is_not_implemented(running_server):
 def test_header_timeout_answers_408_then_closes(tmp_path):
     running = start_server(tmp_path, timeouts={"header_s": 0.5})
     try:
-        with RawClient.to(running) as client:
+        with RawClient.to(running, timeout=EVENT_WAIT_S) as client:
             started = time.monotonic()
             client.send(b"GET /echo/slow HTTP/1.1\r\nHo")
             response = client.read_response()
@@ -398,7 +399,7 @@ def test_header_timeout_answers_408_then_closes(tmp_path):
             assert response.status == 408
             assert response.header("connection") == "close"
             assert client.is_closed_by_peer()
-        assert 0.4 <= elapsed < 3.0
+        assert elapsed >= 0.4  # not early; a slow machine only makes it later
         line = wait_for_log(running.access_log, lambda x: x["event"] == "rejected")[0]
         assert (line["status"], line["reason"]) == (408, "header-timeout")
     finally:
@@ -408,10 +409,10 @@ def test_header_timeout_answers_408_then_closes(tmp_path):
 def test_silent_connection_is_closed_after_the_header_timeout_without_an_answer(tmp_path):
     running = start_server(tmp_path, timeouts={"header_s": 0.3})
     try:
-        with RawClient.to(running) as client:
+        with RawClient.to(running, timeout=EVENT_WAIT_S) as client:
             started = time.monotonic()
             assert client.read_to_eof() == b""
-            assert 0.2 <= time.monotonic() - started < 3.0
+            assert time.monotonic() - started >= 0.2  # not early
     finally:
         running.stop()
 
@@ -436,12 +437,12 @@ def test_body_timeout_answers_408(tmp_path, files_dir):
 def test_idle_keep_alive_connection_is_closed_after_keepalive_s(tmp_path):
     running = start_server(tmp_path, timeouts={"keepalive_s": 0.3})
     try:
-        with RawClient.to(running) as client:
+        with RawClient.to(running, timeout=EVENT_WAIT_S) as client:
             client.send(get("/echo/idle"))
             assert client.read_response().body == b"idle"
             started = time.monotonic()
             assert client.read_to_eof() == b""  # closed, and nothing was said
-            assert 0.15 <= time.monotonic() - started < 3.0
+            assert time.monotonic() - started >= 0.15  # not early
     finally:
         running.stop()
 
@@ -461,16 +462,21 @@ def test_keep_alive_connection_in_use_is_not_closed_early(tmp_path):
 def test_header_timeout_is_not_reset_by_trickled_bytes(tmp_path):
     running = start_server(tmp_path, timeouts={"header_s": 0.5})
     try:
-        with RawClient.to(running) as client:
-            started = time.monotonic()
-            for byte in b"GET /echo/slowloris HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaa":
+        with RawClient.to(running, timeout=EVENT_WAIT_S) as client:
+            # One byte every 0.05 s, far more often than header_s, for up to EVENT_WAIT_S: a
+            # timer reset by each byte would never fire while the bytes keep coming.
+            head = b"GET /echo/slowloris HTTP/1.1\r\nX-Slow: "
+            trickle = head + b"a" * int(EVENT_WAIT_S / 0.05)
+            answered_while_trickling = False
+            for byte in trickle:
                 if select.select([client.sock], [], [], 0)[0]:
-                    break  # the server has answered
+                    answered_while_trickling = True  # the server has answered
+                    break
                 client.send(bytes([byte]))
                 time.sleep(0.05)
+            assert answered_while_trickling, "the header timeout never fired"
             response = client.read_response()
             assert response.status == 408
-            assert time.monotonic() - started < 1.5  # not header_s after the last byte
     finally:
         running.stop()
 
@@ -478,21 +484,22 @@ def test_header_timeout_is_not_reset_by_trickled_bytes(tmp_path):
 def test_header_timeout_applies_to_a_later_keep_alive_request(tmp_path):
     running = start_server(tmp_path, timeouts={"header_s": 0.4})
     try:
-        with RawClient.to(running) as client:
+        with RawClient.to(running, timeout=EVENT_WAIT_S) as client:
             client.send(get("/echo/first"))
             assert client.read_response().body == b"first"
             client.send(b"GET /echo/second HTTP/1.1\r\n")
             started = time.monotonic()
             response = client.read_response()
             assert response.status == 408
-            assert 0.2 <= time.monotonic() - started < 3.0
+            assert time.monotonic() - started >= 0.2  # not early
             assert client.is_closed_by_peer()
     finally:
         running.stop()
 
 
-def _stalled_download(running, files_dir, headers: dict[str, str]) -> float:  # type: ignore[no-untyped-def]
-    """Ask for a big file and never read it; seconds until the server dropped the connection."""
+def _stalled_download(running, files_dir, headers: dict[str, str]) -> bool:  # type: ignore[no-untyped-def]
+    """Ask for a big file and never read it; True once the server dropped the connection
+    (False if it still holds it after EVENT_WAIT_S, far less than keepalive_s)."""
     with open(files_dir / "huge", "wb") as file:
         file.truncate(64 << 20)  # sparse: far more than the socket buffers hold
     sock = socket.socket()
@@ -501,10 +508,9 @@ def _stalled_download(running, files_dir, headers: dict[str, str]) -> float:  # 
         sock.settimeout(RAW_TIMEOUT_S)
         sock.connect((running.host, running.port))
         sock.sendall(request_bytes("GET", "/files/huge", headers))
-        started = time.monotonic()
-        wait_until(lambda: on_loop(running, lambda: len(running.server.http.connections)) == 0,
-                   timeout=1.5, interval=0.05)
-        return time.monotonic() - started
+        return wait_until(
+            lambda: on_loop(running, lambda: len(running.server.http.connections)) == 0,
+            timeout=EVENT_WAIT_S, interval=0.05)
     finally:
         sock.close()
 
@@ -517,8 +523,7 @@ def test_stalled_write_is_dropped_after_write_s(tmp_path, files_dir, headers):
     running = start_server(tmp_path, files={"directory": files_dir},
                            timeouts={"write_s": 0.3, "keepalive_s": 30.0})
     try:
-        elapsed = _stalled_download(running, files_dir, headers)
-        assert elapsed < 1.5, "the stalled connection was not dropped"
+        assert _stalled_download(running, files_dir, headers), "the stalled connection was kept"
         line = wait_for_log(running.access_log, lambda x: x["event"] == "rejected")[0]
         assert line["reason"] == "write-timeout"
     finally:
@@ -531,6 +536,7 @@ def _boom(_request):  # type: ignore[no-untyped-def]
     raise RuntimeError("handler exploded")
 
 
+@pytest.mark.expect_log("handler-error")
 @pytest.mark.parametrize("blocking", [False, True], ids=["inline", "pool"])
 def test_handler_exception_answers_500_and_the_server_keeps_serving(running_server, blocking):
     on_loop(running_server, lambda: running_server.server.app.router.get(
@@ -566,14 +572,17 @@ COMMON_HEADER_REQUESTS = [
 
 @pytest.mark.parametrize(("request_data", "status"), COMMON_HEADER_REQUESTS)
 def test_every_response_has_date_server_and_request_id(running_server, request_data, status):
+    before = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
     with RawClient.to(running_server) as client:
         client.send(request_data)
         response = client.read_response(head=request_data.startswith(b"HEAD"))
+    after = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     assert response.status == status
-    assert IMF_FIXDATE.match(response.header("date") or ""), response.header("date")
-    date = datetime.datetime.strptime(response.header("date"), "%a, %d %b %Y %H:%M:%S GMT")
-    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-    assert abs((now - date).total_seconds()) < 5
+    header_date = response.header("date") or ""
+    assert IMF_FIXDATE.match(header_date), header_date
+    date = datetime.datetime.strptime(header_date, "%a, %d %b %Y %H:%M:%S GMT")
+    # the current time (whole seconds, possibly formatted up to a second before the request)
+    assert before - datetime.timedelta(seconds=1) <= date <= after
     assert response.header("server") == f"reactor/{__version__}"
     assert re.fullmatch(r"[\w.:@+=/-]{1,128}", response.header("x-request-id") or "")
     assert len(response.headers("date")) == len(response.headers("server")) == 1
@@ -616,23 +625,29 @@ def test_generated_request_ids_are_unique(running_server):
 # ---- access log ----------------------------------------------------------------------------------
 
 def test_access_log_has_one_line_per_request(running_server):
+    before = datetime.datetime.now(datetime.UTC)
     with RawClient.to(running_server) as client:
+        started = time.monotonic()
         client.send(get("/echo/logged?x=1&y=2", User_Agent="log-test/1.0"))
         first = client.read_response()
         client.send(get("/missing"))
         second = client.read_response()
+        # the first request was over before the second was answered
+        window_ms = (time.monotonic() - started) * 1000
         local_port = client.sock.getsockname()[1]
     lines = wait_for_log(running_server.access_log, lambda x: x["event"] == "request", 2)
+    after = datetime.datetime.now(datetime.UTC)
     assert len(lines) == 2
     one, two = lines
     assert one["ts"].endswith("Z")
     ts = datetime.datetime.fromisoformat(one["ts"].replace("Z", "+00:00"))
-    assert abs((datetime.datetime.now(datetime.UTC) - ts).total_seconds()) < 5
+    # stamped while the test ran (bounds from the test's own clock; ts is cut to the ms)
+    assert before - datetime.timedelta(milliseconds=1) <= ts <= after
     assert one["remote_addr"] == "127.0.0.1" and one["remote_port"] == local_port
     assert (one["method"], one["path"], one["query"]) == ("GET", "/echo/logged", "x=1&y=2")
     assert one["status"] == 200 and two["status"] == 404
     assert one["bytes_out"] == len(first.raw) and two["bytes_out"] == len(second.raw)
-    assert isinstance(one["duration_ms"], float) and 0 <= one["duration_ms"] < 5000
+    assert isinstance(one["duration_ms"], float) and 0 <= one["duration_ms"] <= window_ms
     assert one["user_agent"] == "log-test/1.0" and two["user_agent"] is None
     assert one["conn_id"] == two["conn_id"]
     assert (one["request_no"], two["request_no"]) == (1, 2)

@@ -107,6 +107,7 @@ def test_a_client_that_does_not_read_pauses_the_producer(streaming):
     assert producers["d"].closed.wait(5)  # the disconnect cancelled and closed it
 
 
+@pytest.mark.expect_log("stream-error")
 def test_a_failing_producer_truncates_the_body_and_logs(streaming):
     running, producers = streaming
     producers["e"] = Counting(10, fail_at=2)

@@ -12,6 +12,7 @@ import pytest
 
 from reactor.loop import EventLoop
 from reactor.loop.timers import TimerHandle, TimerHeap
+from tests.conftest import EVENT_WAIT_S
 
 
 @pytest.fixture
@@ -50,17 +51,25 @@ def test_timer_heap_compacts_when_cancelled_entries_dominate():
 
 
 def test_call_soon_threadsafe_wakes_a_sleeping_loop(loop):
+    # Nothing is due for a minute, so only the call-in itself can end the loop's select()
+    # before then: the callback running within EVENT_WAIT_S means the loop was woken.
     got: list[str] = []
-
-    def from_thread() -> None:
-        time.sleep(0.05)
+    running, ran = threading.Event(), threading.Event()
+    guard = loop.call_later(60.0, loop.stop)  # ends a broken test's loop, eventually
+    loop.call_soon(running.set)
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        assert running.wait(EVENT_WAIT_S)
+        time.sleep(0.05)  # let it go to sleep in select()
         loop.call_soon_threadsafe(got.append, "hello")
+        loop.call_soon_threadsafe(ran.set)
+        assert ran.wait(EVENT_WAIT_S), "the loop slept through call_soon_threadsafe"
+    finally:
         loop.call_soon_threadsafe(loop.stop)
-
-    threading.Thread(target=from_thread).start()
-    started = time.monotonic()
-    run_until(loop)
-    assert got == ["hello"] and time.monotonic() - started < 2.0
+        runner.join(EVENT_WAIT_S)
+    guard.cancel()
+    assert got == ["hello"] and not runner.is_alive()
 
 
 def test_pool_results_and_errors_come_back_on_the_loop_thread(loop):
@@ -111,20 +120,36 @@ def test_a_timer_scheduled_by_a_before_select_hook_wakes_the_loop(loop):
     fired: list[float] = []
     armed: list[bool] = []
 
+    guard_fired: list[bool] = []
+
+    def fire() -> None:
+        fired.append(time.monotonic())
+        loop.stop()
+
     def hook() -> None:
         if not armed:
             armed.append(True)
-            loop.call_later(0.02, lambda: (fired.append(time.monotonic()), loop.stop()))
+            loop.call_later(0.02, fire)
+
+    def guard() -> None:
+        guard_fired.append(True)
+        loop.stop()
 
     loop.add_before_select(hook)
-    started = time.monotonic()
-    run_until(loop, timeout_s=3.0)
-    assert fired and fired[0] - started < 1.0  # not only when the 3 s guard fires
+    # A select() timeout computed before the hook ran would sleep until this guard.
+    guard_handle = loop.call_later(EVENT_WAIT_S, guard)
+    loop.run_forever()
+    guard_handle.cancel()
+    assert fired and not guard_fired  # the hook's timer ended the wait, not the guard
 
 
 def test_signals_run_their_handler_on_the_loop(loop):
     got: list[str] = []
-    loop.add_signal_handler(signal.SIGUSR1, lambda: (got.append("usr1"), loop.stop()))
+    def on_usr1() -> None:
+        got.append("usr1")
+        loop.stop()
+
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     try:
         loop.call_later(0.02, os.kill, os.getpid(), signal.SIGUSR1)
         run_until(loop)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from tests import logguard
 from tests.conftest import RawClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +90,9 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 class ServeProcess:
-    """`python -m reactor serve ARGS` with stderr collected line by line (JSON parsed)."""
+    """`python -m reactor serve ARGS` with stderr collected line by line (JSON parsed).
+
+    Its stderr is the error log the test's log guard checks (tests/conftest.py)."""
 
     def __init__(self, args: Iterable[str], *, cwd: Path, env: dict[str, str] | None = None,
                  argv: list[str] | None = None) -> None:
@@ -98,19 +101,30 @@ class ServeProcess:
             env=env if env is not None else server_env(), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: list[dict[str, Any]] = []
+        self.stderr_text: list[str] = []
         self.stdout = b""
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
+        # What the helper's setup, not the test, makes the server warn about: base_config()
+        # sets no files directory, and the tests may run as root.
+        logguard.track(self, "files-disabled", *(["running-as-root"] if os.geteuid() == 0 else []))
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
         for raw in self.proc.stderr:
             text = raw.decode("utf-8", "replace").rstrip("\n")
+            self.stderr_text.append(text)
             try:
                 line = json.loads(text)
             except ValueError:
                 line = {"event": None, "text": text}
             self.lines.append(line if isinstance(line, dict) else {"event": None, "text": text})
+
+    def error_log_text(self) -> str:
+        return "\n".join(list(self.stderr_text))
+
+    def log_label(self) -> str:
+        return f"reactor serve pid {self.proc.pid} (stderr)"
 
     def events(self, event: str) -> list[dict[str, Any]]:
         return [line for line in list(self.lines) if line.get("event") == event]
@@ -174,7 +188,9 @@ class Client(RawClient):
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = DEADLINE_S) -> None:
         super().__init__(host, port, timeout)
 
-    def read_response(self) -> Response:
+    # The lifecycle tests' simpler Response (a dict of lower-cased headers) replaces
+    # RawResponse here on purpose.
+    def read_response(self) -> Response:  # type: ignore[override]
         head = self.read_until(b"\r\n\r\n").decode("latin-1")
         status_line, *fields = head[:-4].split("\r\n")
         headers = {}

@@ -214,6 +214,7 @@ def test_sighup_swaps_the_app_for_new_files_settings(started: list[ServeProcess]
     assert post(port, "/files/new.txt", b"x").status == 405
 
 
+@pytest.mark.expect_log({"event": "reload-failed", "level": "error"})
 def test_sighup_with_a_broken_config_keeps_the_old_one(started: list[ServeProcess],
                                                        tmp_path: Path, files_dir: Path) -> None:
     sections = base_config(tmp_path, files={"directory": str(files_dir)},
@@ -260,6 +261,7 @@ def test_sighup_rebinds_changed_listeners(started: list[ServeProcess], tmp_path:
     kept.close()
 
 
+@pytest.mark.expect_log({"event": "reload-failed", "level": "error"})
 def test_sighup_keeps_the_old_listeners_when_a_new_address_cannot_be_bound(
         started: list[ServeProcess], tmp_path: Path) -> None:
     sections = base_config(tmp_path, limits={"max_body_bytes": 1000})

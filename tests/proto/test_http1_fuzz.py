@@ -6,17 +6,14 @@ from __future__ import annotations
 import string
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reactor.proto import RemoteProtocolError, RequestParser
 from tests.proto.test_http1 import Collector, drain, feed_pieces
 
-FUZZ = settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+# Example counts, deadline and health checks come from the hypothesis profile tests/conftest.py
+# loads: "ci" (short) for `make test`, "fuzz" (thousands of examples) for `make fuzz`.
 
 TOKEN = "!#$%&'*+-.^_`|~" + string.digits + string.ascii_letters
 PCHAR = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%/"
@@ -127,7 +124,6 @@ def splits(draw: st.DrawFn, data: bytes) -> list[bytes]:
     return [data[start:end] for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
-@FUZZ
 @given(st.lists(requests(), min_size=1, max_size=4), st.data())
 def test_any_split_gives_the_same_messages(
     batch: list[tuple[bytes, Expected]], data: st.DataObject
@@ -197,7 +193,6 @@ def outcome(pieces: list[bytes], limits: dict[str, int]) -> tuple[Any, ...]:
     return collector.messages, (error.status_hint, error.reason)
 
 
-@FUZZ
 @given(st.binary(max_size=300) | mutated(), LIMITS, st.data())
 def test_arbitrary_bytes_give_events_or_protocol_errors(
     stream: bytes, limits: dict[str, int], data: st.DataObject
@@ -244,7 +239,6 @@ def rejected(draw: st.DrawFn) -> bytes:
     return stream
 
 
-@settings(FUZZ, max_examples=120)
 @given(rejected(), LIMITS, st.data())
 def test_rejected_input_gets_the_same_error_however_split(
     stream: bytes, limits: dict[str, int], data: st.DataObject
@@ -255,7 +249,6 @@ def test_rejected_input_gets_the_same_error_however_split(
     assert outcome(data.draw(splits(stream)), limits) == whole
 
 
-@settings(FUZZ, max_examples=60)
 @given(mutated())
 def test_error_state_is_final(stream: bytes) -> None:
     parser = RequestParser()
