@@ -103,6 +103,7 @@ def stop(process: ServeProcess) -> None:
     assert process.wait() == 0
 
 
+@pytest.mark.expect_log("upload-failed")
 @pytest.mark.parametrize("prefix", ["/files/", "/docs/"])
 def test_disk_full_during_write_is_507_and_leaves_nothing(
         started: list[ServeProcess], tmp_path: Path, tmpfs: Path, prefix: str) -> None:
@@ -131,6 +132,7 @@ def test_disk_full_during_write_is_507_and_leaves_nothing(
     no_traceback(server)
 
 
+@pytest.mark.expect_log("upload-failed", "delete-failed", "directory-not-writable")
 def test_read_only_file_system_is_one_error_line_each_and_a_start_up_warning(
         started: list[ServeProcess], tmp_path: Path, tmpfs: Path) -> None:
     (tmpfs / "kept").write_bytes(b"kept")
@@ -166,6 +168,7 @@ def without_override(*args: str) -> list[str]:
             sys.executable, "-m", "reactor", "serve", *args]
 
 
+@pytest.mark.expect_log("upload-failed", "directory-not-writable")
 def test_permission_denied_is_403_with_one_error_line(
         started: list[ServeProcess], tmp_path: Path) -> None:
     if os.geteuid() != 0 or shutil.which("setpriv") is None:

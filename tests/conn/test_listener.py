@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.ops.serverproc import (
     Response,
     ServeProcess,
@@ -32,6 +34,7 @@ def limited_argv(*args: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+@pytest.mark.expect_log("accept-paused")
 def test_descriptor_exhaustion_is_logged_once_and_the_server_recovers(tmp_path: Path) -> None:
     config = write_config(tmp_path / "reactor.toml", base_config(tmp_path))
     process = ServeProcess([], cwd=tmp_path, argv=limited_argv("--config", str(config)))

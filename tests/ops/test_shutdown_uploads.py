@@ -82,6 +82,7 @@ def wait_closed(client: Client) -> None:
     wait_until(closed, what="the server to close the upload")
 
 
+@pytest.mark.expect_log("shutdown-timeout")
 def test_sigterm_past_shutdown_timeout_removes_the_upload_temp_file(
         started: list[ServeProcess], tmp_path: Path, files_dir: Path) -> None:
     server = serve(started, tmp_path, files_dir)
@@ -97,6 +98,7 @@ def test_sigterm_past_shutdown_timeout_removes_the_upload_temp_file(
     assert not (files_dir / "slow").exists()
 
 
+@pytest.mark.expect_log("shutdown-timeout")
 def test_sighup_with_workers_removes_the_old_workers_upload_temp_file(
         started: list[ServeProcess], tmp_path: Path, files_dir: Path) -> None:
     server = serve(started, tmp_path, files_dir, workers=2)
