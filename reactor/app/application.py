@@ -20,6 +20,8 @@ from reactor.app.responses import to_response
 from reactor.app.router import Route, Router
 from reactor.app.static import GzipCache, StaticHandler, StaticMount
 from reactor.app.types import (
+    Application,
+    Dispatch,
     HTTPError,
     Offload,
     Request,
@@ -461,3 +463,30 @@ def add_mounts(app: App, mounts: list[StaticMount], cache: GzipCache) -> None:
                                 level=policy.level, min_size=policy.min_size)
         app.router.mount(mount.prefix, handler,
                          upload_handler=handler.upload if mount.uploads else None)
+
+
+class FrontApp:
+    """Static mounts in front of a hosted app: a path under a mount goes to `front` (an App
+    holding only the mounts), everything else to `app` (a native App or a WSGI app)."""
+
+    __slots__ = ("app", "front")
+
+    def __init__(self, front: App, app: Application) -> None:
+        self.front = front
+        self.app = app
+
+    def open(self, request: Request) -> Dispatch:
+        if self.front.router.find_mount(request.path, request.method) is not None:
+            return self.front.open(request)
+        return self.app.open(request)
+
+
+def mounted_front(app: Application, mounts: list[StaticMount], *,
+                  compression: CompressionPolicy | None = None,
+                  gzip_cache: GzipCache | None = None) -> Application:
+    """`app` behind the document roots `mounts` (or `app` itself when there are none)."""
+    if not mounts:
+        return app
+    front = App(compression=compression)
+    add_mounts(front, mounts, gzip_cache if gzip_cache is not None else GzipCache())
+    return FrontApp(front, app)

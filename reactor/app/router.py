@@ -253,7 +253,8 @@ class Router:
     def mounts(self) -> list[str]:
         return [prefix for prefix, _, _ in self._mounts]
 
-    def _find_mount(self, path: str, method: str) -> tuple[Route, str] | None:
+    def find_mount(self, path: str, method: str) -> tuple[Route, str] | None:
+        """The mount route that takes `path` (and the rest of the path), or None."""
         for prefix, route, upload in self._mounts:
             if upload is not None and method == "PUT":
                 route = upload
@@ -332,7 +333,7 @@ class Router:
             request.params = found[1]
             return found[0]
         if self._mounts and not seen:  # a route's path wins over a mount, whatever the method
-            mounted = self._find_mount(path, method)
+            mounted = self.find_mount(path, method)
             if mounted is not None:
                 if method not in KNOWN_METHODS:
                     return text_response(501, "Not Implemented\n")
