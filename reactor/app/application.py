@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from reactor.app import handlers
 from reactor.app.compression import DEFAULT_TYPES, CompressibleTypes, accepts_gzip, gzip_bytes
-from reactor.app.request import Spool
+from reactor.app.request import MissingKey, Spool
 from reactor.app.responses import to_response
 from reactor.app.router import Route, Router
 from reactor.app.static import GzipCache, StaticHandler, StaticMount
@@ -159,7 +159,7 @@ class App:
     def failed(self, request: Request, exc: Exception) -> Response:
         """The answer to an exception from handler or middleware, logged once via on_error
         (the caller re-raises instead when there is no on_error)."""
-        if isinstance(exc, HTTPError):
+        if isinstance(exc, HTTPError | MissingKey):
             return exc.response()
         assert self.on_error is not None
         self.on_error("handler-error", exc, {
@@ -226,7 +226,7 @@ def _endpoint(route: Route, *, with_middleware: bool) -> Callable[[Request], Any
     def endpoint(request: Request) -> Any:
         try:
             result = handler(request, **request.params) if route.kwargs else handler(request)
-        except HTTPError as exc:
+        except (HTTPError, MissingKey) as exc:
             return exc.response()
         if type(result) is Response:
             return result
@@ -298,7 +298,7 @@ class RouteDispatch:
         try:
             return chain(self.request)
         except Exception as exc:
-            if self.app.on_error is None and not isinstance(exc, HTTPError):
+            if self.app.on_error is None and not isinstance(exc, HTTPError | MissingKey):
                 raise
             return self.app.failed(self.request, exc)
 
@@ -323,7 +323,7 @@ class RouteDispatch:
         try:
             result = offload.fn(*offload.args)
         except Exception as exc:
-            if self.app.on_error is None and not isinstance(exc, HTTPError):
+            if self.app.on_error is None and not isinstance(exc, HTTPError | MissingKey):
                 raise
             result = self.app.failed(self.request, exc)
         if isinstance(result, Offload):

@@ -28,9 +28,20 @@ _SAMESITE = ("Strict", "Lax", "None")
 V = TypeVar("V")
 
 
+class MissingKey(KeyError):
+    """`d[key]` of query parameters or form fields without that key: a KeyError, and, not
+    caught, a 400 naming the key (see `HTTPError`)."""
+
+    status = 400
+
+    def response(self) -> Any:
+        from reactor.app.types import text_response
+        return text_response(400, f"Bad Request: missing parameter {self.args[0]!r}\n")
+
+
 class MultiDict(Generic[V]):
-    """Keys with one or more values in arrival order: `d[key]` is the first value,
-    `d.get_all(key)` every value."""
+    """Keys with one or more values in arrival order: `d[key]` is the first value (a missing
+    key raises `MissingKey`, a 400 if not caught), `d.get_all(key)` every value."""
 
     __slots__ = ("_items",)
 
@@ -41,7 +52,7 @@ class MultiDict(Generic[V]):
         for name, value in self._items:
             if name == key:
                 return value
-        raise KeyError(key)
+        raise MissingKey(key)
 
     @overload
     def get(self, key: str) -> V | None: ...

@@ -82,7 +82,7 @@ def import_target(target: str) -> Any:
                                f" (looked in the working directory, app.path and"
                                f" sys.path)") from None
         raise AppLoadError(f"cannot import {target!r}: {_describe(exc)}") from None
-    except BaseException as exc:  # noqa: BLE001 - any failure of user code is one line
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise AppLoadError(f"cannot import {target!r}: {_describe(exc)}") from None
@@ -98,7 +98,7 @@ def import_target(target: str) -> Any:
             raise AppLoadError(f"cannot load {target!r}: {attribute!r} is not callable")
         try:
             obj = obj()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise AppLoadError(f"cannot load {target!r}: {attribute}() raised"

@@ -42,9 +42,9 @@ from reactor.conn.listener import Listener
 from reactor.conn.server import HttpServer
 from reactor.conn.shared import HttpSettings
 from reactor.loop import EventLoop, TimerHandle
+from reactor.ops import apploader
 from reactor.ops.config import ConfigError, ConfigSource
 from reactor.ops.daemon import is_stream_target
-from reactor.ops import apploader
 from reactor.ops.kinds import format_listen, parse_listen
 from reactor.ops.listeners import ListenError, Listeners, Rebind, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog
