@@ -12,14 +12,16 @@ non-empty piece (so `start_response` has been called), then:
   one piece in flight and paused while the client is slow.
 The iterable's `close()` is always called: at once for a bytes or file body, else by the
 `StreamBody` when the body is done with (sent, failed, or the client went away).
-`write()` pieces are kept in order in front of the iterable's pieces. `wsgi.errors` lines go
-to the error log (event "wsgi-errors"). An exception before the head is committed is a 500
-naming the request id with one logged traceback; `start_response(..., exc_info)` after the
-head is committed re-raises, which aborts the response.
+`write()` pieces are kept in order in front of the iterable's pieces. What the app writes to
+`wsgi.errors` goes to the error log (event "wsgi-errors", one per flush). An exception
+before the head is committed is a 500 naming the request id with one logged traceback;
+`start_response(..., exc_info)` after the head is committed re-raises, which aborts the
+response.
 """
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import stat
@@ -154,19 +156,23 @@ class _SpoolAndRun(Upload):
 
 
 class ErrorStream:
-    """`wsgi.errors`: text written here reaches the error log line by line."""
+    """`wsgi.errors`: text written here reaches the error log, one event per `flush()` (a
+    logging handler's record, a traceback included, stays one event), and whatever is
+    left at the end of the request."""
+
+    _MAX_PENDING = 64 * 1024
 
     def __init__(self, hook: ErrorHook | None, request_id: str) -> None:
         self._hook = hook
         self._request_id = request_id
-        self._pending = ""
+        self._pending: list[str] = []
+        self._size = 0
 
     def write(self, text: str) -> int:
-        self._pending += text
-        if "\n" in self._pending:
-            lines, self._pending = self._pending.rsplit("\n", 1)
-            for line in lines.split("\n"):
-                self._emit(line)
+        self._pending.append(text)
+        self._size += len(text)
+        if self._size > self._MAX_PENDING:
+            self.flush()
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
@@ -174,15 +180,17 @@ class ErrorStream:
             self.write(line)
 
     def flush(self) -> None:
-        if self._pending:
-            line, self._pending = self._pending, ""
-            self._emit(line)
-
-    def _emit(self, line: str) -> None:
+        if not self._pending:
+            return
+        text = "".join(self._pending).rstrip("\n")
+        self._pending = []
+        self._size = 0
+        if not text:
+            return
         if self._hook is None:
-            sys.stderr.write(line + "\n")
+            sys.stderr.write(text + "\n")
         else:
-            self._hook("wsgi-errors", None, {"request_id": self._request_id, "message": line})
+            self._hook("wsgi-errors", None, {"request_id": self._request_id, "message": text})
 
 
 class FileWrapper:
@@ -206,6 +214,13 @@ class FileWrapper:
             close()
 
 
+def _first_piece(iterator: Iterator[Any]) -> Any:
+    for piece in iterator:
+        if piece:
+            return piece
+    return b""
+
+
 class _Call:
     """One call of the WSGI app: environ, start_response, write, and the answer."""
 
@@ -217,6 +232,7 @@ class _Call:
         self.written: list[bytes] = []
         self.committed = False  # the head went to the connection
         self.errors = ErrorStream(host.on_error, request.request_id)
+        self.context = contextvars.Context()
 
     # ---- environ ----------------------------------------------------------------------
     def environ(self) -> dict[str, Any]:
@@ -311,7 +327,10 @@ class _Call:
 
     # ---- the answer --------------------------------------------------------------------
     def run(self) -> Response:
-        result = self.host.app(self.environ(), self.start_response)
+        # The app, each later piece and close() run in one context, whichever worker runs
+        # them (one at a time): frameworks keep request state in context variables.
+        context = self.context = contextvars.copy_context()
+        result = context.run(self.host.app, self.environ(), self.start_response)
         streaming = False
         try:
             if isinstance(result, FileWrapper):
@@ -322,18 +341,18 @@ class _Call:
                 pieces = [*self.written, *result]
                 self._check_pieces(pieces)
                 return self._response(b"".join(pieces))
-            iterator = iter(result)
-            for piece in iterator:
-                if piece:
-                    self._check_pieces([piece])
-                    response = self._response(self._stream([*self.written, piece], iterator,
-                                                           result))
-                    streaming = True
-                    return response
+            iterator = context.run(iter, result)
+            piece = context.run(_first_piece, iterator)
+            if piece:
+                self._check_pieces([piece])
+                response = self._response(self._stream([*self.written, piece], iterator,
+                                                        result))
+                streaming = True
+                return response
             return self._response(b"".join(self.written))
         finally:
             if not streaming:  # else the StreamBody closes it once the body is done with
-                self._close(result)
+                context.run(self._close, result)
 
     def _response(self, body: Any) -> Response:
         if self.status is None:
@@ -369,9 +388,9 @@ class _Call:
     def _stream(self, first: list[bytes], iterator: Iterator[Any], result: Any) -> StreamBody:
         queued = first
 
-        def produce() -> bytes:
-            if queued:
-                return bytes(queued.pop(0))
+        context = self.context
+
+        def next_piece() -> bytes:
             for piece in iterator:
                 if piece:
                     if not isinstance(piece, bytes | bytearray):
@@ -379,9 +398,14 @@ class _Call:
                     return bytes(piece)
             return b""
 
+        def produce() -> bytes:
+            if queued:
+                return bytes(queued.pop(0))
+            return context.run(next_piece)
+
         def close() -> None:
             try:
-                self._close(result)
+                context.run(self._close, result)
             finally:
                 self.errors.flush()
         return StreamBody(produce, close)
