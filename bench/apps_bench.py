@@ -5,7 +5,9 @@ reactor, waitress and gunicorn (gthread), one worker process each.
 (idempotent: `apt-get install wrk` when missing, and a venv `bench/.work/apps-venv` with the
 pinned Flask, waitress and gunicorn, as bench/peers_setup.py does for the other peers), then
 runs each server pinned to CPU 0 (`taskset -c 0`) and `wrk -t1` pinned to CPU 1 against
-`GET /json`, one server at a time, after a warm-up. Prints a Markdown table.
+`GET /json`, one server at a time, after a warm-up. Prints a Markdown table: req/s, and the
+CPU time the server's processes used per request (user + system, from /proc), which moves
+far less than req/s on a machine shared with other work.
 
 Logging: reactor writes its JSON access log to a file (its default behaviour), gunicorn its
 access log to a file; waitress has no access log of its own. All run 4 threads in the one
@@ -86,24 +88,51 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) 
     raise RuntimeError("server did not answer in time")
 
 
-def wrk(port: int, duration: float, connections: int) -> float:
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by `root` and its descendants."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
+    tree, changed = {root}, True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(stats[pid][1] for pid in tree if pid in stats) / ticks
+
+
+def wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
     out = subprocess.run(
-        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{round(duration)}s",
          f"http://127.0.0.1:{port}/json"], check=True, capture_output=True, text=True).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    if match is None:
+    total = re.search(r"(\d+) requests in", out)
+    if match is None or total is None:
         raise RuntimeError(f"no result from wrk: {out}")
     if errors is not None:
         print(f"  wrk reported: {errors.group(0)}", file=sys.stderr)
-    return float(match.group(1))
+    return float(match.group(1)), int(total.group(1))
 
 
-def run(duration: float, connections: int, warmup: float) -> list[tuple[str, float]]:
+def run(duration: float, connections: int, warmup: float, only: str = ""
+        ) -> list[tuple[str, float, float]]:
     rows = []
     logs = WORK_DIR / "apps-logs"
     logs.mkdir(parents=True, exist_ok=True)
     for name, (argv, cwd) in servers(free_port(), logs).items():
+        if only and only not in name:
+            continue
         port = int(argv[argv.index("--port") + 1]) if "--port" in argv else None
         if port is None:
             port = int(next(a for a in argv if "127.0.0.1:" in a).rsplit(":", 1)[1])
@@ -113,9 +142,12 @@ def run(duration: float, connections: int, warmup: float) -> list[tuple[str, flo
         try:
             wait_ready(port, proc)
             wrk(port, warmup, connections)
-            rps = wrk(port, duration, connections)
-            rows.append((name, rps))
-            print(f"{name}: {rps:,.0f} req/s", file=sys.stderr, flush=True)
+            before = tree_cpu_s(proc.pid)
+            rps, total = wrk(port, duration, connections)
+            cpu_us = (tree_cpu_s(proc.pid) - before) / max(1, total) * 1e6
+            rows.append((name, rps, cpu_us))
+            print(f"{name}: {rps:,.0f} req/s, {cpu_us:.0f} µs CPU/request", file=sys.stderr,
+                  flush=True)
         finally:
             proc.terminate()
             try:
@@ -131,13 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--only", default="", help="run the servers whose name contains this")
     args = parser.parse_args(argv)
     setup()
-    rows = run(args.duration, args.connections, args.warmup)
-    print(f"| GET /json ({args.connections} connections, {args.duration:g} s) | req/s |")
-    print("|---|---:|")
-    for name, rps in rows:
-        print(f"| {name} | {rps:,.0f} |")
+    rows = run(args.duration, args.connections, args.warmup, args.only)
+    print(f"| GET /json ({args.connections} connections, {args.duration:g} s) | req/s |"
+          " server CPU µs/request |")
+    print("|---|---:|---:|")
+    for name, rps, cpu_us in rows:
+        print(f"| {name} | {rps:,.0f} | {cpu_us:.0f} |")
     return 0
 
 
