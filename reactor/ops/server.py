@@ -58,7 +58,8 @@ STATUS_INTERVAL_S = 2.0
 """How often STATUS= (connections, requests served) is refreshed under systemd."""
 
 RESTART_ONLY = frozenset({"server.pool_threads", "server.workers", "daemon.pidfile",
-                          "daemon.user", "daemon.group", "daemon.umask"})
+                          "daemon.user", "daemon.group", "daemon.umask",
+                          "app.native", "app.wsgi", "app.path"})  # imported once per start
 """Settings a reload cannot change in a running process: it logs that they wait for a restart."""
 
 APP_SECTIONS = ("files", "compression")

@@ -268,3 +268,34 @@ def test_file_wrapper_goes_out_with_sendfile(tmp_path: Path) -> None:
         assert wrappers[1].filelike.closed
     finally:
         running.stop()
+
+
+def test_exc_info_after_the_head_went_out_aborts_the_response(tmp_path: Path) -> None:
+    closed = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            yield b"the head is out with this piece\n"
+            try:
+                raise ValueError("too late to change my mind")
+            except ValueError:
+                start_response("500 Internal Server Error", [], sys.exc_info())
+            yield b"never sent\n"
+        finally:
+            closed.set()
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/", {"X-Request-ID": "late-1"}))
+            data = client.read_to_eof()  # the server ends the connection mid-body
+        assert data.startswith(b"HTTP/1.1 200 OK")
+        assert b"the head is out" in data and b"never sent" not in data
+        assert not data.endswith(b"0\r\n\r\n")  # no last chunk: the client sees truncation
+        assert closed.wait(5)
+        errors = wait_for_log(running.error_log, lambda x: x["event"] == "stream-error")
+        assert errors[0]["request_id"] == "late-1"
+        assert "too late to change my mind" in errors[0]["exception"]
+    finally:
+        running.stop()
