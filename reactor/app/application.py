@@ -222,13 +222,14 @@ def _endpoint(route: Route, *, with_middleware: bool) -> Callable[[Request], Any
     is run at once on a pooled route, and refused on an inline one."""
     handler = route.handler
     pooled = route.blocking
+    with_params = route.kwargs and bool(route.names)
 
     def endpoint(request: Request) -> Any:
         try:
-            result = handler(request, **request.params) if route.kwargs else handler(request)
+            result = handler(request, **request.params) if with_params else handler(request)
         except (HTTPError, MissingKey) as exc:
             return exc.response()
-        if type(result) is Response:
+        if result.__class__ is Response:
             return result
         if isinstance(result, Offload):
             if pooled:
@@ -276,6 +277,26 @@ class RouteDispatch:
     def respond(self) -> Response | Offload:
         found = self.found
         request = self.request
+        if found.__class__ is Route and not found.blocking and not found.stream:  # type: ignore[union-attr]
+            # The inline route: the hot path of cheap handlers, kept short.
+            self.ran = True
+            app = self.app
+            try:
+                if app.middlewares:
+                    result = (found.chain or app.chain(found))(request)  # type: ignore[union-attr, arg-type]
+                else:  # no chain to build: the handler itself
+                    params = request.params
+                    result = (found.handler(request, **params)  # type: ignore[union-attr]
+                              if params and found.kwargs else found.handler(request))  # type: ignore[union-attr]
+                    if result.__class__ is not Response and result.__class__ is not Offload:
+                        result = to_response(request, result)
+            except Exception as exc:
+                if app.on_error is None and not isinstance(exc, HTTPError | MissingKey):
+                    raise
+                result = app.failed(request, exc)
+            if result.__class__ is Offload:  # a low-level handler's continuation
+                return Offload(self._in_worker, result)
+            return app.finish(request, result, in_worker=False)
         if isinstance(found, Response):  # a 404/405/OPTIONS answer of the router
             if self.app.middlewares:
                 return Offload(self._answer_in_worker, found)
@@ -286,12 +307,7 @@ class RouteDispatch:
                 assert upload is not None  # a stream route answers an Upload or a Response
                 return self.complete(upload)  # refused
             return Offload(self._in_worker, Offload(_run_upload, upload, request.body))
-        if found.blocking:
-            return Offload(self.run_in_worker)
-        result = self._run(self.app.chain(found))
-        if isinstance(result, Offload):  # a low-level handler's continuation
-            return Offload(self._in_worker, result)
-        return self.app.finish(request, result, in_worker=False)
+        return Offload(self.run_in_worker)
 
     def _run(self, chain: Callable[[Request], Any]) -> Any:
         self.ran = True

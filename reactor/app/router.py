@@ -57,8 +57,8 @@ class Route:
     wrapped in the app's middleware, composed on first use.
     """
 
-    __slots__ = ("blocking", "chain", "handler", "kind", "kwargs", "method", "names",
-                 "stream", "template")
+    __slots__ = ("blocking", "chain", "decoders", "handler", "kind", "kwargs", "method",
+                 "names", "stream", "template")
 
     def __init__(self, method: str, template: str, handler: Callable[..., Any],
                  blocking: bool, stream: bool = False, *, kwargs: bool = False,
@@ -71,6 +71,7 @@ class Route:
         self.kwargs = kwargs
         self.kind = kind
         self.names: tuple[tuple[str, str], ...] = ()  # (name, kind) of each parameter
+        self.decoders: tuple[tuple[str, Callable[[str], Any] | None], ...] = ()
         self.chain: Callable[[Request], Any] | None = None
 
     def __repr__(self) -> str:
@@ -79,22 +80,38 @@ class Route:
     def convert(self, values: list[Any]) -> dict[str, Any] | None:
         """The parameters by name from the matched raw values; None if one does not convert."""
         params: dict[str, Any] = {}
-        for (name, kind), value in zip(self.names, values, strict=True):
-            if kind == "bytes":
-                value = unquote_to_bytes(value) if "%" in value else value.encode("latin-1")
-            elif kind == "str" or kind == "path":
-                if "%" in value:
-                    try:
-                        value = unquote(value, errors="strict")
-                    except UnicodeDecodeError:
-                        return None
-                elif not value.isascii():  # the path arrived as latin-1 bytes
-                    try:
-                        value = value.encode("latin-1").decode("utf-8")
-                    except UnicodeDecodeError:
-                        return None
+        for (name, decode), value in zip(self.decoders, values):  # noqa: B905 - same length
+            if decode is not None:
+                value = decode(value)
+                if value is _NO:
+                    return None
             params[name] = value
         return params
+
+
+def _decode_bytes(raw: str) -> Any:
+    return unquote_to_bytes(raw) if "%" in raw else raw.encode("latin-1")
+
+
+def _decode_str(raw: str) -> Any:
+    if "%" in raw:
+        try:
+            return unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            return _NO
+    if not raw.isascii():  # the path arrived as latin-1 text of UTF-8 bytes
+        try:
+            return raw.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            return _NO
+    return raw
+
+
+# How a matched raw value becomes the parameter (None: converted while matching).
+_DECODERS: dict[str, Callable[[str], Any] | None] = {
+    "bytes": _decode_bytes, "str": _decode_str, "path": _decode_str,
+    "int": None, "float": None, "uuid": None,
+}
 
 
 def _to_int(raw: str) -> Any:
@@ -202,6 +219,7 @@ class Router:
         segments = parse_template(template, default_kind)
         route = Route(method, template, handler, blocking, stream, kwargs=kwargs, kind=kind)
         route.names = tuple((name, kind_) for what, name, kind_ in segments if what != "lit")
+        route.decoders = tuple((name, _DECODERS[kind_]) for name, kind_ in route.names)
         node = self._root
         for what, name, kind_ in segments:
             if what == "lit":
@@ -327,7 +345,7 @@ class Router:
                 request.params = {}
                 return route
         seen: list[_Node] = []
-        found = self._walk(self._root, path.split("/")[1:], 0, [], method, seen) \
+        found = self._walk(self._root, path.split("/"), 1, [], method, seen) \
             if path[:1] == "/" else None
         if found is not None:
             request.params = found[1]
