@@ -31,7 +31,7 @@ class AppTarget(Kind):
 @dataclass(frozen=True)
 class ImportPaths(Kind):
     """Directories put at the front of the import path; relative ones resolve against the
-    base directory. From text, separated by ":" as in PYTHONPATH."""
+    base directory. From text (environment, --app-dir), comma-separated like other lists."""
 
     def type_name(self) -> str:
         return "list of directories"
@@ -50,7 +50,7 @@ class ImportPaths(Kind):
         return tuple(paths)
 
     def from_text(self, text: str) -> object:
-        return [item for item in text.split(os.pathsep) if item.strip()]
+        return [item.strip() for item in text.split(",") if item.strip()]
 
     def to_toml(self, value: Any) -> str | None:
         return "[" + ", ".join(toml_string(str(p)) for p in value) + "]"

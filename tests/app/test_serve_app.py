@@ -157,3 +157,24 @@ def test_the_flask_example_runs_as_the_readme_shows(tmp_path: Path) -> None:
             connection.close()
     finally:
         proc.stop()
+
+
+def test_app_settings_are_checked_where_they_come_from(tmp_path: Path) -> None:
+    from reactor.cli import build_parser
+    from reactor.ops.config import ConfigError, load_config
+
+    (tmp_path / "src").mkdir()
+    args = build_parser().parse_args(["serve", "--no-config", "--app", "pkg.web:make()",
+                                      "--app-dir", f"src,{tmp_path}"])
+    config = load_config(args, {}, cwd=str(tmp_path))
+    assert config.app.native == "pkg.web:make()"
+    assert config.app.path == (tmp_path / "src", tmp_path)
+    for flag, value, reason in (
+            ("--app", "no colon", 'must be "module:app" or "module:factory()"'),
+            ("--wsgi", "mod:app(x)", 'must be "module:app" or "module:factory()"'),
+            ("--app-dir", "missing-dir", "does not exist")):
+        bad = build_parser().parse_args(["serve", "--no-config", flag, value])
+        with pytest.raises(ConfigError) as caught:
+            load_config(bad, {}, cwd=str(tmp_path))
+        assert str(caught.value).startswith(f"command line {flag}: app.")
+        assert reason in str(caught.value)
