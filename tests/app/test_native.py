@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor import App, HTTPError, Request, Response
+from reactor import App, HTTPError, Request, Response, Upload
 from reactor.app.router import RouteError, Router
 from reactor.app.types import Headers
 from tests.conftest import (
@@ -464,3 +464,41 @@ def test_http_connection_survives_many_requests(served: tuple[App, RunningServer
             assert json.loads(connection.getresponse().read()) == {"n": n * 2}
     finally:
         connection.close()
+
+
+def test_middleware_see_upload_answers_and_their_own_failures_are_500s(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+    received: list[int] = []
+
+    class Counting(Upload):
+        def write(self, chunk: bytes) -> None:
+            received.append(len(chunk))
+
+        def finish(self) -> Response:
+            return Response.text(f"{sum(received)} bytes", 201)
+
+    @app.post("/raw", stream=True)  # answers an Upload at head time
+    def raw(request: Request) -> Upload:
+        return Counting()
+
+    @app.middleware
+    def stamp(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+        if request.headers.get("x-break"):
+            raise RuntimeError("middleware exploded")
+        response = call_next(request)
+        response.headers.append((b"X-Stamped", b"yes"))
+        return response
+
+    with RawClient.to(running) as client:
+        client.send(request_bytes("POST", "/raw", body=b"x" * 100000))
+        response = client.read_response()
+        assert (response.status, response.body) == (201, b"100000 bytes")
+        assert response.header("x-stamped") == "yes"
+        client.send(request_bytes("GET", "/nowhere", {"X-Break": "1",
+                                                      "X-Request-ID": "mw-1"}))
+        response = client.read_response()
+        assert response.status == 500 and b"request id: mw-1" in response.body
+    errors = wait_for_log(running.error_log, lambda x: x["event"] == "handler-error")
+    assert errors[0]["request_id"] == "mw-1"
+    assert "middleware exploded" in errors[0]["exception"]
