@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import shlex
+import sys
 import textwrap
 from pathlib import Path
 
@@ -113,9 +114,13 @@ def test_the_readme_shows_both_examples() -> None:
 
 
 def start_example(command: str, tmp_path: Path) -> ServeProcess:
-    args = shlex.split(command)[2:]  # after "reactor serve", exactly as written
-    return ServeProcess([*args, "--no-config", "--port", "0",
-                         "--log", str(tmp_path / "access.log")], cwd=REPO)
+    """The README's command line, run by the installed `reactor` script, plus a free port
+    and a log file (the command's own arguments are passed exactly as written)."""
+    words = shlex.split(command)
+    script = Path(sys.executable).with_name(words[0])
+    argv = ([str(script)] if script.exists() else [sys.executable, "-m", "reactor"])
+    return ServeProcess((), cwd=REPO, argv=[*argv, *words[1:], "--no-config", "--port", "0",
+                                            "--log", str(tmp_path / "access.log")])
 
 
 def test_the_native_example_runs_as_the_readme_shows(tmp_path: Path) -> None:
