@@ -1,11 +1,17 @@
-"""The built-in application: router plus response middleware, behind the app protocol.
+"""The application: `App` (routes, middleware, gzip) behind the app protocol, and `build_app`.
 
 Strategy: the connection calls `app.open(request)` once per request (the route is resolved
-there, once) and asks the returned `RouteDispatch` for the body policy and the response.
-Cheap routes answer inline; a blocking route answers `Offload`, and everything after it (the
-handler and the response middleware) runs on a worker. Any `Offload` a handler returns is
-wrapped the same way, so every response passes the middleware exactly once. Compression of a
-large body found on the loop thread is offloaded too, so the loop never spends long in zlib.
+there, once, by the trie router) and asks the returned `RouteDispatch` for the body policy
+and the response. An inline route runs on the loop: its handler, wrapped in the user
+middleware (composed once per route), then `App.finish` (gzip). A pooled route (the native
+API's default) answers `Offload`, and the whole chain runs on a worker, so middleware run
+wherever the handler runs. A large or chunked body for a pooled route is spooled as it
+arrives (`SpoolUpload`) and the chain runs when it is complete. Any `Offload` a low-level
+handler returns is wrapped the same way, so every response passes `finish` exactly once.
+An exception escaping handler and middleware becomes a 500 naming the request id, reported
+once through `App.on_error`. Compression of a large body found on the loop thread is
+offloaded too, so the loop never spends long in zlib. `FrontApp` puts static mounts in front
+of a hosted app (native or WSGI).
 """
 
 from __future__ import annotations
@@ -322,8 +328,11 @@ class RouteDispatch:
         """In the pool: the whole chain, then the response middleware."""
         found = self.found
         assert isinstance(found, Route)
+        request = self.request
         result = self._run(self.app.chain(found))
-        return self.app.finish(self.request, result, in_worker=True)
+        if request._extras is not None:  # a parsed form may hold spooled files
+            result = _after(result, request.close_files)
+        return self.app.finish(request, result, in_worker=True)
 
     def _answer_in_worker(self, answer: Response) -> Response | Offload:
         result = self._run(_fixed_chain(self.app, answer))
@@ -390,11 +399,7 @@ class SpoolUpload(Upload):
             self.abort()
             raise
         if self.spool is not None:
-            body = result.body
-            if isinstance(body, StreamBody):  # may still read the body: close after it
-                result.body = StreamBody(body.produce, _closing(body.close, self.spool.close))
-            else:
-                self.spool.close()
+            result = _after(result, self.spool.close)
             self.spool = None
         return result
 
@@ -402,6 +407,17 @@ class SpoolUpload(Upload):
         if self.spool is not None:
             self.spool.close()
             self.spool = None
+
+
+def _after(response: Response, release: Callable[[], None]) -> Response:
+    """Run `release` now, or, for a streamed body (which may still read what it would
+    release), once the body is done with."""
+    body = response.body
+    if isinstance(body, StreamBody):
+        response.body = StreamBody(body.produce, _closing(body.close, release))
+    else:
+        release()
+    return response
 
 
 def _closing(*steps: Callable[[], None]) -> Callable[[], None]:

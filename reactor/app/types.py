@@ -230,6 +230,13 @@ class Request:
         except ValueError:
             raise HTTPError(400, "the body is not valid JSON") from None
 
+    def close_files(self) -> None:
+        """Close the files `form()` spooled (the app calls this once the response is done)."""
+        extras = self._extras
+        form = extras.get("form") if extras is not None else None
+        if form is not None:
+            form.close()
+
     def form(self) -> FormData:
         """The form fields of a urlencoded or multipart body (files in `form.files`, spooled
         to disk past a size); another media type answers 415, a malformed body 400."""

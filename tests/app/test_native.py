@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor import App, HTTPError, Request, Response, Upload
+from reactor import App, HTTPError, Request, Response, Upload, UploadFile
 from reactor.app.router import RouteError, Router
 from reactor.app.types import Headers
 from tests.conftest import (
@@ -299,6 +299,7 @@ def test_forms_urlencoded_and_multipart_with_a_spooled_file(
         seen["spooled"] = request.body_file is not None
         out: dict[str, object] = {"fields": data.items()}
         upload = data.files.get("doc")
+        seen["upload"] = upload
         if upload is not None:
             content = upload.read()
             out["file"] = [upload.filename, upload.content_type, upload.size,
@@ -323,6 +324,8 @@ def test_forms_urlencoded_and_multipart_with_a_spooled_file(
                                "file": ["r;1.bin", "application/x-thing", len(payload),
                                         payload[:5].decode("latin-1"), True]}
     assert seen["spooled"] is True
+    upload = seen["upload"]
+    assert isinstance(upload, UploadFile) and upload.file.closed  # released after the response
     status, _, raw = fetch(running, "POST", "/form", b"--x\r\nbroken",
                            {"Content-Type": "multipart/form-data; boundary=x"})
     assert status == 400
