@@ -425,7 +425,10 @@ class Server:
             undo.callback(rebind.discard)
             app_changed = any(getattr(config, s) != getattr(self.config, s)
                               for s in APP_SECTIONS)
-            app = make_app(config, self.app_error) if app_changed else None
+            try:
+                app = make_app(config, self.app_error) if app_changed else None
+            except apploader.AppLoadError as exc:
+                raise ReloadError(str(exc)) from None
             undo.pop_all()
         return _Staged(config, log, rebind, app)
 
