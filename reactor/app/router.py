@@ -373,7 +373,7 @@ class Router:
 
 
 def _allow_header(methods: dict[str, Route]) -> bytes:
-    names = set(methods)
+    names = {method for method, route in methods.items() if route.kind == "http"}
     if "GET" in names:
         names.add("HEAD")
     names.add("OPTIONS")
