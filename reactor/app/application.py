@@ -1,22 +1,41 @@
-"""The built-in application: router plus response middleware, behind the app protocol.
+"""The application: `App` (routes, middleware, gzip) behind the app protocol, and `build_app`.
 
 Strategy: the connection calls `app.open(request)` once per request (the route is resolved
-there, once) and asks the returned `RouteDispatch` for the body policy and the response.
-Cheap routes answer inline; a blocking route answers `Offload`, and everything after it (the
-handler and the response middleware) runs on a worker. Any `Offload` a handler returns is
-wrapped the same way, so every response passes the middleware exactly once. Compression of a
-large body found on the loop thread is offloaded too, so the loop never spends long in zlib.
+there, once, by the trie router) and asks the returned `RouteDispatch` for the body policy
+and the response. An inline route runs on the loop: its handler, wrapped in the user
+middleware (composed once per route), then `App.finish` (gzip). A pooled route (the native
+API's default) answers `Offload`, and the whole chain runs on a worker, so middleware run
+wherever the handler runs. A large or chunked body for a pooled route is spooled as it
+arrives (`SpoolUpload`) and the chain runs when it is complete. Any `Offload` a low-level
+handler returns is wrapped the same way, so every response passes `finish` exactly once.
+An exception escaping handler and middleware becomes a 500 naming the request id, reported
+once through `App.on_error`. Compression of a large body found on the loop thread is
+offloaded too, so the loop never spends long in zlib. `FrontApp` puts static mounts in front
+of a hosted app (native or WSGI).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
 from reactor.app import handlers
 from reactor.app.compression import DEFAULT_TYPES, CompressibleTypes, accepts_gzip, gzip_bytes
+from reactor.app.request import MissingKey, Spool
+from reactor.app.responses import to_response
 from reactor.app.router import Route, Router
 from reactor.app.static import GzipCache, StaticHandler, StaticMount
-from reactor.app.types import Handler, Offload, Request, Response, Upload
+from reactor.app.types import (
+    Application,
+    Dispatch,
+    HTTPError,
+    Offload,
+    Request,
+    Response,
+    StreamBody,
+    Upload,
+    text_response,
+)
 
 VARY_ACCEPT_ENCODING = (b"Vary", b"Accept-Encoding")
 CONTENT_ENCODING_GZIP = (b"Content-Encoding", b"gzip")
@@ -24,6 +43,18 @@ CONTENT_ENCODING_GZIP = (b"Content-Encoding", b"gzip")
 # Below this many bytes gzip costs less than a round trip through the pool (measured: a few
 # microseconds for a short echo against ~50 µs for the hand-off), so it runs inline.
 INLINE_GZIP_MAX_BYTES = 4096
+SPOOL_BYTES = 1024 * 1024
+"""Bodies larger than this (or chunked) for pooled native routes are spooled as they arrive."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+Middleware = Callable[[Request, Callable[[Request], Response]], Any]
+
+
+class ErrorReporter(Protocol):
+    """Where an app reports a failure: `(event, exception, fields)`; thread-safe."""
+
+    def __call__(self, event: str, exc: BaseException | None, fields: dict[str, Any]
+                 ) -> None: ...
 
 
 class CompressionPolicy:
@@ -40,27 +71,107 @@ class CompressionPolicy:
 
 
 class App:
-    """The built-in application: a router plus response middleware (gzip by Accept-Encoding).
+    """An application: routes, middleware and response compression (gzip by Accept-Encoding).
+
+    The native API::
+
+        app = App()
+
+        @app.get("/users/{user_id:int}")
+        def show_user(request: Request, user_id: int) -> Response: ...
+
+        @app.middleware
+        def timing(request: Request, call_next) -> Response: ...
+
+    Handlers run in the thread pool unless registered with `inline=True` (then on the loop:
+    only for cheap work). Middleware run in registration order (the first registered is the
+    outermost) around the handler, wherever it runs, and may answer without calling
+    `call_next`. An exception escaping handler and middleware is a 500 naming the request
+    id, its traceback logged once through `on_error` (set by the server); without
+    `on_error` it propagates to the server, which logs it and answers a plain 500. Raise
+    `HTTPError(status)` for a deliberate error answer.
+
+    Bodies up to `spool_bytes` arrive in `request.body`; larger (or chunked) ones for a
+    pooled route are written to a spool as they arrive (memory, then a temporary file) and
+    handed over as `request.body_file`. Routes of other kinds (WebSocket) can be added to
+    the same router under their own method key (`Route.kind`).
 
     Serves the connection through the `Application` protocol: `open(request)` resolves the
     route once and returns the request's `Dispatch`.
     """
 
     def __init__(self, router: Router | None = None,
-                 compression: CompressionPolicy | None = None) -> None:
+                 compression: CompressionPolicy | None = None, *,
+                 spool_bytes: int = SPOOL_BYTES) -> None:
         self.router = router if router is not None else Router()
         self.compression = compression if compression is not None else CompressionPolicy()
+        self.spool_bytes = spool_bytes
+        self.middlewares: list[Middleware] = []
+        self.on_error: ErrorReporter | None = None
 
-    def route(self, method: str, template: str, *, blocking: bool = False
-              ) -> Callable[[Handler], Handler]:
-        """Decorator form of `router.add`."""
-        def register(handler: Handler) -> Handler:
-            self.router.add(method, template, handler, blocking=blocking)
+    # ---- registration -------------------------------------------------------------------
+    def route(self, path: str, methods: Iterable[str] = ("GET",), *, inline: bool = False,
+              stream: bool = False) -> Callable[[F], F]:
+        """Register the decorated `handler(request, **params)` for `methods` on `path`.
+
+        `stream=True`: the handler is called on the loop when the head arrives and answers
+        an `Upload` for the body (or a `Response` to refuse it).
+        """
+        def register(handler: F) -> F:
+            for method in methods:
+                self.router.add(method, path, handler, blocking=not inline and not stream,
+                                stream=stream, kwargs=True, default_kind="str")
             return handler
         return register
 
+    def get(self, path: str, *, inline: bool = False) -> Callable[[F], F]:
+        return self.route(path, ("GET",), inline=inline)
+
+    def post(self, path: str, *, inline: bool = False, stream: bool = False
+             ) -> Callable[[F], F]:
+        return self.route(path, ("POST",), inline=inline, stream=stream)
+
+    def put(self, path: str, *, inline: bool = False, stream: bool = False
+            ) -> Callable[[F], F]:
+        return self.route(path, ("PUT",), inline=inline, stream=stream)
+
+    def patch(self, path: str, *, inline: bool = False) -> Callable[[F], F]:
+        return self.route(path, ("PATCH",), inline=inline)
+
+    def delete(self, path: str, *, inline: bool = False) -> Callable[[F], F]:
+        return self.route(path, ("DELETE",), inline=inline)
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        """Register `fn(request, call_next) -> Response` (decorator)."""
+        self.middlewares.append(fn)
+        for route in self.router.routes:
+            route.chain = None  # recomposed on next use
+        return fn
+
+    # ---- serving ------------------------------------------------------------------------
     def open(self, request: Request) -> RouteDispatch:
         return RouteDispatch(self, request, self.router.resolve(request))
+
+    def chain(self, route: Route) -> Callable[[Request], Any]:
+        """The route's handler wrapped in the middleware (composed once per route)."""
+        chain = route.chain
+        if chain is None:
+            chain = _endpoint(route, with_middleware=bool(self.middlewares))
+            for middleware in reversed(self.middlewares):
+                chain = _Link(middleware, chain)
+            route.chain = chain
+        return chain
+
+    def failed(self, request: Request, exc: Exception) -> Response:
+        """The answer to an exception from handler or middleware, logged once via on_error
+        (the caller re-raises instead when there is no on_error)."""
+        if isinstance(exc, HTTPError | MissingKey):
+            return exc.response()
+        assert self.on_error is not None
+        self.on_error("handler-error", exc, {
+            "request_id": request.request_id, "conn_id": request.conn_id,
+            "method": request.method, "path": request.path})
+        return text_response(500, f"Internal Server Error\nrequest id: {request.request_id}\n")
 
     def finish(self, request: Request, response: Response, *, in_worker: bool
                ) -> Response | Offload:
@@ -94,30 +205,107 @@ class App:
         return Offload(_gzip_response, response, policy.level)
 
 
+class _Link:
+    """One middleware bound to the rest of the chain: `link(request)` calls
+    `middleware(request, call_next)`."""
+
+    __slots__ = ("call_next", "middleware")
+
+    def __init__(self, middleware: Middleware, call_next: Callable[[Request], Any]) -> None:
+        self.middleware = middleware
+        self.call_next = call_next
+
+    def __call__(self, request: Request) -> Any:
+        result = self.middleware(request, self.call_next)
+        if type(result) is Response:
+            return result
+        return to_response(request, result)
+
+
+def _endpoint(route: Route, *, with_middleware: bool) -> Callable[[Request], Any]:
+    """The handler called the way the route says, its result made a Response. An `Offload`
+    (low-level handlers) passes through when nothing wraps the handler; inside middleware it
+    is run at once on a pooled route, and refused on an inline one."""
+    handler = route.handler
+    pooled = route.blocking
+    with_params = route.kwargs and bool(route.names)
+
+    def endpoint(request: Request) -> Any:
+        try:
+            result = handler(request, **request.params) if with_params else handler(request)
+        except (HTTPError, MissingKey) as exc:
+            return exc.response()
+        if result.__class__ is Response:
+            return result
+        if isinstance(result, Offload):
+            if pooled:
+                while isinstance(result, Offload):
+                    result = result.fn(*result.args)
+            elif with_middleware:
+                raise TypeError(f"inline route {route.template} answered an Offload inside"
+                                " middleware; register it pooled")
+            else:
+                return result
+        return to_response(request, result)
+    return endpoint
+
+
 class RouteDispatch:
     """One request through `App`: its resolved route (or fixed answer) and the middleware
-    around the handler, including any pool continuation the handler asks for."""
+    steps, so that every response passes `App.finish` exactly once."""
 
-    __slots__ = ("app", "found", "request")
+    __slots__ = ("app", "found", "ran", "request")
 
     def __init__(self, app: App, request: Request, found: Route | Response) -> None:
         self.app = app
         self.request = request
         self.found = found
+        self.ran = False  # the handler chain (middleware included) has run
 
     def begin(self) -> Upload | Response | None:
         found = self.found
-        if isinstance(found, Response) or not found.stream:
+        if isinstance(found, Response):
             return None
-        answer = found.handler(self.request)
-        if isinstance(answer, Offload):
-            raise TypeError(f"stream route {found.template} answered an Offload at head time")
-        return answer
+        request = self.request
+        if found.stream:
+            answer = (found.handler(request, **request.params) if found.kwargs
+                      else found.handler(request))
+            if isinstance(answer, Offload):
+                raise TypeError(f"stream route {found.template} answered an Offload at head"
+                                " time")
+            return answer
+        if found.kwargs and found.blocking:
+            length = request.headers.get(b"content-length")
+            if length is None or int(length) > self.app.spool_bytes:
+                return SpoolUpload(self)
+        return None
 
     def respond(self) -> Response | Offload:
         found = self.found
         request = self.request
+        if found.__class__ is Route and not found.blocking and not found.stream:
+            # The inline route: the hot path of cheap handlers, kept short.
+            self.ran = True
+            app = self.app
+            try:
+                if app.middlewares:
+                    result = (found.chain or app.chain(found))(request)
+                else:  # no chain to build: the handler itself
+                    params = request.params
+                    result = (found.handler(request, **params)
+                              if params and found.kwargs else found.handler(request))
+                    if result.__class__ is not Response and result.__class__ is not Offload:
+                        result = to_response(request, result)
+            except Exception as exc:
+                if app.on_error is None and not isinstance(exc, HTTPError | MissingKey):
+                    raise
+                result = app.failed(request, exc)
+            if result.__class__ is Offload:  # a low-level handler's continuation
+                return Offload(self._in_worker, result)
+            return app.finish(request, result, in_worker=False)
         if isinstance(found, Response):  # a 404/405/OPTIONS answer of the router
+            if self.app.middlewares:
+                return Offload(self._answer_in_worker, found)
             return self.app.finish(request, found, in_worker=False)
         if found.stream:  # a body that was not streamed (empty, say): the same steps at once
             upload = self.begin()
@@ -125,34 +313,121 @@ class RouteDispatch:
                 assert upload is not None  # a stream route answers an Upload or a Response
                 return self.complete(upload)  # refused
             return Offload(self._in_worker, Offload(_run_upload, upload, request.body))
-        if found.blocking:
-            return Offload(self._in_worker, Offload(self._call, found))
-        result = found.handler(request)
-        if type(result) is Response:  # the common case, spelled out: this is the hot path
-            return self.app.finish(request, result, in_worker=False)
-        return self._after(self._checked(found, result), in_worker=False)
+        return Offload(self.run_in_worker)
 
-    def _call(self, route: Route) -> Response | Offload:
-        return self._checked(route, route.handler(self.request))
+    def _run(self, chain: Callable[[Request], Any]) -> Any:
+        self.ran = True
+        try:
+            return chain(self.request)
+        except Exception as exc:
+            if self.app.on_error is None and not isinstance(exc, HTTPError | MissingKey):
+                raise
+            return self.app.failed(self.request, exc)
 
-    @staticmethod
-    def _checked(route: Route, result: Response | Offload | Upload) -> Response | Offload:
-        if isinstance(result, Upload):
-            raise TypeError(f"route {route.template} answered an Upload but is not a stream"
-                            " route")
-        return result
+    def run_in_worker(self) -> Response | Offload:
+        """In the pool: the whole chain, then the response middleware."""
+        found = self.found
+        assert isinstance(found, Route)
+        request = self.request
+        result = self._run(self.app.chain(found))
+        if request._extras is not None:  # a parsed form may hold spooled files
+            result = _after(result, request.close_files)
+        return self.app.finish(request, result, in_worker=True)
+
+    def _answer_in_worker(self, answer: Response) -> Response | Offload:
+        result = self._run(_fixed_chain(self.app, answer))
+        return self.app.finish(self.request, result, in_worker=True)
 
     def complete(self, response: Response) -> Response | Offload:
+        if not self.ran and self.app.middlewares:  # an upload's answer: middleware see it
+            return Offload(self._answer_in_worker, response)
         return self.app.finish(self.request, response, in_worker=False)
 
-    def _after(self, result: Response | Offload, *, in_worker: bool) -> Response | Offload:
+    def _in_worker(self, offload: Offload) -> Response | Offload:
+        """In the pool: a handler's continuation, then the middleware on its answer."""
+        try:
+            result = offload.fn(*offload.args)
+        except Exception as exc:
+            if self.app.on_error is None and not isinstance(exc, HTTPError | MissingKey):
+                raise
+            result = self.app.failed(self.request, exc)
         if isinstance(result, Offload):
             return Offload(self._in_worker, result)
-        return self.app.finish(self.request, result, in_worker=in_worker)
+        return self.app.finish(self.request, result, in_worker=True)
 
-    def _in_worker(self, offload: Offload) -> Response | Offload:
-        """In the pool: the handler's continuation, then the middleware on its answer."""
-        return self._after(offload.fn(*offload.args), in_worker=True)
+
+def _fixed_chain(app: App, answer: Response) -> Callable[[Request], Any]:
+    chain: Callable[[Request], Any] = lambda _request: answer  # noqa: E731
+    for middleware in reversed(app.middlewares):
+        chain = _Link(middleware, chain)
+    return chain
+
+
+class SpoolUpload(Upload):
+    """A large or chunked body for a pooled native route: written to a `Spool` as it
+    arrives (one piece in memory at a time past the limit), then the route runs in the pool
+    with the body in `request.body` (small) or `request.body_file` (spooled to disk)."""
+
+    def __init__(self, dispatch: RouteDispatch) -> None:
+        self.dispatch = dispatch
+        self.spool: Spool | None = None
+
+    def start(self) -> Response | None:
+        self.spool = Spool(self.dispatch.app.spool_bytes)
+        return None
+
+    def write(self, chunk: bytes) -> None:
+        assert self.spool is not None
+        self.spool.write(chunk)
+
+    def finish(self) -> Response:
+        spool = self.spool
+        assert spool is not None
+        request = self.dispatch.request
+        if spool.in_memory:
+            request.body = spool.getvalue()
+            spool.close()
+            self.spool = None
+        else:
+            spool.file.seek(0)
+            request.body_file = spool.file
+        try:
+            result = self.dispatch.run_in_worker()
+            while isinstance(result, Offload):
+                result = result.fn(*result.args)
+        except BaseException:
+            self.abort()
+            raise
+        if self.spool is not None:
+            result = _after(result, self.spool.close)
+            self.spool = None
+        return result
+
+    def abort(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+def _after(response: Response, release: Callable[[], None]) -> Response:
+    """Run `release` now, or, for a streamed body (which may still read what it would
+    release), once the body is done with."""
+    body = response.body
+    if isinstance(body, StreamBody):
+        response.body = StreamBody(body.produce, _closing(body.close, release))
+    else:
+        release()
+    return response
+
+
+def _closing(*steps: Callable[[], None]) -> Callable[[], None]:
+    def close() -> None:
+        try:
+            steps[0]()
+        finally:
+            for step in steps[1:]:
+                step()
+    return close
 
 
 def _run_upload(upload: Upload, body: bytes) -> Response:
@@ -180,6 +455,8 @@ def _gzip_response(response: Response, level: int) -> Response:
     body = response.body
     assert isinstance(body, bytes)  # `finish` compresses bytes bodies only
     response.body = gzip_bytes(body, level)
+    # A Content-Length the app set counted the identity bytes: the serializer counts anew.
+    response.headers = [f for f in response.headers if f[0].lower() != b"content-length"]
     response.headers.append(CONTENT_ENCODING_GZIP)
     return response
 
@@ -194,18 +471,16 @@ def build_app(*, directory: str | None, uploads: bool = True,
     replaces. All mounts share one compressed-file cache (`gzip_cache`, default 64 MiB).
     """
     app = App(compression=compression)
-    router = app.router
     mounts = mounts or []
     if not any(mount.prefix == "/" for mount in mounts):
-        router.get("/", handlers.root)
-    router.get("/echo/{s}", handlers.echo)
-    router.get("/user-agent", handlers.user_agent)
+        app.get("/", inline=True)(handlers.root)
+    app.get("/echo/{s:bytes}", inline=True)(handlers.echo)
+    app.get("/user-agent", inline=True)(handlers.user_agent)
     if directory is not None:
         files = handlers.FilesHandler(directory, uploads=uploads)
-        router.get("/files/{name}", files.get, blocking=True)
-        router.add("POST", "/files/{name}", files.upload, stream=True)
-        router.add("PUT", "/files/{name}", files.upload, stream=True)
-        router.add("DELETE", "/files/{name}", files.delete, blocking=True)
+        app.get("/files/{name:bytes}")(files.get)
+        app.route("/files/{name:bytes}", ("POST", "PUT"), stream=True)(files.upload)
+        app.delete("/files/{name:bytes}")(files.delete)
     if mounts:
         add_mounts(app, mounts, gzip_cache if gzip_cache is not None else GzipCache())
     return app
@@ -220,3 +495,30 @@ def add_mounts(app: App, mounts: list[StaticMount], cache: GzipCache) -> None:
                                 level=policy.level, min_size=policy.min_size)
         app.router.mount(mount.prefix, handler,
                          upload_handler=handler.upload if mount.uploads else None)
+
+
+class FrontApp:
+    """Static mounts in front of a hosted app: a path under a mount goes to `front` (an App
+    holding only the mounts), everything else to `app` (a native App or a WSGI app)."""
+
+    __slots__ = ("app", "front")
+
+    def __init__(self, front: App, app: Application) -> None:
+        self.front = front
+        self.app = app
+
+    def open(self, request: Request) -> Dispatch:
+        if self.front.router.find_mount(request.path, request.method) is not None:
+            return self.front.open(request)
+        return self.app.open(request)
+
+
+def mounted_front(app: Application, mounts: list[StaticMount], *,
+                  compression: CompressionPolicy | None = None,
+                  gzip_cache: GzipCache | None = None) -> Application:
+    """`app` behind the document roots `mounts` (or `app` itself when there are none)."""
+    if not mounts:
+        return app
+    front = App(compression=compression)
+    add_mounts(front, mounts, gzip_cache if gzip_cache is not None else GzipCache())
+    return FrontApp(front, app)

@@ -62,8 +62,8 @@ def root(_request: Request) -> Response:
     return Response(200)
 
 
-def echo(request: Request) -> Response:
-    return Response(200, [TEXT_PLAIN], request.params["s"])
+def echo(_request: Request, s: bytes) -> Response:
+    return Response(200, [TEXT_PLAIN], s)
 
 
 def user_agent(request: Request) -> Response:
@@ -98,8 +98,8 @@ class FilesHandler:
             return None  # a symlink that leads out (or into a subdirectory)
         return path
 
-    def get(self, request: Request) -> Response:
-        path = self._resolve(request.params["name"])
+    def get(self, _request: Request, name: bytes) -> Response:
+        path = self._resolve(name)
         if path is None:
             return _not_found()
         try:
@@ -122,16 +122,16 @@ class FilesHandler:
             file.close()
             raise
 
-    def upload(self, request: Request) -> Upload | Response:
+    def upload(self, request: Request, name: bytes) -> Upload | Response:
         """POST or PUT: stream the body into the directory (see `FileUpload`)."""
         if not self.uploads:
             return text_response(405, "Method Not Allowed\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
         return _FilesUpload(self, request)
 
-    def delete(self, request: Request) -> Response:
+    def delete(self, request: Request, name: bytes) -> Response:
         if not self.uploads:
             return text_response(405, "Method Not Allowed\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
-        path = self._resolve(request.params["name"])
+        path = self._resolve(name)
         if path is None:
             return _not_found()
         refused = _preconditions(request, os.path.exists(path))

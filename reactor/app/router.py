@@ -1,132 +1,259 @@
-"""The router: maps (method, path) to a handler, with `{param}` segments, 404, 405 and OPTIONS.
+"""The router: maps (method, path) to a route, with typed `{param}` segments, 404, 405, OPTIONS.
 
-Strategy: routes without parameters live in a dict keyed by path; templates with `{name}`
-segments are matched segment by segment (no regex). A template's last segment may be
-`{name:path}` to capture the rest of the path, slashes included. Captured values are
-percent-decoded once, as bytes. HEAD is served by GET handlers (the connection drops the body).
-A mount (`mount(prefix, handler)`) takes every method for `prefix` and the paths below it
-that no route matches — routes always win — the longest prefix first; the handler finds
-the rest of the path, percent-decoded once, in `params["path"]`. Prefixes match the path
-as received (still percent-encoded). A mount may also take an `upload_handler`: PUT under
-the prefix then goes to it as a stream route (see `add(..., stream=True)`), every other
-method still to the mount's handler.
+Strategy: every template is compiled at registration into a trie of path segments, so the
+cost of a lookup depends on the depth of the path, never on how many routes there are. A
+node has literal children (a dict), then typed parameter children tried in a fixed order
+(int, float, uuid, then any segment), then an optional `{name:path}` tail that takes the
+rest of the path, slashes included. Literals win over parameters and narrower types over
+wider ones; the walk backtracks, so `/users/me` and `/users/{id:int}` and `/users/{name}` can
+live side by side. Paths without parameters are also kept in a dict keyed by the whole path:
+the commonest hit is one dict lookup. Registering the same shape twice for one method (two
+templates that match exactly the same paths) is an error naming both.
+
+Parameter kinds: `str` (the default for the native API: percent-decoded UTF-8; invalid
+UTF-8 does not match), `bytes` (percent-decoded bytes: the default of the low-level
+`Router.add`), `int` (ASCII digits), `float` (digits with an optional fraction), `uuid`, and
+`path` (the rest of the path, decoded like str, or like bytes for the low-level API). A
+value that does not convert does not match: the request is a 404 (or matches another route).
+
+HEAD is served by GET routes (the connection drops the body); OPTIONS and 405 answers carry
+`Allow`. A mount (`mount(prefix, handler)`) takes every method for `prefix` and below that no
+route matches, longest prefix first; its handler finds the rest of the path, percent-decoded
+once, in `params["path"]`. A mount may also take an `upload_handler`: PUT under the prefix
+then goes to it as a stream route, every other method still to the mount's handler.
 """
 
 from __future__ import annotations
 
-from urllib.parse import unquote_to_bytes
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
-from reactor.app.types import Handler, Request, Response, UploadHandler, text_response
+from reactor.app.types import Request, Response, text_response
 
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"}
 )
+PARAM_KINDS = ("str", "bytes", "int", "float", "uuid", "path")
+_FLOAT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_NO = object()  # "does not convert"
 
 
 class RouteError(Exception):
-    """A template that cannot be a route (a programming error at start-up)."""
+    """A template that cannot be a route, or one that clashes with another (a programming
+    error found at start-up)."""
 
 
 class Route:
-    """One handler for one method on one template."""
+    """One handler for one method on one template.
 
-    __slots__ = ("blocking", "handler", "method", "stream", "template")
+    `blocking`: the handler runs in the thread pool (the native API's default; `inline=True`
+    routes run on the loop). `stream`: the handler is called at head time and answers an
+    `Upload` for the body. `kwargs`: the handler is called as `handler(request, **params)`
+    (the native API) rather than `handler(request)`. `kind` is "http"; other kinds of route
+    (WebSocket) can share the trie under their own method key. `chain` is the handler
+    wrapped in the app's middleware, composed on first use.
+    """
 
-    def __init__(self, method: str, template: str, handler: Handler | UploadHandler,
-                 blocking: bool, stream: bool = False) -> None:
+    __slots__ = ("blocking", "chain", "decoders", "handler", "kind", "kwargs", "method",
+                 "names", "stream", "template")
+
+    def __init__(self, method: str, template: str, handler: Callable[..., Any],
+                 blocking: bool, stream: bool = False, *, kwargs: bool = False,
+                 kind: str = "http") -> None:
         self.method = method
         self.template = template
         self.handler = handler
         self.blocking = blocking
         self.stream = stream  # the handler answers at head time with an Upload
+        self.kwargs = kwargs
+        self.kind = kind
+        self.names: tuple[tuple[str, str], ...] = ()  # (name, kind) of each parameter
+        self.decoders: tuple[tuple[str, Callable[[str], Any] | None], ...] = ()
+        self.chain: Callable[[Request], Any] | None = None
 
+    def __repr__(self) -> str:
+        return f"<Route {self.method} {self.template}>"
 
-class _Pattern:
-    """A template split into literal segments and parameter names."""
-
-    __slots__ = ("methods", "names", "rest", "segments")
-
-    def __init__(self, template: str) -> None:
-        parts = template.split("/")[1:]
-        self.segments: list[str | None] = []  # None marks a parameter
-        self.names: list[str] = []
-        self.rest = False
-        for index, part in enumerate(parts):
-            if part.startswith("{") and part.endswith("}"):
-                name, _, kind = part[1:-1].partition(":")
-                if not name.isidentifier() or kind not in ("", "path"):
-                    raise RouteError(f"bad parameter {part!r} in route {template!r}")
-                if kind == "path":
-                    if index != len(parts) - 1:
-                        raise RouteError(f"{{{name}:path}} must be last in {template!r}")
-                    self.rest = True
-                self.segments.append(None)
-                self.names.append(name)
-            elif "{" in part or "}" in part:
-                raise RouteError(f"a parameter must be a whole segment in {template!r}")
-            else:
-                self.segments.append(part)
-        self.methods: dict[str, Route] = {}
-
-    def match(self, parts: list[str]) -> dict[str, bytes] | None:
-        segments = self.segments
-        count = len(segments)
-        if len(parts) != count and not (self.rest and len(parts) >= count):
-            return None
-        params: dict[str, bytes] = {}
-        names = iter(self.names)
-        for index, literal in enumerate(segments):
-            if literal is None:
-                if self.rest and index == count - 1:
-                    value = "/".join(parts[index:])
-                else:
-                    value = parts[index]
-                if not value:
+    def convert(self, values: list[Any]) -> dict[str, Any] | None:
+        """The parameters by name from the matched raw values; None if one does not convert."""
+        params: dict[str, Any] = {}
+        for (name, decode), value in zip(self.decoders, values):  # noqa: B905 - same length
+            if decode is not None:
+                value = decode(value)
+                if value is _NO:
                     return None
-                params[next(names)] = unquote_to_bytes(value)
-            elif parts[index] != literal:
-                return None
+            params[name] = value
         return params
+
+
+def _decode_bytes(raw: str) -> Any:
+    return unquote_to_bytes(raw) if "%" in raw else raw.encode("latin-1")
+
+
+def _decode_str(raw: str) -> Any:
+    if "%" in raw:
+        try:
+            return unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            return _NO
+    if not raw.isascii():  # the path arrived as latin-1 text of UTF-8 bytes
+        try:
+            return raw.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            return _NO
+    return raw
+
+
+# How a matched raw value becomes the parameter (None: converted while matching).
+_DECODERS: dict[str, Callable[[str], Any] | None] = {
+    "bytes": _decode_bytes, "str": _decode_str, "path": _decode_str,
+    "int": None, "float": None, "uuid": None,
+}
+
+
+def _to_int(raw: str) -> Any:
+    return int(raw) if raw.isascii() and raw.isdigit() else _NO
+
+
+def _to_float(raw: str) -> Any:
+    return float(raw) if _FLOAT.fullmatch(raw) else _NO
+
+
+def _to_uuid(raw: str) -> Any:
+    if len(raw) not in (32, 36):
+        return _NO
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return _NO
+
+
+def _any(raw: str) -> Any:
+    return raw
+
+
+# Typed parameter children, in the order they are tried; str and bytes share the "seg" slot
+# (they match the same segments; the route decodes).
+_MATCHERS: dict[str, tuple[int, Callable[[str], Any]]] = {
+    "int": (0, _to_int), "float": (1, _to_float), "uuid": (2, _to_uuid), "seg": (3, _any),
+}
+
+
+class _Node:
+    __slots__ = ("allow", "literal", "methods", "params", "tail")
+
+    def __init__(self) -> None:
+        self.literal: dict[str, _Node] = {}
+        self.params: list[tuple[str, Callable[[str], Any], _Node]] = []
+        self.tail: _Node | None = None  # the `{name:path}` child
+        self.methods: dict[str, Route] | None = None
+        self.allow: bytes | None = None
+
+    def param_child(self, slot: str) -> _Node:
+        for name, _fn, child in self.params:
+            if name == slot:
+                return child
+        child = _Node()
+        self.params.append((slot, _MATCHERS[slot][1], child))
+        self.params.sort(key=lambda item: _MATCHERS[item[0]][0])
+        return child
+
+    def allow_header(self) -> bytes:
+        if self.allow is None:
+            self.allow = _allow_header(self.methods or {})
+        return self.allow
+
+
+def parse_template(template: str, default_kind: str) -> list[tuple[str, str, str]]:
+    """The template as (what, name, kind) per segment: ("lit", text, ""), ("param", name,
+    kind) or ("tail", name, kind). Raises RouteError."""
+    if not template.startswith("/"):
+        raise RouteError(f"route {template!r} must start with '/'")
+    parts = template.split("/")[1:]
+    out: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for index, part in enumerate(parts):
+        if part.startswith("{") and part.endswith("}"):
+            name, _, kind = part[1:-1].partition(":")
+            kind = kind or default_kind
+            if not name.isidentifier() or kind not in PARAM_KINDS:
+                raise RouteError(f"bad parameter {part!r} in route {template!r}"
+                                 f" (types: {', '.join(PARAM_KINDS)})")
+            if name in seen:
+                raise RouteError(f"parameter {name!r} twice in route {template!r}")
+            seen.add(name)
+            if kind == "path":
+                if index != len(parts) - 1:
+                    raise RouteError(f"{{{name}:path}} must be last in {template!r}")
+                out.append(("tail", name, "bytes" if default_kind == "bytes" else "path"))
+            else:
+                out.append(("param", name, kind))
+        elif "{" in part or "}" in part:
+            raise RouteError(f"a parameter must be a whole segment in {template!r}")
+        else:
+            out.append(("lit", part, ""))
+    return out
 
 
 class Router:
     """Routes registered at start-up; `resolve()` per request."""
 
     def __init__(self) -> None:
+        self._root = _Node()
         self._static: dict[str, dict[str, Route]] = {}
-        self._patterns: list[_Pattern] = []
-        self._by_template: dict[str, _Pattern] = {}
         # (prefix, route, PUT stream route or None), longest prefix first
         self._mounts: list[tuple[str, Route, Route | None]] = []
+        self.routes: list[Route] = []
 
-    def add(self, method: str, template: str, handler: Handler | UploadHandler, *,
-            blocking: bool = False, stream: bool = False) -> None:
-        """Register `handler`. With `stream`, it is called when the request head arrives
-        and answers with an `Upload` that receives the body piece by piece."""
-        if not template.startswith("/"):
-            raise RouteError(f"route {template!r} must start with '/'")
+    def add(self, method: str, template: str, handler: Callable[..., Any], *,
+            blocking: bool = False, stream: bool = False, kwargs: bool = False,
+            default_kind: str = "bytes", kind: str = "http") -> Route:
+        """Register `handler` for `method` on `template` and return its route. With
+        `stream`, it is called when the request head arrives and answers with an `Upload`
+        that receives the body piece by piece. Raises RouteError for a bad template or a
+        clash with a route already registered."""
         method = method.upper()
-        route = Route(method, template, handler, blocking, stream)
-        if "{" not in template:
-            methods = self._static.setdefault(template, {})
-        else:
-            pattern = self._by_template.get(template)
-            if pattern is None:
-                pattern = self._by_template[template] = _Pattern(template)
-                self._patterns.append(pattern)
-            methods = pattern.methods
-        if method in methods:
-            raise RouteError(f"{method} {template} is registered twice")
-        methods[method] = route
+        segments = parse_template(template, default_kind)
+        route = Route(method, template, handler, blocking, stream, kwargs=kwargs, kind=kind)
+        route.names = tuple((name, kind_) for what, name, kind_ in segments if what != "lit")
+        route.decoders = tuple((name, _DECODERS[kind_]) for name, kind_ in route.names)
+        node = self._root
+        for what, name, kind_ in segments:
+            if what == "lit":
+                node = node.literal.setdefault(name, _Node())
+            elif what == "tail":
+                if node.tail is None:
+                    node.tail = _Node()
+                node = node.tail
+            else:
+                node = node.param_child(kind_ if kind_ in _MATCHERS else "seg")
+        if node.methods is None:
+            node.methods = {}
+        existing = node.methods.get(method)
+        if existing is not None:
+            if existing.template == template:
+                raise RouteError(f"{method} {template} is registered twice")
+            raise RouteError(f"{method} {template} conflicts with {method} {existing.template}"
+                             " (they match the same paths)")
+        node.methods[method] = route
+        node.allow = None
+        if not route.names:
+            self._static.setdefault(template, {})[method] = route
+        self.routes.append(route)
+        return route
 
-    def get(self, template: str, handler: Handler, *, blocking: bool = False) -> None:
+    def get(self, template: str, handler: Callable[..., Any], *, blocking: bool = False) -> None:
         self.add("GET", template, handler, blocking=blocking)
 
-    def post(self, template: str, handler: Handler, *, blocking: bool = False) -> None:
+    def post(self, template: str, handler: Callable[..., Any], *,
+             blocking: bool = False) -> None:
         self.add("POST", template, handler, blocking=blocking)
 
-    def mount(self, prefix: str, handler: Handler, *, blocking: bool = False,
-              upload_handler: UploadHandler | None = None) -> None:
+    def mount(self, prefix: str, handler: Callable[..., Any], *, blocking: bool = False,
+              upload_handler: Callable[..., Any] | None = None) -> None:
         """Send every method for `prefix` and below (when no route matches) to `handler`;
         with `upload_handler`, PUT goes there instead, called at head time for an `Upload`."""
         if not prefix.startswith("/") or "{" in prefix:
@@ -140,7 +267,12 @@ class Router:
         self._mounts.append((prefix, Route("*", prefix, handler, blocking), upload))
         self._mounts.sort(key=lambda item: len(item[0]), reverse=True)
 
-    def _find_mount(self, path: str, method: str) -> tuple[Route, str] | None:
+    @property
+    def mounts(self) -> list[str]:
+        return [prefix for prefix, _, _ in self._mounts]
+
+    def find_mount(self, path: str, method: str) -> tuple[Route, str] | None:
+        """The mount route that takes `path` (and the rest of the path), or None."""
         for prefix, route, upload in self._mounts:
             if upload is not None and method == "PUT":
                 route = upload
@@ -151,44 +283,88 @@ class Router:
                 return route, path[len(prefix):]
         return None
 
-    def _lookup(self, path: str) -> tuple[dict[str, Route], dict[str, bytes]] | None:
-        methods = self._static.get(path)
-        if methods is not None:
-            return methods, {}
-        if self._patterns:
-            parts = path.split("/")[1:]
-            for pattern in self._patterns:
-                params = pattern.match(parts)
-                if params is not None:
-                    return pattern.methods, params
+    def _walk(self, node: _Node, parts: list[str], index: int, values: list[Any],
+              method: str, seen: list[_Node]) -> tuple[Route, dict[str, Any]] | None:
+        """Depth-first match of parts[index:] below `node`: the route for `method` and its
+        parameters, or None; every node that matched the path is appended to `seen`."""
+        if index == len(parts):
+            return self._endpoint(node, values, method, seen)
+        part = parts[index]
+        child = node.literal.get(part)
+        if child is not None:
+            found = self._walk(child, parts, index + 1, values, method, seen)
+            if found is not None:
+                return found
+        if part:
+            for _slot, convert, child in node.params:
+                value = convert(part)
+                if value is not _NO:
+                    values.append(value)
+                    found = self._walk(child, parts, index + 1, values, method, seen)
+                    if found is not None:
+                        return found
+                    values.pop()
+        tail = node.tail
+        if tail is not None:
+            rest = "/".join(parts[index:])
+            if rest:
+                values.append(rest)
+                found = self._endpoint(tail, values, method, seen)
+                values.pop()
+                if found is not None:
+                    return found
+        return None
+
+    @staticmethod
+    def _endpoint(node: _Node, values: list[Any], method: str, seen: list[_Node]
+                  ) -> tuple[Route, dict[str, Any]] | None:
+        methods = node.methods
+        if methods is None:
+            return None
+        route = methods.get(method)
+        if route is None and method == "HEAD":
+            route = methods.get("GET")
+        if route is not None:
+            params = route.convert(values)
+            if params is not None:
+                return route, params
+            return None
+        seen.append(node)
         return None
 
     def resolve(self, request: Request) -> Route | Response:
         """The route for this request (params stored on it), or a 404/405/501/OPTIONS answer."""
-        found = self._lookup(request.path)
+        path = request.path
         method = request.method
-        if found is None and self._mounts:
-            mounted = self._find_mount(request.path, method)
+        methods = self._static.get(path)
+        if methods is not None:
+            route = methods.get(method)
+            if route is None and method == "HEAD":
+                route = methods.get("GET")
+            if route is not None:
+                request.params = {}
+                return route
+        seen: list[_Node] = []
+        found = self._walk(self._root, path.split("/"), 1, [], method, seen) \
+            if path[:1] == "/" else None
+        if found is not None:
+            request.params = found[1]
+            return found[0]
+        if self._mounts and not seen:  # a route's path wins over a mount, whatever the method
+            mounted = self.find_mount(path, method)
             if mounted is not None:
                 if method not in KNOWN_METHODS:
                     return text_response(501, "Not Implemented\n")
                 route, rest = mounted
                 request.params = {"path": unquote_to_bytes(rest)}
                 return route
-        if found is None:
+        if not seen:
             if method not in KNOWN_METHODS:
                 return text_response(501, "Not Implemented\n")
-            if method == "OPTIONS" and request.path == "*":
+            if method == "OPTIONS" and path == "*":
                 return Response(204, [(b"Allow", b"GET, HEAD, POST, OPTIONS")])
             return text_response(404, "Not Found\n")
-        methods, params = found
-        matched = methods.get(method)
-        if matched is None and method == "HEAD":
-            matched = methods.get("GET")
-        if matched is not None:
-            request.params = params
-            return matched
-        allow = _allow_header(methods)
+        allow = seen[0].allow_header()
         if method == "OPTIONS":
             return Response(204, [(b"Allow", allow)])
         if method not in KNOWN_METHODS:
@@ -197,7 +373,7 @@ class Router:
 
 
 def _allow_header(methods: dict[str, Route]) -> bytes:
-    names = set(methods)
+    names = {method for method, route in methods.items() if route.kind == "http"}
     if "GET" in names:
         names.add("HEAD")
     names.add("OPTIONS")

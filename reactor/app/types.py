@@ -3,14 +3,24 @@ and the app protocol: the one interface through which the connection layer reach
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, overload, runtime_checkable
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from reactor.app.request import Cookies, FormData, QueryParams
 
 
 class Headers:
     """The request's header fields: `(lower-case name, value)` byte pairs in arrival order.
 
-    A linear scan beats building a dict for the handful of fields a request carries.
+    A linear scan beats building a dict for the handful of fields a request carries. Names
+    are case-insensitive; a `str` name gives `str` values (latin-1, as HTTP defines field
+    values), a `bytes` name gives bytes: `headers.get("Content-Type")`,
+    `headers[b"content-type"]`.
     """
 
     __slots__ = ("_fields",)
@@ -18,16 +28,56 @@ class Headers:
     def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
         self._fields = fields
 
-    def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
+    @overload
+    def get(self, name: bytes, default: bytes | None = None) -> bytes | None: ...
+    @overload
+    def get(self, name: str, default: str | None = None) -> str | None: ...
+
+    def get(self, name: bytes | str, default: Any = None) -> Any:
+        if name.__class__ is str:
+            key = name.lower().encode("latin-1")
+            for field, value in self._fields:
+                if field == key:
+                    return value.decode("latin-1")
+            return default
         for key, value in self._fields:
             if key == name:
                 return value
+        lowered = name.lower()
+        if lowered != name:
+            for key, value in self._fields:
+                if key == lowered:
+                    return value
         return default
 
-    def get_all(self, name: bytes) -> list[bytes]:
-        return [value for key, value in self._fields if key == name]
+    @overload
+    def get_all(self, name: bytes) -> list[bytes]: ...
+    @overload
+    def get_all(self, name: str) -> list[str]: ...
 
-    def __contains__(self, name: bytes) -> bool:
+    def get_all(self, name: bytes | str) -> list[Any]:
+        if isinstance(name, str):
+            key = name.lower().encode("latin-1")
+            return [value.decode("latin-1") for field, value in self._fields if field == key]
+        key = name.lower()
+        return [value for field, value in self._fields if field == key]
+
+    @overload
+    def __getitem__(self, name: bytes) -> bytes: ...
+    @overload
+    def __getitem__(self, name: str) -> str: ...
+
+    def __getitem__(self, name: bytes | str) -> Any:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            name = name.lower().encode("latin-1")
+        elif isinstance(name, bytes):
+            name = name.lower()
         return any(key == name for key, _ in self._fields)
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
@@ -36,11 +86,16 @@ class Headers:
     def __len__(self) -> int:
         return len(self._fields)
 
+    def items(self) -> list[tuple[str, str]]:
+        """(name, value) as text, names lower-case, in arrival order."""
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._fields]
+
     def __repr__(self) -> str:
         return f"Headers({self._fields!r})"
 
 
 _NO_INFO: dict[str, Any] = {}
+_MISSING = object()
 
 
 class Request:
@@ -54,8 +109,9 @@ class Request:
     """
 
     __slots__ = (
-        "body", "client_addr", "conn_id", "conn_info", "headers", "method", "params", "path",
-        "query", "remote_addr", "remote_port", "request_id", "request_no", "scheme", "version",
+        "_extras", "body", "body_file", "client_addr", "conn_id", "conn_info", "headers",
+        "method", "params", "path", "query", "remote_addr", "remote_port", "request_id",
+        "request_no", "scheme", "version",
     )
 
     def __init__(
@@ -90,10 +146,102 @@ class Request:
         self.scheme = scheme
         self.client_addr = remote_addr if client_addr is None else client_addr
         self.conn_info = _NO_INFO if conn_info is None else conn_info
-        self.params: dict[str, bytes] = {}
+        self.params: dict[str, Any] = {}
+        # A body too large to hold in memory waits in a file (see the App's spool); then
+        # `body` is b"" and `body_file` is that file, positioned at the start.
+        self.body_file: BinaryIO | None = None
+        self._extras: dict[str, Any] | None = None  # parsed query, cookies, form: on demand
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path}>"
+
+    # ---- conveniences (parsed on first use, see reactor.app.request) ---------------------
+    def _cached(self, key: str, make: Callable[[Request], Any]) -> Any:
+        extras = self._extras
+        if extras is None:
+            extras = self._extras = {}
+        value = extras.get(key, _MISSING)
+        if value is _MISSING:
+            value = extras[key] = make(self)
+        return value
+
+    @property
+    def query_params(self) -> QueryParams:
+        """The query string decoded: `q["page"]` (the first value), `q.get_all("tag")`."""
+        from reactor.app.request import parse_query
+        return self._cached("query", parse_query)
+
+    @property
+    def cookies(self) -> Cookies:
+        """The request's cookies by name (str to str)."""
+        from reactor.app.request import parse_cookies
+        return self._cached("cookies", parse_cookies)
+
+    @property
+    def content_type(self) -> str:
+        """The media type of the body, lower-case, parameters dropped ("" when none)."""
+        value = self.headers.get(b"content-type") or b""
+        return value.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host") or ""
+
+    @property
+    def url(self) -> str:
+        """The full URL as the client asked for it (scheme, Host, path, query)."""
+        query = f"?{self.query}" if self.query else ""
+        return f"{self.scheme}://{self.host}{self.path}{query}"
+
+    def read(self) -> bytes:
+        """The whole body as bytes (read from its file when it was spooled to disk)."""
+        file = self.body_file
+        if file is None:
+            return self.body
+        position = file.tell()
+        file.seek(0)
+        data = file.read()
+        file.seek(position)
+        return data
+
+    def stream(self) -> BinaryIO:
+        """The body as a readable binary file, from its start (memory or disk)."""
+        file = self.body_file
+        if file is None:
+            return io.BytesIO(self.body)
+        file.seek(0)
+        return file
+
+    def body_length(self) -> int:
+        file = self.body_file
+        if file is None:
+            return len(self.body)
+        return os.fstat(file.fileno()).st_size
+
+    def text(self) -> str:
+        """The body decoded (the Content-Type charset, else UTF-8; bad bytes replaced)."""
+        from reactor.app.request import charset_of
+        return self.read().decode(charset_of(self.headers.get(b"content-type")), "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; a body that is not JSON answers 400 (`HTTPError`)."""
+        try:
+            return json.loads(self.read())
+        except ValueError:
+            raise HTTPError(400, "the body is not valid JSON") from None
+
+    def close_files(self) -> None:
+        """Close the files `form()` spooled (the app calls this once the response is done)."""
+        extras = self._extras
+        form = extras.get("form") if extras is not None else None
+        if form is not None:
+            form.close()
+
+    def form(self) -> FormData:
+        """The form fields of a urlencoded or multipart body (files in `form.files`, spooled
+        to disk past a size); another media type answers 415, a malformed body 400."""
+        from reactor.app.request import parse_form
+        return self._cached("form", parse_form)
 
 
 class FileBody:
@@ -184,6 +332,142 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
+
+    # ---- helpers for handlers ---------------------------------------------------------------
+    @classmethod
+    def text(cls, text: str, status: int = 200, *, content_type: str = "text/plain",
+             headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+        """`text` encoded as UTF-8, `Content-Type: text/plain; charset=utf-8`."""
+        fields = [(b"Content-Type", f"{content_type}; charset=utf-8".encode("latin-1"))]
+        if headers:
+            fields.extend(headers)
+        return cls(status, fields, text.encode("utf-8"))
+
+    @classmethod
+    def html(cls, html: str, status: int = 200, *,
+             headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+        return cls.text(html, status, content_type="text/html", headers=headers)
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200, *,
+             headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+        """`value` as compact UTF-8 JSON, `Content-Type: application/json`."""
+        fields = [JSON_TYPE]
+        if headers:
+            fields.extend(headers)
+        return cls(status, fields, _JSON.encode(value).encode("utf-8"))
+
+    @classmethod
+    def binary(cls, data: bytes, status: int = 200, *,
+               content_type: str = "application/octet-stream",
+               headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+        fields = [(b"Content-Type", content_type.encode("latin-1"))]
+        if headers:
+            fields.extend(headers)
+        return cls(status, fields, data)
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> Response:
+        """A redirect (301, 302, 303, 307, 308) to `location`; non-ASCII is percent-encoded."""
+        if status not in (301, 302, 303, 307, 308):
+            raise ValueError(f"{status} is not a redirect status")
+        target = quote(location, safe="/:?#[]@!$&'()*+,;=%~-._")
+        return cls(status, [(b"Location", target.encode("ascii")), _TEXT_TYPE],
+                   f"Redirecting to {target}\n".encode("ascii"))
+
+    @classmethod
+    def stream(cls, chunks: Iterable[bytes | str], status: int = 200, *,
+               content_type: str = "application/octet-stream",
+               headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+        """A body sent as `chunks` yields it (chunked), each produced on a worker thread,
+        paused while the client is slow; str pieces are encoded as UTF-8. A generator's
+        `close()` runs when the body is done with, sent or not (client gone)."""
+        fields = [(b"Content-Type", content_type.encode("latin-1"))]
+        if headers:
+            fields.extend(headers)
+        return cls(status, fields, iter_body(chunks))
+
+    @classmethod
+    def file(cls, path: str | os.PathLike[str], *, content_type: str | None = None,
+             download_name: str | None = None,
+             headers: list[tuple[bytes, bytes]] | None = None) -> FileResponse:
+        """The file at `path`, served like a static file: Content-Type by extension,
+        ETag/Last-Modified and conditional requests (304, 412), Range (206, 416), large
+        files with sendfile. A missing file is a 404. `download_name` adds
+        `Content-Disposition: attachment`. Resolved by the app when the handler returns."""
+        return FileResponse(os.fspath(path), content_type, download_name, headers)
+
+    def set_cookie(self, name: str, value: str = "", *, max_age: int | None = None,
+                   expires: str | None = None, path: str | None = "/",
+                   domain: str | None = None, secure: bool = False, httponly: bool = False,
+                   samesite: str | None = "Lax") -> Response:
+        """Add a `Set-Cookie` field; returns the response for chaining."""
+        from reactor.app.request import format_cookie
+        self.headers.append((b"Set-Cookie", format_cookie(
+            name, value, max_age=max_age, expires=expires, path=path, domain=domain,
+            secure=secure, httponly=httponly, samesite=samesite)))
+        return self
+
+    def delete_cookie(self, name: str, *, path: str | None = "/",
+                      domain: str | None = None) -> Response:
+        return self.set_cookie(name, "", max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT",
+                               path=path, domain=domain)
+
+
+JSON_TYPE = (b"Content-Type", b"application/json")
+_TEXT_TYPE = (b"Content-Type", b"text/plain; charset=utf-8")
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class FileResponse(Response):
+    """A file to serve through the static-file path; the app turns it into the real
+    response (with the request at hand: validators, ranges) when the handler returns it."""
+
+    __slots__ = ("content_type", "download_name", "path")
+
+    def __init__(self, path: str, content_type: str | None = None,
+                 download_name: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(200, headers)
+        self.path = path
+        self.content_type = content_type
+        self.download_name = download_name
+
+
+def iter_body(chunks: Iterable[bytes | str]) -> StreamBody:
+    """A `StreamBody` over an iterable of byte (or str) pieces; empty pieces are skipped
+    (an empty piece would end the body), and the iterable's `close()` runs at the end."""
+    iterator = iter(chunks)
+
+    def produce() -> bytes:
+        for piece in iterator:
+            if piece:
+                return piece.encode("utf-8") if isinstance(piece, str) else bytes(piece)
+        return b""
+
+    close = getattr(iterator, "close", None)
+    return StreamBody(produce, close if callable(close) else None)
+
+
+class HTTPError(Exception):
+    """Raise in a handler (or middleware) to answer `status` with a short text body, e.g.
+    `raise HTTPError(404)` or `HTTPError(400, "page must be a number")`. Not logged."""
+
+    def __init__(self, status: int, detail: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+    def response(self) -> Response:
+        from http import HTTPStatus
+        try:
+            reason = HTTPStatus(self.status).phrase
+        except ValueError:
+            reason = "Error"
+        text = f"{reason}\n" if self.detail is None else f"{reason}: {self.detail}\n"
+        return text_response(self.status, text, self.headers)
 
 
 class Offload:

@@ -30,15 +30,24 @@ from typing import Any
 
 from reactor import __version__
 from reactor.app import handlers
-from reactor.app.application import App, CompressionPolicy, build_app
+from reactor.app.application import (
+    App,
+    CompressionPolicy,
+    ErrorReporter,
+    build_app,
+    mounted_front,
+)
 from reactor.app.static import GzipCache, StaticMount
+from reactor.app.types import Application
+from reactor.app.wsgi import WsgiApp
 from reactor.conn.listener import Listener
 from reactor.conn.server import HttpServer
 from reactor.conn.shared import HttpSettings
 from reactor.loop import EventLoop, TimerHandle
+from reactor.ops import apploader
 from reactor.ops.config import ConfigError, ConfigSource
 from reactor.ops.daemon import is_stream_target
-from reactor.ops.kinds import format_listen
+from reactor.ops.kinds import format_listen, parse_listen
 from reactor.ops.listeners import ListenError, Listeners, Rebind, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog
 from reactor.ops.settings import SETTINGS, Config
@@ -51,7 +60,8 @@ STATUS_INTERVAL_S = 2.0
 """How often STATUS= (connections, requests served) is refreshed under systemd."""
 
 RESTART_ONLY = frozenset({"server.pool_threads", "server.workers", "daemon.pidfile",
-                          "daemon.user", "daemon.group", "daemon.umask"})
+                          "daemon.user", "daemon.group", "daemon.umask",
+                          "app.native", "app.wsgi", "app.path"})  # imported once per start
 """Settings a reload cannot change in a running process: it logs that they wait for a restart."""
 
 APP_SECTIONS = ("files", "compression")
@@ -102,19 +112,40 @@ def upload_directories(config: Config) -> list[str]:
     return found
 
 
-def make_app(config: Config) -> App:
-    """The built-in application for the [files], [static] and [compression] settings."""
+def make_app(config: Config, on_error: ErrorReporter | None = None) -> Application:
+    """The application: the one [app] names (native or WSGI, behind the [static] mounts),
+    else the built-in routes for [files] and [static]; [compression] applies to both.
+    `on_error` receives the app's failures, to log (thread-safe). Raises AppLoadError."""
     directory = config.files.directory
     compression = config.compression
     static = config.static
-    return build_app(
+    policy = CompressionPolicy(enabled=compression.enabled, level=compression.level,
+                               min_size=compression.min_size, types=compression.types)
+    gzip_cache = GzipCache(total_bytes=static.gzip_cache_bytes,
+                           file_max_bytes=static.gzip_cache_file_max)
+    loaded = apploader.load(config)
+    if loaded is not None:
+        kind, target = loaded
+        hosted: Application
+        if kind == "native":
+            if isinstance(target, App):
+                target.compression = policy
+                target.spool_bytes = config.app.spool_bytes
+                target.on_error = on_error
+            hosted = target
+        else:
+            host, port = parse_listen(config.server.listen[0])
+            hosted = WsgiApp(target, spool_bytes=config.app.spool_bytes, on_error=on_error,
+                             multiprocess=config.server.workers > 1, server_name=host,
+                             server_port=port)
+        return mounted_front(hosted, static_mounts(config), compression=policy,
+                             gzip_cache=gzip_cache)
+    app = build_app(
         directory=str(directory) if directory is not None else None,
-        uploads=config.files.uploads,
-        compression=CompressionPolicy(enabled=compression.enabled, level=compression.level,
-                                      min_size=compression.min_size, types=compression.types),
-        mounts=static_mounts(config),
-        gzip_cache=GzipCache(total_bytes=static.gzip_cache_bytes,
-                             file_max_bytes=static.gzip_cache_file_max))
+        uploads=config.files.uploads, compression=policy, mounts=static_mounts(config),
+        gzip_cache=gzip_cache)
+    app.on_error = on_error
+    return app
 
 
 def changed_settings(old: Config, new: Config) -> list[str]:
@@ -153,7 +184,7 @@ class _Staged:
     config: Config
     log: ServerLog | None
     rebind: Rebind
-    app: App | None
+    app: Application | None
 
 
 class Server:
@@ -192,7 +223,7 @@ class Server:
         self.loop.set_report_handler(lambda event, fields: self.log.warning(event, **fields))
         handlers.set_error_reporter(self._app_error)
         self.loop.add_before_select(self._flush_logs)
-        self.app = make_app(config)
+        self.app = make_app(config, self.app_error)
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
                                server_name=SERVER_NAME,
                                max_connections=config.server.max_connections)
@@ -215,6 +246,10 @@ class Server:
     @property
     def stopping(self) -> bool:
         return self._stop_deadline is not None
+
+    def app_error(self, event: str, exc: BaseException | None, fields: dict[str, Any]) -> None:
+        """The app's failures (`App.on_error`), from any thread: logged from the loop."""
+        self.loop.call_soon_threadsafe(self.log.error, event, exc, fields)
 
     def _loop_error(self, context: str, exc: BaseException) -> None:
         self.log.error("loop-error", exc, {"context": context})
@@ -276,7 +311,7 @@ class Server:
             self._log_listening(listener, activated=True)
         for listener in self.listeners.by_address.values():
             self._log_listening(listener, activated=False)
-        if self.config.files.directory is None:
+        if self.config.files.directory is None and apploader.selected(self.config) is None:
             self.log.warning("files-disabled",
                              message="no files directory configured: /files/* answers 404")
         for directory in upload_directories(self.config):
@@ -418,7 +453,10 @@ class Server:
             undo.callback(rebind.discard)
             app_changed = any(getattr(config, s) != getattr(self.config, s)
                               for s in APP_SECTIONS)
-            app = make_app(config) if app_changed else None
+            try:
+                app = make_app(config, self.app_error) if app_changed else None
+            except apploader.AppLoadError as exc:
+                raise ReloadError(str(exc)) from None
             undo.pop_all()
         return _Staged(config, log, rebind, app)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from reactor.ops.app_kinds import AppTarget, ImportPaths
 from reactor.ops.kinds import (
     Account,
     Bool,
@@ -187,6 +188,23 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AppConfig:
+    """Your code: a native reactor App or a WSGI app, imported at start-up (else built-ins)."""
+
+    native: str | None = setting(
+        None, AppTarget(), 'Native app: "module:app" or "module:make_app()"; unset = built-in.',
+        "--app", metavar="MODULE:APP", example="myproject.web:app")
+    wsgi: str | None = setting(
+        None, AppTarget(), 'WSGI (PEP 3333) app to host instead: "module:app".',
+        "--wsgi", metavar="MODULE:APP", example="myproject.wsgi:application")
+    path: tuple[Path, ...] = setting(
+        (), ImportPaths(), "Directories searched for the app's module before the working dir.",
+        "--app-dir", metavar="DIR")
+    spool_bytes: int = setting(
+        MiB, Int(0, TiB), "Request bodies larger (or chunked) go to a temp file for the app.")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one frozen section object per [section] of the file."""
 
@@ -196,6 +214,7 @@ class Config:
     files: FilesConfig = field(default_factory=FilesConfig)
     static: StaticConfig = field(default_factory=StaticConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+    app: AppConfig = field(default_factory=AppConfig)
     log: LogConfig = field(default_factory=LogConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
 

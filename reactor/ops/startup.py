@@ -18,6 +18,7 @@ import socket
 import sys
 from typing import Any
 
+from reactor.ops import apploader
 from reactor.ops.config import ConfigError, ConfigSource
 from reactor.ops.daemon import (
     DaemonError,
@@ -59,6 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         source = ConfigSource.capture(args)
         config = _load(source)
+        _import_app(config, source.cwd)
         pidfile = _daemon_preflight(config, notes) if daemon_mode else None
         workers = config.server.workers
         with contextlib.ExitStack() as opened:  # closed again if a step below fails
@@ -103,6 +105,14 @@ def _load(source: ConfigSource) -> Config:
     try:
         return source.load()
     except ConfigError as exc:
+        raise StartupError(str(exc), EXIT_USAGE) from None
+
+
+def _import_app(config: Config, cwd: str) -> None:
+    """Import the [app] (once, before binding and forking): a failure is one line, exit 2."""
+    try:
+        apploader.load(config, cwd=cwd)
+    except apploader.AppLoadError as exc:
         raise StartupError(str(exc), EXIT_USAGE) from None
 
 

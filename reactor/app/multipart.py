@@ -1,0 +1,209 @@
+"""multipart/form-data (RFC 7578): a streaming parser from a binary file into `FormData`.
+
+Strategy: the body is read in blocks; part content is written out as soon as it cannot be
+the start of the next delimiter, so memory holds one block plus a delimiter's length,
+whatever the size of the files. File parts go to a `Spool` (memory, then a temporary file
+past FILE_SPOOL_BYTES); plain fields are kept in memory up to FIELD_MAX_BYTES each.
+Anything malformed raises `MultipartError` (the request answers 400).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import BinaryIO
+
+from reactor.app.request import FILE_SPOOL_BYTES, FormData, MultiDict, Spool, UploadFile
+
+BLOCK_BYTES = 64 * 1024
+FIELD_MAX_BYTES = 1024 * 1024
+HEADER_MAX_BYTES = 16 * 1024
+MAX_PARTS = 1000
+
+
+class MultipartError(ValueError):
+    """A multipart body that cannot be parsed; str() is the reason for the client."""
+
+
+def boundary_of(content_type: bytes) -> bytes | None:
+    for param in content_type.split(b";")[1:]:
+        key, _, value = param.strip().partition(b"=")
+        if key.strip().lower() == b"boundary":
+            value = value.strip()
+            if len(value) >= 2 and value[:1] == value[-1:] == b'"':
+                value = value[1:-1]
+            if 0 < len(value) <= 200:
+                return value
+    return None
+
+
+class _Reader:
+    __slots__ = ("buffer", "eof", "source")
+
+    def __init__(self, source: BinaryIO) -> None:
+        self.source = source
+        self.buffer = b""
+        self.eof = False
+
+    def fill(self) -> bool:
+        if self.eof:
+            return False
+        block = self.source.read(BLOCK_BYTES)
+        if not block:
+            self.eof = True
+            return False
+        self.buffer += block
+        return True
+
+
+def _parse_disposition(value: str) -> tuple[str, dict[str, str]]:
+    kind, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    for item in _split_params(rest):
+        key, eq, val = item.partition("=")
+        if not eq:
+            continue
+        val = val.strip()
+        if len(val) >= 2 and val[0] == val[-1] == '"':
+            val = val[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        params[key.strip().lower()] = val
+    return kind.strip().lower(), params
+
+
+def _split_params(text: str) -> list[str]:
+    """Split on `;` outside double quotes (a filename may contain `;`)."""
+    out: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            out.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    out.append("".join(current))
+    return [item for item in out if item.strip()]
+
+
+def parse_multipart(source: BinaryIO, boundary: bytes) -> FormData:
+    reader = _Reader(source)
+    dash = b"--" + boundary
+    delimiter = b"\r\n" + dash
+    files: MultiDict[UploadFile] = MultiDict()
+    form = FormData((), files)
+    try:
+        # Preamble: up to the first delimiter (at the very start, or after a CRLF).
+        while True:
+            buf = reader.buffer
+            if buf.startswith(dash):
+                reader.buffer = buf[len(dash):]
+                break
+            found = buf.find(delimiter)
+            if found >= 0:
+                reader.buffer = buf[found + len(delimiter):]
+                break
+            reader.buffer = buf[-len(delimiter):]
+            if not reader.fill():
+                raise MultipartError("no multipart boundary in the body")
+        parts = 0
+        while True:
+            while len(reader.buffer) < 2 and reader.fill():
+                pass
+            if reader.buffer.startswith(b"--"):
+                return form
+            # transport padding, then CRLF
+            while b"\r\n" not in reader.buffer[:256] and reader.fill():
+                pass
+            line_end = reader.buffer.find(b"\r\n")
+            if line_end < 0 or reader.buffer[:line_end].strip(b" \t"):
+                raise MultipartError("malformed multipart delimiter line")
+            reader.buffer = reader.buffer[line_end + 2:]
+            parts += 1
+            if parts > MAX_PARTS:
+                raise MultipartError(f"more than {MAX_PARTS} parts")
+            headers = _read_headers(reader)
+            disposition, params = _parse_disposition(headers.get("content-disposition", ""))
+            name = params.get("name")
+            if disposition != "form-data" or name is None:
+                raise MultipartError("a part without Content-Disposition: form-data; name=...")
+            filename = params.get("filename*") or params.get("filename")
+            if filename is not None:
+                spool = Spool(FILE_SPOOL_BYTES)
+                size = _read_content(reader, delimiter, spool.write, None)
+                spool.file.seek(0)
+                files.add(name, UploadFile(
+                    name, _clean_filename(filename),
+                    headers.get("content-type", "application/octet-stream"), spool.file, size,
+                    headers))
+            else:
+                chunks: list[bytes] = []
+                _read_content(reader, delimiter, chunks.append, FIELD_MAX_BYTES)
+                form.add(name, b"".join(chunks).decode("utf-8", "replace"))
+    except BaseException:
+        form.close()
+        raise
+
+
+def _read_headers(reader: _Reader) -> dict[str, str]:
+    while True:
+        end = reader.buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        if reader.buffer.startswith(b"\r\n"):  # a part with no header lines
+            end = -2
+            break
+        if len(reader.buffer) > HEADER_MAX_BYTES:
+            raise MultipartError("part headers too large")
+        if not reader.fill():
+            raise MultipartError("the body ends inside part headers")
+    block, reader.buffer = reader.buffer[:max(end, 0)], reader.buffer[end + 4:]
+    headers: dict[str, str] = {}
+    for line in block.decode("utf-8", "replace").split("\r\n"):
+        if not line:
+            continue
+        key, colon, value = line.partition(":")
+        if not colon:
+            raise MultipartError("malformed part header line")
+        headers[key.strip().lower()] = value.strip()
+    return headers
+
+
+def _read_content(reader: _Reader, delimiter: bytes, out: Callable[[bytes], object],
+                  limit: int | None) -> int:
+    """Write the part's content up to the next delimiter; returns its size."""
+    size = 0
+    keep = len(delimiter) - 1
+    while True:
+        buf = reader.buffer
+        found = buf.find(delimiter)
+        if found >= 0:
+            piece = buf[:found]
+            reader.buffer = buf[found + len(delimiter):]
+            size += len(piece)
+            if limit is not None and size > limit:
+                raise MultipartError(f"a form field is larger than {limit} bytes")
+            if piece:
+                out(piece)
+            return size
+        if len(buf) > keep:
+            piece = buf[:-keep]
+            reader.buffer = buf[-keep:]
+            size += len(piece)
+            if limit is not None and size > limit:
+                raise MultipartError(f"a form field is larger than {limit} bytes")
+            out(piece)
+        if not reader.fill():
+            raise MultipartError("the body ends before the closing boundary")
+
+
+def _clean_filename(name: str) -> str:
+    """The name a browser sent, without any directory part (never trust it as a path)."""
+    if name.lower().startswith("utf-8''"):
+        from urllib.parse import unquote
+        name = unquote(name[7:])
+    return name.replace("\\", "/").rsplit("/", 1)[-1]

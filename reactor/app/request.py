@@ -1,0 +1,284 @@
+"""What `Request` parses on demand: query parameters, cookies, form bodies; body spooling.
+
+Nothing here runs unless a handler asks (`request.query_params`, `.cookies`, `.form()`), so
+the built-in routes pay nothing for it. Multipart bodies are parsed by
+`reactor.app.multipart`, reading from the body file, so an upload spooled to disk is never
+held in memory whole; its files are spooled again (memory, then disk past `FILE_SPOOL_BYTES`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar, overload
+from urllib.parse import parse_qsl
+
+if TYPE_CHECKING:
+    from reactor.app.types import Request
+
+FILE_SPOOL_BYTES = 1024 * 1024
+"""A form file part larger than this moves from memory to a temporary file."""
+
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+_SAMESITE = ("Strict", "Lax", "None")
+
+V = TypeVar("V")
+
+
+class MissingKey(KeyError):
+    """`d[key]` of query parameters or form fields without that key: a KeyError, and, not
+    caught, a 400 naming the key (see `HTTPError`)."""
+
+    status = 400
+
+    def response(self) -> Any:
+        from reactor.app.types import text_response
+        return text_response(400, f"Bad Request: missing parameter {self.args[0]!r}\n")
+
+
+class MultiDict(Generic[V]):
+    """Keys with one or more values in arrival order: `d[key]` is the first value (a missing
+    key raises `MissingKey`, a 400 if not caught), `d.get_all(key)` every value."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, V]] = ()) -> None:
+        self._items: list[tuple[str, V]] = list(items)
+
+    def __getitem__(self, key: str) -> V:
+        for name, value in self._items:
+            if name == key:
+                return value
+        raise MissingKey(key)
+
+    @overload
+    def get(self, key: str) -> V | None: ...
+    @overload
+    def get(self, key: str, default: V) -> V: ...
+
+    def get(self, key: str, default: Any = None) -> Any:
+        for name, value in self._items:
+            if name == key:
+                return value
+        return default
+
+    def get_all(self, key: str) -> list[V]:
+        return [value for name, value in self._items if name == key]
+
+    getlist = get_all  # the name Flask users reach for
+
+    def __contains__(self, key: object) -> bool:
+        return any(name == key for name, _ in self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys(name for name, _ in self._items))
+
+    def items(self) -> list[tuple[str, V]]:
+        """Every (key, value) pair, repeated keys included."""
+        return list(self._items)
+
+    def to_dict(self) -> dict[str, V]:
+        """Key to first value."""
+        out: dict[str, V] = {}
+        for name, value in self._items:
+            out.setdefault(name, value)
+        return out
+
+    def add(self, key: str, value: V) -> None:
+        self._items.append((key, value))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._items!r})"
+
+
+class QueryParams(MultiDict[str]):
+    """The decoded query string (`+` is a space; blank values kept)."""
+
+
+Cookies = dict[str, str]
+
+
+class UploadFile:
+    """A file part of a multipart form: `filename`, `content_type`, `size`, and `file`
+    (a binary file positioned at the start; in memory, or on disk past a size)."""
+
+    __slots__ = ("content_type", "file", "filename", "headers", "name", "size")
+
+    def __init__(self, name: str, filename: str, content_type: str, file: BinaryIO,
+                 size: int, headers: dict[str, str]) -> None:
+        self.name = name
+        self.filename = filename
+        self.content_type = content_type
+        self.file = file
+        self.size = size
+        self.headers = headers
+
+    def read(self, size: int = -1) -> bytes:
+        return self.file.read(size)
+
+    def save(self, path: str) -> None:
+        """Copy the file's content to `path` (from the start)."""
+        import shutil
+        self.file.seek(0)
+        with open(path, "wb") as out:
+            shutil.copyfileobj(self.file, out)
+        self.file.seek(0)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __repr__(self) -> str:
+        return f"<UploadFile {self.name}={self.filename!r} {self.size} bytes>"
+
+
+class FormData(MultiDict[str]):
+    """Form fields (str values); `files` holds the file parts by field name."""
+
+    __slots__ = ("files",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = (),
+                 files: MultiDict[UploadFile] | None = None) -> None:
+        super().__init__(items)
+        self.files: MultiDict[UploadFile] = files if files is not None else MultiDict()
+
+    def close(self) -> None:
+        for _, upload in self.files.items():
+            upload.close()
+
+
+def parse_query(request: Request) -> QueryParams:
+    if not request.query:
+        return QueryParams()
+    # The target arrived as latin-1 text; the query's bytes are percent-decoded as UTF-8.
+    query = request.query.encode("latin-1").decode("utf-8", "replace")
+    return QueryParams(parse_qsl(query, keep_blank_values=True, errors="replace"))
+
+
+def parse_cookies(request: Request) -> Cookies:
+    """Cookie header fields (RFC 6265 5.4), leniently: a malformed pair is skipped, not the
+    whole header; the first of two same-named cookies wins (the most specific path)."""
+    cookies: Cookies = {}
+    for value in request.headers.get_all(b"cookie"):
+        for pair in value.decode("latin-1").split(";"):
+            name, eq, val = pair.partition("=")
+            name = name.strip()
+            if not eq or not name:
+                continue
+            val = val.strip()
+            if len(val) >= 2 and val[0] == val[-1] == '"':
+                val = val[1:-1]
+            cookies.setdefault(name, val)
+    return cookies
+
+
+def format_cookie(name: str, value: str, *, max_age: int | None, expires: str | None,
+                  path: str | None, domain: str | None, secure: bool, httponly: bool,
+                  samesite: str | None) -> bytes:
+    """A Set-Cookie value (RFC 6265 4.1). Raises ValueError for a name or value that cannot
+    be sent as it is (a programming error; encode such values first)."""
+    if not _COOKIE_NAME.fullmatch(name):
+        raise ValueError(f"cookie name {name!r} is not a token")
+    if not _COOKIE_VALUE.fullmatch(value):
+        raise ValueError(f"cookie value {value!r} has characters a cookie cannot carry;"
+                         " encode it (e.g. urllib.parse.quote)")
+    parts = [f"{name}={value}"]
+    if max_age is not None:
+        parts.append(f"Max-Age={int(max_age)}")
+    if expires is not None:
+        parts.append(f"Expires={expires}")
+    if domain is not None:
+        parts.append(f"Domain={domain}")
+    if path is not None:
+        parts.append(f"Path={path}")
+    if secure or samesite == "None":
+        parts.append("Secure")
+    if httponly:
+        parts.append("HttpOnly")
+    if samesite is not None:
+        samesite = samesite.capitalize()
+        if samesite not in _SAMESITE:
+            raise ValueError(f"samesite must be one of {', '.join(_SAMESITE)}")
+        parts.append(f"SameSite={samesite}")
+    text = "; ".join(parts)
+    if any(ch in text for ch in "\r\n\0"):
+        raise ValueError("cookie attributes must not contain line breaks")
+    return text.encode("latin-1")
+
+
+def charset_of(content_type: bytes | None, default: str = "utf-8") -> str:
+    if content_type:
+        for param in content_type.split(b";")[1:]:
+            key, _, value = param.strip().partition(b"=")
+            if key.strip().lower() == b"charset":
+                name = value.strip().strip(b'"').decode("latin-1")
+                try:
+                    "".encode(name)
+                except LookupError:
+                    return default
+                return name
+    return default
+
+
+def parse_form(request: Request) -> FormData:
+    from reactor.app.multipart import MultipartError, boundary_of, parse_multipart
+    from reactor.app.types import HTTPError
+
+    kind = request.content_type
+    if kind == "application/x-www-form-urlencoded" or (kind == "" and not request.body_file
+                                                       and not request.body):
+        text = request.read().decode(charset_of(request.headers.get(b"content-type")),
+                                     "replace")
+        return FormData(parse_qsl(text, keep_blank_values=True))
+    if kind == "multipart/form-data":
+        boundary = boundary_of(request.headers.get(b"content-type") or b"")
+        if boundary is None:
+            raise HTTPError(400, "multipart/form-data without a boundary")
+        try:
+            return parse_multipart(request.stream(), boundary)
+        except MultipartError as exc:
+            raise HTTPError(400, str(exc)) from None
+    raise HTTPError(415, "a form must be application/x-www-form-urlencoded or"
+                         " multipart/form-data")
+
+
+class Spool:
+    """A request body written piece by piece: in memory up to `limit` bytes, then in an
+    unnamed temporary file (nothing to clean up if the process dies)."""
+
+    __slots__ = ("file", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.file: BinaryIO = io.BytesIO()
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.file, io.BytesIO)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit and isinstance(self.file, io.BytesIO):
+            disk = tempfile.TemporaryFile()  # noqa: SIM115 - closed by `close`
+            disk.write(self.file.getbuffer())
+            self.file = disk
+        self.file.write(chunk)
+
+    def getvalue(self) -> bytes:
+        file = self.file
+        if isinstance(file, io.BytesIO):
+            return file.getvalue()
+        file.seek(0)
+        return file.read()
+
+    def close(self) -> None:
+        self.file.close()

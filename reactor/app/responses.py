@@ -1,0 +1,80 @@
+"""Turning what a native handler returns into a `Response`: plain values, files.
+
+A handler may return a `Response`, a dict or list (JSON), a str (text/plain) or bytes
+(application/octet-stream). A `FileResponse` (`Response.file(path)`) is served through the
+static-file code with the request at hand: Content-Type by extension, validators and
+conditional requests, ranges, sendfile for large files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from reactor.app.compression import CompressibleTypes
+from reactor.app.static.files import FileServer
+from reactor.app.static.gzcache import GzipCache
+from reactor.app.static.mount import StaticMount
+from reactor.app.static.paths import open_under
+from reactor.app.types import FileResponse, Request, Response, text_response
+
+_NO_TYPES = CompressibleTypes(())  # files from handlers are sent as they are
+_servers: dict[str, FileServer] = {}
+_SERVERS_MAX = 256
+
+
+def to_response(request: Request, result: Any) -> Response:
+    """`result` as a Response (see the module docstring). Raises TypeError for anything else."""
+    if type(result) is Response:
+        return result
+    if isinstance(result, FileResponse):
+        return file_response(request, result)
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, dict | list):
+        return Response.json(result)
+    if isinstance(result, str):
+        return Response.text(result)
+    if isinstance(result, bytes):
+        return Response.binary(result)
+    raise TypeError(f"a handler returned {type(result).__name__}; return a Response, dict,"
+                    " list, str or bytes")
+
+
+def _server_for(directory: str) -> FileServer:
+    server = _servers.get(directory)
+    if server is None:
+        if len(_servers) >= _SERVERS_MAX:
+            _servers.clear()
+        mount = StaticMount("/", directory, index=None, symlinks="follow", dotfiles=True)
+        server = _servers[directory] = FileServer(mount, GzipCache(total_bytes=0),
+                                                  types=_NO_TYPES, gzip_enabled=False)
+    return server
+
+
+def file_response(request: Request, wanted: FileResponse) -> Response:
+    """Blocking: the static-file answer for `wanted.path`, its extra fields kept."""
+    directory, name = os.path.split(os.path.abspath(wanted.path))
+    if not name or not os.path.isdir(directory):
+        return text_response(404, "Not Found\n")
+    opened = open_under(directory, [name], "follow")
+    if opened is None:
+        return text_response(404, "Not Found\n")
+    if opened.is_dir:
+        opened.close()
+        return text_response(404, "Not Found\n")
+    response = _server_for(directory).respond(request, opened, [name])
+    if response.status in (200, 206):
+        if wanted.content_type is not None and response.status == 200:
+            response.headers[0] = (b"Content-Type", wanted.content_type.encode("latin-1"))
+        if wanted.download_name is not None:
+            response.headers.append((b"Content-Disposition", _disposition(wanted.download_name)))
+    response.headers.extend(wanted.headers)
+    return response
+
+
+def _disposition(name: str) -> bytes:
+    from urllib.parse import quote
+    if name.isascii() and name.isprintable() and '"' not in name and "\\" not in name:
+        return f'attachment; filename="{name}"'.encode("ascii")
+    return f"attachment; filename*=UTF-8''{quote(name)}".encode("ascii")

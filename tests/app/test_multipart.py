@@ -1,0 +1,60 @@
+"""The streaming multipart/form-data parser, on edge cases a browser or a client may send."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from reactor.app.multipart import BLOCK_BYTES, MultipartError, boundary_of, parse_multipart
+
+
+def body(*parts: bytes, boundary: bytes = b"XyZ", preamble: bytes = b"",
+         epilogue: bytes = b"") -> bytes:
+    out = preamble
+    for part in parts:
+        out += b"--" + boundary + b"\r\n" + part + b"\r\n"
+    return out + b"--" + boundary + b"--\r\n" + epilogue
+
+
+def test_fields_files_preamble_and_epilogue() -> None:
+    data = body(
+        b'Content-Disposition: form-data; name="a"\r\n\r\none\r\ntwo',
+        b'Content-Disposition: form-data; name="a"\r\n\r\n',
+        b'Content-Disposition: form-data; name="f"; filename*=UTF-8\'\'r%C3%A9sum%C3%A9.txt'
+        b'\r\nContent-Type: text/plain\r\n\r\n--XyZ is not a delimiter here',
+        b'Content-Disposition: form-data; name="empty"; filename=""\r\n\r\n',
+        preamble=b"ignored preamble\r\n", epilogue=b"ignored epilogue")
+    form = parse_multipart(io.BytesIO(data), b"XyZ")
+    assert form.get_all("a") == ["one\r\ntwo", ""]
+    upload = form.files["f"]
+    assert (upload.filename, upload.content_type) == ("résumé.txt", "text/plain")
+    assert upload.read() == b"--XyZ is not a delimiter here"
+    assert form.files["empty"].size == 0
+    form.close()
+
+
+def test_a_delimiter_split_across_reads() -> None:
+    content = b"a" * (BLOCK_BYTES - 3)  # the delimiter straddles the first block's end
+    data = body(b'Content-Disposition: form-data; name="f"; filename="x"\r\n\r\n' + content)
+    form = parse_multipart(io.BytesIO(data), b"XyZ")
+    assert form.files["f"].read() == content
+    form.close()
+
+
+@pytest.mark.parametrize("data", [
+    b"no boundary at all",
+    b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated",
+    b"--XyZ\r\nContent-Disposition: attachment\r\n\r\nx\r\n--XyZ--",
+    b"--XyZ\r\nno colon here\r\n\r\nx\r\n--XyZ--",
+    b"--XyZ junk\r\n",
+])
+def test_malformed_bodies_raise(data: bytes) -> None:
+    with pytest.raises(MultipartError):
+        parse_multipart(io.BytesIO(data), b"XyZ")
+
+
+def test_boundary_parameter() -> None:
+    assert boundary_of(b'multipart/form-data; charset=utf-8; boundary="a b"') == b"a b"
+    assert boundary_of(b"multipart/form-data; BOUNDARY=xyz") == b"xyz"
+    assert boundary_of(b"multipart/form-data") is None

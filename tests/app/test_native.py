@@ -1,0 +1,509 @@
+"""The native API (`from reactor import App, Request, Response`) served by a real server."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reactor import App, HTTPError, Request, Response, Upload, UploadFile
+from reactor.app.router import RouteError, Router
+from reactor.app.types import Headers
+from tests.conftest import (
+    RawClient,
+    RunningServer,
+    fetch,
+    on_loop,
+    read_log,
+    request_bytes,
+    start_server,
+    wait_for_log,
+    wait_until,
+)
+
+
+def serve(tmp_path: Path, app: App) -> RunningServer:
+    """A real server whose app is `app`, failures logged as `reactor serve --app` does."""
+    running = start_server(tmp_path)
+    app.on_error = running.server.app_error
+    on_loop(running, setattr, running.server.http, "app", app)
+    return running
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[App, RunningServer]]:
+    app = App()
+    running = serve(tmp_path, app)
+    yield app, running
+    running.stop()
+
+
+def get(running: RunningServer, target: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    return fetch(running, "GET", target, headers=headers)
+
+
+# ---- typed path parameters ----------------------------------------------------------------
+
+def typed_app() -> App:
+    app = App()
+
+    @app.get("/users/{user_id:int}")
+    def by_id(request: Request, user_id: int) -> Response:
+        return Response.json({"id": user_id, "type": type(user_id).__name__})
+
+    @app.get("/users/me")
+    def me(request: Request) -> Response:
+        return Response.text("me")
+
+    @app.get("/users/{name}")
+    def by_name(request: Request, name: str) -> Response:
+        return Response.json({"name": name})
+
+    @app.get("/price/{amount:float}")
+    def price(request: Request, amount: float) -> dict:
+        return {"amount": amount}
+
+    @app.get("/things/{key:uuid}")
+    def thing(request: Request, key: uuid.UUID) -> dict:
+        return {"key": str(key), "type": type(key).__name__}
+
+    @app.get("/raw/{tail:path}")
+    def raw(request: Request, tail: str) -> str:
+        return tail
+
+    return app
+
+
+def test_typed_parameters_convert_and_fall_back(tmp_path: Path) -> None:
+    running = serve(tmp_path, typed_app())
+    try:
+        assert json.loads(get(running, "/users/42")[2]) == {"id": 42, "type": "int"}
+        assert get(running, "/users/me")[2] == b"me"  # the literal wins
+        assert json.loads(get(running, "/users/caf%C3%A9")[2]) == {"name": "café"}
+        assert json.loads(get(running, "/price/9.5")[2]) == {"amount": 9.5}
+        key = uuid.uuid4()
+        assert json.loads(get(running, f"/things/{key}")[2]) == {"key": str(key),
+                                                                 "type": "UUID"}
+        assert get(running, "/raw/a/b%20c/d")[2] == b"a/b c/d"
+        # values that do not convert are 404s
+        for path in ("/price/abc", "/price/1e5", "/things/not-a-uuid", "/users/%FF",
+                     "/raw/", "/users/"):
+            assert get(running, path)[0] == 404, path
+    finally:
+        running.stop()
+
+
+def test_methods_head_405_and_options(served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.get("/item")
+    def read(request: Request) -> Response:
+        return Response.text("item body")
+
+    @app.route("/item", methods=["PUT", "DELETE"])
+    def write(request: Request) -> Response:
+        return Response(204)
+
+    status, headers, body = fetch(running, "HEAD", "/item")
+    assert (status, body, headers["Content-Length"]) == (200, b"", "9")
+    status, headers, _ = fetch(running, "POST", "/item", b"x")
+    assert status == 405 and headers["Allow"] == "DELETE, GET, HEAD, OPTIONS, PUT"
+    status, headers, _ = fetch(running, "OPTIONS", "/item")
+    assert status == 204 and headers["Allow"] == "DELETE, GET, HEAD, OPTIONS, PUT"
+    assert fetch(running, "DELETE", "/item")[0] == 204
+
+
+def test_conflicting_routes_raise_naming_both() -> None:
+    app = App()
+    app.get("/users/{user_id:int}")(lambda request, user_id: "a")
+    with pytest.raises(RouteError) as caught:
+        app.get("/users/{uid:int}")(lambda request, uid: "b")
+    assert "/users/{uid:int}" in str(caught.value) and "/users/{user_id:int}" in str(
+        caught.value)
+    app.post("/users/{uid:int}")(lambda request, uid: "c")  # another method is fine
+    app.get("/users/{name}")(lambda request, name: "d")  # another type is another shape
+    with pytest.raises(RouteError):
+        app.get("/a/{x:nope}")(lambda request, x: "e")
+    with pytest.raises(RouteError):
+        app.get("/a/{x}/{x}")(lambda request, x: "f")
+
+
+def test_a_thousand_routes_each_resolve_to_their_own_handler() -> None:
+    router = Router()
+    for index in range(1000):
+        router.add("GET", f"/r{index}/items/{{item:int}}", lambda request, i=index: i,
+                   kwargs=True, default_kind="str")
+        router.add("GET", f"/static{index}", lambda request, i=index: i)
+    for index in (0, 499, 999):
+        request = Request("GET", f"/r{index}/items/7", "", "1.1", Headers([]))
+        route = router.resolve(request)
+        assert not isinstance(route, Response)
+        assert route.handler(request) == index and request.params == {"item": 7}
+        static = router.resolve(Request("GET", f"/static{index}", "", "1.1", Headers([])))
+        assert not isinstance(static, Response) and static.handler(request) == index
+    missing = router.resolve(Request("GET", "/r5/items/x", "", "1.1", Headers([])))
+    assert isinstance(missing, Response) and missing.status == 404
+
+
+# ---- where handlers and middleware run ------------------------------------------------------
+
+def test_handlers_run_in_the_pool_unless_inline_and_middleware_wrap_them_there(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+    seen: list[tuple[str, str]] = []
+
+    @app.middleware
+    def outer(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+        seen.append(("outer", threading.current_thread().name))
+        response = call_next(request)
+        response.headers.append((b"X-Order", b"outer"))
+        return response
+
+    @app.middleware
+    def inner(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+        seen.append(("inner", threading.current_thread().name))
+        if request.headers.get("x-deny"):
+            return Response.text("denied", 403)  # short-circuit: the handler never runs
+        response = call_next(request)
+        response.headers.append((b"X-Order", b"inner"))
+        return response
+
+    @app.get("/pooled")
+    def pooled(request: Request) -> str:
+        seen.append(("handler", threading.current_thread().name))
+        return "pooled"
+
+    @app.get("/inline", inline=True)
+    def inline(request: Request) -> str:
+        seen.append(("handler", threading.current_thread().name))
+        return "inline"
+
+    loop_thread = running.thread.name
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/pooled"))
+        response = client.read_response()
+        assert response.body == b"pooled"
+        assert response.headers("x-order") == ["inner", "outer"]  # registration order
+        assert [name for name, _ in seen] == ["outer", "inner", "handler"]
+        assert {thread for _, thread in seen} != {loop_thread}
+        assert len({thread for _, thread in seen}) == 1  # all three on one worker
+        seen.clear()
+        client.send(request_bytes("GET", "/inline"))
+        assert client.read_response().body == b"inline"
+        assert seen == [("outer", loop_thread), ("inner", loop_thread),
+                        ("handler", loop_thread)]
+        seen.clear()
+        client.send(request_bytes("GET", "/pooled", {"X-Deny": "1"}))
+        response = client.read_response()
+        assert (response.status, response.body) == (403, b"denied")
+        assert [name for name, _ in seen] == ["outer", "inner"]
+        # the router's own answers pass the middleware too
+        client.send(request_bytes("GET", "/nowhere"))
+        response = client.read_response()
+        assert response.status == 404 and response.headers("x-order") == ["inner", "outer"]
+
+
+@pytest.mark.expect_log("handler-error")
+def test_an_exception_is_a_500_with_the_request_id_and_one_traceback(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.get("/boom")
+    def boom(request: Request) -> Response:
+        raise RuntimeError("handler exploded")
+
+    @app.get("/boom-inline", inline=True)
+    def boom_inline(request: Request) -> Response:
+        raise RuntimeError("inline handler exploded")
+
+    @app.get("/teapot")
+    def teapot(request: Request) -> Response:
+        raise HTTPError(418, "short and stout")
+
+    with RawClient.to(running) as client:
+        for path in ("/boom", "/boom-inline"):
+            client.send(request_bytes("GET", path, {"X-Request-ID": f"rid{len(path)}"}))
+            response = client.read_response()
+            assert response.status == 500
+            assert f"request id: rid{len(path)}".encode() in response.body
+            assert b"exploded" not in response.body
+        client.send(request_bytes("GET", "/teapot"))  # the connection is still usable
+        response = client.read_response()
+        assert (response.status, response.body) == (418, b"I'm a Teapot: short and stout\n")
+    errors = wait_for_log(running.error_log, lambda x: x["event"] == "handler-error", 2)
+    assert [e["request_id"] for e in errors] == ["rid5", "rid12"]
+    assert "handler exploded" in errors[0]["exception"]
+    assert "inline handler exploded" in errors[1]["exception"]
+    running.stop()
+    # exactly one traceback per failure: nothing else reported it
+    lines = read_log(running.error_log)
+    assert len([x for x in lines if "exception" in x]) == 2
+
+
+# ---- Request conveniences -----------------------------------------------------------------
+
+def test_request_query_headers_cookies_json_and_addresses(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.post("/inspect")
+    def inspect(request: Request) -> dict:
+        return {
+            "tags": request.query_params.get_all("tag"), "page": request.query_params["page"],
+            "empty": request.query_params.get("empty"), "missing": request.query_params.get("x"),
+            "agent_str": request.headers["User-Agent"],
+            "agent_bytes": request.headers[b"User-Agent"].decode(),
+            "has_agent": "user-agent" in request.headers,
+            "cookies": request.cookies, "json": request.json(),
+            "remote": request.remote_addr, "client": request.client_addr,
+            "scheme": request.scheme, "request_id": request.request_id,
+            "url": request.url,
+        }
+
+    body = json.dumps({"a": [1, 2]}).encode()
+    status, _, raw = fetch(
+        running, "POST", "/inspect?tag=a&tag=b%20c&page=2&empty=", body,
+        {"User-Agent": "probe/1", "Cookie": 'sid=abc; theme="dark"; bad',
+         "Content-Type": "application/json", "X-Request-ID": "req-1"})
+    assert status == 200, raw
+    seen = json.loads(raw)
+    assert seen == {
+        "tags": ["a", "b c"], "page": "2", "empty": "", "missing": None,
+        "agent_str": "probe/1", "agent_bytes": "probe/1", "has_agent": True,
+        "cookies": {"sid": "abc", "theme": "dark"}, "json": {"a": [1, 2]},
+        "remote": "127.0.0.1", "client": "127.0.0.1", "scheme": "http",
+        "request_id": "req-1", "url": f"http://{running.host}:{running.port}/inspect?"
+                                      "tag=a&tag=b%20c&page=2&empty=",
+    }
+    status, _, raw = fetch(running, "POST", "/inspect?page=1", b"{not json",
+                           {"Content-Type": "application/json", "User-Agent": "probe/1"})
+    assert status == 400 and b"not valid JSON" in raw
+    status, _, raw = fetch(running, "POST", "/inspect", b"{}", {"User-Agent": "probe/1"})
+    assert (status, raw) == (400, b"Bad Request: missing parameter 'page'\n")
+
+
+def test_forms_urlencoded_and_multipart_with_a_spooled_file(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+    app.spool_bytes = 64 * 1024  # bodies past this go to disk as they arrive
+    seen: dict[str, object] = {}
+
+    @app.post("/form")
+    def form(request: Request) -> dict:
+        data = request.form()
+        seen["spooled"] = request.body_file is not None
+        out: dict[str, object] = {"fields": data.items()}
+        upload = data.files.get("doc")
+        seen["upload"] = upload
+        if upload is not None:
+            content = upload.read()
+            out["file"] = [upload.filename, upload.content_type, upload.size,
+                           content[:5].decode(), content == payload]
+        return out
+
+    status, _, raw = fetch(running, "POST", "/form", b"name=Ada+L&lang=py&lang=c",
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+    assert json.loads(raw) == {"fields": [["name", "Ada L"], ["lang", "py"], ["lang", "c"]]}
+    assert seen["spooled"] is False
+
+    payload = bytes(range(256)) * 4096 + b"\r\n--not-the-boundary\r\n"  # 1 MiB and a bit
+    boundary = "----reactor-test-7d2"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n"
+            f"report\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"doc\";"
+            f" filename=\"../../etc/r;1.bin\"\r\nContent-Type: application/x-thing\r\n\r\n"
+            ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    status, _, raw = fetch(running, "POST", "/form", body,
+                           {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200, raw
+    assert json.loads(raw) == {"fields": [["title", "report"]],
+                               "file": ["r;1.bin", "application/x-thing", len(payload),
+                                        payload[:5].decode("latin-1"), True]}
+    assert seen["spooled"] is True
+    upload = seen["upload"]
+    assert isinstance(upload, UploadFile) and upload.file.closed  # released after the response
+    status, _, raw = fetch(running, "POST", "/form", b"--x\r\nbroken",
+                           {"Content-Type": "multipart/form-data; boundary=x"})
+    assert status == 400
+    status, _, raw = fetch(running, "POST", "/form", b"<a/>", {"Content-Type": "text/xml"})
+    assert status == 415
+
+
+def test_a_chunked_upload_is_spooled_and_read_whole(served: tuple[App, RunningServer]
+                                                    ) -> None:
+    app, running = served
+    app.spool_bytes = 1000
+
+    @app.put("/blob")
+    def blob(request: Request) -> dict:
+        return {"length": request.body_length(), "in_memory": request.body_file is None,
+                "same": request.read() == b"0123456789" * 1000}
+
+    chunks = b"".join(b"%x\r\n%s\r\n" % (1000, b"0123456789" * 100) for _ in range(10))
+    with RawClient.to(running) as client:
+        client.send(request_bytes("PUT", "/blob", {"Transfer-Encoding": "chunked"},
+                                  chunks + b"0\r\n\r\n"))
+        response = client.read_response()
+        assert json.loads(response.body) == {"length": 10000, "in_memory": False,
+                                             "same": True}
+
+
+# ---- Response helpers -----------------------------------------------------------------------
+
+def test_response_helpers(served: tuple[App, RunningServer], tmp_path: Path) -> None:
+    app, running = served
+    document = tmp_path / "report.txt"
+    document.write_bytes(b"0123456789" * 10000)
+    closed = threading.Event()
+
+    @app.get("/text")
+    def text(request: Request) -> Response:
+        return Response.text("héllo " * 100).set_cookie("sid", "s1", max_age=60,
+                                                         httponly=True)
+
+    @app.get("/bytes")
+    def data(request: Request) -> Response:
+        return Response.binary(b"\x00\x01", content_type="image/x-raw")
+
+    @app.get("/go")
+    def go(request: Request) -> Response:
+        return Response.redirect("/dest/ü", 303).delete_cookie("sid")
+
+    @app.get("/file")
+    def file(request: Request) -> Response:
+        return Response.file(document, download_name="rapport été.txt")
+
+    @app.get("/stream")
+    def stream(request: Request) -> Response:
+        def pieces() -> Iterator[bytes]:
+            try:
+                for index in range(3):
+                    yield b"piece %d\n" % index
+                yield ""  # type: ignore[misc]  # skipped: an empty piece must not end it
+                yield "done\n"  # type: ignore[misc]
+            finally:
+                closed.set()
+        return Response.stream(pieces(), content_type="text/plain")
+
+    status, headers, body = get(running, "/text", **{"Accept-Encoding": "gzip"})
+    assert gzip.decompress(body).decode() == "héllo " * 100  # the gzip middleware applies
+    assert headers["Set-Cookie"] == "sid=s1; Max-Age=60; Path=/; HttpOnly; SameSite=Lax"
+    status, headers, body = get(running, "/bytes")
+    assert (body, headers["Content-Type"]) == (b"\x00\x01", "image/x-raw")
+    status, headers, body = get(running, "/go")
+    assert (status, headers["Location"]) == (303, "/dest/%C3%BC")
+    assert headers["Set-Cookie"].startswith("sid=; Max-Age=0; Expires=Thu, 01 Jan 1970")
+    status, headers, body = get(running, "/file", Range="bytes=10-19")
+    assert (status, body, headers["Content-Range"]) == (206, b"0123456789",
+                                                        "bytes 10-19/100000")
+    assert headers["Content-Disposition"] == (
+        "attachment; filename*=UTF-8''rapport%20%C3%A9t%C3%A9.txt")
+    status, headers, body = get(running, "/file")
+    assert (status, len(body), headers["Content-Type"]) == (200, 100000,
+                                                            "text/plain; charset=utf-8")
+    status, _, _ = get(running, "/file", **{"If-None-Match": headers["ETag"]})
+    assert status == 304
+    document.unlink()
+    assert get(running, "/file")[0] == 404
+    status, headers, body = get(running, "/stream")
+    assert headers["Transfer-Encoding"] == "chunked"
+    assert body == b"piece 0\npiece 1\npiece 2\ndone\n"
+    assert closed.wait(5)
+
+
+def test_a_streamed_body_is_closed_when_the_client_goes_away(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+    closed = threading.Event()
+
+    @app.get("/forever")
+    def forever(request: Request) -> Response:
+        def pieces() -> Iterator[bytes]:
+            try:
+                while True:
+                    yield b"x" * 65536
+            finally:
+                closed.set()
+        return Response.stream(pieces())
+
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/forever"))
+        client.read_until(b"\r\n\r\n")
+        client.read_exactly(100000)
+    assert closed.wait(5)  # the generator's close() ran although it never finished
+    assert wait_until(lambda: on_loop(running, lambda: len(running.server.http.connections))
+                      == 0)
+
+
+def test_builtin_routes_are_registered_through_the_same_api(tmp_path: Path) -> None:
+    running = start_server(tmp_path)
+    try:
+        app = running.server.app
+        assert isinstance(app, App)
+        routes = {(r.method, r.template): r for r in app.router.routes}
+        assert {("GET", "/"), ("GET", "/echo/{s:bytes}"), ("GET", "/user-agent")} <= set(routes)
+        assert all(r.kwargs for r in routes.values())  # App.get, as a user would
+        status, _, body = fetch(running, "GET", "/echo/%FFok")
+        assert (status, body) == (200, b"\xffok")  # bytes parameters: any octets echo
+    finally:
+        running.stop()
+
+
+def test_http_connection_survives_many_requests(served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.get("/n/{n:int}", inline=True)
+    def number(request: Request, n: int) -> dict:
+        return {"n": n * 2}
+
+    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
+    try:
+        for n in range(20):
+            connection.request("GET", f"/n/{n}")
+            assert json.loads(connection.getresponse().read()) == {"n": n * 2}
+    finally:
+        connection.close()
+
+
+@pytest.mark.expect_log("handler-error")
+def test_middleware_see_upload_answers_and_their_own_failures_are_500s(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+    received: list[int] = []
+
+    class Counting(Upload):
+        def write(self, chunk: bytes) -> None:
+            received.append(len(chunk))
+
+        def finish(self) -> Response:
+            return Response.text(f"{sum(received)} bytes", 201)
+
+    @app.post("/raw", stream=True)  # answers an Upload at head time
+    def raw(request: Request) -> Upload:
+        return Counting()
+
+    @app.middleware
+    def stamp(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+        if request.headers.get("x-break"):
+            raise RuntimeError("middleware exploded")
+        response = call_next(request)
+        response.headers.append((b"X-Stamped", b"yes"))
+        return response
+
+    with RawClient.to(running) as client:
+        client.send(request_bytes("POST", "/raw", body=b"x" * 100000))
+        response = client.read_response()
+        assert (response.status, response.body) == (201, b"100000 bytes")
+        assert response.header("x-stamped") == "yes"
+        client.send(request_bytes("GET", "/nowhere", {"X-Break": "1",
+                                                      "X-Request-ID": "mw-1"}))
+        response = client.read_response()
+        assert response.status == 500 and b"request id: mw-1" in response.body
+    errors = wait_for_log(running.error_log, lambda x: x["event"] == "handler-error")
+    assert errors[0]["request_id"] == "mw-1"
+    assert "middleware exploded" in errors[0]["exception"]

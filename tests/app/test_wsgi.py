@@ -1,0 +1,303 @@
+"""Hosting WSGI apps: a PEP 3333 test app under wsgiref.validate, over real sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.validate import validator
+
+import pytest
+
+from reactor.app.types import FileBody, Headers, Offload, Request, Response
+from reactor.app.wsgi import WsgiApp
+from tests.conftest import (
+    RawClient,
+    RunningServer,
+    fetch,
+    on_loop,
+    read_log,
+    request_bytes,
+    start_server,
+    wait_for_log,
+    wait_until,
+)
+
+StartResponse = Callable[..., Any]
+
+
+class Features:
+    """A WSGI app using every feature; records what the server did to it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.closed: list[str] = []
+        self.closed_event = threading.Event()
+        self.document = tmp_path / "big.bin"
+        self.document.write_bytes(bytes(range(256)) * 1024)  # 256 KiB
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        path = environ["PATH_INFO"]
+        handler = getattr(self, "do_" + path.strip("/").split("/")[0].replace("-", "_"), None)
+        if handler is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"no such page\n"]
+        return handler(environ, start_response)  # type: ignore[no-any-return]
+
+    def do_env(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        keys = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
+                "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
+                "REMOTE_ADDR", "HTTP_X_CUSTOM", "HTTP_COOKIE", "HTTP_X_NOT_SPOOFED")
+        seen = {key: environ.get(key) for key in keys}
+        seen["url_scheme"] = environ["wsgi.url_scheme"]
+        seen["multithread"] = environ["wsgi.multithread"]
+        seen["body_sha"] = hashlib.sha256(body).hexdigest()
+        seen["body_length"] = len(body)
+        payload = json.dumps(seen).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    def do_write(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterator[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first, by write()\n")
+        write(b"second, by write()\n")
+        return iter([b"then the iterable\n"])
+
+    def do_stream(self, environ: dict[str, Any], start_response: StartResponse
+                  ) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return self._pieces("stream", int(environ["QUERY_STRING"] or "3"))
+
+    def _pieces(self, name: str, count: int) -> Iterator[bytes]:
+        try:
+            for index in range(count):
+                yield b""  # empty pieces are allowed and skipped
+                yield b"piece %d\n" % index
+        finally:
+            self.closed.append(name)
+            self.closed_event.set()
+
+    def do_errors(self, environ: dict[str, Any], start_response: StartResponse
+                  ) -> list[bytes]:
+        errors = environ["wsgi.errors"]
+        errors.write("the app complains\n")
+        errors.writelines(["on two ", "lines\n"])
+        errors.flush()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"logged\n"]
+
+    def do_exc_info(self, environ: dict[str, Any], start_response: StartResponse
+                    ) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ValueError("changed my mind")
+        except ValueError:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")],
+                           sys.exc_info())
+        return [b"sorry\n"]
+
+    def do_crash(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        raise RuntimeError("wsgi app exploded")
+
+    def do_upload(self, environ: dict[str, Any], start_response: StartResponse
+                  ) -> list[bytes]:
+        length = int(environ["CONTENT_LENGTH"])
+        digest = hashlib.sha256()
+        stream = environ["wsgi.input"]
+        left = length
+        while left:
+            block = stream.read(min(left, 65536))
+            if not block:
+                break
+            digest.update(block)
+            left -= len(block)
+        payload = json.dumps({"length": length, "sha": digest.hexdigest()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [payload]
+
+
+def serve_wsgi(tmp_path: Path, app: Any) -> RunningServer:
+    running = start_server(tmp_path)
+    host = WsgiApp(app, spool_bytes=64 * 1024, on_error=running.server.app_error,
+                   server_name="127.0.0.1", server_port=running.port)
+    on_loop(running, setattr, running.server.http, "app", host)
+    return running
+
+
+@pytest.fixture
+def features(tmp_path: Path) -> Iterator[tuple[Features, RunningServer]]:
+    app = Features(tmp_path)
+    running = serve_wsgi(tmp_path, validator(app))  # the stdlib checks every call
+    yield app, running
+    running.stop()
+    # nothing failed that a test did not provoke (a wsgiref.validate check would show here)
+    assert not [x for x in read_log(running.error_log) if x["level"] == "error"
+                and x.get("request_id") != "crash-1"
+                and not x.get("message", "").startswith("the app complains")]
+
+
+def test_environ_is_complete(features: tuple[Features, RunningServer]) -> None:
+    _app, running = features
+    body = b"a=1&b=2"
+    status, headers, raw = fetch(
+        running, "POST", "/env/caf%C3%A9%2Fx?q=1&r=%20", body,
+        {"Content-Type": "application/x-www-form-urlencoded", "X-Custom": "yes",
+         "Cookie": "a=1", "X_Not_Spoofed": "dropped"})
+    assert status == 200, raw
+    assert headers["Content-Length"] == str(len(raw))
+    seen = json.loads(raw)
+    assert seen == {
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "",
+        "PATH_INFO": "café/x".encode().decode("latin-1").join(["/env/", ""]),
+        "QUERY_STRING": "q=1&r=%20", "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)), "SERVER_NAME": running.host,
+        "SERVER_PORT": str(running.port), "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1", "HTTP_X_CUSTOM": "yes", "HTTP_COOKIE": "a=1",
+        "HTTP_X_NOT_SPOOFED": None,  # a name with `_` could pose as X-Not-Spoofed
+        "url_scheme": "http", "multithread": True,
+        "body_sha": hashlib.sha256(body).hexdigest(), "body_length": len(body),
+    }
+
+
+def test_chunked_upload_gets_a_content_length_and_a_spooled_input(
+        features: tuple[Features, RunningServer]) -> None:
+    _app, running = features
+    data = bytes(range(256)) * 2048  # 512 KiB: past the 64 KiB spool limit, onto disk
+    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
+    try:
+        connection.request("PUT", "/upload",
+                           body=iter([data[i:i + 50000] for i in range(0, len(data), 50000)]),
+                           headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read()) == {"length": len(data),
+                                               "sha": hashlib.sha256(data).hexdigest()}
+        connection.request("POST", "/env", body=b"small")  # the same connection
+        assert json.loads(connection.getresponse().read())["body_length"] == 5
+    finally:
+        connection.close()
+
+
+def test_write_callable_stream_and_close(features: tuple[Features, RunningServer]) -> None:
+    app, running = features
+    status, _, body = fetch(running, "GET", "/write")
+    assert body == b"first, by write()\nsecond, by write()\nthen the iterable\n"
+    status, headers, body = fetch(running, "GET", "/stream?4")
+    assert headers["Transfer-Encoding"] == "chunked"
+    assert body == b"piece 0\npiece 1\npiece 2\npiece 3\n"
+    assert wait_until(lambda: app.closed == ["stream"])
+    status, headers, body = fetch(running, "HEAD", "/stream?2")
+    assert (status, body) == (200, b"")
+    assert wait_until(lambda: app.closed == ["stream", "stream"])  # closed unsent, too
+
+
+def test_close_runs_when_the_client_goes_away(tmp_path: Path) -> None:
+    closed = threading.Event()
+
+    def endless(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        try:
+            while True:
+                yield b"x" * 65536
+        finally:
+            closed.set()
+
+    running = serve_wsgi(tmp_path, endless)
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/"))
+            client.read_until(b"\r\n\r\n")
+            client.read_exactly(200000)
+        assert closed.wait(5)
+    finally:
+        running.stop()
+
+
+@pytest.mark.expect_log("wsgi-errors", "handler-error")
+def test_errors_stream_exc_info_and_crash(features: tuple[Features, RunningServer]) -> None:
+    _app, running = features
+    assert fetch(running, "GET", "/errors")[2] == b"logged\n"
+    lines = wait_for_log(running.error_log, lambda x: x["event"] == "wsgi-errors")
+    assert lines[0]["message"] == "the app complains\non two lines"
+    status, _, body = fetch(running, "GET", "/exc-info")
+    assert (status, body) == (503, b"sorry\n")
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/crash", {"X-Request-ID": "crash-1"}))
+        response = client.read_response()
+        assert response.status == 500 and b"request id: crash-1" in response.body
+        client.send(request_bytes("GET", "/write"))  # the connection stays usable
+        assert client.read_response().status == 200
+    errors = wait_for_log(running.error_log, lambda x: x["event"] == "handler-error")
+    assert len(errors) == 1 and "wsgi app exploded" in errors[0]["exception"]
+
+
+def test_file_wrapper_goes_out_with_sendfile(tmp_path: Path) -> None:
+    document = tmp_path / "doc.bin"
+    document.write_bytes(bytes(range(256)) * 1024)
+    wrappers: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        file = open(document, "rb")  # noqa: SIM115 - the wrapper closes it
+        file.seek(1000)
+        wrapper = environ["wsgi.file_wrapper"](file, 8192)
+        wrappers.append(wrapper)
+        return wrapper  # type: ignore[no-any-return]
+
+    # The app's answer, as the connection receives it: a file range, for sendfile.
+    host = WsgiApp(app)
+    offload = host.open(Request("GET", "/doc", "", "1.1", Headers([]))).respond()
+    assert isinstance(offload, Offload)
+    response = offload.fn(*offload.args)
+    assert isinstance(response, Response) and isinstance(response.body, FileBody)
+    assert (response.body.offset, response.body.length) == (1000, 256 * 1024 - 1000)
+    assert wrappers[0].filelike.closed  # close() was called; the body has its own fd
+    response.body.close()
+    running = serve_wsgi(tmp_path, app)
+    try:
+        status, _, body = fetch(running, "GET", "/doc")
+        assert status == 200 and body == document.read_bytes()[1000:]
+        assert wrappers[1].filelike.closed
+    finally:
+        running.stop()
+
+
+@pytest.mark.expect_log("stream-error")
+def test_exc_info_after_the_head_went_out_aborts_the_response(tmp_path: Path) -> None:
+    closed = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            yield b"the head is out with this piece\n"
+            try:
+                raise ValueError("too late to change my mind")
+            except ValueError:
+                start_response("500 Internal Server Error", [], sys.exc_info())
+            yield b"never sent\n"
+        finally:
+            closed.set()
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/", {"X-Request-ID": "late-1"}))
+            data = client.read_to_eof()  # the server ends the connection mid-body
+        assert data.startswith(b"HTTP/1.1 200 OK")
+        assert b"the head is out" in data and b"never sent" not in data
+        assert not data.endswith(b"0\r\n\r\n")  # no last chunk: the client sees truncation
+        assert closed.wait(5)
+        errors = wait_for_log(running.error_log, lambda x: x["event"] == "stream-error")
+        assert errors[0]["request_id"] == "late-1"
+        assert "too late to change my mind" in errors[0]["exception"]
+    finally:
+        running.stop()
