@@ -297,7 +297,7 @@ class Router:
                 return found
         if part:
             for _slot, convert, child in node.params:
-                value = convert(part)
+                value = part if convert is _any else convert(part)  # str/bytes: no call
                 if value is not _NO:
                     values.append(value)
                     found = self._walk(child, parts, index + 1, values, method, seen)
