@@ -217,7 +217,8 @@ class DaemonConfig:
     """Daemon mode (--daemon) and privileges."""
 
     pidfile: Path | None = needs_restart(  # noqa: RUF009 -- a dataclasses.field()
-        None, OptionalPath(), "PID file written in daemon mode; unset = none.",
+        None, OptionalPath(),
+        "PID file, written while serving (daemon or not), removed at exit; unset = none.",
         "--pidfile", metavar="FILE", example="/run/reactor.pid")
     user: str | None = needs_restart(
         None, Account(), "Switch to this user after binding; unset = stay.", example="www-data")
