@@ -10,8 +10,11 @@ A reload is staged, then committed. Staging does everything that can fail -- rea
 validate the configuration, open changed log files, bind added addresses, build the app --
 and on any failure undoes itself and leaves the running configuration whole ("reload-failed"
 in the error log, with the one-line reason). Committing only swaps objects: the HttpServer's
-settings, app and log, the listener set. Connections in progress keep what they hold; new
-connections and new requests see the new objects.
+settings, app and log, the listener set. What a changed setting needs comes from its declared
+reload class (reactor.ops.settings.Reload): the app is rebuilt when a Reload.APP setting
+changed, and changed Reload.RESTART settings are named in a `reload-needs-restart` warning.
+Connections in progress keep what they hold; new connections and new requests see the new
+objects.
 
 Under systemd (NOTIFY_SOCKET) the loop itself sends WATCHDOG=1 from a timer, so a wedged loop
 stops the pings, and refreshes STATUS= with live figures.

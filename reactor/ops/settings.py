@@ -1,8 +1,10 @@
 """Setting declarations: every reactor setting, declared once, as a field of its section.
 
 Strategy: a setting is a field of a frozen section dataclass (`ServerConfig.backlog`) whose
-metadata carries its kind (type + validation, see reactor.ops.kinds), one-line description and
-optional CLI flags. `SETTINGS` is derived from those fields, and everything else -- the loader,
+metadata carries its kind (type + validation, see reactor.ops.kinds), one-line description,
+reload class (`Reload`: applied live, rebuilds the app, or needs a restart -- declared by
+`live()`, `rebuilds_app()` or `needs_restart()`, so no setting can lack one) and optional CLI
+flags. `SETTINGS` is derived from those fields, and everything else -- the loader,
 the flags of `reactor serve`, conf/reactor.toml, the README table -- is derived from `SETTINGS`
 (see reactor.ops.config). Adding a setting means adding one field here.
 """
