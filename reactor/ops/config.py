@@ -31,6 +31,7 @@ from reactor.ops.config_render import (
     render_settings_table,
 )
 from reactor.ops.kinds import Invalid, format_listen, host_error, parse_listen, show
+from reactor.ops.logging import probe_target
 from reactor.ops.settings import (
     BY_NAME,
     DEFAULT_CONFIG_PATH,
@@ -74,6 +75,7 @@ __all__ = [
 
 ENV_PREFIX = "REACTOR_"
 LISTEN = "server.listen"  # set by the --host/--port pair, not by one flag
+LISTENERS = "server.listeners"
 
 # "section.key" -> (stored value, origin)
 Layer = dict[str, tuple[Any, str]]
@@ -137,6 +139,27 @@ def find_line(text: str, section: str, key: str | None = None) -> int | None:
     return section_line
 
 
+def find_item_line(text: str, section: str, key: str, index: int, item_key: str | None
+                   ) -> int | None:
+    """The line of `item_key` in the `index`-th `[[section.key]]` table of TOML `text` (the
+    table's header line when `item_key` is None), else the line of `section.key`."""
+    seen = -1
+    inside = False
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            inside = line.lstrip().startswith("[[") and _dotted(header.group(1)) == [section, key]
+            if inside:
+                seen += 1
+                if seen == index and item_key is None:
+                    return number
+            continue
+        match = _KEY_LINE.match(line) if inside and seen == index else None
+        if match is not None and _dotted(match.group(1)) == [item_key]:
+            return number
+    return find_line(text, section, key)
+
+
 _POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -196,6 +219,10 @@ def _read_file(path: str, cwd: Path) -> Layer:
     layer: Layer = {}
     for section, table in data.items():
         line = find_line(text, section)
+        owner = next((s for s in SETTINGS if s.key == section), None)
+        if section not in SECTION_CLASSES and not isinstance(table, dict) and owner is not None:
+            raise ConfigError(path, f"{section} is a setting of [{owner.section}]; put it under"
+                              f" [{owner.section}]", key=section, line=line)
         if section not in SECTION_CLASSES:
             raise ConfigError(path, "unknown section" + _suggest_section(section), key=section,
                               line=line)
@@ -211,6 +238,8 @@ def _read_file(path: str, cwd: Path) -> Layer:
             try:
                 layer[name] = (setting.kind.check(value, base), f"file:{path}")
             except Invalid as exc:
+                if exc.item is not None:  # inside a [[section.key]] table: that key's line
+                    line = find_item_line(text, section, key, *exc.item)
                 raise ConfigError(path, str(exc), key=name, line=line) from None
     return layer
 
@@ -333,7 +362,26 @@ def load_config_with_origins(args: argparse.Namespace | None = None,
     values.update(_read_env(os.environ if environ is None else environ, base))
     if args is not None:
         values.update(_read_cli(args, values, base))
+    _check_listeners(values, base)
     return _build(values), {name: origin for name, (_value, origin) in values.items()}
+
+
+def _check_listeners(values: Layer, cwd: Path) -> None:
+    """An address in both `server.listen` and `[[server.listeners]]` would be bound twice."""
+    listen = values[LISTEN][0]
+    tables, origin = values[LISTENERS]
+    for index, options in enumerate(tables):
+        if options.address not in listen:
+            continue
+        reason = (f"listener #{index + 1}: {options.address} is also in server.listen;"
+                  " list each address once")
+        kind, _, where = origin.partition(":")
+        if kind == "file":
+            line = find_item_line(_read_text(where, cwd), "server", "listeners", index,
+                                  "address")
+            raise ConfigError(where, reason, key=LISTENERS, line=line)
+        raise ConfigError(f"environment {where}" if kind == "env" else "configuration", reason,
+                          key=LISTENERS)
 
 
 def load_config(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
@@ -409,13 +457,19 @@ def run_check_config(args: argparse.Namespace, environ: Mapping[str, str] | None
                      stderr: TextIO | None = None) -> int:
     """`reactor check-config`: validate file + environment like `nginx -t`; exit code 0 or 2.
 
-    Errors go to stderr as `reactor: <the one-line ConfigError>`, as `reactor serve` prints them.
+    Beyond the values it opens the log files for appending and checks the pid file's
+    directory, so what `serve` would refuse as a configuration error is refused here too.
+    Errors go to stderr as `reactor: <the one-line reason>`, as `reactor serve` prints them.
     """
     try:
         path = find_config_file(args, default_path=default_path)
-        load_config(args, environ, default_path=default_path)
+        config = load_config(args, environ, default_path=default_path)
     except ConfigError as exc:
         print(f"reactor: {exc}", file=sys.stderr if stderr is None else stderr)
+        return 2
+    problem = probe_files(config)
+    if problem is not None:
+        print(f"reactor: {problem}", file=sys.stderr if stderr is None else stderr)
         return 2
     if path is None:
         message = (f"no configuration file ({default_path} does not exist); "
@@ -424,6 +478,26 @@ def run_check_config(args: argparse.Namespace, environ: Mapping[str, str] | None
         message = f"configuration file {path} test is successful"
     print(message, file=sys.stdout if stdout is None else stdout)
     return 0
+
+
+def probe_files(config: Config) -> str | None:
+    """The first file the configuration names that cannot be used, as one line; else None."""
+    for target in (config.log.access, config.log.error):
+        reason = probe_target(target)
+        if reason is not None:
+            return reason
+    pidfile = config.daemon.pidfile
+    return None if pidfile is None else probe_pidfile(pidfile)
+
+
+def probe_pidfile(pidfile: Path) -> str | None:
+    """Why a pid file cannot be created at `pidfile`, as one line; None if it can."""
+    directory = pidfile.parent
+    if not directory.is_dir():
+        return f"cannot create pid file {pidfile}: directory {directory} does not exist"
+    if not os.access(directory, os.W_OK):
+        return f"cannot create pid file {pidfile}: directory {directory} is not writable"
+    return None
 
 
 def run_print_config(args: argparse.Namespace, environ: Mapping[str, str] | None = None, *,

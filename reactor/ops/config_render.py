@@ -51,7 +51,8 @@ _TOML_HEADER = f"""\
 # effective settings and where each one comes from. Relative paths in this file are relative
 # to the directory of this file. In the environment, lists are comma-separated
 # (REACTOR_SERVER_LISTEN="127.0.0.1:80,[::1]:80"), booleans are true/false (or yes/no, on/off,
-# 1/0), and an empty value unsets a path, user or group.
+# 1/0), an empty value unsets a path, user or group, and tables are JSON
+# (REACTOR_STATIC_MIME_OVERRIDES='{{".log": "text/plain"}}').
 #
 # Generated from reactor/ops/settings.py: python -m reactor.ops.config default-toml
 """

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import daemon
+    import daemon  # python-daemon ships no type hints (ignored in [tool.mypy])
 
 READY_TIMEOUT_S = 60.0
 """How long the terminal waits for the daemon to report it serves."""

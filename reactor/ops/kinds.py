@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grp
 import ipaddress
+import json
 import math
 import os
 import pwd
@@ -19,9 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reactor.conn.listener import ListenerOptions
+
 
 class Invalid(ValueError):
-    """A value failed its kind's check; str() is the reason, one line."""
+    """A value failed its kind's check; str() is the reason, one line.
+
+    `item` locates the fault inside a list of tables (`[[static.mounts]]`): the table's index
+    and the offending key, if one, so the loader can name that key's line in the file.
+    """
+
+    def __init__(self, reason: str, item: tuple[int, str | None] | None = None) -> None:
+        super().__init__(reason)
+        self.item = item
+
+
+def json_value(text: str, what: str) -> object:
+    """Environment text holding a JSON value (tables and lists of tables), or Invalid."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Invalid(f"must be JSON ({what}), got {show(text)}: {exc}") from None
 
 
 # --- TOML rendering, shared by error messages and the generated files ------------------------
@@ -280,6 +299,57 @@ class Listen(Kind):
         return _split_list(text)
 
 
+LISTENER_KEYS = ("address",)
+"""Keys of a [[server.listeners]] table; TLS and PROXY protocol switches will join them."""
+
+
+@dataclass(frozen=True)
+class ListenerTables(Kind):
+    """[[server.listeners]] tables: `address` (required) and per-listener options."""
+
+    def type_name(self) -> str:
+        return "list of listener tables"
+
+    def check(self, value: object, base: Path) -> tuple[ListenerOptions, ...]:
+        if isinstance(value, tuple) and all(isinstance(v, ListenerOptions) for v in value):
+            return value  # already checked (a default)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
+            raise Invalid(f"must be a list of tables ([[server.listeners]]), got {show(value)}")
+        found: list[ListenerOptions] = []
+        for index, table in enumerate(value):
+            options = self._check_one(index, table)
+            if any(o.address == options.address for o in found):
+                raise Invalid(f"listener #{index + 1}: {toml_string(options.address)} is listed"
+                              " twice", (index, "address"))
+            found.append(options)
+        return tuple(found)
+
+    @staticmethod
+    def _check_one(index: int, table: dict[str, Any]) -> ListenerOptions:
+        where = f"listener #{index + 1}"
+        for key in table:
+            if key not in LISTENER_KEYS:
+                raise Invalid(f"{where}: unknown key {key!r} (keys: {', '.join(LISTENER_KEYS)})",
+                              (index, key))
+        if "address" not in table:
+            raise Invalid(f"{where}: needs an address", (index, None))
+        address = table["address"]
+        if not isinstance(address, str):
+            raise Invalid(f"{where}: address must be a \"HOST:PORT\" string, got {show(address)}",
+                          (index, "address"))
+        try:
+            parse_listen(address)
+        except ValueError as exc:
+            raise Invalid(f"{where}: {exc}", (index, "address")) from None
+        return ListenerOptions(address=address)
+
+    def from_text(self, text: str) -> object:
+        return json_value(text, 'a list of tables like [{"address": "127.0.0.1:8080"}]')
+
+    def to_toml(self, value: Any) -> str | None:
+        return "[" + ", ".join(f"{{ address = {toml_string(o.address)} }}" for o in value) + "]"
+
+
 _MEDIA_RANGE = re.compile(r"[a-z0-9!#$&^_.+-]+/([a-z0-9!#$&^_.+-]+|\*)", re.IGNORECASE)
 
 
@@ -337,8 +407,8 @@ _LOG_STREAMS = {"-": "-", "stdout": "-", "stderr": "stderr", "off": "off"}
 
 @dataclass(frozen=True)
 class LogTarget(Kind):
-    """"-" (stdout), "stderr", "off", or a log file path (stored absolute). Missing directories
-    are created when the log opens, so only a path that cannot become a file is refused."""
+    """"-" (stdout), "stderr", "off", or a log file path (stored absolute). Whether the file
+    opens is found out when it does (or by `reactor check-config`): the directory must exist."""
 
     def type_name(self) -> str:
         return 'file path, "-" (stdout), "stderr" or "off"'

@@ -1,5 +1,5 @@
-"""The server's listening sockets: bound from `server.listen` or passed in by systemd, and
-re-bound on reload.
+"""The server's listening sockets: bound from `server.listen` and `[[server.listeners]]` or
+passed in by systemd, and re-bound on reload.
 
 Strategy: a socket we bound is remembered by the configured address that bound it
 ("127.0.0.1:0", not the port the kernel picked), so a reload that keeps an address keeps its
@@ -15,9 +15,9 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from reactor.conn.listener import AcceptCallback, Listener, bind_tcp
+from reactor.conn.listener import Acceptor, Listener, ListenerOptions, bind_tcp
 from reactor.loop import EventLoop
-from reactor.ops.kinds import parse_listen
+from reactor.ops.kinds import format_listen, parse_listen
 
 
 class ListenError(Exception):
@@ -62,24 +62,46 @@ class Rebind:
     added: dict[str, socket.socket] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     backlog: int = 0
+    options: dict[str, ListenerOptions] = field(default_factory=dict)
+    """The options of every configured listener after the reload, by address."""
 
     def discard(self) -> None:
         close_sockets(self.added.values())
         self.added.clear()
 
 
-class Listeners:
-    """Every listener of the server: by configured address, plus socket-activated ones."""
+def activated_options(sock: socket.socket) -> ListenerOptions:
+    """Options for a socket the service manager passed: its address describes it."""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        name = None
+    where = format_listen(*name[:2]) if isinstance(name, tuple) else f"unix:{name!r}"
+    return ListenerOptions(address=f"{where} (socket-activated fd {sock.fileno()})")
 
-    def __init__(self, loop: EventLoop, on_accept: AcceptCallback, *,
+
+class Listeners:
+    """Every listener of the server: by configured address, plus socket-activated ones.
+
+    Each listener gets its accept callback from `acceptor(options)`, so per-listener options
+    (TLS, PROXY protocol) decide how its connections are made.
+    """
+
+    def __init__(self, loop: EventLoop, acceptor: Acceptor, *,
                  bound: dict[str, socket.socket] | None = None,
+                 options: Sequence[ListenerOptions] = (),
                  activated: Sequence[socket.socket] = ()) -> None:
         self._loop = loop
-        self._on_accept = on_accept
-        self.by_address = {address: Listener(loop, sock, on_accept)
-                           for address, sock in (bound or {}).items()}
-        self.activated = [Listener(loop, sock, on_accept) for sock in activated]
+        self._acceptor = acceptor
+        given = {o.address: o for o in options}
+        self.by_address = {
+            address: self._listener(sock, given.get(address, ListenerOptions(address)))
+            for address, sock in (bound or {}).items()}
+        self.activated = [self._listener(sock, activated_options(sock)) for sock in activated]
         self._started = False
+
+    def _listener(self, sock: socket.socket, options: ListenerOptions) -> Listener:
+        return Listener(self._loop, sock, self._acceptor(options), options)
 
     def all(self) -> list[Listener]:
         return [*self.activated, *self.by_address.values()]
@@ -101,26 +123,34 @@ class Listeners:
             except OSError:
                 pass
 
-    def prepare(self, listen: Sequence[str], backlog: int) -> Rebind:
-        """Bind the addresses in `listen` that are not bound yet. Raises ListenError, having
-        closed what it bound; the running listeners are untouched either way."""
+    def prepare(self, options: Sequence[ListenerOptions], backlog: int) -> Rebind:
+        """Bind the listeners in `options` whose address is not bound yet. Raises ListenError,
+        having closed what it bound; the running listeners are untouched either way."""
+        wanted = {o.address: o for o in options}
         if self.activated:
             return Rebind(backlog=backlog)  # the service manager owns the sockets
-        added = bind_addresses([a for a in listen if a not in self.by_address], backlog)
-        removed = [address for address in self.by_address if address not in listen]
-        return Rebind(added, removed, backlog)
+        added = bind_addresses([a for a in wanted if a not in self.by_address], backlog)
+        removed = [address for address in self.by_address if address not in wanted]
+        return Rebind(added, removed, backlog, wanted)
 
     def commit(self, rebind: Rebind) -> None:
-        """Serve the added sockets, close the removed ones, apply the backlog to the kept."""
+        """Serve the added sockets, close the removed ones, apply the backlog and any changed
+        options to the kept ones (same socket, a new accept callback)."""
         for address in rebind.removed:
             self.by_address.pop(address).close()
-        for listener in self.by_address.values():
+        for address, listener in list(self.by_address.items()):
             try:
                 listener.sock.listen(rebind.backlog)  # Linux adjusts a live accept queue
             except OSError:
                 pass
+            options = rebind.options.get(address, listener.options)
+            if options != listener.options:
+                listener.stop()
+                self.by_address[address] = replacement = self._listener(listener.sock, options)
+                if self._started:
+                    replacement.start()
         for address, sock in rebind.added.items():
-            listener = Listener(self._loop, sock, self._on_accept)
+            listener = self._listener(sock, rebind.options.get(address, ListenerOptions(address)))
             self.by_address[address] = listener
             if self._started:
                 listener.start()

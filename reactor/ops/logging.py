@@ -25,6 +25,34 @@ LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _FLUSH_LINES = 512  # a full buffer is written at once even without an idle moment
 
 
+def open_error(exc: OSError) -> str:
+    """The one-line reason a log file did not open, naming it (and a missing directory)."""
+    path = str(exc.filename)
+    directory = os.path.dirname(os.path.abspath(path))
+    if isinstance(exc, FileNotFoundError) and not os.path.isdir(directory):
+        return f"cannot open log file {path}: directory {directory} does not exist"
+    return f"cannot open log file {path}: {exc.strerror}"
+
+
+def probe_target(target: str) -> str | None:
+    """Open a log file target for appending as the server would, as `nginx -t` does; None if
+    it opens (a file created by the probe is removed again), else the one-line reason."""
+    if target in ("-", "stderr", "off"):
+        return None
+    existed = os.path.exists(target)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        return open_error(exc)
+    os.close(fd)
+    if not existed:
+        try:
+            os.unlink(target)
+        except OSError:
+            pass
+    return None
+
+
 class LineSink:
     """A log destination: a file path (appended), `-` (stdout), `stderr`, or `off`."""
 
@@ -57,9 +85,7 @@ class LineSink:
             self._fd, self._owns_fd = sys.stdout.fileno(), False
         elif target == "stderr":
             self._fd, self._owns_fd = sys.stderr.fileno(), False
-        else:
-            directory = os.path.dirname(os.path.abspath(target))
-            os.makedirs(directory, exist_ok=True)
+        else:  # a missing directory is an error, not something to create (a typo would be)
             self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                                0o640)
             self._owns_fd = True

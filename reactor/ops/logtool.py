@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +48,7 @@ RECORD_EVENTS = frozenset({"request", "rejected"})
 FOLLOW_POLL_S = 0.25
 """How long a rotated-away file is still read after the path points to a new one."""
 TOP_DEFAULT = 10
+TAIL_DEFAULT = 10  # lines --follow starts with, as tail -f
 
 _STATUS_ITEM = re.compile(r"([1-5])xx|([1-5]\d\d)", re.IGNORECASE)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s)?")
@@ -404,9 +405,10 @@ def _lines_parser() -> _Parser:
         "-n",
         "--lines",
         type=int,
-        default=10,
+        default=None,
         metavar="N",
-        help="with --follow, start with the last N lines (default 10)",
+        help="only the last N matching records; with --follow, start with the last N lines"
+             " (default 10 with --follow, else all)",
     )
     _add_common(parser)
     return parser
@@ -453,13 +455,14 @@ def logs_main(argv: list[str]) -> int:
 
 def _run_lines(args: argparse.Namespace) -> int:
     filters = Filters.from_args(args, datetime.now(UTC))
-    if args.lines < 0:
+    if args.lines is not None and args.lines < 0:
         raise UsageError("--lines: must be 0 or more")
     source = args.file or _default_source()
     formatter = LineFormatter()
     skipped = 0
 
-    def emit(line: str) -> None:
+    def emit(line: str, last: deque[str] | None = None) -> None:
+        """Write a matching record, or keep it in `last` (-n without --follow)."""
         nonlocal skipped
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -468,13 +471,20 @@ def _run_lines(args: argparse.Namespace) -> int:
         if record is None:
             skipped += 1
         elif filters.match(record):
-            sys.stdout.write((line if args.json else formatter.format(record)) + "\n")
+            text = (line if args.json else formatter.format(record)) + "\n"
+            if last is None:
+                sys.stdout.write(text)
+            else:
+                last.append(text)
 
     if args.follow:
-        _follow(source, args.lines, emit)
+        _follow(source, TAIL_DEFAULT if args.lines is None else args.lines, emit)
     else:
+        last: deque[str] | None = None if args.lines is None else deque(maxlen=args.lines)
         for line in read_lines(source):
-            emit(line)
+            emit(line, last)
+        for kept in last or ():
+            sys.stdout.write(kept)
     sys.stdout.flush()
     if skipped:
         print(

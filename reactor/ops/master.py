@@ -20,17 +20,20 @@ import time
 from collections.abc import Callable
 
 from reactor.conn.listener import bind_tcp
-from reactor.ops.settings import Config
+from reactor.ops.settings import SETTINGS, Config, Reload, ServerConfig, listener_options
 from reactor.ops.systemd import Notifier
 
 WorkerMain = Callable[[Config, "Slot", Callable[[], None]], int]
 MasterLog = Callable[..., None]
+"""`log(event, level="info", **fields)`: one line of the master's error log."""
 
 _HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 READY_TIMEOUT_S = 15.0
 # A worker that dies sooner than this after starting is crashing: wait before the next try.
 CRASH_WINDOW_S = 1.0
 CRASH_BACKOFF_S = 1.0
+# Restart-only in one process, but every reload starts fresh workers, which read them anew.
+_PER_WORKER = frozenset({"server.pool_threads"})
 
 
 Slot = tuple[list[socket.socket], dict[str, socket.socket]]
@@ -192,18 +195,25 @@ class Master:
         try:
             config = self.reload_config()
         except Exception as exc:  # the config error is already one line
-            self.log("reload-failed", reason=str(exc))
+            self.log("reload-failed", level="error", reason=str(exc))
             self.notifier.ready()
             return
-        if tuple(config.server.listen) != tuple(self.config.server.listen):
-            self.log("reload-listen-unchanged",
+        if listener_options(config.server) != listener_options(self.config.server):
+            self.log("reload-listen-unchanged", level="warning",
                      reason="listen addresses change only on restart with workers > 1")
-            config = _with_listen(config, self.config.server.listen)
+            config = _with_listen(config, self.config.server)
+        later = [s.name for s in SETTINGS if s.reload is Reload.RESTART
+                 and s.name not in _PER_WORKER
+                 and getattr(getattr(config, s.section), s.key)
+                 != getattr(getattr(self.config, s.section), s.key)]
+        if later:
+            self.log("reload-needs-restart", level="warning", settings=later,
+                     message="these settings take effect at the next start")
         self.config = config
         for old in sorted(self.workers.values(), key=lambda w: w.slot):
             new = self.spawn(old.slot)
             if not self.wait_ready(new):
-                self.log("reload-worker-failed", slot=old.slot, pid=new.pid)
+                self.log("reload-worker-failed", level="error", slot=old.slot, pid=new.pid)
                 continue
             _kill(old.pid, signal.SIGTERM)
         self.log("reloaded", workers=len(self.slots))
@@ -236,7 +246,10 @@ class Master:
             return
         if any(w.slot == worker.slot for w in self.workers.values()):
             return  # replaced during a reload: its successor already serves the slot
-        self.log("worker-died", pid=worker.pid, slot=worker.slot, exit_code=code)
+        fields: dict[str, object] = {"pid": worker.pid, "slot": worker.slot, "exit_code": code}
+        if code < 0:  # killed by a signal: a crash, an OOM kill, an operator's kill -9
+            fields["signal"] = signal.Signals(-code).name
+        self.log("worker-died", level="error" if code != 0 else "warning", **fields)
         if time.monotonic() - worker.started < CRASH_WINDOW_S:
             time.sleep(CRASH_BACKOFF_S)
         self.wait_ready(self.spawn(worker.slot))
@@ -253,5 +266,8 @@ def _kill(pid: int, signo: int) -> None:
         os.kill(pid, signo)
 
 
-def _with_listen(config: Config, listen: tuple[str, ...]) -> Config:
-    return dataclasses.replace(config, server=dataclasses.replace(config.server, listen=listen))
+def _with_listen(config: Config, running: ServerConfig) -> Config:
+    """`config` keeping the running listeners (they are bound once, by the master)."""
+    server = dataclasses.replace(config.server, listen=running.listen,
+                                 listeners=running.listeners)
+    return dataclasses.replace(config, server=server)

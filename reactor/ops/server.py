@@ -10,8 +10,11 @@ A reload is staged, then committed. Staging does everything that can fail -- rea
 validate the configuration, open changed log files, bind added addresses, build the app --
 and on any failure undoes itself and leaves the running configuration whole ("reload-failed"
 in the error log, with the one-line reason). Committing only swaps objects: the HttpServer's
-settings, app and log, the listener set. Connections in progress keep what they hold; new
-connections and new requests see the new objects.
+settings, app and log, the listener set. What a changed setting needs comes from its declared
+reload class (reactor.ops.settings.Reload): the app is rebuilt when a Reload.APP setting
+changed, and changed Reload.RESTART settings are named in a `reload-needs-restart` warning.
+Connections in progress keep what they hold; new connections and new requests see the new
+objects.
 
 Under systemd (NOTIFY_SOCKET) the loop itself sends WATCHDOG=1 from a timer, so a wedged loop
 stops the pings, and refreshes STATUS= with live figures.
@@ -49,8 +52,8 @@ from reactor.ops.config import ConfigError, ConfigSource
 from reactor.ops.daemon import is_stream_target
 from reactor.ops.kinds import format_listen, parse_listen
 from reactor.ops.listeners import ListenError, Listeners, Rebind, bind_addresses, close_sockets
-from reactor.ops.logging import ServerLog
-from reactor.ops.settings import SETTINGS, Config
+from reactor.ops.logging import ServerLog, open_error
+from reactor.ops.settings import SETTINGS, Config, Reload, listener_options, reload_class
 from reactor.ops.systemd import Notifier
 
 # Longest a buffered log line waits before it is written (a crash loses at most this much).
@@ -59,12 +62,6 @@ SERVER_NAME = f"reactor/{__version__}".encode()
 STATUS_INTERVAL_S = 2.0
 """How often STATUS= (connections, requests served) is refreshed under systemd."""
 
-RESTART_ONLY = frozenset({"server.pool_threads", "server.workers", "daemon.pidfile",
-                          "daemon.user", "daemon.group", "daemon.umask",
-                          "app.native", "app.wsgi", "app.path"})  # imported once per start
-"""Settings a reload cannot change in a running process: it logs that they wait for a restart."""
-
-APP_SECTIONS = ("files", "compression")
 
 
 class LogOpenError(Exception):
@@ -77,7 +74,7 @@ def open_log(config: Config) -> ServerLog:
     try:
         return ServerLog(access=log.access, error=log.error, level=log.level, fmt=log.format)
     except OSError as exc:
-        raise LogOpenError(f"cannot open log file {exc.filename}: {exc.strerror}") from None
+        raise LogOpenError(open_error(exc)) from None
 
 
 def http_settings(config: Config) -> HttpSettings:
@@ -208,7 +205,8 @@ class Server:
                 log = open_log(config)
                 owned.callback(log.close)
             if listen_sockets is None and bound is None:
-                bound = bind_addresses(config.server.listen, config.server.backlog)
+                addresses = [o.address for o in listener_options(config.server)]
+                bound = bind_addresses(addresses, config.server.backlog)
                 owned.callback(close_sockets, list(bound.values()))
             self.loop = EventLoop(pool_threads=config.server.pool_threads)
             owned.callback(self.loop.close)
@@ -227,8 +225,8 @@ class Server:
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
                                server_name=SERVER_NAME,
                                max_connections=config.server.max_connections)
-        self.listeners = Listeners(self.loop, self.http.accept, bound=bound,
-                                   activated=activated)
+        self.listeners = Listeners(self.loop, self.http.acceptor, bound=bound,
+                                   options=listener_options(config.server), activated=activated)
         self.notifier = notifier
         self._timers: list[Periodic] = []
         self._previous_handlers: dict[int, Any] = {}
@@ -447,16 +445,19 @@ class Server:
                 if config.log != self.config.log:
                     log = open_log(config)
                     undo.callback(log.close)
-                rebind = self.listeners.prepare(config.server.listen, config.server.backlog)
+                rebind = self.listeners.prepare(listener_options(config.server),
+                                                config.server.backlog)
             except (LogOpenError, ListenError) as exc:
                 raise ReloadError(str(exc)) from None
             undo.callback(rebind.discard)
-            app_changed = any(getattr(config, s) != getattr(self.config, s)
-                              for s in APP_SECTIONS)
+            changed = changed_settings(self.config, config)
+            app_changed = any(reload_class(name) is Reload.APP for name in changed)
             try:
                 app = make_app(config, self.app_error) if app_changed else None
             except apploader.AppLoadError as exc:
                 raise ReloadError(str(exc)) from None
+            except (OSError, ValueError) as exc:  # e.g. a document root removed meanwhile
+                raise ReloadError(f"cannot build the application: {exc}") from None
             undo.pop_all()
         return _Staged(config, log, rebind, app)
 
@@ -475,11 +476,11 @@ class Server:
         self.http.max_connections = config.server.max_connections
         changed = changed_settings(old, config)
         self.log.info("reloaded", changed=changed, listen_added=added, listen_removed=removed)
-        later = sorted(RESTART_ONLY.intersection(changed))
+        later = [name for name in changed if reload_class(name) is Reload.RESTART]
         if later:
             self.log.warning("reload-needs-restart", settings=later,
                              message="these settings take effect at the next start")
-        if self.listeners.activated and "server.listen" in changed:
+        if self.listeners.activated and {"server.listen", "server.listeners"} & set(changed):
             self.log.warning("reload-listen-ignored",
                              message="socket-activated: the service manager owns the sockets")
         if "files.directory" in changed and config.files.directory is None:

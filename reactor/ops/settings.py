@@ -1,8 +1,10 @@
 """Setting declarations: every reactor setting, declared once, as a field of its section.
 
 Strategy: a setting is a field of a frozen section dataclass (`ServerConfig.backlog`) whose
-metadata carries its kind (type + validation, see reactor.ops.kinds), one-line description and
-optional CLI flags. `SETTINGS` is derived from those fields, and everything else -- the loader,
+metadata carries its kind (type + validation, see reactor.ops.kinds), one-line description,
+reload class (`Reload`: applied live, rebuilds the app, or needs a restart -- declared by
+`live()`, `rebuilds_app()` or `needs_restart()`, so no setting can lack one) and optional CLI
+flags. `SETTINGS` is derived from those fields, and everything else -- the loader,
 the flags of `reactor serve`, conf/reactor.toml, the README table -- is derived from `SETTINGS`
 (see reactor.ops.config). Adding a setting means adding one field here.
 """
@@ -10,9 +12,11 @@ the flags of `reactor serve`, conf/reactor.toml, the README table -- is derived 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from reactor.conn.listener import ListenerOptions
 from reactor.ops.app_kinds import AppTarget, ImportPaths
 from reactor.ops.kinds import (
     Account,
@@ -21,6 +25,7 @@ from reactor.ops.kinds import (
     Int,
     Kind,
     Listen,
+    ListenerTables,
     LogTarget,
     MediaTypes,
     OptionalPath,
@@ -38,38 +43,75 @@ TiB = 1 << 40
 # --- declarations ------------------------------------------------------------------------------
 
 
+class Reload(Enum):
+    """What a SIGHUP reload does with a changed value of a setting."""
+
+    LIVE = "live"
+    """Applied to the running server: new connections and requests see it."""
+    APP = "app"
+    """The application is rebuilt from the new values and swapped in."""
+    RESTART = "restart"
+    """Cannot change in a running process: the reload logs a warning naming it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
     """What a section field's metadata says about its setting."""
 
     kind: Kind
     doc: str
+    reload: Reload
     flags: tuple[str, ...] = ()
     metavar: str | None = None
     example: str | None = None  # shown, commented out, for settings unset by default
 
 
-def setting(default: object, kind: Kind, doc: str, *flags: str, metavar: str | None = None,
-            example: str | None = None) -> Any:
-    """Declare a setting as a dataclass field: its default, kind, description and CLI flags."""
-    spec = Spec(kind, doc, flags, metavar, example)
+def setting(default: object, kind: Kind, doc: str, *flags: str, reload: Reload,
+            metavar: str | None = None, example: str | None = None) -> Any:
+    """Declare a setting as a dataclass field: its default, kind, description, what a reload
+    does with it, and its CLI flags."""
+    spec = Spec(kind, doc, reload, flags, metavar, example)
     return field(default=default, metadata={"setting": spec})
+
+
+def live(default: object, kind: Kind, doc: str, *flags: str, metavar: str | None = None,
+         example: str | None = None) -> Any:
+    """A setting a reload applies to the running server (Reload.LIVE)."""
+    return setting(default, kind, doc, *flags, reload=Reload.LIVE, metavar=metavar,
+                   example=example)
+
+
+def rebuilds_app(default: object, kind: Kind, doc: str, *flags: str, metavar: str | None = None,
+                 example: str | None = None) -> Any:
+    """A setting of the application: a reload that changes it rebuilds the app (Reload.APP)."""
+    return setting(default, kind, doc, *flags, reload=Reload.APP, metavar=metavar,
+                   example=example)
+
+
+def needs_restart(default: object, kind: Kind, doc: str, *flags: str,
+                  metavar: str | None = None, example: str | None = None) -> Any:
+    """A setting only a restart applies; a reload that changes it warns (Reload.RESTART)."""
+    return setting(default, kind, doc, *flags, reload=Reload.RESTART, metavar=metavar,
+                   example=example)
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Listening sockets, connections and processes."""
 
-    listen: tuple[str, ...] = setting(
+    listen: tuple[str, ...] = live(
         ("127.0.0.1:4221",), Listen(),
         'Addresses to listen on, "HOST:PORT"; IPv6 as "[::1]:8080"; port 0 = any free port.',
         "--host", "--port")
-    backlog: int = setting(1024, Int(1, 65535), "Length of each listening socket's accept queue.")
-    max_connections: int = setting(
+    listeners: tuple[ListenerOptions, ...] = live(
+        (), ListenerTables(),
+        "More listeners: [[server.listeners]] tables with an address (and per-listener options).")
+    backlog: int = live(1024, Int(1, 65535), "Length of each listening socket's accept queue.")
+    max_connections: int = live(
         10000, Int(1, 1_000_000), "Open connections per worker; beyond it accepting pauses.")
-    pool_threads: int = setting(
+    pool_threads: int = needs_restart(
         4, Int(1, 256), "Threads per worker running blocking handlers, file reads, compression.")
-    workers: int = setting(
+    workers: int = needs_restart(
         1, Workers(1, 1024), 'Worker processes; "auto" = one per CPU.', "--workers", metavar="N")
 
 
@@ -77,13 +119,13 @@ class ServerConfig:
 class LimitsConfig:
     """Request size limits; a request over one is answered 4xx and the connection closed."""
 
-    max_request_line: int = setting(
+    max_request_line: int = live(
         8192, Int(1, MiB), "Longest request line in bytes (414 beyond).")
-    max_header_bytes: int = setting(
+    max_header_bytes: int = live(
         32768, Int(1, 16 * MiB), "Largest header block in bytes (431 beyond).")
-    max_header_fields: int = setting(
+    max_header_fields: int = live(
         100, Int(1, 10_000), "Most header fields in one request (431 beyond).")
-    max_body_bytes: int = setting(
+    max_body_bytes: int = live(
         16 * MiB, Int(1, TiB), "Largest request body in bytes (413 beyond).")
 
 
@@ -91,12 +133,12 @@ class LimitsConfig:
 class TimeoutsConfig:
     """Timeouts in seconds."""
 
-    header_s: float = setting(20.0, Seconds(), "Time to receive a request's line and headers.")
-    keepalive_s: float = setting(75.0, Seconds(), "Idle time allowed between keep-alive requests.")
-    body_s: float = setting(60.0, Seconds(), "Time allowed between two reads of a request body.")
-    write_s: float = setting(
+    header_s: float = live(20.0, Seconds(), "Time to receive a request's line and headers.")
+    keepalive_s: float = live(75.0, Seconds(), "Idle time allowed between keep-alive requests.")
+    body_s: float = live(60.0, Seconds(), "Time allowed between two reads of a request body.")
+    write_s: float = live(
         60.0, Seconds(), "Time allowed for a stalled response write to make progress.")
-    shutdown_s: float = setting(
+    shutdown_s: float = live(
         30.0, Seconds(), "Graceful stop: time in-flight requests get before connections close.")
 
 
@@ -104,42 +146,43 @@ class TimeoutsConfig:
 class FilesConfig:
     """The file handlers (/files/...)."""
 
-    directory: Path | None = setting(  # noqa: RUF009 -- setting() is dataclasses.field()
+    directory: Path | None = rebuilds_app(  # noqa: RUF009 -- a dataclasses.field()
         None, OptionalPath(directory=True),
         "Directory served under /files/; unset = file handlers off. Must exist.",
         "--directory", metavar="DIR", example="/srv/reactor/files")
-    uploads: bool = setting(True, Bool(), "Allow POST /files/NAME to write into the directory.")
+    uploads: bool = rebuilds_app(
+        True, Bool(), "Allow POST /files/NAME to write into the directory.")
 
 
 @dataclass(frozen=True, slots=True)
 class StaticConfig:
     """Document roots served like nginx: index files, ranges, validators, sendfile."""
 
-    root: Path | None = setting(  # noqa: RUF009 -- setting() is dataclasses.field()
+    root: Path | None = rebuilds_app(  # noqa: RUF009 -- a dataclasses.field()
         None, OptionalPath(directory=True),
         "Directory served under `prefix`; unset = no document root.", metavar="DIR",
         example="/srv/www")
-    prefix: str = setting("/", Text(), "URL path the root is mounted at; app routes win.")
-    index: str | None = setting(
+    prefix: str = rebuilds_app("/", Text(), "URL path the root is mounted at; app routes win.")
+    index: str | None = rebuilds_app(
         "index.html", Text(optional=True), 'File served for a directory URL; "" = none.')
-    listing: bool = setting(False, Bool(), "List directories without an index file.")
-    symlinks: str = setting(
+    listing: bool = rebuilds_app(False, Bool(), "List directories without an index file.")
+    symlinks: str = rebuilds_app(
         "deny-outside", Choice(("deny-outside", "follow", "deny")),
         "Symlinks: refuse those leading outside the root, follow all, or refuse all.")
-    dotfiles: bool = setting(False, Bool(), "Serve names starting with a dot.")
-    cache_control: str | None = setting(
+    dotfiles: bool = rebuilds_app(False, Bool(), "Serve names starting with a dot.")
+    cache_control: str | None = rebuilds_app(
         None, Text(optional=True), "Cache-Control value on files; unset = none.",
         example="public, max-age=3600")
-    max_ranges: int = setting(16, Int(1, 1000), "Most ranges in one Range header (else 200).")
-    mime_overrides: tuple[tuple[str, str], ...] = setting(
+    max_ranges: int = rebuilds_app(16, Int(1, 1000), "Most ranges in one Range header (else 200).")
+    mime_overrides: tuple[tuple[str, str], ...] = rebuilds_app(
         (), MimeOverrides(), 'Extra MIME types, e.g. { ".log" = "text/plain" }.')
-    uploads: bool = setting(
+    uploads: bool = rebuilds_app(
         False, Bool(), "Accept PUT and DELETE of files under the root (off: 405).")
-    gzip_cache_bytes: int = setting(
+    gzip_cache_bytes: int = rebuilds_app(
         64 * MiB, Int(0, TiB), "Memory for gzip-compressed copies of small static files.")
-    gzip_cache_file_max: int = setting(
+    gzip_cache_file_max: int = rebuilds_app(
         MiB, Int(0, TiB), "Largest file compressed into that cache (larger: sent as is).")
-    mounts: tuple[dict[str, Any], ...] = setting(
+    mounts: tuple[dict[str, Any], ...] = rebuilds_app(
         (), Mounts(), "More document roots: [[static.mounts]] tables with the keys above.")
 
 
@@ -147,10 +190,10 @@ class StaticConfig:
 class CompressionConfig:
     """gzip response compression, when the client accepts it."""
 
-    enabled: bool = setting(True, Bool(), "Compress responses with gzip.")
-    level: int = setting(6, Int(1, 9), "zlib level: 1 fastest .. 9 smallest.")
-    min_size: int = setting(0, Int(0), "Smallest body in bytes worth compressing.")
-    types: tuple[str, ...] = setting(
+    enabled: bool = rebuilds_app(True, Bool(), "Compress responses with gzip.")
+    level: int = rebuilds_app(6, Int(1, 9), "zlib level: 1 fastest .. 9 smallest.")
+    min_size: int = rebuilds_app(0, Int(0), "Smallest body in bytes worth compressing.")
+    types: tuple[str, ...] = rebuilds_app(
         ("text/*", "application/json", "application/javascript", "application/xml",
          "image/svg+xml"), MediaTypes(), 'Media types to compress; "type/*" matches a family.')
 
@@ -159,16 +202,16 @@ class CompressionConfig:
 class LogConfig:
     """Logging: one JSON line per request (access) plus an error log."""
 
-    access: str = setting(
+    access: str = live(
         "-", LogTarget(), 'Access log: file path, "-" = stdout, "stderr" or "off".',
         "--log", metavar="FILE")
-    error: str = setting(
+    error: str = live(
         "stderr", LogTarget(), 'Error log: file path, "-" = stdout, "stderr" or "off".',
         "--error-log", metavar="FILE")
-    level: str = setting(
+    level: str = live(
         "info", Choice(("debug", "info", "warning", "error")), "Least severe error-log level.",
         "--log-level", metavar="LEVEL")
-    format: str = setting(
+    format: str = live(
         "json", Choice(("json", "console")), "Log line format: JSON lines or human-readable.")
 
 
@@ -176,31 +219,33 @@ class LogConfig:
 class DaemonConfig:
     """Daemon mode (--daemon) and privileges."""
 
-    pidfile: Path | None = setting(  # noqa: RUF009 -- setting() is dataclasses.field()
-        None, OptionalPath(), "PID file written in daemon mode; unset = none.",
+    pidfile: Path | None = needs_restart(  # noqa: RUF009 -- a dataclasses.field()
+        None, OptionalPath(),
+        "PID file, written while serving (daemon or not), removed at exit; unset = none.",
         "--pidfile", metavar="FILE", example="/run/reactor.pid")
-    user: str | None = setting(
+    user: str | None = needs_restart(
         None, Account(), "Switch to this user after binding; unset = stay.", example="www-data")
-    group: str | None = setting(
+    group: str | None = needs_restart(
         None, Account(group=True), "Switch to this group after binding; unset = the user's.",
         example="www-data")
-    umask: int = setting(0o022, Umask(), "File mode creation mask, octal.")
+    umask: int = needs_restart(0o022, Umask(), "File mode creation mask, octal.")
 
 
 @dataclass(frozen=True, slots=True)
 class AppConfig:
     """Your code: a native reactor App or a WSGI app, imported at start-up (else built-ins)."""
 
-    native: str | None = setting(
+    # Imported once per start (before workers fork): a reload cannot swap the code.
+    native: str | None = needs_restart(
         None, AppTarget(), 'Native app: "module:app" or "module:make_app()"; unset = built-in.',
         "--app", metavar="MODULE:APP", example="myproject.web:app")
-    wsgi: str | None = setting(
+    wsgi: str | None = needs_restart(
         None, AppTarget(), 'WSGI (PEP 3333) app to host instead: "module:app".',
         "--wsgi", metavar="MODULE:APP", example="myproject.wsgi:application")
-    path: tuple[Path, ...] = setting(
+    path: tuple[Path, ...] = needs_restart(
         (), ImportPaths(), "Directories searched for the app's module before the working dir.",
         "--app-dir", metavar="DIR")
-    spool_bytes: int = setting(
+    spool_bytes: int = rebuilds_app(
         MiB, Int(0, TiB), "Request bodies larger (or chunked) go to a temp file for the app.")
 
 
@@ -231,6 +276,7 @@ class Setting:
     flags: tuple[str, ...]
     metavar: str | None
     example: str | None
+    reload: Reload
 
     @property
     def name(self) -> str:
@@ -247,9 +293,20 @@ SECTION_DOCS: dict[str, str] = {
 }
 SETTINGS: tuple[Setting, ...] = tuple(
     Setting(section, f.name, f.default, spec.kind, spec.doc, spec.flags, spec.metavar,
-            spec.example)
+            spec.example, spec.reload)
     for section, cls in SECTION_CLASSES.items()
     for f in fields(cls)
     for spec in [f.metadata["setting"]]
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def reload_class(name: str) -> Reload:
+    """What a reload does with the setting `name` ("static.root")."""
+    return BY_NAME[name].reload
+
+
+def listener_options(server: ServerConfig) -> tuple[ListenerOptions, ...]:
+    """Every listener to bind: `server.listen` addresses (plain options), then the
+    `[[server.listeners]]` tables. The loader refuses an address that is in both."""
+    return (*(ListenerOptions(address) for address in server.listen), *server.listeners)

@@ -1,11 +1,13 @@
 """Start-up of `reactor serve`: configuration, sockets, logs, detaching, privileges, then run.
 
 Strategy: the steps run in the order that lets every failure reach the operator as one line
-on the terminal, with exit code 2 for a configuration that cannot work and 1 for a problem of
-the host (address in use, unwritable log, a live pid file), before anything is detached or
-switched: load the configuration; in daemon mode refuse terminal log targets and a live pid
-file; take socket-activated sockets or bind; open the logs; detach (--daemon); switch user;
-assemble the Server and run it. Whatever is open when a step fails is closed again. After
+on the terminal before anything is detached or switched. Exit code 2 means the configuration
+cannot work -- what `reactor check-config` refuses too: a bad value, a log file or pid file
+that cannot be created; 1 means the host refused at run time (address in use, a live pid
+file, a user switch). Load the configuration; in daemon mode refuse terminal log targets;
+check the pid file (written with or without --daemon); take socket-activated sockets or bind;
+open the logs; write the pid file or detach (--daemon); switch user; assemble the Server and
+run it. Whatever is open when a step fails is closed again. After
 detaching, a failure travels to the waiting terminal over the daemon's start-up pipe.
 """
 
@@ -19,7 +21,7 @@ import sys
 from typing import Any
 
 from reactor.ops import apploader
-from reactor.ops.config import ConfigError, ConfigSource
+from reactor.ops.config import ConfigError, ConfigSource, probe_pidfile
 from reactor.ops.daemon import (
     DaemonError,
     Detached,
@@ -32,7 +34,7 @@ from reactor.ops.listeners import ListenError, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog
 from reactor.ops.master import Master, Slot, make_slots
 from reactor.ops.server import LogOpenError, Server, open_log
-from reactor.ops.settings import Config
+from reactor.ops.settings import Config, listener_options
 from reactor.ops.systemd import Notifier, listen_fds
 
 EXIT_FAILURE = 1
@@ -56,16 +58,22 @@ def serve(args: argparse.Namespace) -> int:
     """`reactor serve [--daemon]`: serve until stopped; returns the exit code."""
     daemon_mode = bool(getattr(args, "daemon", False))
     detached: Detached | None = None
+    foreground_pidfile: PidFile | None = None
     notes: list[Note] = []  # logged once the server listens, after the "listening" lines
     try:
         source = ConfigSource.capture(args)
         config = _load(source)
         _import_app(config, source.cwd)
-        pidfile = _daemon_preflight(config, notes) if daemon_mode else None
+        if daemon_mode:
+            _daemon_preflight(config)
+        pidfile = _pidfile_preflight(config, notes)
         workers = config.server.workers
         with contextlib.ExitStack() as opened:  # closed again if a step below fails
             activated, bound = _listen(config, opened, notes, reuse_port=workers > 1)
             log = _open_log(config, opened)
+            if pidfile is not None and not daemon_mode:  # the foreground writes it too
+                _acquire(pidfile)
+                foreground_pidfile = pidfile
             if daemon_mode:
                 keep = [*activated, *bound.values(), log.access_sink.fileno,
                         log.error_sink.fileno]
@@ -91,6 +99,8 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         if detached is not None:
             detached.close()  # removes the pid file
+        if foreground_pidfile is not None:
+            foreground_pidfile.release()
 
 
 def _ready(log: ServerLog, notes: list[Note], detached: Detached | None) -> None:
@@ -116,9 +126,8 @@ def _import_app(config: Config, cwd: str) -> None:
         raise StartupError(str(exc), EXIT_USAGE) from None
 
 
-def _daemon_preflight(config: Config, notes: list[Note]) -> PidFile | None:
-    """--daemon: refuse log targets that would vanish into /dev/null, and a live pid file;
-    remove a stale pid file. Returns the pid file to write, if one is configured."""
+def _daemon_preflight(config: Config) -> None:
+    """--daemon: refuse log targets that would vanish into /dev/null."""
     for key in ("access", "error"):
         target = getattr(config.log, key)
         if is_stream_target(target):
@@ -126,8 +135,17 @@ def _daemon_preflight(config: Config, notes: list[Note]) -> PidFile | None:
             raise StartupError(
                 f"--daemon: log.{key} goes to {shown}, which a daemon does not have;"
                 " set log.access and log.error to files (or \"off\")", EXIT_USAGE)
+
+
+def _pidfile_preflight(config: Config, notes: list[Note]) -> PidFile | None:
+    """daemon.pidfile (with or without --daemon): refuse a directory that cannot hold it
+    (exit 2) and a live pid file (exit 1); remove a stale one. Returns the pid file to write,
+    if one is configured."""
     if config.daemon.pidfile is None:
         return None
+    problem = probe_pidfile(config.daemon.pidfile)
+    if problem is not None:
+        raise StartupError(problem, EXIT_USAGE)
     pidfile = PidFile(config.daemon.pidfile)
     try:
         stale = pidfile.clear_stale()
@@ -137,6 +155,13 @@ def _daemon_preflight(config: Config, notes: list[Note]) -> PidFile | None:
         notes.append(("warning", "pidfile-stale-removed",
                       {"path": str(pidfile.path), "pid": stale}))
     return pidfile
+
+
+def _acquire(pidfile: PidFile) -> None:
+    try:
+        pidfile.acquire()
+    except DaemonError as exc:
+        raise StartupError(str(exc), EXIT_USAGE) from None
 
 
 def _worker_slots(config: Config, activated: list[socket.socket],
@@ -151,8 +176,13 @@ def _worker_slots(config: Config, activated: list[socket.socket],
 def _run_master(config: Config, source: ConfigSource, slots: list[Slot], log: ServerLog,
                 notes: list[Note], detached: Detached | None) -> int:
     """server.workers > 1: this process supervises forked single-threaded workers."""
-    def say(event: str, **fields: Any) -> None:
-        log.info(event, **fields)
+    def say(event: str, level: str = "info", **fields: Any) -> None:
+        if level == "error":
+            log.error(event, None, fields)
+        elif level == "warning":
+            log.warning(event, **fields)
+        else:
+            log.info(event, **fields)
         log.flush()
 
     def worker_main(config: Config, slot: Slot, ready: Any) -> int:
@@ -185,8 +215,8 @@ def _listen(config: Config, opened: contextlib.ExitStack, notes: list[Note], *,
                        " is not bound"}))
         return activated, {}
     try:
-        bound = bind_addresses(config.server.listen, config.server.backlog,
-                               reuse_port=reuse_port)
+        bound = bind_addresses([o.address for o in listener_options(config.server)],
+                               config.server.backlog, reuse_port=reuse_port)
     except ListenError as exc:
         raise StartupError(str(exc)) from None
     opened.callback(close_sockets, list(bound.values()))
@@ -197,7 +227,7 @@ def _open_log(config: Config, opened: contextlib.ExitStack) -> ServerLog:
     try:
         log = open_log(config)
     except LogOpenError as exc:
-        raise StartupError(str(exc)) from None
+        raise StartupError(str(exc), EXIT_USAGE) from None
     opened.callback(log.close)
     return log
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reactor.app.static import MountError, StaticMount
-from reactor.ops.kinds import Invalid, Kind, show, toml_string, toml_value
+from reactor.ops.kinds import Invalid, Kind, json_value, show, toml_string, toml_value
 
 MOUNT_KEYS = ("prefix", "root", "index", "listing", "symlinks", "dotfiles", "cache_control",
               "max_ranges", "mime_overrides", "uploads")
@@ -68,6 +68,9 @@ class MimeOverrides(Kind):
             raise Invalid(str(exc).removeprefix("static mount '/': ")) from None
         return tuple(sorted(table.items()))
 
+    def from_text(self, text: str) -> object:
+        return json_value(text, 'a table like {".log": "text/plain"}')
+
     def to_toml(self, value: Any) -> str | None:
         return _table_toml(dict(value))
 
@@ -88,26 +91,35 @@ class Mounts(Kind):
         where = f"mount #{index + 1}"
         unknown = sorted(set(table) - set(MOUNT_KEYS))
         if unknown:
-            raise Invalid(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(MOUNT_KEYS)})")
+            raise Invalid(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(MOUNT_KEYS)})",
+                          (index, unknown[0]))
         if "prefix" not in table or "root" not in table:
-            raise Invalid(f"{where}: needs both prefix and root")
+            raise Invalid(f"{where}: needs both prefix and root", (index, None))
         mount = dict(table)
         if not isinstance(mount["root"], str):
-            raise Invalid(f"{where}: root must be a path string, got {show(mount['root'])}")
+            raise Invalid(f"{where}: root must be a path string, got {show(mount['root'])}",
+                          (index, "root"))
         mount["root"] = str(Path(base, mount["root"]).resolve())
         for key in _BOOL_KEYS:
             if key in mount and not isinstance(mount[key], bool):
-                raise Invalid(f"{where}: {key} must be true or false, got {show(mount[key])}")
+                raise Invalid(f"{where}: {key} must be true or false, got {show(mount[key])}",
+                              (index, key))
         if "mime_overrides" in mount:
-            mount["mime_overrides"] = _check_mime_table(mount["mime_overrides"])
+            try:
+                mount["mime_overrides"] = _check_mime_table(mount["mime_overrides"])
+            except Invalid as exc:
+                raise Invalid(str(exc), (index, "mime_overrides")) from None
         if mount.get("cache_control") == "" or mount.get("index") == "":
             mount = {k: (None if v == "" and k in ("cache_control", "index") else v)
                      for k, v in mount.items()}
         try:
             StaticMount(**mount)
         except (MountError, TypeError) as exc:
-            raise Invalid(f"{where}: {exc}") from None
+            raise Invalid(f"{where}: {exc}", (index, None)) from None
         return mount
+
+    def from_text(self, text: str) -> object:
+        return json_value(text, 'a list of tables like [{"prefix": "/a", "root": "/srv/a"}]')
 
     def to_toml(self, value: Any) -> str | None:
         return "[" + ", ".join(_table_toml(m) for m in value) + "]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import pwd
 import tomllib
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reactor.conn.listener import ListenerOptions
 from reactor.ops.config import (
     Config,
     ConfigError,
@@ -29,7 +31,7 @@ from reactor.ops.config import (
     run_print_config,
 )
 from reactor.ops.kinds import format_listen
-from reactor.ops.settings import SETTINGS
+from reactor.ops.settings import SETTINGS, listener_options
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf" / "reactor.toml"
@@ -507,3 +509,112 @@ def test_parse_listen_rejects(addr: str) -> None:
 def test_format_listen_round_trips(address: Any, port: int) -> None:
     host = str(address)
     assert parse_listen(format_listen(host, port)) == (host, port)
+
+
+# --- [[server.listeners]], array-table lines, top-level keys, JSON environment values --------
+
+
+def test_listeners_tables_add_to_listen(tmp_path: Path, nowhere: str) -> None:
+    path = write(tmp_path, '[server]\nlisten = ["127.0.0.1:0"]\n\n[[server.listeners]]\n'
+                           'address = "127.0.0.2:0"\n\n[[server.listeners]]\n'
+                           'address = "[::1]:8080"\n')
+    config = load_config(serve_args("--config", str(path)), {}, default_path=nowhere)
+    assert [o.address for o in listener_options(config.server)] == [
+        "127.0.0.1:0", "127.0.0.2:0", "[::1]:8080"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[server]\nlisten = ["127.0.0.1:0"]\n\n[[server.listeners]]\naddress = "127.0.0.2:0"\n'
+     '\n[[server.listeners]]\naddress = "127.0.0.3:0"\ntls = true\n',
+     "9: server.listeners: listener #2: unknown key 'tls' (keys: address)"),
+    ('[[server.listeners]]\nport = 80\n',
+     "2: server.listeners: listener #1: unknown key 'port' (keys: address)"),
+    ('[[server.listeners]]\n', "1: server.listeners: listener #1: needs an address"),
+    ('[[server.listeners]]\naddress = "localhost"\n',
+     '2: server.listeners: listener #1: "localhost" is not HOST:PORT (IPv6 as "[::1]:8080")'),
+    ('[server]\nlisten = ["127.0.0.1:80"]\n[[server.listeners]]\naddress = "127.0.0.1:80"\n',
+     "4: server.listeners: listener #1: 127.0.0.1:80 is also in server.listen;"
+     " list each address once"),
+    ('[[server.listeners]]\naddress = "127.0.0.2:80"\n[[server.listeners]]\n'
+     'address = "127.0.0.2:80"\n',
+     '4: server.listeners: listener #2: "127.0.0.2:80" is listed twice'),
+    ('[[static.mounts]]\nprefix = "/a"\nroot = "."\n\n[[static.mounts]]\nprefix = "/b"\n'
+     'root = "."\nindex = "i.html"\ncolour = "red"\n',
+     "9: static.mounts: mount #2: unknown key 'colour'"),
+    ('[[static.mounts]]\nprefix = "/a"\nroot = "."\nlisting = 1\n',
+     "4: static.mounts: mount #1: listing must be true or false, got 1"),
+    ("backlog = 10\n",
+     "1: backlog: backlog is a setting of [server]; put it under [server]"),
+    ("max_body_bytes = 10\n[server]\nbacklog = 5\n",
+     "1: max_body_bytes: max_body_bytes is a setting of [limits]; put it under [limits]"),
+])
+def test_array_table_and_top_level_errors_name_their_line(tmp_path: Path, nowhere: str,
+                                                          text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    message = load_error("--config", str(path), default_path=nowhere)
+    assert message.startswith(f"{path}:{expected}")
+
+
+def test_listeners_from_the_environment_are_json(nowhere: str) -> None:
+    env = {"REACTOR_SERVER_LISTENERS": '[{"address": "127.0.0.2:8080"}]'}
+    config = load_config(serve_args(), env, default_path=nowhere)
+    assert config.server.listeners == (ListenerOptions("127.0.0.2:8080"),)
+    message = load_error(env={"REACTOR_SERVER_LISTENERS": "127.0.0.2:8080"},
+                         default_path=nowhere)
+    assert message.startswith("environment REACTOR_SERVER_LISTENERS: server.listeners: must be"
+                              " JSON (a list of tables")
+
+
+def test_static_tables_from_the_environment_are_json(tmp_path: Path, nowhere: str) -> None:
+    env = {"REACTOR_STATIC_MIME_OVERRIDES": '{".log": "text/plain", "map": "application/json"}',
+           "REACTOR_STATIC_MOUNTS": json.dumps([{"prefix": "/a", "root": str(tmp_path),
+                                                 "listing": True}])}
+    config = load_config(serve_args(), env, default_path=nowhere)
+    assert dict(config.static.mime_overrides) == {".log": "text/plain",
+                                                  ".map": "application/json"}
+    assert [(m["prefix"], m["root"], m["listing"]) for m in config.static.mounts] == [
+        ("/a", str(tmp_path), True)]
+    message = load_error(env={"REACTOR_STATIC_MOUNTS": "/a=/srv"}, default_path=nowhere)
+    assert message.startswith("environment REACTOR_STATIC_MOUNTS: static.mounts: must be JSON")
+    message = load_error(env={"REACTOR_STATIC_MIME_OVERRIDES": '[".log"]'}, default_path=nowhere)
+    assert "static.mime_overrides: must be a table" in message
+
+
+# --- check-config opens what serve would open ------------------------------------------------
+
+
+def test_check_config_fails_for_a_log_in_a_missing_directory(tmp_path: Path,
+                                                              nowhere: str) -> None:
+    target = tmp_path / "no-such-dir" / "access.log"
+    path = write(tmp_path, f'[log]\naccess = "{target}"\n')
+    assert check_config(["--config", str(path)], {}, nowhere) == (
+        2, "", f"reactor: cannot open log file {target}: directory {target.parent} does not"
+               " exist\n")
+    assert not target.parent.exists()
+
+
+def test_check_config_fails_for_an_unopenable_log(tmp_path: Path, nowhere: str) -> None:
+    path = write(tmp_path, '[log]\nerror = "/proc/1/reactor-error.log"\n')
+    code, out, err = check_config(["--config", str(path)], {}, nowhere)
+    assert (code, out) == (2, "")
+    assert err.startswith("reactor: cannot open log file /proc/1/reactor-error.log: ")
+    assert err.count("\n") == 1
+
+
+def test_check_config_leaves_no_log_file_behind(tmp_path: Path, nowhere: str) -> None:
+    target = tmp_path / "access.log"
+    path = write(tmp_path, f'[log]\naccess = "{target}"\n')
+    assert check_config(["--config", str(path)], {}, nowhere)[0] == 0
+    assert not target.exists()
+    target.write_text("kept\n")
+    assert check_config(["--config", str(path)], {}, nowhere)[0] == 0
+    assert target.read_text() == "kept\n"
+
+
+def test_check_config_fails_for_a_pidfile_in_a_missing_directory(tmp_path: Path,
+                                                                  nowhere: str) -> None:
+    pidfile = tmp_path / "run" / "reactor.pid"
+    path = write(tmp_path, f'[daemon]\npidfile = "{pidfile}"\n')
+    assert check_config(["--config", str(path)], {}, nowhere) == (
+        2, "", f"reactor: cannot create pid file {pidfile}: directory {pidfile.parent} does"
+               " not exist\n")

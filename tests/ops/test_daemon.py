@@ -160,13 +160,24 @@ def test_daemon_refuses_log_targets_on_the_terminal(tmp_path: Path, flag: str, t
     assert not (tmp_path / "reactor.pid").exists()
 
 
-def test_a_failure_after_detaching_reaches_the_terminal(tmp_path: Path) -> None:
+def test_a_pidfile_in_a_missing_directory_is_a_config_error_before_detaching(
+        tmp_path: Path) -> None:
     pidfile = tmp_path / "missing-dir" / "reactor.pid"
     config = daemon_config(tmp_path, daemon={"pidfile": str(pidfile)})
     result = start_daemon(tmp_path, config)
+    assert result.returncode == 2
+    assert result.stderr == (f"reactor: cannot create pid file {pidfile}: directory"
+                             f" {pidfile.parent} does not exist\n")
+
+
+@pytest.mark.skipif(not os.access("/sys", os.W_OK), reason="needs a directory that claims to"
+                    " be writable but refuses new files (/sys as root)")
+def test_a_failure_after_detaching_reaches_the_terminal(tmp_path: Path) -> None:
+    pidfile = Path("/sys/reactor-test.pid")  # passes the pre-flight, refused at creation
+    config = daemon_config(tmp_path, daemon={"pidfile": str(pidfile)})
+    result = start_daemon(tmp_path, config)
     assert result.returncode == 1
-    assert result.stderr == (f"reactor: cannot create pid file {pidfile}:"
-                             " No such file or directory\n")
+    assert result.stderr == f"reactor: cannot create pid file {pidfile}: Permission denied\n"
 
 
 def test_address_in_use_fails_before_detaching(tmp_path: Path) -> None:

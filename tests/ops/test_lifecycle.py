@@ -214,6 +214,45 @@ def test_sighup_swaps_the_app_for_new_files_settings(started: list[ServeProcess]
     assert post(port, "/files/new.txt", b"x").status == 405
 
 
+@pytest.mark.expect_log("reload-needs-restart")
+def test_sighup_applies_static_changes_and_warns_about_restart_only_ones(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    root, other = tmp_path / "www", tmp_path / "www2"
+    (root / "dir").mkdir(parents=True)
+    (root / "dir" / "a.txt").write_bytes(b"a")
+    other.mkdir()
+    (other / "b.txt").write_bytes(b"from the new root")
+    sections = base_config(tmp_path, static={"root": str(root), "listing": True,
+                                             "uploads": True, "cache_control": "no-store"})
+    server = serve(started, tmp_path, sections)
+    port = server.port
+    assert get(port, "/dir/").status == 200
+    assert get(port, "/dir/a.txt").headers["cache-control"] == "no-store"
+    with Client(port) as client:
+        assert client.request("PUT", "/put.txt", b"x").status == 201
+
+    sections["static"] = {"root": str(root), "listing": False, "uploads": False,
+                          "cache_control": "max-age=60"}
+    sections["server"]["pool_threads"] = 3
+    write_config(tmp_path / "reactor.toml", sections)
+    outcome = _reload(server)
+    assert outcome["event"] == "reloaded"
+    assert get(port, "/dir/").status in (403, 404)
+    assert get(port, "/dir/a.txt").headers["cache-control"] == "max-age=60"
+    with Client(port) as client:
+        assert client.request("PUT", "/put2.txt", b"x").status == 405
+    warning = server.wait_event("reload-needs-restart")
+    assert (warning["level"], warning["settings"]) == ("warning", ["server.pool_threads"])
+
+    sections["static"] = {"root": str(other)}
+    write_config(tmp_path / "reactor.toml", sections)
+    assert _reload(server, 2)["event"] == "reloaded"
+    assert get(port, "/b.txt").body == b"from the new root"
+    assert get(port, "/dir/a.txt").status == 404
+    server.send_signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
 @pytest.mark.expect_log({"event": "reload-failed", "level": "error"})
 def test_sighup_with_a_broken_config_keeps_the_old_one(started: list[ServeProcess],
                                                        tmp_path: Path, files_dir: Path) -> None:
@@ -333,13 +372,51 @@ def test_address_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert result.stderr == f"reactor: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
-def test_unopenable_log_is_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_unopenable_log_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = subprocess.run(reactor_argv("--no-config", "--port", "0", "--log", "/proc/1/x.log"),
                             cwd=tmp_path, env=server_env(), capture_output=True, text=True,
                             timeout=10)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error, as check-config says too
     assert result.stderr.startswith("reactor: cannot open log file /proc/1/x.log: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_log_in_a_missing_directory_is_not_created(tmp_path: Path) -> None:
+    target = tmp_path / "nonexistent" / "dir" / "a.log"
+    result = subprocess.run(reactor_argv("--no-config", "--port", "0", "--log", str(target)),
+                            cwd=tmp_path, env=server_env(), capture_output=True, text=True,
+                            timeout=10)
+    assert result.returncode == 2
+    assert result.stderr == (f"reactor: cannot open log file {target}: directory"
+                             f" {target.parent} does not exist\n")
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_pidfile_without_daemon_is_written_and_removed_at_exit(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    pidfile = tmp_path / "reactor.pid"
+    server = serve(started, tmp_path, base_config(tmp_path), "--pidfile", str(pidfile))
+    server.wait_event("listening")
+    assert pidfile.read_text() == f"{server.proc.pid}\n"
+    second = subprocess.run(reactor_argv("--no-config", "--port", "0", "--pidfile",
+                                         str(pidfile)), cwd=tmp_path, env=server_env(),
+                            capture_output=True, text=True, timeout=10)
+    assert second.returncode == 1  # a live pid file: already running, a run-time refusal
+    assert second.stderr == (f"reactor: already running: pid file {pidfile} holds pid"
+                             f" {server.proc.pid}, a live process\n")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait() == 0
+    assert not pidfile.exists()
+
+
+def test_pidfile_in_a_missing_directory_exits_2(tmp_path: Path) -> None:
+    pidfile = tmp_path / "run" / "reactor.pid"
+    result = subprocess.run(reactor_argv("--no-config", "--port", "0", "--pidfile",
+                                         str(pidfile)), cwd=tmp_path, env=server_env(),
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 2
+    assert result.stderr == (f"reactor: cannot create pid file {pidfile}: directory"
+                             f" {pidfile.parent} does not exist\n")
 
 
 # --- teardown on every exit path (in-process) -----------------------------------------------------

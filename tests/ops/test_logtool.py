@@ -114,6 +114,17 @@ def test_prints_every_record_and_counts_skipped_lines(
     assert err == "reactor logs: skipped 4 lines that are not request records\n"
 
 
+def test_lines_without_follow_prints_the_last_n_records(
+    log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["-n", "2", str(log), "--json"], capsys)
+    assert code == 0
+    assert out.splitlines() == [json.dumps(r) for r in sample()[-2:]]
+    code, out, _ = run(["--lines", "2", "--status", "404,503", str(log), "--json"], capsys)
+    assert ids(out) == ["req0003", "req0005"]  # the last N matching records
+    assert run(["-n", "0", str(log)], capsys)[1] == ""
+
+
 def test_json_prints_the_original_lines(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run([str(log), "--json"], capsys)
     assert code == 0

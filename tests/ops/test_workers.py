@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,18 @@ def workers_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     try:
         yield process, tmp_path
     finally:
+        # The workers hold the stderr pipe: a SIGKILLed master would leave them behind (and
+        # the pipe open), so a test that failed early still stops the master gracefully.
+        if process.proc.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
         process.stop()
 
 
+@pytest.mark.expect_log("worker-died")
 def test_two_workers_serve_one_port_and_a_dead_worker_is_replaced(workers_server):
     process, tmp_path = workers_server
     port = process.port
@@ -58,7 +68,8 @@ def test_two_workers_serve_one_port_and_a_dead_worker_is_replaced(workers_server
     assert wait_until(lambda: len(read_json_lines(tmp_path / "access.log")) >= 20)
     victim = sorted(first)[0]
     os.kill(victim, signal.SIGKILL)
-    process.wait_event("worker-died")
+    died = process.wait_event("worker-died")
+    assert (died["level"], died["pid"], died["signal"]) == ("error", victim, "SIGKILL")
     assert wait_until(lambda: len(children(master)) == 2 and victim not in children(master))
     assert get(port, "/echo/after").body == b"after"
     process.send_signal(signal.SIGTERM)
@@ -80,5 +91,33 @@ def test_sighup_replaces_every_worker_one_at_a_time(workers_server):
     process.wait_event("reloaded")
     assert wait_until(lambda: len(children(master)) == 2 and not children(master) & before)
     assert get(port, "/echo/reloaded").body == b"reloaded"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+@pytest.mark.expect_log("reload-failed")
+def test_a_failed_reload_under_workers_is_an_error_line_and_keeps_serving(workers_server):
+    process, tmp_path = workers_server
+    port = process.port
+    process.wait_event("workers-started")
+    (tmp_path / "reactor.toml").write_text("[limits]\nmax_body_bytes = -5\n")
+    process.send_signal(signal.SIGHUP)
+    failed = process.wait_event("reload-failed")
+    assert failed["level"] == "error"
+    assert "limits.max_body_bytes" in failed["reason"]
+    assert get(port, "/echo/still").body == b"still"
+    process.send_signal(signal.SIGTERM)  # the workers hold stderr: stop them all in order
+    assert process.wait() == 0
+
+
+@pytest.mark.expect_log("reload-needs-restart")
+def test_a_reload_changing_the_worker_count_warns(workers_server):
+    process, tmp_path = workers_server
+    process.wait_event("workers-started")
+    write_config(tmp_path / "reactor.toml", base_config(tmp_path, server={"workers": 3}))
+    process.send_signal(signal.SIGHUP)
+    warning = process.wait_event("reload-needs-restart")
+    assert (warning["level"], warning["settings"]) == ("warning", ["server.workers"])
+    process.wait_event("reloaded")
     process.send_signal(signal.SIGTERM)
     assert process.wait() == 0
