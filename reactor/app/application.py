@@ -21,9 +21,10 @@ from typing import Any, Protocol, TypeVar
 
 from reactor.app import handlers
 from reactor.app.compression import DEFAULT_TYPES, CompressibleTypes, accepts_gzip, gzip_bytes
-from reactor.app.request import MissingKey, Spool
+from reactor.app.request import MissingKey
 from reactor.app.responses import to_response
 from reactor.app.router import Route, Router
+from reactor.app.spool import SpoolThenRun, release_after
 from reactor.app.static import GzipCache, StaticHandler, StaticMount
 from reactor.app.types import (
     Application,
@@ -32,7 +33,6 @@ from reactor.app.types import (
     Offload,
     Request,
     Response,
-    StreamBody,
     Upload,
     text_response,
 )
@@ -277,7 +277,7 @@ class RouteDispatch:
         if found.kwargs and found.blocking:
             length = request.headers.get(b"content-length")
             if length is None or int(length) > self.app.spool_bytes:
-                return SpoolUpload(self)
+                return SpoolThenRun(request, self.app.spool_bytes, self._run_spooled)
         return None
 
     def respond(self) -> Response | Offload:
@@ -331,8 +331,15 @@ class RouteDispatch:
         request = self.request
         result = self._run(self.app.chain(found))
         if request._extras is not None:  # a parsed form may hold spooled files
-            result = _after(result, request.close_files)
+            result = release_after(result, request.close_files)
         return self.app.finish(request, result, in_worker=True)
+
+    def _run_spooled(self) -> Response:
+        """The body is spooled (see `begin`): run the route here, on the upload's worker."""
+        result = self.run_in_worker()
+        while isinstance(result, Offload):
+            result = result.fn(*result.args)
+        return result
 
     def _answer_in_worker(self, answer: Response) -> Response | Offload:
         result = self._run(_fixed_chain(self.app, answer))
@@ -361,73 +368,6 @@ def _fixed_chain(app: App, answer: Response) -> Callable[[Request], Any]:
     for middleware in reversed(app.middlewares):
         chain = _Link(middleware, chain)
     return chain
-
-
-class SpoolUpload(Upload):
-    """A large or chunked body for a pooled native route: written to a `Spool` as it
-    arrives (one piece in memory at a time past the limit), then the route runs in the pool
-    with the body in `request.body` (small) or `request.body_file` (spooled to disk)."""
-
-    def __init__(self, dispatch: RouteDispatch) -> None:
-        self.dispatch = dispatch
-        self.spool: Spool | None = None
-
-    def start(self) -> Response | None:
-        self.spool = Spool(self.dispatch.app.spool_bytes)
-        return None
-
-    def write(self, chunk: bytes) -> None:
-        assert self.spool is not None
-        self.spool.write(chunk)
-
-    def finish(self) -> Response:
-        spool = self.spool
-        assert spool is not None
-        request = self.dispatch.request
-        if spool.in_memory:
-            request.body = spool.getvalue()
-            spool.close()
-            self.spool = None
-        else:
-            spool.file.seek(0)
-            request.body_file = spool.file
-        try:
-            result = self.dispatch.run_in_worker()
-            while isinstance(result, Offload):
-                result = result.fn(*result.args)
-        except BaseException:
-            self.abort()
-            raise
-        if self.spool is not None:
-            result = _after(result, self.spool.close)
-            self.spool = None
-        return result
-
-    def abort(self) -> None:
-        if self.spool is not None:
-            self.spool.close()
-            self.spool = None
-
-
-def _after(response: Response, release: Callable[[], None]) -> Response:
-    """Run `release` now, or, for a streamed body (which may still read what it would
-    release), once the body is done with."""
-    body = response.body
-    if isinstance(body, StreamBody):
-        response.body = StreamBody(body.produce, _closing(body.close, release))
-    else:
-        release()
-    return response
-
-
-def _closing(*steps: Callable[[], None]) -> Callable[[], None]:
-    def close() -> None:
-        try:
-            steps[0]()
-        finally:
-            for step in steps[1:]:
-                step()
-    return close
 
 
 def _run_upload(upload: Upload, body: bytes) -> Response:

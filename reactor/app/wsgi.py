@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import unquote_to_bytes
 
-from reactor.app.request import Spool
+from reactor.app.spool import SpoolThenRun
 from reactor.app.types import (
     FileBody,
     Offload,
@@ -78,7 +78,7 @@ class WsgiDispatch:
     def begin(self) -> Upload | Response | None:
         length = self.request.headers.get(b"content-length")
         if length is None or int(length) > self.host.spool_bytes:
-            return _SpoolAndRun(self)
+            return SpoolThenRun(self.request, self.host.spool_bytes, self.run)
         return None
 
     def respond(self) -> Response | Offload:
@@ -102,57 +102,6 @@ class WsgiDispatch:
                 "method": request.method, "path": request.path})
             return text_response(500, "Internal Server Error\n"
                                       f"request id: {request.request_id}\n")
-
-
-class _SpoolAndRun(Upload):
-    """A large or chunked body: spooled as it arrives, then the app runs (in `finish`)."""
-
-    def __init__(self, dispatch: WsgiDispatch) -> None:
-        self.dispatch = dispatch
-        self.spool: Spool | None = None
-
-    def start(self) -> Response | None:
-        self.spool = Spool(self.dispatch.host.spool_bytes)
-        return None
-
-    def write(self, chunk: bytes) -> None:
-        assert self.spool is not None
-        self.spool.write(chunk)
-
-    def finish(self) -> Response:
-        spool = self.spool
-        assert spool is not None
-        self.spool = None
-        request = self.dispatch.request
-        if spool.in_memory:
-            request.body = spool.getvalue()
-            spool.close()
-            return self.dispatch.run()
-        spool.file.seek(0)
-        request.body_file = spool.file
-        try:
-            response = self.dispatch.run()
-        except BaseException:
-            spool.close()
-            raise
-        body = response.body
-        if isinstance(body, StreamBody):  # the app may read wsgi.input while streaming
-            inner = body.close
-
-            def close() -> None:
-                try:
-                    inner()
-                finally:
-                    spool.close()
-            response.body = StreamBody(body.produce, close)
-        else:
-            spool.close()
-        return response
-
-    def abort(self) -> None:
-        if self.spool is not None:
-            self.spool.close()
-            self.spool = None
 
 
 class ErrorStream:
