@@ -176,7 +176,8 @@ class Master:
         self.notifier.stopping()
         self.log("master-stopping", workers=len(self.workers))
         self._forward(signal.SIGTERM)
-        deadline = time.monotonic() + self.config.timeouts.shutdown_s + 5.0
+        deadline = (time.monotonic() + self.config.timeouts.drain_s
+                    + self.config.timeouts.shutdown_s + 5.0)
         while self.workers and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.02)

@@ -27,6 +27,7 @@ from reactor.ops.kinds import (
     Umask,
     Workers,
 )
+from reactor.ops.lb_kinds import Networks, OptionalListen, SecondsOrZero, UrlPath
 from reactor.ops.static_kinds import MimeOverrides, Mounts, Text
 
 DEFAULT_CONFIG_PATH = "/etc/reactor/reactor.toml"  # read when it exists and no --config
@@ -97,6 +98,12 @@ class TimeoutsConfig:
         60.0, Seconds(), "Time allowed for a stalled response write to make progress.")
     shutdown_s: float = setting(
         30.0, Seconds(), "Graceful stop: time in-flight requests get before connections close.")
+    drain_s: float = setting(
+        0.0, SecondsOrZero(),
+        "On SIGTERM: /readyz answers 503 and listeners keep accepting this long before the"
+        " graceful stop.")
+    proxy_header_s: float = setting(
+        5.0, Seconds(), "Time a PROXY-protocol connection has to send its header.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +194,40 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Load balancers in front: the PROXY protocol and forwarding headers of trusted proxies."""
+
+    protocol: bool = setting(
+        False, Bool(), "Every listener requires a PROXY protocol (v1/v2) header first.",
+        "--proxy-protocol")
+    trusted: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"), Networks(),
+        "Proxies (addresses, CIDR networks) whose PROXY header and forwarding headers count.")
+    headers: str = setting(
+        "x-forwarded", Choice(("x-forwarded", "forwarded", "off")),
+        "Forwarding headers read from trusted proxies: X-Forwarded-*, RFC 7239, or none.")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Health endpoints for load balancers, answered before any application route."""
+
+    livez: str = setting("/livez", UrlPath(), 'Liveness path: 200 while the loop runs; "" = off.')
+    readyz: str = setting(
+        "/readyz", UrlPath(), 'Readiness path: 200 serving, 503 starting/draining; "" = off.')
+    log: bool = setting(False, Bool(), "Write health-check requests to the access log.")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics on a listener of their own (each worker: port + worker number)."""
+
+    listen: str | None = setting(
+        None, OptionalListen(), '"HOST:PORT" serving /metrics; unset = off.',
+        example="127.0.0.1:9464")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one frozen section object per [section] of the file."""
 
@@ -198,6 +239,9 @@ class Config:
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     log: LogConfig = field(default_factory=LogConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 @dataclass(frozen=True, slots=True)
