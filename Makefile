@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: install run test test-tools lint bench clean
 
 # Debian tools some tests use (systemd-analyze verifies the units, logrotate checks
-# conf/logrotate, haproxy runs in front of two instances). Installed when missing and we are root; otherwise those tests skip.
+# conf/logrotate, haproxy runs conf/haproxy.cfg in front of two instances). Installed when
+# missing and we are root; otherwise those tests skip.
 TEST_TOOLS := systemd-analyze:systemd logrotate:logrotate haproxy:haproxy
 
 install: $(STAMP)

@@ -219,7 +219,7 @@ class TrustedProxyApp:
     """An `Application` wrapper: sets `client_addr`, `scheme` (and Host) from the forwarding
     headers when the request came through a trusted proxy; otherwise leaves them alone."""
 
-    __slots__ = ("app", "family", "trusted")
+    __slots__ = ("_names", "app", "family", "trusted")
 
     def __init__(self, app: Application, trusted: TrustedNetworks, *,
                  family: str = "x-forwarded") -> None:
@@ -228,14 +228,20 @@ class TrustedProxyApp:
         self.app = app
         self.trusted = trusted
         self.family = family
+        self._names = (frozenset({b"forwarded"}) if family == "forwarded" else
+                       frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}))
 
     def __getattr__(self, name: str) -> Any:
         """What configures the served app (`server.http.app.router`) reaches the wrapped one."""
         return getattr(self.app, name)
 
     def open(self, request: Request) -> Dispatch:
-        if request.client_addr in self.trusted:
-            self.rewrite(request)
+        names = self._names
+        for name, _value in request.headers:  # most requests carry none: one short scan
+            if name in names:
+                if request.client_addr in self.trusted:
+                    self.rewrite(request)
+                break
         return self.app.open(request)
 
     def rewrite(self, request: Request) -> None:

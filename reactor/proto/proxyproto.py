@@ -163,6 +163,8 @@ def _parse_v1(buffer: bytes) -> tuple[ProxyHeader, int] | None:
 
 
 def _v1_address(text: bytes, version: int) -> str:
+    if version == 4:
+        return _v1_ipv4(text)
     if b"%" in text:  # an IPv6 zone ("fe80::1%eth0") names an interface of the proxy
         raise ProxyProtocolError("proxy-v1-bad-address")
     try:
@@ -172,6 +174,18 @@ def _v1_address(text: bytes, version: int) -> str:
     except (UnicodeDecodeError, ValueError):
         raise ProxyProtocolError("proxy-v1-bad-address") from None
     return str(address)
+
+
+def _v1_ipv4(text: bytes) -> str:
+    """Dotted-quad only: four decimal octets, no leading zeros (cheaper than ipaddress)."""
+    parts = text.split(b".")
+    if len(parts) != 4:
+        raise ProxyProtocolError("proxy-v1-bad-address")
+    for part in parts:
+        if (not part or len(part) > 3 or not _DIGITS.issuperset(part)
+                or (len(part) > 1 and part[0] == 0x30) or int(part) > 255):
+            raise ProxyProtocolError("proxy-v1-bad-address")
+    return text.decode("ascii")
 
 
 def _v1_port(text: bytes) -> int:
