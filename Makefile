@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed
 .PHONY: install run test test-tools lint typecheck fuzz bench clean
 
 # Debian tools some tests use (systemd-analyze verifies the units, logrotate checks
-# conf/logrotate). Installed when missing and we are root; otherwise those tests skip.
-TEST_TOOLS := systemd-analyze:systemd logrotate:logrotate
+# conf/logrotate, haproxy runs conf/haproxy.cfg in front of two instances). Installed when
+# missing and we are root; otherwise those tests skip.
+TEST_TOOLS := systemd-analyze:systemd logrotate:logrotate haproxy:haproxy
 
 install: $(STAMP)
 

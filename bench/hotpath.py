@@ -1,9 +1,12 @@
 """CPU cost of one request through conn + proto + app + access log, without sockets.
 
-`python -m bench.hotpath [--log off|FILE] [--requests N]` feeds `GET /echo/abc` to a real
-`HttpConnection` whose transport only collects output, and prints the best CPU time per
-request over 15 rounds. wrk on this 2-core VM moves ±20% between runs; this number moves a few
-percent, so use it to judge a hot-path change, and wrk (`make bench`) to report throughput.
+`python -m bench.hotpath [--log off|FILE] [--requests N] [--lb] [--metrics]` feeds
+`GET /echo/abc` to a real `HttpConnection` whose transport only collects output, and prints
+the best CPU time per request over 15 rounds. `--lb` serves the app as `reactor serve` wraps
+it (health paths, trusted-proxy headers); `--metrics` feeds every request to the Prometheus
+counters as well (ops/metrics.py). wrk on this 2-core VM moves ±20% between runs; this
+number moves a few percent, so use it to judge a hot-path change, and wrk (`make bench`) to
+report throughput.
 """
 
 from __future__ import annotations
@@ -58,12 +61,22 @@ class CollectingTransport:
         return None
 
 
-def measure(log_target: str, requests: int, rounds: int = 15) -> float:
+def measure(log_target: str, requests: int, rounds: int = 15, *, lb: bool = False,
+            metrics: bool = False) -> float:
     """Best CPU seconds per request over `rounds` rounds of `requests` requests."""
     loop = EventLoop(pool_threads=1)
     log = ServerLog(access=log_target, error="stderr")
     try:
-        connection = HttpConnection(HttpServer(loop, build_app(directory=None), log), 1)
+        app: Any = build_app(directory=None)
+        if lb:
+            from reactor.app.health import SERVING, Readiness
+            from reactor.ops.server import wrap_app
+            from reactor.ops.settings import Config
+            app = wrap_app(app, Config(), Readiness(SERVING))
+        if metrics:
+            from reactor.ops.metrics import Metrics
+            log.observer = Metrics().observe
+        connection = HttpConnection(HttpServer(loop, app, log), 1)
         transport = CollectingTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
         for _ in range(2000):  # warm caches (header blocks, accept-encoding, dates)
@@ -87,9 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath")
     parser.add_argument("--log", default="/dev/null", help='access log target ("off" = none)')
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--lb", action="store_true",
+                        help="wrap the app as `reactor serve` does (health, trusted proxies)")
+    parser.add_argument("--metrics", action="store_true", help="count requests for /metrics")
     args = parser.parse_args(argv)
-    per_request = measure(args.log, args.requests)
-    print(f"{per_request * 1e6:.1f} µs CPU per /echo request (access log: {args.log})")
+    per_request = measure(args.log, args.requests, lb=args.lb, metrics=args.metrics)
+    extras = "".join(f", {name}" for name, on in (("lb wrappers", args.lb),
+                                                  ("metrics", args.metrics)) if on)
+    print(f"{per_request * 1e6:.1f} µs CPU per /echo request (access log: {args.log}{extras})")
     return 0
 
 

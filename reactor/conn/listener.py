@@ -38,6 +38,8 @@ class ListenerOptions:
     """
 
     address: str
+    proxy_protocol: bool = False
+    """Every connection starts with a PROXY protocol header (v1 or v2) from a trusted proxy."""
 
 
 Acceptor = Callable[[ListenerOptions], AcceptCallback]

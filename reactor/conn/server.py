@@ -10,10 +10,12 @@ import os
 import socket
 from collections.abc import Callable
 
+from reactor.app.proxy import TrustedNetworks
 from reactor.app.types import Application, Handler, as_application
 from reactor.conn.clock import http_date
 from reactor.conn.http import HttpConnection
 from reactor.conn.listener import AcceptCallback, ListenerOptions
+from reactor.conn.proxy import PROXY_HEADER_S, ProxyHeaderProtocol
 from reactor.conn.shared import HttpSettings, RequestLog
 from reactor.conn.transport import SocketTransport
 from reactor.loop import EventLoop
@@ -40,17 +42,48 @@ class HttpServer:
         self._request_counter = 0
         self.on_idle: Callable[[], None] | None = None  # called when the last connection goes
         self.requests_served = 0
+        # PROXY-protocol listeners: who may send the header, and how long it may take.
+        self.trusted_proxies = TrustedNetworks()
+        self.proxy_header_s = PROXY_HEADER_S
+        # Counters other layers bump (TLS handshakes, WebSocket sessions, upload bytes...);
+        # ops/metrics exports them. Names are "<what>_total".
+        self.counters: dict[str, int] = {}
+
+    @property
+    def connection_count(self) -> int:
+        """Connections accepted so far (shed ones included)."""
+        return self._next_conn_id
 
     def new_request_id(self) -> str:
         self._request_counter += 1
         return f"{self._request_prefix}-{self._request_counter:x}"
 
     def acceptor(self, options: ListenerOptions) -> AcceptCallback:
-        """The connection factory of a listener with `options` (see `ListenerOptions`)."""
+        """The connection factory of a listener with `options` (see `ListenerOptions`).
+
+        With `proxy_protocol` a connection starts with the PROXY header step, whose next
+        step starts HTTP (a TLS listener would put its handshake between the two)."""
+        if options.proxy_protocol:
+            return self.accept_proxied
         return self.accept
 
-    def accept(self, sock: socket.socket, addr: tuple) -> None:
-        """A new connection from a listener."""
+    def accept_proxied(self, sock: socket.socket, addr: tuple) -> None:
+        """A new connection whose first bytes are a PROXY protocol header."""
+        self.accept(sock, addr, start=self.start_proxy_header)
+
+    def start_proxy_header(self, transport: SocketTransport, conn_id: int) -> None:
+        transport.start(ProxyHeaderProtocol(
+            self.loop, self.log, conn_id, trusted=self.trusted_proxies, then=self.start_http,
+            timeout_s=self.proxy_header_s))
+
+    def start_http(self, transport: SocketTransport, conn_id: int,
+                   trailing_data: bytes = b"") -> None:
+        """Run HTTP on `transport` (after an earlier step, with the bytes it left over)."""
+        transport.set_protocol(HttpConnection(self, conn_id), trailing_data)
+
+    def accept(self, sock: socket.socket, addr: tuple,
+               start: Callable[[SocketTransport, int], None] | None = None) -> None:
+        """A new connection from a listener; `start` runs its first protocol (HTTP if None)."""
         self._next_conn_id += 1
         conn_id = self._next_conn_id
         try:
@@ -66,7 +99,10 @@ class HttpServer:
             return
         transport = SocketTransport(self.loop, sock, peer, on_closed=self.connection_gone)
         self.connections.add(transport)
-        transport.start(HttpConnection(self, conn_id))
+        if start is None:
+            transport.start(HttpConnection(self, conn_id))
+        else:
+            start(transport, conn_id)
 
     def _shed(self, sock: socket.socket, conn_id: int, peer: tuple[str, int]) -> None:
         """Over the connection limit: a best-effort 503 and close, never a wait."""

@@ -30,7 +30,7 @@ from reactor.ops.config_render import (
     render_default_toml,
     render_settings_table,
 )
-from reactor.ops.kinds import Invalid, format_listen, host_error, parse_listen, show
+from reactor.ops.kinds import Bool, Invalid, format_listen, host_error, parse_listen, show
 from reactor.ops.logging import probe_target
 from reactor.ops.settings import (
     BY_NAME,
@@ -442,6 +442,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_file_arguments(parser, allow_none=True)
     for setting in SETTINGS:
         for flag in setting.flags:
+            if isinstance(setting.kind, Bool):  # a switch: given means true
+                parser.add_argument(flag, dest=_dest(flag), action="store_const", const="true",
+                                    default=None, help=_flag_help(setting, flag))
+                continue
             metavar = setting.metavar or flag.removeprefix("--").upper()
             parser.add_argument(flag, dest=_dest(flag), metavar=metavar, default=None,
                                 help=_flag_help(setting, flag))

@@ -299,8 +299,8 @@ class Listen(Kind):
         return _split_list(text)
 
 
-LISTENER_KEYS = ("address",)
-"""Keys of a [[server.listeners]] table; TLS and PROXY protocol switches will join them."""
+LISTENER_KEYS = ("address", "proxy_protocol")
+"""Keys of a [[server.listeners]] table (a TLS switch will join them)."""
 
 
 @dataclass(frozen=True)
@@ -341,13 +341,19 @@ class ListenerTables(Kind):
             parse_listen(address)
         except ValueError as exc:
             raise Invalid(f"{where}: {exc}", (index, "address")) from None
-        return ListenerOptions(address=address)
+        proxy_protocol = table.get("proxy_protocol", False)
+        if not isinstance(proxy_protocol, bool):
+            raise Invalid(f"{where}: proxy_protocol must be true or false, got"
+                          f" {show(proxy_protocol)}", (index, "proxy_protocol"))
+        return ListenerOptions(address=address, proxy_protocol=proxy_protocol)
 
     def from_text(self, text: str) -> object:
         return json_value(text, 'a list of tables like [{"address": "127.0.0.1:8080"}]')
 
     def to_toml(self, value: Any) -> str | None:
-        return "[" + ", ".join(f"{{ address = {toml_string(o.address)} }}" for o in value) + "]"
+        return "[" + ", ".join(
+            f"{{ address = {toml_string(o.address)}"
+            + (", proxy_protocol = true" if o.proxy_protocol else "") + " }" for o in value) + "]"
 
 
 _MEDIA_RANGE = re.compile(r"[a-z0-9!#$&^_.+-]+/([a-z0-9!#$&^_.+-]+|\*)", re.IGNORECASE)

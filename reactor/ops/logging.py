@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from reactor.app.health import HealthResponse
 from reactor.conn.shared import AccessRecord
 
 ACCESS_SCHEMA_VERSION = 1
@@ -184,7 +185,7 @@ def _json_dumps(obj: Any, **_kw: Any) -> str:
 _REQUEST_LINE = (
     '{"ts":"%s","level":"info","event":"request","schema":' + str(ACCESS_SCHEMA_VERSION)
     + ',"request_id":%s,"conn_id":%d,"request_no":%d,"remote_addr":%s,"remote_port":%d,'
-    '"method":%s,"path":%s,"query":%s,"http_version":%s,"status":%d,"bytes_in":%d,'
+    '"client_addr":%s,"peer_addr":%s,"method":%s,"path":%s,"query":%s,"http_version":%s,"status":%d,"bytes_in":%d,'
     '"bytes_out":%d,"duration_ms":%.3f,"queue_ms":%s,"user_agent":%s,"referer":%s,'
     '"content_encoding":%s,"keepalive_reuse":%s}'
 )
@@ -202,7 +203,8 @@ def record_fields(record: AccessRecord) -> dict[str, Any]:
     return {
         "request_id": request.request_id, "conn_id": record.conn_id,
         "request_no": request.request_no, "remote_addr": request.remote_addr,
-        "remote_port": request.remote_port, "method": request.method, "path": request.path,
+        "remote_port": request.remote_port, "client_addr": request.client_addr,
+        "peer_addr": request.remote_addr, "method": request.method, "path": request.path,
         "query": request.query, "http_version": request.version, "status": response.status,
         "bytes_in": record.bytes_in, "bytes_out": record.bytes_out,
         "duration_ms": round(record.duration_ms, 3),
@@ -224,7 +226,8 @@ def _render_request(record: AccessRecord) -> str:
     queue_ms = record.queue_ms
     return _REQUEST_LINE % (
         _clock.now(), _json_str(request.request_id), record.conn_id, request.request_no,
-        _json_str(request.remote_addr), request.remote_port, _json_str(request.method),
+        _json_str(request.remote_addr), request.remote_port, _json_str(request.client_addr),
+        _json_str(request.remote_addr), _json_str(request.method),
         _json_str(request.path), _json_str(request.query), _json_str(request.version),
         response.status, record.bytes_in, record.bytes_out, record.duration_ms,
         "null" if queue_ms is None else f"{queue_ms:.3f}",
@@ -286,9 +289,17 @@ class ServerLog:
         self.access = make_logger(self.access_sink, level="info", fmt=fmt, access=True)
         self.errors = make_logger(self.error_sink, level=level, fmt=error_fmt)
         self._access_on = self.access_sink.enabled
+        # Who else sees each finished request (ops/metrics), and whether health checks
+        # (HealthResponse) are written: off by default, a check a second drowns the log.
+        self.observer: Any = None
+        self.log_health = False
 
     def request(self, record: AccessRecord) -> None:
-        if self._access_on:
+        observer = self.observer
+        if observer is not None:
+            observer(record)
+        if self._access_on and (self.log_health
+                                or type(record.response) is not HealthResponse):
             self.access.info("request", record=record)
 
     def rejected(self, fields: dict[str, Any]) -> None:

@@ -179,7 +179,8 @@ class Master:
         self.notifier.stopping()
         self.log("master-stopping", workers=len(self.workers))
         self._forward(signal.SIGTERM)
-        deadline = time.monotonic() + self.config.timeouts.shutdown_s + 5.0
+        deadline = (time.monotonic() + self.config.timeouts.drain_s
+                    + self.config.timeouts.shutdown_s + 5.0)
         while self.workers and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.02)
@@ -198,7 +199,8 @@ class Master:
             self.log("reload-failed", level="error", reason=str(exc))
             self.notifier.ready()
             return
-        if listener_options(config.server) != listener_options(self.config.server):
+        if (listener_options(config.server, config.proxy.protocol)
+                != listener_options(self.config.server, self.config.proxy.protocol)):
             self.log("reload-listen-unchanged", level="warning",
                      reason="listen addresses change only on restart with workers > 1")
             config = _with_listen(config, self.config.server)

@@ -40,10 +40,12 @@ from reactor.app.application import (
     build_app,
     mounted_front,
 )
+from reactor.app.health import DRAINING, SERVING, HealthApp, Readiness
+from reactor.app.proxy import TrustedNetworks, TrustedProxyApp
 from reactor.app.static import GzipCache, StaticMount
 from reactor.app.types import Application
 from reactor.app.wsgi import WsgiApp
-from reactor.conn.listener import Listener
+from reactor.conn.listener import Listener, bind_tcp
 from reactor.conn.server import HttpServer
 from reactor.conn.shared import HttpSettings
 from reactor.loop import EventLoop, TimerHandle
@@ -53,6 +55,7 @@ from reactor.ops.daemon import is_stream_target
 from reactor.ops.kinds import format_listen, parse_listen
 from reactor.ops.listeners import ListenError, Listeners, Rebind, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog, open_error
+from reactor.ops.metrics import Metrics, MetricsApp, QuietLog
 from reactor.ops.settings import SETTINGS, Config, Reload, listener_options, reload_class
 from reactor.ops.systemd import Notifier
 
@@ -75,6 +78,31 @@ def open_log(config: Config) -> ServerLog:
         return ServerLog(access=log.access, error=log.error, level=log.level, fmt=log.format)
     except OSError as exc:
         raise LogOpenError(open_error(exc)) from None
+
+
+def bind_metrics(config: Config, worker: int) -> socket.socket | None:
+    """The metrics listener's socket: `metrics.listen`, its port + `worker` (0 stays 0).
+    Raises ListenError."""
+    address = config.metrics.listen
+    if address is None:
+        return None
+    host, port = parse_listen(address)
+    if port:
+        port += worker
+    try:
+        return bind_tcp(host, port, backlog=128)
+    except OSError as exc:
+        raise ListenError(format_listen(host, port), exc.strerror or str(exc)) from None
+
+
+def wrap_app(app: Application, config: Config, readiness: Readiness) -> Application:
+    """The app as served: health paths first, then the trusted-proxy headers, then `app`."""
+    proxy, health = config.proxy, config.health
+    if proxy.headers != "off" and proxy.trusted:
+        app = TrustedProxyApp(app, TrustedNetworks(proxy.trusted), family=proxy.headers)
+    if health.livez or health.readyz:
+        app = HealthApp(app, readiness, livez=health.livez, readyz=health.readyz)
+    return app
 
 
 def http_settings(config: Config) -> HttpSettings:
@@ -196,10 +224,11 @@ class Server:
     def __init__(self, config: Config, *, listen_sockets: Sequence[socket.socket] | None = None,
                  bound: dict[str, socket.socket] | None = None, log: ServerLog | None = None,
                  source: ConfigSource | None = None, notifier: Notifier | None = None,
-                 daemonized: bool = False) -> None:
+                 daemonized: bool = False, worker: int = 0) -> None:
         self.config = config
         self.source = source
         self.daemonized = daemonized
+        self.worker = worker
         with contextlib.ExitStack() as owned:  # undone if construction fails half-way
             if log is None:
                 log = open_log(config)
@@ -208,9 +237,13 @@ class Server:
                 addresses = [o.address for o in listener_options(config.server)]
                 bound = bind_addresses(addresses, config.server.backlog)
                 owned.callback(close_sockets, list(bound.values()))
+            metrics_sock = bind_metrics(config, worker)
+            if metrics_sock is not None:
+                owned.callback(metrics_sock.close)
             self.loop = EventLoop(pool_threads=config.server.pool_threads)
             owned.callback(self.loop.close)
             self._assemble(log, bound or {}, listen_sockets or (), notifier or Notifier())
+            self._assemble_lb(metrics_sock)
             owned.pop_all()
 
     def _assemble(self, log: ServerLog, bound: dict[str, socket.socket],
@@ -225,8 +258,9 @@ class Server:
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
                                server_name=SERVER_NAME,
                                max_connections=config.server.max_connections)
-        self.listeners = Listeners(self.loop, self.http.acceptor, bound=bound,
-                                   options=listener_options(config.server), activated=activated)
+        self.listeners = Listeners(
+            self.loop, self.http.acceptor, bound=bound, activated=activated,
+            options=listener_options(config.server, config.proxy.protocol))
         self.notifier = notifier
         self._timers: list[Periodic] = []
         self._previous_handlers: dict[int, Any] = {}
@@ -234,6 +268,41 @@ class Server:
         self._flush_timer: Any = None
         self._stop_deadline: float | None = None
         self.exit_code = 0
+
+    def _assemble_lb(self, metrics_sock: socket.socket | None) -> None:
+        """Readiness, metrics and the load-balancer settings (PROXY protocol, trusted proxies,
+        health paths) on top of the assembled server."""
+        self.readiness = Readiness()
+        self.metrics = Metrics(self.worker)
+        self.metrics.attach(self.http, self.loop, lambda: self.readiness.ready)
+        self.metrics_listener: Listener | None = None
+        self.metrics_http: HttpServer | None = None
+        if metrics_sock is not None:
+            self.metrics_http = HttpServer(
+                self.loop, MetricsApp(self.metrics), QuietLog(self._metrics_error),
+                server_name=SERVER_NAME, max_connections=64)
+            self.metrics_listener = Listener(self.loop, metrics_sock, self.metrics_http.accept)
+        self._apply_lb(self.config)
+
+    def _apply_lb(self, config: Config) -> None:
+        """(Re)apply [proxy] and [health] to the HttpServer, the app and the log."""
+        http = self.http
+        http.trusted_proxies = TrustedNetworks(config.proxy.trusted)
+        http.proxy_header_s = config.timeouts.proxy_header_s
+        http.app = wrap_app(self.app, config, self.readiness)
+        self.log.observer = self.metrics.observe
+        self.log.log_health = config.health.log
+
+    def _metrics_error(self, event: str, exc: BaseException | None,
+                       fields: dict[str, Any]) -> None:
+        self.log.error(event, exc, fields)
+
+    def _close_metrics(self) -> None:
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
+        if self.metrics_http is not None:
+            for transport in list(self.metrics_http.connections):
+                transport.abort()
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -280,14 +349,28 @@ class Server:
             if install_signals:
                 self._install_signals()
             self.listeners.start()
+            self._start_metrics()
+            self.readiness.state = SERVING
             self._announce()
             self._start_timers()
             if on_ready is not None:
                 on_ready()
             self.loop.run_forever()
         finally:
-            self._close()
+            try:
+                self._close_metrics()
+            finally:
+                self._close()
         return self.exit_code
+
+    def _start_metrics(self) -> None:
+        listener = self.metrics_listener
+        if listener is None:
+            return
+        listener.start()
+        host, port = listener.address[:2]
+        self.log.info("metrics-listening", host=host, port=port, worker=self.worker,
+                      url=f"http://{format_listen(host, port)}/metrics")
 
     def _install_signals(self) -> None:
         handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
@@ -353,9 +436,20 @@ class Server:
             self.notifier.status(status)
 
     def stop(self) -> None:
-        """Graceful stop: stop accepting, finish in-flight requests, close idle connections."""
+        """Graceful stop: stop accepting, finish in-flight requests, close idle connections.
+
+        With `timeouts.drain_s`, /readyz answers 503 at once and the listeners keep
+        accepting that long first (a second stop request skips the rest of the drain)."""
         if self._stop_deadline is not None:
             return
+        if self.readiness.state != DRAINING:
+            self.readiness.state = DRAINING
+            drain_s = self.config.timeouts.drain_s
+            if drain_s > 0:
+                self.log.info("draining", drain_s=drain_s, connections=len(self.http.connections))
+                self.log.flush()
+                self.loop.call_later(drain_s, self.stop)
+                return
         shutdown_s = self.config.timeouts.shutdown_s
         self._stop_deadline = time.monotonic() + shutdown_s
         self.notifier.stopping(self._status_text())
@@ -423,6 +517,7 @@ class Server:
         try:
             self.apply_config(self.source.load())
         except (ConfigError, ReloadError) as exc:
+            self._count("reload_failures_total")
             self.log.error("reload-failed", None, {"reason": str(exc)})
         finally:  # systemd must not be left in "reloading", whatever happened
             self._status = self._status_text()
@@ -445,7 +540,8 @@ class Server:
                 if config.log != self.config.log:
                     log = open_log(config)
                     undo.callback(log.close)
-                rebind = self.listeners.prepare(listener_options(config.server),
+                rebind = self.listeners.prepare(listener_options(config.server,
+                                                                 config.proxy.protocol),
                                                 config.server.backlog)
             except (LogOpenError, ListenError) as exc:
                 raise ReloadError(str(exc)) from None
@@ -461,6 +557,10 @@ class Server:
             undo.pop_all()
         return _Staged(config, log, rebind, app)
 
+    def _count(self, name: str) -> None:
+        counters = self.http.counters
+        counters[name] = counters.get(name, 0) + 1
+
     def _commit(self, staged: _Staged) -> None:
         old, config = self.config, staged.config
         self.config = config
@@ -471,7 +571,9 @@ class Server:
         removed, added = list(staged.rebind.removed), list(staged.rebind.added)
         self.listeners.commit(staged.rebind)
         if staged.app is not None:
-            self.app = self.http.app = staged.app
+            self.app = staged.app
+        self._apply_lb(config)
+        self._count("reloads_total")
         self.http.settings = http_settings(config)
         self.http.max_connections = config.server.max_connections
         changed = changed_settings(old, config)

@@ -11,7 +11,7 @@ the flags of `reactor serve`, conf/reactor.toml, the README table -- is derived 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from reactor.ops.kinds import (
     Umask,
     Workers,
 )
+from reactor.ops.lb_kinds import Networks, OptionalListen, SecondsOrZero, UrlPath
 from reactor.ops.static_kinds import MimeOverrides, Mounts, Text
 
 DEFAULT_CONFIG_PATH = "/etc/reactor/reactor.toml"  # read when it exists and no --config
@@ -140,6 +141,12 @@ class TimeoutsConfig:
         60.0, Seconds(), "Time allowed for a stalled response write to make progress.")
     shutdown_s: float = live(
         30.0, Seconds(), "Graceful stop: time in-flight requests get before connections close.")
+    drain_s: float = live(
+        0.0, SecondsOrZero(),
+        "On SIGTERM: /readyz answers 503 and listeners keep accepting this long before the"
+        " graceful stop.")
+    proxy_header_s: float = live(
+        5.0, Seconds(), "Time a PROXY-protocol connection has to send its header.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +257,40 @@ class AppConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Load balancers in front: the PROXY protocol and forwarding headers of trusted proxies."""
+
+    protocol: bool = live(
+        False, Bool(), "Every listener requires a PROXY protocol (v1/v2) header first.",
+        "--proxy-protocol")
+    trusted: tuple[str, ...] = live(
+        ("127.0.0.1", "::1"), Networks(),
+        "Proxies (addresses, CIDR networks) whose PROXY header and forwarding headers count.")
+    headers: str = live(
+        "x-forwarded", Choice(("x-forwarded", "forwarded", "off")),
+        "Forwarding headers read from trusted proxies: X-Forwarded-*, RFC 7239, or none.")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Health endpoints for load balancers, answered before any application route."""
+
+    livez: str = live("/livez", UrlPath(), 'Liveness path: 200 while the loop runs; "" = off.')
+    readyz: str = live(
+        "/readyz", UrlPath(), 'Readiness path: 200 serving, 503 starting/draining; "" = off.')
+    log: bool = live(False, Bool(), "Write health-check requests to the access log.")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics on a listener of their own (each worker: port + worker number)."""
+
+    listen: str | None = needs_restart(
+        None, OptionalListen(), '"HOST:PORT" serving /metrics; unset = off.',
+        example="127.0.0.1:9464")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration: one frozen section object per [section] of the file."""
 
@@ -262,6 +303,9 @@ class Config:
     app: AppConfig = field(default_factory=AppConfig)
     log: LogConfig = field(default_factory=LogConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +350,13 @@ def reload_class(name: str) -> Reload:
     return BY_NAME[name].reload
 
 
-def listener_options(server: ServerConfig) -> tuple[ListenerOptions, ...]:
+def listener_options(server: ServerConfig, proxy_protocol: bool = False
+                     ) -> tuple[ListenerOptions, ...]:
     """Every listener to bind: `server.listen` addresses (plain options), then the
-    `[[server.listeners]]` tables. The loader refuses an address that is in both."""
-    return (*(ListenerOptions(address) for address in server.listen), *server.listeners)
+    `[[server.listeners]]` tables. The loader refuses an address that is in both.
+    `proxy_protocol` ([proxy] protocol) turns the PROXY header on for every listener."""
+    plain = (ListenerOptions(address, proxy_protocol=proxy_protocol)
+             for address in server.listen)
+    tables = (replace(options, proxy_protocol=True) if proxy_protocol else options
+              for options in server.listeners)
+    return (*plain, *tables)

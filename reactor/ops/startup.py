@@ -84,8 +84,11 @@ def serve(args: argparse.Namespace) -> int:
                 slots = _worker_slots(config, activated, bound)
                 opened.pop_all()  # the master owns them now
                 return _run_master(config, source, slots, log, notes, detached)
-            server = Server(config, listen_sockets=activated or None, bound=bound, log=log,
-                            source=source, daemonized=daemon_mode)
+            try:
+                server = Server(config, listen_sockets=activated or None, bound=bound, log=log,
+                                source=source, daemonized=daemon_mode)
+            except ListenError as exc:  # metrics.listen
+                raise StartupError(str(exc)) from None
             opened.pop_all()  # the server owns them now
         return server.run(on_ready=lambda: _ready(server.log, notes, detached))
     except StartupError as exc:
@@ -187,8 +190,9 @@ def _run_master(config: Config, source: ConfigSource, slots: list[Slot], log: Se
 
     def worker_main(config: Config, slot: Slot, ready: Any) -> int:
         activated, bound = slot
+        worker = next(index for index, each in enumerate(slots) if each is slot)
         server = Server(config, listen_sockets=activated or None, bound=bound or None,
-                        log=open_log(config), notifier=Notifier({}))
+                        log=open_log(config), notifier=Notifier({}), worker=worker)
         return server.run(on_ready=ready)
 
     log.flush()  # nothing buffered may be inherited and written twice by a worker

@@ -526,9 +526,9 @@ def test_listeners_tables_add_to_listen(tmp_path: Path, nowhere: str) -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ('[server]\nlisten = ["127.0.0.1:0"]\n\n[[server.listeners]]\naddress = "127.0.0.2:0"\n'
      '\n[[server.listeners]]\naddress = "127.0.0.3:0"\ntls = true\n',
-     "9: server.listeners: listener #2: unknown key 'tls' (keys: address)"),
+     "9: server.listeners: listener #2: unknown key 'tls' (keys: address, proxy_protocol)"),
     ('[[server.listeners]]\nport = 80\n',
-     "2: server.listeners: listener #1: unknown key 'port' (keys: address)"),
+     "2: server.listeners: listener #1: unknown key 'port' (keys: address, proxy_protocol)"),
     ('[[server.listeners]]\n', "1: server.listeners: listener #1: needs an address"),
     ('[[server.listeners]]\naddress = "localhost"\n',
      '2: server.listeners: listener #1: "localhost" is not HOST:PORT (IPv6 as "[::1]:8080")'),

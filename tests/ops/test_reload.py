@@ -174,6 +174,51 @@ def test_log_new_access_file(server_for: Callable[..., RunningServer], tmp_path:
     assert "/echo/after" not in {line.get("path") for line in read_log(running.access_log)}
 
 
+# ---- [proxy], [health], [metrics] ----------------------------------------------------------
+
+
+def test_proxy_trusted(server_for: Callable[..., RunningServer]) -> None:
+    running = server_for()  # loopback is trusted by default
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    assert status(running, "GET", "/echo/before", headers=forwarded)[0] == 200
+    reload(running, proxy={"trusted": ("10.0.0.0/8",)})
+    assert status(running, "GET", "/echo/after", headers=forwarded)[0] == 200
+    lines = wait_for_log(running.access_log, lambda line: line.get("event") == "request",
+                         count=2)
+    assert [(line["path"], line["client_addr"]) for line in lines] == [
+        ("/echo/before", "203.0.113.7"), ("/echo/after", "127.0.0.1")]
+
+
+def test_proxy_protocol_on_a_kept_listener(server_for: Callable[..., RunningServer]) -> None:
+    running = server_for()
+    assert status(running, "GET", "/echo/plain")[0] == 200
+    reload(running, proxy={"protocol": True})
+    with RawClient(running.host, running.port) as client:
+        client.send(b"PROXY TCP4 198.51.100.1 127.0.0.1 5555 80\r\n"
+                    + request_bytes("GET", "/echo/proxied"))
+        assert client.read_response().status == 200
+    lines = wait_for_log(running.access_log, lambda line: line.get("path") == "/echo/proxied")
+    assert lines[0]["client_addr"] == "198.51.100.1"
+
+
+def test_health_paths(server_for: Callable[..., RunningServer]) -> None:
+    running = server_for()
+    assert status(running, "GET", "/readyz")[0] == 200
+    reload(running, health={"readyz": "/ready-now", "livez": ""})
+    assert status(running, "GET", "/ready-now")[0] == 200
+    assert status(running, "GET", "/readyz")[0] == 404
+    assert status(running, "GET", "/livez")[0] == 404
+
+
+@pytest.mark.expect_log("reload-needs-restart")
+def test_metrics_listen_needs_restart(server_for: Callable[..., RunningServer]) -> None:
+    running = server_for()
+    reload(running, metrics={"listen": "127.0.0.1:0"})
+    warning = wait_for_log(running.error_log,
+                           lambda line: line.get("event") == "reload-needs-restart")[0]
+    assert warning["settings"] == ["metrics.listen"]
+
+
 # ---- [server] --------------------------------------------------------------------------------
 
 
@@ -254,6 +299,9 @@ SECTION_CASES = {
                test_static_cache_control],
     "compression": [test_compression_off],
     "app": [test_app_code_is_imported_once_per_start],
+    "proxy": [test_proxy_trusted, test_proxy_protocol_on_a_kept_listener],
+    "health": [test_health_paths],
+    "metrics": [test_metrics_listen_needs_restart],
     "log": [test_log_new_access_file],
     "daemon": [test_restart_only_settings_warn],
 }

@@ -1,0 +1,196 @@
+"""Trusted proxies: Forwarded / X-Forwarded-* honoured only from trusted hops, walked from the
+right; spoofing attempts from trusted and untrusted peers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reactor.app.proxy import TrustedNetworks, TrustedProxyApp
+from reactor.app.types import FunctionApp, Headers, Request, Response
+from tests.conftest import RawClient, RunningServer, request_bytes, start_server, wait_for_log
+
+TRUSTED = TrustedNetworks(["10.0.0.0/8", "127.0.0.1", "2001:db8:aa::/48"])
+
+
+def served(headers: dict[str, str], *, peer: str = "10.0.0.2", family: str = "x-forwarded",
+           trusted: TrustedNetworks = TRUSTED) -> Request:
+    """The request as the app behind TrustedProxyApp sees it."""
+    fields = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    fields.insert(0, (b"host", b"origin.example"))
+    request = Request("GET", "/", "", "HTTP/1.1", Headers(fields), remote_addr=peer)
+    seen: list[Request] = []
+
+    def app(req: Request) -> Response:
+        seen.append(req)
+        return Response(200)
+
+    TrustedProxyApp(FunctionApp(app), trusted, family=family).open(request).respond()
+    return seen[0]
+
+
+@pytest.mark.parametrize(("peer", "xff", "client"), [
+    # the nearest proxy is trusted: its entry is believed
+    ("10.0.0.2", "203.0.113.9", "203.0.113.9"),
+    # a client prepends a spoofed address: the walk stops at the first untrusted hop
+    ("10.0.0.2", "6.6.6.6, 203.0.113.9", "203.0.113.9"),
+    ("10.0.0.2", "6.6.6.6, 203.0.113.9, 10.1.2.3", "203.0.113.9"),
+    # a chain of trusted proxies is walked through
+    ("10.0.0.2", "203.0.113.9, 10.9.9.9, 10.1.2.3", "203.0.113.9"),
+    # an untrusted peer's header is ignored entirely
+    ("192.0.2.50", "203.0.113.9", "192.0.2.50"),
+    ("192.0.2.50", "10.0.0.7", "192.0.2.50"),
+    # unreadable entries stop the walk at the last believed hop
+    ("10.0.0.2", "203.0.113.9, unknown", "10.0.0.2"),
+    ("10.0.0.2", "203.0.113.9, 10.0.0.5, garbage", "10.0.0.2"),
+    ("10.0.0.2", "", "10.0.0.2"),
+    # ports and IPv6 forms proxies write
+    ("10.0.0.2", "203.0.113.9:5555", "203.0.113.9"),
+    ("10.0.0.2", "[2001:db8::7]:443", "2001:db8::7"),
+    ("10.0.0.2", "2001:db8::7", "2001:db8::7"),
+    ("::ffff:10.0.0.2", "203.0.113.9", "203.0.113.9"),
+    ("2001:db8:aa::1", "203.0.113.9", "203.0.113.9"),
+    # everything trusted: the leftmost believed entry, not further
+    ("10.0.0.2", "10.0.0.9, 10.0.0.8", "10.0.0.9"),
+])
+def test_x_forwarded_for_walk(peer: str, xff: str, client: str) -> None:
+    assert served({"X-Forwarded-For": xff}, peer=peer).client_addr == client
+
+
+def test_several_x_forwarded_for_fields_are_one_list() -> None:
+    fields = [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.9")]
+    request = Request("GET", "/", "", "HTTP/1.1", Headers(fields), remote_addr="10.0.0.2")
+    TrustedProxyApp(FunctionApp(lambda r: Response(200)), TRUSTED).open(request)
+    assert request.client_addr == "203.0.113.9"
+
+
+def test_proto_and_host_from_a_trusted_proxy() -> None:
+    request = served({"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
+                      "X-Forwarded-Host": "shop.example"})
+    assert (request.client_addr, request.scheme) == ("203.0.113.9", "https")
+    assert request.headers.get(b"host") == b"shop.example"
+
+
+def test_proto_and_host_from_an_untrusted_peer_are_ignored() -> None:
+    request = served({"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
+                      "X-Forwarded-Host": "evil.example"}, peer="192.0.2.50")
+    assert (request.client_addr, request.scheme) == ("192.0.2.50", "http")
+    assert request.headers.get(b"host") == b"origin.example"
+
+
+@pytest.mark.parametrize(("proto", "host"), [("gopher", "ok.example"),
+                                             ("https", "bad host/../x")])
+def test_invalid_proto_or_host_values_are_ignored(proto: str, host: str) -> None:
+    request = served({"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": proto,
+                      "X-Forwarded-Host": host})
+    assert request.scheme == ("https" if proto == "https" else "http")
+    expected = host.encode() if " " not in host else b"origin.example"
+    assert request.headers.get(b"host") == expected
+
+
+def test_proto_aligns_with_the_hop_the_address_came_from() -> None:
+    # the outer (untrusted) hop claims https; the trusted proxy's own entry says http
+    request = served({"X-Forwarded-For": "6.6.6.6, 203.0.113.9",
+                      "X-Forwarded-Proto": "https, http"})
+    assert (request.client_addr, request.scheme) == ("203.0.113.9", "http")
+
+
+@pytest.mark.parametrize(("forwarded", "client", "scheme"), [
+    ('for=203.0.113.9;proto=https', "203.0.113.9", "https"),
+    ('for=6.6.6.6, for=203.0.113.9;proto=https', "203.0.113.9", "https"),
+    ('for="[2001:db8::7]:4711";proto=http', "2001:db8::7", "http"),
+    ('for=203.0.113.9:80', "203.0.113.9", "http"),
+    ('For="203.0.113.9";Proto=HTTPS', "203.0.113.9", "https"),
+    ('for=203.0.113.9, for=10.0.0.5;proto=https', "203.0.113.9", "https"),
+    ('for=unknown;proto=https', "10.0.0.2", "https"),
+    ('for=_hidden', "10.0.0.2", "http"),
+    ('for="[::1]x"', "10.0.0.2", "http"),
+    ('by=10.0.0.2;host="a.example";for=203.0.113.9', "203.0.113.9", "http"),
+])
+def test_forwarded_walk(forwarded: str, client: str, scheme: str) -> None:
+    request = served({"Forwarded": forwarded}, family="forwarded")
+    assert (request.client_addr, request.scheme) == (client, scheme)
+
+
+def test_only_the_configured_header_family_counts() -> None:
+    # proxies that set X-Forwarded-For pass a client's own Forwarded header through
+    assert served({"Forwarded": "for=6.6.6.6", "X-Forwarded-For": "203.0.113.9"}
+                  ).client_addr == "203.0.113.9"
+    assert served({"Forwarded": "for=203.0.113.9", "X-Forwarded-For": "6.6.6.6"},
+                  family="forwarded").client_addr == "203.0.113.9"
+
+
+def test_trusted_networks() -> None:
+    assert "10.255.0.1" in TRUSTED and "127.0.0.1" in TRUSTED
+    assert "127.0.0.2" not in TRUSTED and "not an ip" not in TRUSTED and "" not in TRUSTED
+    assert "::ffff:127.0.0.1" in TRUSTED and "2001:db8:aa:1::9" in TRUSTED
+    assert not TrustedNetworks() and "10.0.0.1" not in TrustedNetworks()
+    with pytest.raises(ValueError):
+        TrustedNetworks(["10.0.0.0/33"])
+
+
+# ---- through a real server ------------------------------------------------------------------
+
+def who(request: Request) -> Response:
+    return Response(200, [(b"Content-Type", b"text/plain")],
+                    f"{request.client_addr} {request.scheme}".encode())
+
+
+def serve(tmp_path: Path, **proxy: object) -> RunningServer:
+    running = start_server(tmp_path, proxy=proxy)
+    running.server.app.router.get("/who", who)
+    return running
+
+
+@pytest.fixture
+def trusting(tmp_path: Path) -> Iterator[RunningServer]:
+    running = serve(tmp_path)  # the default: loopback is trusted
+    yield running
+    running.stop()
+
+
+def ask(running: RunningServer, headers: dict[str, str]) -> bytes:
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/who", headers))
+        return client.read_response().body
+
+
+def test_spoofing_through_a_trusted_peer(trusting: RunningServer) -> None:
+    assert ask(trusting, {"X-Forwarded-For": "6.6.6.6, 203.0.113.9",
+                          "X-Forwarded-Proto": "https"}) == b"203.0.113.9 https"
+    lines = wait_for_log(trusting.access_log, lambda x: x.get("event") == "request")
+    assert (lines[0]["client_addr"], lines[0]["peer_addr"]) == ("203.0.113.9", "127.0.0.1")
+
+
+def test_spoofing_from_an_untrusted_peer(tmp_path: Path) -> None:
+    running = serve(tmp_path, trusted=["10.0.0.0/8"])
+    try:
+        assert ask(running, {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
+                             "Forwarded": "for=203.0.113.9;proto=https"}) == b"127.0.0.1 http"
+        line = wait_for_log(running.access_log, lambda x: x.get("event") == "request")[0]
+        assert line["client_addr"] == line["peer_addr"] == "127.0.0.1"
+    finally:
+        running.stop()
+
+
+def test_headers_off(tmp_path: Path) -> None:
+    running = serve(tmp_path, headers="off")
+    try:
+        assert ask(running, {"X-Forwarded-For": "203.0.113.9"}) == b"127.0.0.1 http"
+    finally:
+        running.stop()
+
+
+def test_proxy_protocol_source_is_the_hop_the_walk_starts_from(tmp_path: Path) -> None:
+    # LB (trusted, PROXY protocol) <- an untrusted client that sent its own X-Forwarded-For
+    running = start_server(tmp_path, proxy={"protocol": True})
+    running.server.app.router.get("/who", who)
+    try:
+        with RawClient.to(running) as client:
+            client.send(b"PROXY TCP4 203.0.113.7 10.0.0.1 5000 80\r\n"
+                        + request_bytes("GET", "/who", {"X-Forwarded-For": "6.6.6.6"}))
+            assert client.read_response().body == b"203.0.113.7 http"
+    finally:
+        running.stop()

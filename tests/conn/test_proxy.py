@@ -1,0 +1,211 @@
+"""PROXY-protocol listeners on real sockets: trusted/untrusted peers, v1/v2, timeouts, hand-off."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reactor.app.proxy import TrustedNetworks
+from reactor.app.types import Request, Response
+from reactor.conn.listener import Listener, ListenerOptions
+from reactor.conn.proxy import ProxyHeaderProtocol
+from reactor.conn.server import HttpServer
+from reactor.conn.transport import SocketTransport
+from reactor.proto.proxyproto import V2_SIGNATURE
+from tests.conftest import RawClient, RunningServer, request_bytes, start_server, wait_for_log
+from tests.conn.conftest import LoopThread, RecordingLog
+
+V1 = b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\n"
+
+
+def v2_tcp4(src: str, sport: int, tlvs: bytes = b"", command: int = 1) -> bytes:
+    address = (socket.inet_aton(src) + socket.inet_aton("10.0.0.1")
+               + struct.pack("!HH", sport, 443))
+    payload = address + tlvs
+    return (V2_SIGNATURE + bytes([0x20 | command, 0x11]) + struct.pack("!H", len(payload))
+            + payload)
+
+
+def who(request: Request) -> Response:
+    text = f"{request.client_addr} {request.remote_addr} {request.scheme}"
+    return Response(200, [(b"Content-Type", b"text/plain")], text.encode())
+
+
+@pytest.fixture
+def proxied(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(tmp_path, proxy={"protocol": True},
+                           timeouts={"proxy_header_s": 0.5})
+    running.server.app.router.get("/who", who)
+    yield running
+    running.stop()
+
+
+def closed_without_answer(client: RawClient) -> bool:
+    """The server closed sending nothing (a reset counts: it never read what we sent)."""
+    try:
+        return client.read_to_eof() == b""
+    except ConnectionResetError:
+        return not client.buffer
+
+
+def rejected(running: RunningServer, reason: str) -> dict:
+    return wait_for_log(running.access_log, lambda line: line.get("event") == "proxy_rejected"
+                        and line.get("reason") == reason)[0]
+
+
+def test_v1_header_sets_the_client_address(proxied: RunningServer) -> None:
+    with RawClient.to(proxied) as client:
+        client.send(V1 + request_bytes("GET", "/who"))
+        response = client.read_response()
+        assert response.body == b"203.0.113.7 127.0.0.1 http"
+        client.send(request_bytes("GET", "/who"))  # keep-alive: the same connection facts
+        assert client.read_response().body == b"203.0.113.7 127.0.0.1 http"
+    line = wait_for_log(proxied.access_log, lambda x: x.get("event") == "request")[0]
+    assert line["client_addr"] == "203.0.113.7"
+    assert line["peer_addr"] == line["remote_addr"] == "127.0.0.1"
+
+
+def test_v2_header_split_byte_by_byte_then_request(proxied: RunningServer) -> None:
+    data = v2_tcp4("198.51.100.9", 4000) + request_bytes("GET", "/who")
+    with RawClient.to(proxied) as client:
+        for byte in data[:40]:
+            client.send(bytes([byte]))
+        client.send(data[40:])
+        assert client.read_response().body == b"198.51.100.9 127.0.0.1 http"
+
+
+def test_v2_ssl_tlv_means_https(proxied: RunningServer) -> None:
+    ssl = bytes([0x20]) + struct.pack("!H", 5) + b"\x01" + bytes(4)
+    with RawClient.to(proxied) as client:
+        client.send(v2_tcp4("198.51.100.9", 4000, ssl) + request_bytes("GET", "/who"))
+        assert client.read_response().body == b"198.51.100.9 127.0.0.1 https"
+
+
+def test_v2_local_command_keeps_the_peer(proxied: RunningServer) -> None:
+    with RawClient.to(proxied) as client:
+        client.send(v2_tcp4("198.51.100.9", 4000, command=0) + request_bytes("GET", "/who"))
+        assert client.read_response().body == b"127.0.0.1 127.0.0.1 http"
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (request_bytes("GET", "/who"), "proxy-header-missing"),
+    (b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 99999\r\nGET / HTTP/1.1\r\n\r\n",
+     "proxy-v1-bad-port"),
+    (b"PROXY TCP4 " + b"1" * 120, "proxy-v1-too-long"),
+    (V2_SIGNATURE + b"\x21\x11\xff\xff", "proxy-v2-too-long"),
+])
+def test_bad_header_closes_without_an_answer(proxied: RunningServer, data: bytes,
+                                             reason: str) -> None:
+    with RawClient.to(proxied) as client:
+        client.send(data)
+        assert client.read_to_eof() == b""
+    line = rejected(proxied, reason)
+    assert line["remote_addr"] == "127.0.0.1"
+
+
+def test_header_deadline(proxied: RunningServer) -> None:
+    with RawClient.to(proxied) as client:
+        client.send(V1[:10])  # and then nothing
+        assert client.read_to_eof() == b""
+    rejected(proxied, "proxy-header-timeout")
+
+
+def test_eof_inside_the_header(proxied: RunningServer) -> None:
+    with RawClient.to(proxied) as client:
+        client.send(V1[:10])
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.read_to_eof() == b""
+    rejected(proxied, "proxy-header-eof")
+
+
+def test_untrusted_peer_is_refused_before_reading(tmp_path: Path) -> None:
+    running = start_server(tmp_path, proxy={"protocol": True, "trusted": ["10.0.0.0/8"]})
+    try:
+        with RawClient.to(running) as client:
+            client.send(V1 + request_bytes("GET", "/"))
+            assert closed_without_answer(client)
+        rejected(running, "proxy-untrusted-peer")
+        assert not [x for x in (wait_for_log(running.access_log, lambda x: True))
+                    if x.get("event") == "request"]
+    finally:
+        running.stop()
+
+
+def test_a_plain_listener_treats_a_proxy_line_as_a_bad_request(tmp_path: Path) -> None:
+    running = start_server(tmp_path)
+    try:
+        with RawClient.to(running) as client:
+            client.send(V1 + request_bytes("GET", "/"))
+            assert client.read_response().status == 400
+    finally:
+        running.stop()
+
+
+def test_graceful_stop_closes_a_connection_waiting_for_its_header(tmp_path: Path) -> None:
+    running = start_server(tmp_path, proxy={"protocol": True})
+    with RawClient.to(running) as client:
+        client.send(V1[:5])
+        time.sleep(0.05)  # let the server read it; the stop below must not wait 5 s for more
+        running.stop()
+        assert not running.thread.is_alive()
+        assert client.read_to_eof() == b""
+
+
+# ---- the hand-off seam, as a TLS step would use it ------------------------------------------
+
+def test_next_step_gets_the_transport_and_exactly_the_bytes_after_the_header() -> None:
+    """A listener composes "PROXY header, then X": X receives the transport with the
+    connection facts set, and the bytes that followed the header (a TLS ClientHello here)."""
+    loop = LoopThread()
+    log = RecordingLog()
+    handed: list[tuple[dict, bytes]] = []
+    got = threading.Event()
+
+    def then(transport: SocketTransport, conn_id: int, trailing: bytes) -> None:
+        handed.append((dict(transport.extra), trailing))
+        got.set()
+        transport.close()
+
+    listen = socket.create_server(("127.0.0.1", 0))
+    listen.setblocking(False)
+    try:
+        server = HttpServer(loop.loop, who, log)
+
+        def accept(sock: socket.socket, addr: tuple) -> None:
+            server.accept(sock, addr, start=lambda transport, conn_id: transport.start(
+                ProxyHeaderProtocol(loop.loop, log, conn_id, then=then,
+                                    trusted=TrustedNetworks(["127.0.0.0/8"]))))
+
+        listener = Listener(loop.loop, listen, accept, ListenerOptions("test",
+                                                                       proxy_protocol=True))
+        loop.run(listener.start)
+        hello = b"\x16\x03\x01\x00\x05hello"
+        with socket.create_connection(listen.getsockname()[:2], timeout=5) as client:
+            client.sendall(V1 + hello)
+            assert got.wait(5)
+        extra, trailing = handed[0]
+        assert trailing == hello
+        assert extra["client_addr"] == "203.0.113.7" and extra["client_port"] == 51234
+        assert extra["proxy_source"] == ("203.0.113.7", 51234)
+        loop.run(listener.close)
+    finally:
+        listen.close()
+        loop.close()
+    assert not log.rejected_lines
+
+
+def test_acceptor_picks_the_proxy_step_per_listener() -> None:
+    loop = LoopThread()
+    try:
+        server = HttpServer(loop.loop, who, RecordingLog())
+        assert server.acceptor(ListenerOptions("a")) == server.accept
+        assert server.acceptor(ListenerOptions("b", proxy_protocol=True)) == \
+            server.accept_proxied
+    finally:
+        loop.close()

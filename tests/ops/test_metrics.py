@@ -1,0 +1,184 @@
+"""/metrics on its own listener, parsed with prometheus_client's text parser; the counters
+match the requests made."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from reactor.ops.metrics import BUCKETS_S
+from tests.conftest import RunningServer, fetch, start_server, wait_until
+from tests.ops.serverproc import ServeProcess, base_config, write_config
+
+
+def scrape(host: str, port: int, path: str = "/metrics") -> tuple[int, str, str]:
+    connection = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return (response.status, response.getheader("content-type") or "",
+                response.read().decode())
+    finally:
+        connection.close()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(sample name, sorted labels): value} for every sample of the exposition."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def metrics_of(running: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    listener = running.server.metrics_listener
+    assert listener is not None
+    host, port = listener.address[:2]
+    status, content_type, text = scrape(host, port)
+    assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
+    return samples(text)
+
+
+def w(**labels: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({"worker": "0", **labels}.items()))
+
+
+@pytest.fixture
+def running(tmp_path: Path, files_dir: Path):  # type: ignore[no-untyped-def]
+    running = start_server(tmp_path, metrics={"listen": "127.0.0.1:0"},
+                           files={"directory": files_dir})
+    yield running
+    running.stop()
+
+
+def test_counters_match_the_requests_made(running: RunningServer) -> None:
+    before = metrics_of(running)
+    assert before[("reactor_ready", w())] == 1
+    assert not [key for key in before if key[0] == "reactor_http_requests_total"]
+    for _ in range(3):
+        assert fetch(running, "GET", "/nothing")[0] == 404
+    assert fetch(running, "POST", "/files/up.txt", body=b"x" * 1000)[0] // 100 == 2
+    fetch(running, "HEAD", "/nothing")
+    fetch(running, "BREW", "/nothing")  # an unknown method is one label value: OTHER
+    fetch(running, "GET", "/readyz")  # health checks count too (they are requests)
+
+    def counted() -> bool:
+        found = metrics_of(running)
+        return found.get(("reactor_http_request_duration_seconds_count", w())) == 7
+    assert wait_until(counted)
+    found = metrics_of(running)
+    assert found[("reactor_http_requests_total", w(method="GET", status="4xx"))] == 3
+    assert found[("reactor_http_requests_total", w(method="GET", status="2xx"))] == 1
+    assert found[("reactor_http_requests_total", w(method="POST", status="2xx"))] == 1
+    assert found[("reactor_http_requests_total", w(method="HEAD", status="4xx"))] == 1
+    assert sum(value for (name, labels), value in found.items()
+               if name == "reactor_http_requests_total" and ("method", "OTHER") in labels) == 1
+    assert found[("reactor_http_request_body_bytes_total", w())] == 1000
+    assert found[("reactor_http_response_bytes_total", w())] > 0
+    assert found[("reactor_http_request_duration_seconds_bucket", w(le="+Inf"))] == 7
+    buckets = [found[("reactor_http_request_duration_seconds_bucket", w(le=str(b)))]
+               for b in BUCKETS_S]
+    assert buckets == sorted(buckets) and buckets[-1] <= 7
+    assert found[("reactor_http_request_duration_seconds_sum", w())] > 0
+    assert found[("reactor_connections_total", w())] == 7
+    assert found[("reactor_pool_threads", w())] == running.server.config.server.pool_threads
+    assert found[("reactor_pool_queue_depth", w())] == 0
+    for name in ("tls_handshakes", "tls_handshake_failures", "websocket_sessions",
+                 "upload_bytes", "reloads"):
+        assert found[(f"reactor_{name}_total", w())] == 0
+
+
+def test_open_connections_and_bumped_counters(running: RunningServer) -> None:
+    with socket.create_connection((running.host, running.port)) as idle:
+        idle.sendall(b"")
+        assert wait_until(lambda: metrics_of(running)[("reactor_connections_open", w())] == 1)
+        counters = running.server.http.counters
+        running.call(counters.__setitem__, "tls_handshakes_total", 5)
+        running.call(counters.__setitem__, "h2_nonsense_total", 2)
+        assert wait_until(lambda: metrics_of(running).get(
+            ("reactor_h2_nonsense_total", w())) == 2)
+        assert metrics_of(running)[("reactor_tls_handshakes_total", w())] == 5
+
+
+def test_metrics_listener_only_serves_metrics(running: RunningServer) -> None:
+    listener = running.server.metrics_listener
+    assert listener is not None
+    host, port = listener.address[:2]
+    assert scrape(host, port, "/")[0] == 404
+    assert scrape(host, port, "/files/x")[0] == 404
+    assert fetch(running, "GET", "/metrics")[0] == 404  # and the app listener has none
+
+
+def test_draining_shows_not_ready(tmp_path: Path) -> None:
+    running = start_server(tmp_path, metrics={"listen": "127.0.0.1:0"},
+                           timeouts={"drain_s": 30.0})
+    try:
+        running.call(running.server.stop)
+        assert wait_until(lambda: metrics_of(running)[("reactor_ready", w())] == 0)
+    finally:
+        running.call(running.server.stop)
+        running.stop()
+
+
+def test_off_by_default(tmp_path: Path) -> None:
+    running = start_server(tmp_path)
+    try:
+        assert running.server.metrics_listener is None
+    finally:
+        running.stop()
+
+
+def two_free_ports() -> int:
+    """A port p such that p and p + 1 were both free a moment ago."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_each_worker_exposes_its_own_on_port_plus_worker(tmp_path: Path) -> None:
+    base = two_free_ports()
+    config = write_config(tmp_path / "reactor.toml", base_config(
+        tmp_path, server={"workers": 2}, metrics={"listen": f"127.0.0.1:{base}"}))
+    proc = ServeProcess(["--config", str(config)], cwd=tmp_path)
+    try:
+        lines = [proc.wait_event("metrics-listening", count) for count in (1, 2)]
+        assert sorted((x["worker"], x["port"]) for x in lines) == [(0, base), (1, base + 1)]
+        for worker in (0, 1):
+            status, _, text = scrape("127.0.0.1", base + worker)
+            assert status == 200
+            found = samples(text)
+            assert found[("reactor_ready", (("worker", str(worker)),))] == 1
+        proc.send_signal(signal.SIGTERM)  # the master stops its workers (stop() kills it only)
+        assert proc.wait() == 0
+    finally:
+        proc.stop()
+
+
+def test_a_taken_metrics_port_is_one_line_at_startup(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "reactor.toml", base_config(
+            tmp_path, metrics={"listen": f"127.0.0.1:{port}"}))
+        proc = ServeProcess(["--config", str(config)], cwd=tmp_path)
+        try:
+            assert proc.wait() == 1
+            texts = [line.get("text", "") for line in proc.lines]
+            assert texts == [f"reactor: cannot listen on 127.0.0.1:{port}: Address already in use"]
+        finally:
+            proc.stop()
