@@ -22,10 +22,9 @@ one), `proxy_source` (that (address, port), or None for LOCAL/UNKNOWN), `proxy_h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
-from reactor.app.proxy import TrustedNetworks
 from reactor.conn.interfaces import Transport
 from reactor.conn.shared import RequestLog
 from reactor.loop import EventLoop, TimerHandle
@@ -43,7 +42,7 @@ class ProxyHeaderProtocol:
                  "transport", "trusted")
 
     def __init__(self, loop: EventLoop, log: RequestLog, conn_id: int, *,
-                 trusted: TrustedNetworks, then: NextStep,
+                 trusted: Container[str], then: NextStep,
                  timeout_s: float = PROXY_HEADER_S) -> None:
         self.loop = loop
         self.log = log

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
-from reactor.app.proxy import TrustedNetworks
 from reactor.app.types import Application, Handler, as_application
 from reactor.conn.clock import http_date
 from reactor.conn.http import HttpConnection
@@ -42,8 +41,9 @@ class HttpServer:
         self._request_counter = 0
         self.on_idle: Callable[[], None] | None = None  # called when the last connection goes
         self.requests_served = 0
-        # PROXY-protocol listeners: who may send the header, and how long it may take.
-        self.trusted_proxies = TrustedNetworks()
+        # PROXY-protocol listeners: who may send the header (peer addresses; ops sets the
+        # [proxy] trusted networks), and how long it may take.
+        self.trusted_proxies: Container[str] = frozenset()
         self.proxy_header_s = PROXY_HEADER_S
         # Counters other layers bump (TLS handshakes, WebSocket sessions, upload bytes...);
         # ops/metrics exports them. Names are "<what>_total".
