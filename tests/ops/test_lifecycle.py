@@ -35,13 +35,6 @@ UPLOAD_BYTES = 4000
 
 
 @pytest.fixture
-def files_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "files"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
 def started(tmp_path: Path) -> Iterator[list[ServeProcess]]:
     """Processes started by a test; killed at teardown if still running."""
     processes: list[ServeProcess] = []

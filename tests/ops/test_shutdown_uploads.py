@@ -24,13 +24,6 @@ BODY_BYTES = 1_000_000
 
 
 @pytest.fixture
-def files_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "files"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
 def started() -> Iterator[list[ServeProcess]]:
     processes: list[ServeProcess] = []
     yield processes
