@@ -162,6 +162,14 @@ class App:
             route.chain = chain
         return chain
 
+    def report_storage(self, event: str, fields: dict[str, Any]) -> None:
+        """An upload's expected file-system failure (full, read-only, forbidden): one line
+        through `on_error`, no traceback (standard error without a server)."""
+        if self.on_error is not None:
+            self.on_error(event, None, fields)
+        else:
+            handlers.print_error(event, fields)
+
     def failed(self, request: Request, exc: Exception) -> Response:
         """The answer to an exception from handler or middleware, logged once via on_error
         (the caller re-raises instead when there is no on_error)."""
@@ -417,7 +425,7 @@ def build_app(*, directory: str | None, uploads: bool = True,
     app.get("/echo/{s:bytes}", inline=True)(handlers.echo)
     app.get("/user-agent", inline=True)(handlers.user_agent)
     if directory is not None:
-        files = handlers.FilesHandler(directory, uploads=uploads)
+        files = handlers.FilesHandler(directory, uploads=uploads, report=app.report_storage)
         app.get("/files/{name:bytes}")(files.get)
         app.route("/files/{name:bytes}", ("POST", "PUT"), stream=True)(files.upload)
         app.delete("/files/{name:bytes}")(files.delete)
@@ -432,7 +440,8 @@ def add_mounts(app: App, mounts: list[StaticMount], cache: GzipCache) -> None:
     policy = app.compression
     for mount in mounts:
         handler = StaticHandler(mount, cache, types=policy.types, gzip_enabled=policy.enabled,
-                                level=policy.level, min_size=policy.min_size)
+                                level=policy.level, min_size=policy.min_size,
+                                report=app.report_storage)
         app.router.mount(mount.prefix, handler,
                          upload_handler=handler.upload if mount.uploads else None)
 
@@ -455,10 +464,13 @@ class FrontApp:
 
 def mounted_front(app: Application, mounts: list[StaticMount], *,
                   compression: CompressionPolicy | None = None,
-                  gzip_cache: GzipCache | None = None) -> Application:
-    """`app` behind the document roots `mounts` (or `app` itself when there are none)."""
+                  gzip_cache: GzipCache | None = None,
+                  on_error: ErrorReporter | None = None) -> Application:
+    """`app` behind the document roots `mounts` (or `app` itself when there are none);
+    `on_error` gets the mounts' failures (an upload's full disk, say)."""
     if not mounts:
         return app
     front = App(compression=compression)
+    front.on_error = on_error
     add_mounts(front, mounts, gzip_cache if gzip_cache is not None else GzipCache())
     return FrontApp(front, app)

@@ -34,28 +34,14 @@ _STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # 507
 _FORBIDDEN = frozenset({errno.EACCES, errno.EPERM})  # 403
 _FILE_SYSTEM_ERRORS = _STORAGE_FULL | _FORBIDDEN | {errno.EROFS}  # EROFS: 500
 
-ErrorReporter = Callable[[str, dict[str, Any]], None]
-"""`(event, fields)` for the server's error log; called on worker threads."""
+StorageReporter = Callable[[str, dict[str, Any]], None]
+"""`(event, fields)`: where uploads report an expected file-system failure (one line, no
+traceback). Called on worker threads; the app routes it to the server's error log."""
 
 
-def _print_error(event: str, fields: dict[str, Any]) -> None:
+def print_error(event: str, fields: dict[str, Any]) -> None:
+    """The reporter of a handler used outside a server (tests, scripts): standard error."""
     print(f"reactor: {event} {fields}", file=sys.stderr)
-
-
-_reporter: list[ErrorReporter] = [_print_error]
-
-
-def set_error_reporter(reporter: ErrorReporter | None) -> None:
-    """Where uploads report file-system failures (one line: path, errno). The application
-    has no log of its own: the server wires its error log here (thread-safely: uploads
-    run on worker threads). None restores the default, standard error."""
-    _reporter[0] = reporter if reporter is not None else _print_error
-
-
-def clear_error_reporter(reporter: ErrorReporter) -> None:
-    """Undo `set_error_reporter(reporter)`, unless another reporter replaced it since."""
-    if _reporter[0] == reporter:  # a bound method is a new object each time: equality
-        _reporter[0] = _print_error
 
 
 def root(_request: Request) -> Response:
@@ -79,9 +65,11 @@ class FilesHandler:
     the file did not exist. Both methods block, so the router runs them in the pool.
     """
 
-    def __init__(self, directory: str, *, uploads: bool = True) -> None:
+    def __init__(self, directory: str, *, uploads: bool = True,
+                 report: StorageReporter = print_error) -> None:
         self.directory = os.path.realpath(directory)
         self.uploads = uploads
+        self.report = report
 
     def _resolve(self, raw_name: bytes) -> str | None:
         """The real path for `raw_name` inside the directory, or None when it must be a 404."""
@@ -144,7 +132,7 @@ class FilesHandler:
         except FileNotFoundError:
             return _not_found()
         except OSError as exc:
-            return file_system_error(exc, path, request, "delete-failed")
+            return file_system_error(exc, path, request, "delete-failed", self.report)
         return Response(204)
 
 
@@ -191,8 +179,9 @@ class FileUpload(Upload):
     appeared meanwhile: of two racing creators one gets 201, the other 412.
     """
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, report: StorageReporter = print_error) -> None:
         self.request = request
+        self.report = report
         self._target: WriteTarget | None = None
         self._fd = -1
         self._temp = ""
@@ -273,7 +262,7 @@ class FileUpload(Upload):
         target = self._target
         path = target.path if target is not None else exc.filename
         self._cleanup()
-        return file_system_error(exc, path, self.request, "upload-failed")
+        return file_system_error(exc, path, self.request, "upload-failed", self.report)
 
     def _check(self, target: WriteTarget, current: os.stat_result | None) -> Response | None:
         if current is not None:
@@ -324,7 +313,7 @@ class _FilesUpload(FileUpload):
     """POST/PUT /files/{name}: the flat directory's name rules, `If-Match: *` only."""
 
     def __init__(self, handler: FilesHandler, request: Request) -> None:
-        super().__init__(request)
+        super().__init__(request, handler.report)
         self._handler = handler
 
     def locate(self) -> WriteTarget | Response:
@@ -339,15 +328,15 @@ class _FilesUpload(FileUpload):
         return _preconditions(self.request, current is not None)
 
 
-def file_system_error(exc: OSError, path: str | None, request: Request, event: str
-                      ) -> Response:
+def file_system_error(exc: OSError, path: str | None, request: Request, event: str,
+                      report: StorageReporter) -> Response:
     """The answer to an expected OS error of a write (full, read-only, forbidden), after one
-    `event` line naming path and errno. Anything else is a fault: re-raised, for the
-    traceback. Call it inside the `except` block."""
+    `event` line naming path and errno (through `report`). Anything else is a fault:
+    re-raised, for the traceback. Call it inside the `except` block."""
     code = exc.errno
     if code not in _FILE_SYSTEM_ERRORS:
         raise exc
-    _reporter[0](event, {
+    report(event, {
         "path": path, "errno": errno.errorcode.get(code, str(code)), "reason": exc.strerror,
         "request_id": request.request_id, "method": request.method, "target": request.path})
     if code in _STORAGE_FULL:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from reactor import __version__
-from reactor.app import handlers
 from reactor.app.application import (
     App,
     CompressionPolicy,
@@ -164,7 +163,7 @@ def make_app(config: Config, on_error: ErrorReporter | None = None) -> Applicati
                              multiprocess=config.server.workers > 1, server_name=host,
                              server_port=port)
         return mounted_front(hosted, static_mounts(config), compression=policy,
-                             gzip_cache=gzip_cache)
+                             gzip_cache=gzip_cache, on_error=on_error)
     app = build_app(
         directory=str(directory) if directory is not None else None,
         uploads=config.files.uploads, compression=policy, mounts=static_mounts(config),
@@ -252,7 +251,6 @@ class Server:
         self.log = log
         self.loop.set_exception_handler(self._loop_error)
         self.loop.set_report_handler(lambda event, fields: self.log.warning(event, **fields))
-        handlers.set_error_reporter(self._app_error)
         self.loop.add_before_select(self._flush_logs)
         self.app = make_app(config, self.app_error)
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
@@ -320,10 +318,6 @@ class Server:
 
     def _loop_error(self, context: str, exc: BaseException) -> None:
         self.log.error("loop-error", exc, {"context": context})
-
-    def _app_error(self, event: str, fields: dict[str, Any]) -> None:
-        """An upload's file-system failure, from a worker: logged on the loop thread."""
-        self.loop.call_soon_threadsafe(self.log.error, event, None, fields)
 
     def _flush_logs(self) -> None:
         """Before each wait: write buffered log lines within LOG_FLUSH_DELAY_S.
@@ -490,7 +484,6 @@ class Server:
             steps.callback(lambda: self.log.close())  # the log in force at the end
             # "stopped" comes last: every abort has run and its log lines are in
             steps.callback(self._log_stopped)
-            steps.callback(handlers.clear_error_reporter, self._app_error)
             steps.callback(self.loop.close)  # runs queued clean-up, joins the pool threads
             # whatever way the loop ended, no connection outlives it: their uploads abort
             steps.callback(self.http.abort_connections)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_from_bytes
 
 from reactor.app.compression import CompressibleTypes, accepts_gzip, gzip_bytes
+from reactor.app.handlers import StorageReporter, print_error
 from reactor.app.static import listing
 from reactor.app.static.conditional import field_list
 from reactor.app.static.files import FileServer
@@ -42,14 +43,15 @@ class StaticHandler:
 
     def __init__(self, mount: StaticMount, cache: GzipCache | None = None, *,
                  types: CompressibleTypes | None = None, gzip_enabled: bool = True,
-                 level: int = 6, min_size: int = 0) -> None:
+                 level: int = 6, min_size: int = 0,
+                 report: StorageReporter = print_error) -> None:
         self.mount = mount
         self.gzip_enabled = gzip_enabled
         self.level = level
         self.files = FileServer(mount, cache if cache is not None else GzipCache(),
                                 types=types if types is not None else CompressibleTypes(),
                                 gzip_enabled=gzip_enabled, level=level, min_size=min_size)
-        self.writer = MountWriter(mount, self.files.cache) if mount.uploads else None
+        self.writer = MountWriter(mount, self.files.cache, report) if mount.uploads else None
         self.allow = ALLOW_WRITES if mount.uploads else ALLOW
 
     def __call__(self, request: Request) -> Response | Offload:

@@ -36,9 +36,11 @@ from typing import TYPE_CHECKING
 from reactor.app.handlers import (
     NAME_MAX_BYTES,
     FileUpload,
+    StorageReporter,
     WriteTarget,
     file_system_error,
     is_a_directory,
+    print_error,
 )
 from reactor.app.static.conditional import make_etag, write_allowed
 from reactor.app.static.files import GZ_ETAG_SUFFIX
@@ -56,9 +58,11 @@ _REFUSED = frozenset({errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG
 class MountWriter:
     """PUT and DELETE for one mount; `upload` runs at head time on the loop."""
 
-    def __init__(self, mount: StaticMount, cache: GzipCache) -> None:
+    def __init__(self, mount: StaticMount, cache: GzipCache,
+                 report: StorageReporter = print_error) -> None:
         self.mount = mount
         self.cache = cache
+        self.report = report
 
     def upload(self, request: Request) -> FileUpload | Response:
         """PUT, at head time: refuse a bad path before the body, else stream it in."""
@@ -95,7 +99,7 @@ class MountWriter:
         except FileNotFoundError:
             return _not_found()  # another DELETE won
         except OSError as exc:
-            return file_system_error(exc, target.path, request, "delete-failed")
+            return file_system_error(exc, target.path, request, "delete-failed", self.report)
         finally:
             target.close()
         return Response(204)
@@ -153,7 +157,7 @@ class MountUpload(FileUpload):
     """PUT of one file under a mount: `FileUpload` with the mount's paths and ETags."""
 
     def __init__(self, writer: MountWriter, request: Request, segments: list[str]) -> None:
-        super().__init__(request)
+        super().__init__(request, writer.report)
         self._writer = writer
         self._segments = segments
 
