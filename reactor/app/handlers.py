@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from reactor.app.types import FileBody, Request, Response, Upload, text_response
+from reactor.app.types import FileBody, Request, Response, Upload, UploadRefused, text_response
 
 TEXT_PLAIN = (b"Content-Type", b"text/plain")
 OCTET_STREAM = (b"Content-Type", b"application/octet-stream")
@@ -185,7 +185,6 @@ class FileUpload(Upload):
         self._target: WriteTarget | None = None
         self._fd = -1
         self._temp = ""
-        self._failed: Response | None = None  # a write failed: the answer, the rest ignored
 
     def locate(self) -> WriteTarget | Response:
         """Blocking: the open target directory and name, or the refusal to send."""
@@ -216,20 +215,15 @@ class FileUpload(Upload):
 
     def write(self, chunk: bytes) -> None:
         """Write the piece; on a full or failing file system, remove the temp file at once
-        (freeing the space) and answer that from `finish`: the rest of the body is read
-        and dropped, as the upload interface has no way to answer early."""
-        if self._failed is not None:
-            return
+        (freeing the space) and answer now (`UploadRefused`): the rest is never read."""
         view = memoryview(chunk)
         try:
             while view:
                 view = view[os.write(self._fd, view):]
         except OSError as exc:
-            self._failed = self._file_system_error(exc)
+            raise UploadRefused(self._file_system_error(exc)) from None
 
     def finish(self) -> Response:
-        if self._failed is not None:
-            return self._failed
         target = self._target
         assert target is not None
         try:

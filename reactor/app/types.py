@@ -484,6 +484,16 @@ class Offload:
         self.args = args
 
 
+class UploadRefused(Exception):
+    """Raised by `Upload.write` to answer at once with `response` (a 507 for a full disk,
+    say): the rest of the body is not read, and the connection closes after the answer.
+    The connection still calls `Upload.abort`."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 class Upload:
     """Consumes a request body as it arrives, instead of the connection buffering it.
 

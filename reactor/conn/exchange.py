@@ -24,6 +24,7 @@ from reactor.app.types import (
     Response,
     StreamBody,
     Upload,
+    UploadRefused,
 )
 from reactor.conn.clock import server_lines
 from reactor.conn.shared import AccessRecord
@@ -137,6 +138,9 @@ class Exchange:
         self.conn.resume_processing()
 
     def _upload_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, UploadRefused):  # an answer, not a fault: the body stays unread
+            self._upload_answered(exc.response)
+            return
         self.upload = None
         if not self.conn.closing:
             self.conn.busy = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -130,6 +131,26 @@ def test_disk_full_during_write_is_507_and_leaves_nothing(
     assert line["errno"] == "ENOSPC"
     assert line["path"] == str(tmpfs / "big")
     no_traceback(server)
+
+
+@pytest.mark.expect_log("upload-failed")
+def test_disk_full_is_answered_before_the_rest_of_the_body_is_sent(
+        started: list[ServeProcess], tmp_path: Path, tmpfs: Path) -> None:
+    """The 507 comes as soon as the disk says no, as nginx does: a client that sent 2 MiB of
+    an announced 64 MiB gets it without sending the rest."""
+    server = serve(started, tmp_path, tmpfs, limits={"max_body_bytes": 64 * TMPFS_BYTES})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"PUT /files/huge HTTP/1.1\r\nHost: a\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (64 * TMPFS_BYTES))
+        sock.sendall(b"x" * (2 * TMPFS_BYTES))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed without an answer: {answer!r}"
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 507 ") and b"Connection: close" in answer
+    assert temp_files(tmpfs) == []
+    stop(server)
 
 
 @pytest.mark.expect_log("upload-failed", "delete-failed", "directory-not-writable")
