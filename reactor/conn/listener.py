@@ -6,8 +6,12 @@ import errno
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reactor.loop import EventLoop, TimerHandle
+
+if TYPE_CHECKING:
+    from reactor.conn.tls import TlsContexts
 
 ACCEPT_BATCH = 128
 # When the process is out of file descriptors the listening socket stays readable; stop
@@ -24,9 +28,12 @@ class ListenerOptions:
     `address` is the configured "HOST:PORT" (or a description of a socket passed in by the
     service manager). Later capabilities add their per-listener switches here (TLS, PROXY
     protocol); the server's `acceptor(options)` turns them into a connection factory.
+    `tls` holds the TLS contexts of a TLS listener (None: plain TCP); a reload replaces
+    the context inside it, so the listener keeps its options.
     """
 
     address: str
+    tls: TlsContexts | None = None
 
 
 Acceptor = Callable[[ListenerOptions], AcceptCallback]
