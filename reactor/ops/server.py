@@ -30,9 +30,11 @@ from typing import Any
 from reactor import __version__
 from reactor.app.application import App, CompressionPolicy, build_app
 from reactor.app.static import GzipCache, StaticMount
-from reactor.conn.listener import Listener
+from reactor.app.types import Application
+from reactor.conn.listener import Listener, ListenerOptions
 from reactor.conn.server import HttpServer
 from reactor.conn.shared import HttpSettings
+from reactor.conn.tls import TlsContexts
 from reactor.loop import EventLoop, TimerHandle
 from reactor.ops.config import ConfigError, ConfigSource
 from reactor.ops.daemon import is_stream_target
@@ -41,6 +43,15 @@ from reactor.ops.listeners import ListenError, Listeners, Rebind, bind_addresses
 from reactor.ops.logging import ServerLog
 from reactor.ops.settings import SETTINGS, Config
 from reactor.ops.systemd import Notifier
+from reactor.ops.tls import (
+    WATCH_INTERVAL_S,
+    HttpsPolicy,
+    TlsError,
+    build_tls,
+    file_stamps,
+    https_port,
+    watched_files,
+)
 
 # Longest a buffered log line waits before it is written (a crash loses at most this much).
 LOG_FLUSH_DELAY_S = 0.05
@@ -143,6 +154,8 @@ class _Staged:
     log: ServerLog | None
     rebind: Rebind
     app: App | None
+    tls_rebind: Rebind
+    tls_context: Any  # ssl.SSLContext | None: built afresh on every reload (files may change)
 
 
 class Server:
@@ -168,6 +181,12 @@ class Server:
             if listen_sockets is None and bound is None:
                 bound = bind_addresses(config.server.listen, config.server.backlog)
                 owned.callback(close_sockets, list(bound.values()))
+            bound = dict(bound or {})
+            missing_tls = [a for a in config.tls.listen if a not in bound]
+            if missing_tls:  # socket activation passes plain sockets only
+                more = bind_addresses(missing_tls, config.server.backlog)
+                owned.callback(close_sockets, list(more.values()))
+                bound.update(more)
             self.loop = EventLoop(pool_threads=config.server.pool_threads)
             owned.callback(self.loop.close)
             self._assemble(log, bound or {}, listen_sockets or (), notifier or Notifier())
@@ -180,11 +199,20 @@ class Server:
         self.loop.set_exception_handler(self._loop_error)
         self.loop.add_before_select(self._flush_logs)
         self.app = make_app(config)
-        self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
-                               server_name=SERVER_NAME,
+        self.http = HttpServer(self.loop, self._serving(self.app, config), log,
+                               settings=http_settings(config), server_name=SERVER_NAME,
                                max_connections=config.server.max_connections)
-        self.listeners = Listeners(self.loop, self.http.accept, bound=bound,
+        tls_listen = set(config.tls.listen)
+        plain = {a: sock for a, sock in bound.items() if a not in tls_listen}
+        self.listeners = Listeners(self.loop, self.http.accept, bound=plain,
                                    activated=activated)
+        # HTTPS: every TLS listener shares one TlsContexts, whose context a reload replaces
+        self.tls = TlsContexts(build_tls(config),
+                               handshake_timeout_s=config.timeouts.tls_handshake_s)
+        self.tls_listeners = Listeners(
+            self.loop, self.http.acceptor(ListenerOptions("tls", tls=self.tls)),
+            bound={a: sock for a, sock in bound.items() if a in tls_listen})
+        self._tls_stamps = file_stamps(watched_files(config.tls))
         self.notifier = notifier
         self._timers: list[Periodic] = []
         self._previous_handlers: dict[int, Any] = {}
@@ -195,9 +223,23 @@ class Server:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """(host, port) of every TCP listener."""
+        """(host, port) of every plain-HTTP TCP listener."""
         names = [listener.address for listener in self.listeners.all()]
         return [name[:2] for name in names if isinstance(name, tuple)]
+
+    @property
+    def tls_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every HTTPS listener."""
+        return [listener.address[:2] for listener in self.tls_listeners.all()]
+
+    @staticmethod
+    def _serving(app: Application, config: Config) -> Application:
+        """The app as served: with HSTS / the https redirect when [tls] asks for them."""
+        tls = config.tls
+        redirect_port = https_port(config) if tls.redirect_http else None
+        if not tls.hsts_max_age and redirect_port is None:
+            return app
+        return HttpsPolicy(app, hsts_max_age=tls.hsts_max_age, redirect_port=redirect_port)
 
     @property
     def stopping(self) -> bool:
@@ -230,6 +272,7 @@ class Server:
             if install_signals:
                 self._install_signals()
             self.listeners.start()
+            self.tls_listeners.start()
             self._announce()
             self._start_timers()
             if on_ready is not None:
@@ -259,6 +302,8 @@ class Server:
             self._log_listening(listener, activated=True)
         for listener in self.listeners.by_address.values():
             self._log_listening(listener, activated=False)
+        for listener in self.tls_listeners.by_address.values():
+            self._log_listening(listener, activated=False, scheme="https")
         if self.config.files.directory is None:
             self.log.warning("files-disabled",
                              message="no files directory configured: /files/* answers 404")
@@ -266,13 +311,14 @@ class Server:
         self._status = self._status_text()
         self.notifier.ready(self._status)
 
-    def _log_listening(self, listener: Listener, *, activated: bool) -> None:
+    def _log_listening(self, listener: Listener, *, activated: bool,
+                       scheme: str = "http") -> None:
         name = listener.address
         extra = {"socket_activated": True} if activated else {}
         if isinstance(name, tuple):
             host, port = name[:2]
             self.log.info("listening", host=host, port=port,
-                          url=f"http://{format_listen(host, port)}", version=__version__,
+                          url=f"{scheme}://{format_listen(host, port)}", version=__version__,
                           **extra)
         else:
             self.log.info("listening", address=f"unix:{name!r}", version=__version__, **extra)
@@ -283,6 +329,7 @@ class Server:
             self._timers.append(Periodic(self.loop, interval, self.notifier.watchdog))
         if self.notifier.enabled:
             self._timers.append(Periodic(self.loop, STATUS_INTERVAL_S, self._refresh_status))
+        self._timers.append(Periodic(self.loop, WATCH_INTERVAL_S, self._watch_certificates))
 
     def _status_text(self) -> str:
         http = self.http
@@ -308,6 +355,7 @@ class Server:
         self.log.info("stopping", connections=len(self.http.connections),
                       shutdown_timeout_s=shutdown_s)
         self.listeners.close()
+        self.tls_listeners.close()
         self.http.on_idle = self.loop.stop
         self.http.shutdown_connections()
         if not self.http.connections:
@@ -340,6 +388,7 @@ class Server:
             steps.callback(lambda: self.log.close())  # the log in force at the end
             steps.callback(self._log_stopped)
             steps.callback(self.listeners.close)
+            steps.callback(self.tls_listeners.close)
             for timer in self._timers:
                 steps.callback(timer.cancel)
             steps.callback(self._remove_signals)
@@ -385,14 +434,18 @@ class Server:
                     log = open_log(config)
                     undo.callback(log.close)
                 rebind = self.listeners.prepare(config.server.listen, config.server.backlog)
-            except (LogOpenError, ListenError) as exc:
+                undo.callback(rebind.discard)
+                tls_context = build_tls(config)  # always: the files may have changed
+                tls_rebind = self.tls_listeners.prepare(config.tls.listen,
+                                                        config.server.backlog)
+                undo.callback(tls_rebind.discard)
+            except (LogOpenError, ListenError, TlsError) as exc:
                 raise ReloadError(str(exc)) from None
-            undo.callback(rebind.discard)
             app_changed = any(getattr(config, s) != getattr(self.config, s)
                               for s in APP_SECTIONS)
             app = make_app(config) if app_changed else None
             undo.pop_all()
-        return _Staged(config, log, rebind, app)
+        return _Staged(config, log, rebind, app, tls_rebind, tls_context)
 
     def _commit(self, staged: _Staged) -> None:
         old, config = self.config, staged.config
@@ -403,8 +456,13 @@ class Server:
             previous.close()
         removed, added = list(staged.rebind.removed), list(staged.rebind.added)
         self.listeners.commit(staged.rebind)
+        removed += staged.tls_rebind.removed
+        added += list(staged.tls_rebind.added)
+        self.tls_listeners.commit(staged.tls_rebind)
+        self._swap_tls(staged.tls_context, config)
         if staged.app is not None:
-            self.app = self.http.app = staged.app
+            self.app = staged.app
+        self.http.app = self._serving(self.app, config)
         self.http.settings = http_settings(config)
         self.http.max_connections = config.server.max_connections
         changed = changed_settings(old, config)
@@ -419,3 +477,28 @@ class Server:
         if "files.directory" in changed and config.files.directory is None:
             self.log.warning("files-disabled",
                              message="no files directory configured: /files/* answers 404")
+
+    # ---- certificate rotation -------------------------------------------------------------
+    def _swap_tls(self, context: Any, config: Config) -> None:
+        """New TLS connections use `context`; those already made keep theirs."""
+        self.tls.context = context
+        self.tls.handshake_timeout_s = config.timeouts.tls_handshake_s
+        self._tls_stamps = file_stamps(watched_files(config.tls))
+
+    def _watch_certificates(self) -> None:
+        """`tls.watch`: rebuild the contexts when a certificate, key or CA file changed; a
+        pair that does not load keeps the running one (logged once per change)."""
+        config = self.config
+        if not config.tls.watch or self.stopping:
+            return
+        stamps = file_stamps(watched_files(config.tls))
+        if stamps == self._tls_stamps:
+            return
+        self._tls_stamps = stamps
+        try:
+            context = build_tls(config)
+        except TlsError as exc:
+            self.log.error("tls-reload-failed", None, {"reason": str(exc)})
+            return
+        self.tls.context = context
+        self.log.info("tls-reloaded", trigger="watch")

@@ -28,6 +28,7 @@ from reactor.ops.kinds import (
     Workers,
 )
 from reactor.ops.static_kinds import MimeOverrides, Mounts, Text
+from reactor.ops.tls_kinds import Certificates
 
 DEFAULT_CONFIG_PATH = "/etc/reactor/reactor.toml"  # read when it exists and no --config
 MiB = 1 << 20
@@ -97,6 +98,8 @@ class TimeoutsConfig:
         60.0, Seconds(), "Time allowed for a stalled response write to make progress.")
     shutdown_s: float = setting(
         30.0, Seconds(), "Graceful stop: time in-flight requests get before connections close.")
+    tls_handshake_s: float = setting(
+        10.0, Seconds(), "Time a client gets to complete the TLS handshake.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,41 @@ class CompressionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """HTTPS: TLS listeners, certificates chosen by SNI, client certificates, rotation."""
+
+    listen: tuple[str, ...] = setting(
+        (), Listen(optional=True), 'Addresses serving HTTPS, "HOST:PORT"; empty = no HTTPS.',
+        "--tls-port", metavar="PORT")
+    cert: Path | None = setting(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(), "Default certificate, PEM (the chain may follow the leaf).",
+        "--cert", metavar="FILE", example="/etc/reactor/tls/fullchain.pem")
+    key: Path | None = setting(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(), "Private key of the default certificate, PEM.",
+        "--key", metavar="FILE", example="/etc/reactor/tls/privkey.pem")
+    key_password_file: Path | None = setting(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(), "File holding the password of an encrypted key.",
+        example="/etc/reactor/tls/key.pass")
+    certificates: tuple[dict[str, Any], ...] = setting(
+        (), Certificates(),
+        "Certificates chosen by SNI: [[tls.certificates]] tables with names, cert, key.")
+    min_version: str = setting("1.2", Choice(("1.2", "1.3")), "Oldest TLS version accepted.")
+    client_ca: Path | None = setting(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(), "CA certificates (PEM) that client certificates must chain to.",
+        example="/etc/reactor/tls/clients-ca.pem")
+    verify_client: str = setting(
+        "none", Choice(("none", "optional", "required")),
+        "Client certificates: not asked, verified when sent, or required.")
+    hsts_max_age: int = setting(
+        0, Int(0, 10 * 365 * 86400),
+        "Strict-Transport-Security max-age on HTTPS responses, seconds; 0 = no header.")
+    redirect_http: bool = setting(
+        False, Bool(), "Plain-HTTP listeners answer 308 with the https URL.")
+    watch: bool = setting(
+        False, Bool(), "Check the certificate files every few seconds; reload on change.")
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """Logging: one JSON line per request (access) plus an error log."""
 
@@ -196,6 +234,7 @@ class Config:
     files: FilesConfig = field(default_factory=FilesConfig)
     static: StaticConfig = field(default_factory=StaticConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
 

@@ -33,6 +33,7 @@ from reactor.ops.master import Master, Slot, make_slots
 from reactor.ops.server import LogOpenError, Server, open_log
 from reactor.ops.settings import Config
 from reactor.ops.systemd import Notifier, listen_fds
+from reactor.ops.tls import TlsError, build_tls
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -59,6 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         source = ConfigSource.capture(args)
         config = _load(source)
+        _check_tls(config)
         pidfile = _daemon_preflight(config, notes) if daemon_mode else None
         workers = config.server.workers
         with contextlib.ExitStack() as opened:  # closed again if a step below fails
@@ -103,6 +105,14 @@ def _load(source: ConfigSource) -> Config:
     try:
         return source.load()
     except ConfigError as exc:
+        raise StartupError(str(exc), EXIT_USAGE) from None
+
+
+def _check_tls(config: Config) -> None:
+    """Every certificate/key pair loads (before anything is bound or detached)."""
+    try:
+        build_tls(config)
+    except TlsError as exc:
         raise StartupError(str(exc), EXIT_USAGE) from None
 
 
@@ -175,8 +185,8 @@ def _listen(config: Config, opened: contextlib.ExitStack, notes: list[Note], *,
                        " is not bound"}))
         return activated, {}
     try:
-        bound = bind_addresses(config.server.listen, config.server.backlog,
-                               reuse_port=reuse_port)
+        bound = bind_addresses([*config.server.listen, *config.tls.listen],
+                               config.server.backlog, reuse_port=reuse_port)
     except ListenError as exc:
         raise StartupError(str(exc)) from None
     opened.callback(close_sockets, list(bound.values()))
