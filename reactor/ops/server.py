@@ -199,8 +199,8 @@ class Server:
         self.loop.set_exception_handler(self._loop_error)
         self.loop.add_before_select(self._flush_logs)
         self.app = make_app(config)
-        self.http = HttpServer(self.loop, self._serving(self.app, config), log,
-                               settings=http_settings(config), server_name=SERVER_NAME,
+        self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
+                               server_name=SERVER_NAME,
                                max_connections=config.server.max_connections)
         tls_listen = set(config.tls.listen)
         plain = {a: sock for a, sock in bound.items() if a not in tls_listen}
@@ -213,6 +213,7 @@ class Server:
             self.loop, self.http.acceptor(ListenerOptions("tls", tls=self.tls)),
             bound={a: sock for a, sock in bound.items() if a in tls_listen})
         self._tls_stamps = file_stamps(watched_files(config.tls))
+        self.http.app = self._serving(self.app, config)
         self.notifier = notifier
         self._timers: list[Periodic] = []
         self._previous_handlers: dict[int, Any] = {}
@@ -232,11 +233,13 @@ class Server:
         """(host, port) of every HTTPS listener."""
         return [listener.address[:2] for listener in self.tls_listeners.all()]
 
-    @staticmethod
-    def _serving(app: Application, config: Config) -> Application:
+    def _serving(self, app: Application, config: Config) -> Application:
         """The app as served: with HSTS / the https redirect when [tls] asks for them."""
         tls = config.tls
-        redirect_port = https_port(config) if tls.redirect_http else None
+        redirect_port = None
+        if tls.redirect_http:  # the port bound, which differs from the configured one if 0
+            bound = self.tls_addresses
+            redirect_port = bound[0][1] if bound else https_port(config)
         if not tls.hsts_max_age and redirect_port is None:
             return app
         return HttpsPolicy(app, hsts_max_age=tls.hsts_max_age, redirect_port=redirect_port)
