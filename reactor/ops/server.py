@@ -66,6 +66,14 @@ RESTART_ONLY = frozenset({"server.pool_threads", "server.workers", "daemon.pidfi
 APP_SECTIONS = ("files", "compression")
 
 
+TLS_KEY = "tls "
+"""Prefix of an HTTPS address among the bound sockets (it may equal a plain one: port 0)."""
+
+
+def tls_bound_key(address: str) -> str:
+    return TLS_KEY + address
+
+
 class LogOpenError(Exception):
     """A log file could not be opened; str() is one line naming it."""
 
@@ -161,7 +169,8 @@ class _Staged:
 class Server:
     """One reactor process: owns the loop, the listeners and the logs.
 
-    `bound` are sockets already bound for `config.server.listen` (by address), `listen_sockets`
+    `bound` are sockets already bound for `config.server.listen` (by address; those of
+    `config.tls.listen` under `TLS_KEY` + address, as `tls_bound_key` makes), `listen_sockets`
     sockets passed by socket activation (never re-bound); with neither, the server binds.
     `log` is an already open ServerLog; `source` is where SIGHUP re-reads the configuration.
     The server owns (and closes) everything passed to it once the constructor returns.
@@ -182,11 +191,11 @@ class Server:
                 bound = bind_addresses(config.server.listen, config.server.backlog)
                 owned.callback(close_sockets, list(bound.values()))
             bound = dict(bound or {})
-            missing_tls = [a for a in config.tls.listen if a not in bound]
+            missing_tls = [a for a in config.tls.listen if tls_bound_key(a) not in bound]
             if missing_tls:  # socket activation passes plain sockets only
                 more = bind_addresses(missing_tls, config.server.backlog)
                 owned.callback(close_sockets, list(more.values()))
-                bound.update(more)
+                bound.update({tls_bound_key(a): sock for a, sock in more.items()})
             self.loop = EventLoop(pool_threads=config.server.pool_threads)
             owned.callback(self.loop.close)
             self._assemble(log, bound or {}, listen_sockets or (), notifier or Notifier())
@@ -202,8 +211,7 @@ class Server:
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
                                server_name=SERVER_NAME,
                                max_connections=config.server.max_connections)
-        tls_listen = set(config.tls.listen)
-        plain = {a: sock for a, sock in bound.items() if a not in tls_listen}
+        plain = {a: sock for a, sock in bound.items() if not a.startswith(TLS_KEY)}
         self.listeners = Listeners(self.loop, self.http.accept, bound=plain,
                                    activated=activated)
         # HTTPS: every TLS listener shares one TlsContexts, whose context a reload replaces
@@ -211,7 +219,8 @@ class Server:
                                handshake_timeout_s=config.timeouts.tls_handshake_s)
         self.tls_listeners = Listeners(
             self.loop, self.http.acceptor(ListenerOptions("tls", tls=self.tls)),
-            bound={a: sock for a, sock in bound.items() if a in tls_listen})
+            bound={a.removeprefix(TLS_KEY): sock for a, sock in bound.items()
+                   if a.startswith(TLS_KEY)})
         self._tls_stamps = file_stamps(watched_files(config.tls))
         self.http.app = self._serving(self.app, config)
         self.notifier = notifier

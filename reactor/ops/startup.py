@@ -30,7 +30,7 @@ from reactor.ops.daemon import (
 from reactor.ops.listeners import ListenError, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog
 from reactor.ops.master import Master, Slot, make_slots
-from reactor.ops.server import LogOpenError, Server, open_log
+from reactor.ops.server import LogOpenError, Server, open_log, tls_bound_key
 from reactor.ops.settings import Config
 from reactor.ops.systemd import Notifier, listen_fds
 from reactor.ops.tls import TlsError, build_tls
@@ -185,8 +185,15 @@ def _listen(config: Config, opened: contextlib.ExitStack, notes: list[Note], *,
                        " is not bound"}))
         return activated, {}
     try:
-        bound = bind_addresses([*config.server.listen, *config.tls.listen],
-                               config.server.backlog, reuse_port=reuse_port)
+        bound = bind_addresses(config.server.listen, config.server.backlog,
+                               reuse_port=reuse_port)
+        try:
+            tls = bind_addresses(config.tls.listen, config.server.backlog,
+                                 reuse_port=reuse_port)
+        except ListenError:
+            close_sockets(bound.values())
+            raise
+        bound.update({tls_bound_key(address): sock for address, sock in tls.items()})
     except ListenError as exc:
         raise StartupError(str(exc)) from None
     opened.callback(close_sockets, list(bound.values()))

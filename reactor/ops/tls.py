@@ -178,7 +178,8 @@ def build_tls(config: Config, *, now: float | None = None) -> ssl.SSLContext | N
     if tls.listen and (tls.cert is None or tls.key is None):
         raise TlsError("tls.cert: tls.listen is set, so tls.cert and tls.key (the default "
                        "certificate) must be too")
-    both = sorted(set(tls.listen) & set(config.server.listen))
+    both = sorted(a for a in set(tls.listen) & set(config.server.listen)
+                  if parse_listen(a)[1] != 0)  # port 0: two different free ports
     if both:
         raise TlsError(f"tls.listen: {both[0]} is also in server.listen")
     if tls.verify_client != "none" and tls.client_ca is None:
