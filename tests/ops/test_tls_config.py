@@ -65,7 +65,7 @@ def test_check_config_names_a_key_that_does_not_match(tmp_path: Path, certs: Cer
 
 
 def test_check_config_names_an_expired_certificate(tmp_path: Path, certs: Certs) -> None:
-    past = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    past = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
     cert, key = certs.issue("old", "localhost", not_before=past - datetime.timedelta(days=30),
                             not_after=past)
     code, _, err = check(tmp_path, {"listen": ["127.0.0.1:8443"], "cert": str(cert),
