@@ -273,7 +273,9 @@ class TlsTransport(SocketTransport):
         self._wrap()
 
     def _wrap(self) -> None:
-        self._loop.forget(self._sock)
+        # The selector keeps its registration of the descriptor (the wrapped socket has the
+        # same one): re-registering costs a failed lookup whose KeyError formats the
+        # socket's repr, several system calls per connection.
         context = self._context
         if context is None:
             self._handshake_failed("no TLS context configured")
@@ -311,9 +313,12 @@ class TlsTransport(SocketTransport):
 
     def _handshake_done(self, sock: ssl.SSLSocket) -> None:
         self._cancel_handshake_timer()
-        self._loop.forget(sock)  # the reading callbacks of `start` take over
         self._established = True
         self._describe(sock)
+        # The transport's own reading takes over the registration (see `_wrap`).
+        self._loop.remove_writer(sock)
+        self._reading = True
+        self._loop.add_reader(sock, self._on_readable)
         protocol, self._app_protocol = self._app_protocol, None
         super().start(protocol)
         if sock.pending() and self._reading and not self._closing:
