@@ -33,7 +33,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
-from reactor.conn.interfaces import Transport
+from reactor.conn.interfaces import StreamProtocol, Transport
 from reactor.conn.transport import RECV_BYTES, SocketTransport
 from reactor.loop import EventLoop, TimerHandle
 
@@ -231,7 +231,7 @@ class TlsTransport(SocketTransport):
         self._ssl: ssl.SSLSocket | None = None
         self._established = False
         self._close_notified = False
-        self._app_protocol: Any = None
+        self._app_protocol: StreamProtocol | None = None
         self._handshake_timer: TimerHandle | None = None
         self._retry: bytes | memoryview | None = None  # the piece OpenSSL must be given again
         self._file_chunk: tuple[BinaryIO, int, bytes | BaseException] | None = None
@@ -240,7 +240,7 @@ class TlsTransport(SocketTransport):
         self.extra["scheme"] = "https"
 
     # ---- handshake ------------------------------------------------------------------------
-    def start(self, protocol: Any) -> None:
+    def start(self, protocol: StreamProtocol) -> None:
         """Run the handshake; `protocol` gets `connection_made` once it succeeded."""
         self._app_protocol = protocol
         self._protocol = _Handshaking(self)
@@ -320,6 +320,7 @@ class TlsTransport(SocketTransport):
         self._reading = True
         self._loop.add_reader(sock, self._on_readable)
         protocol, self._app_protocol = self._app_protocol, None
+        assert protocol is not None
         super().start(protocol)
         if sock.pending() and self._reading and not self._closing:
             self._loop.call_soon(self._on_readable)  # decrypted already: select cannot see it
