@@ -164,6 +164,7 @@ _REQUEST_LINE = (
 )
 _TLS_FIELDS = ',"tls_version":%s,"tls_cipher":%s,"sni":%s'
 _TLS_KEYS = ("tls_version", "tls_cipher", "sni")
+_SCHEMES = {"http": '"http"', "https": '"https"'}
 
 
 def _header_str(value: bytes | None) -> str | None:
@@ -229,7 +230,8 @@ def _render_request(record: AccessRecord) -> str:
         _json_bytes(headers.get(b"user-agent")), _json_bytes(headers.get(b"referer")),
         _json_bytes(response.header(b"content-encoding")),
         "true" if request.request_no > 1 else "false",
-        _json_str(request.scheme), _tls_suffix(request.conn_info),
+        _SCHEMES.get(request.scheme) or _json_str(request.scheme),
+        _tls_suffix(info) if "tls_version" in (info := request.conn_info) else "",
     )
 
 
