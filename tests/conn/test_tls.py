@@ -386,3 +386,24 @@ def test_https_url_of_a_plain_request(head: bytes, url: str) -> None:
 def test_name_matches(pattern: str, name: str, matches: bool) -> None:
     assert name_matches(pattern, name) is matches
 
+
+
+def test_a_graceful_stop_drops_handshakes_and_closes_idle_tls_connections(
+        tmp_path: Path, certs: Certs) -> None:
+    running = tls_server(tmp_path, certs, timeouts={"tls_handshake_s": 60.0,
+                                                    "shutdown_s": 60.0})
+    silent = socket.create_connection(("127.0.0.1", tls_port(running)), timeout=10)
+    try:
+        with tls_client(running, certs.client_context()) as idle:
+            idle.send(request_bytes("GET", "/echo/x"))
+            assert idle.read_response().body == b"x"
+            assert wait_until(lambda: on_loop(
+                running, lambda: len(running.server.http.connections)) == 2)
+            running.call(running.server.stop)
+            running.thread.join(15)  # both timeouts are 60 s: neither may be waited for
+            assert not running.thread.is_alive()
+            assert idle.is_closed_by_peer()
+        assert silent.recv(10) == b""
+    finally:
+        silent.close()
+        running.stop()
