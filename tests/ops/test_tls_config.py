@@ -153,3 +153,23 @@ def test_serve_refuses_to_start_with_a_broken_pair(tmp_path: Path, certs: Certs)
     assert done.returncode == 2
     assert done.stderr.decode() == (f"reactor: tls.key: {other_key} does not match the "
                                     f"certificate {cert}\n")
+
+
+def test_the_readme_https_configuration_checks_out(tmp_path: Path, certs: Certs) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## HTTPS"):]
+    block = section[section.index("```toml\n") + 8:]
+    text = block[:block.index("```")]
+    pairs = {"fullchain.pem": certs.issue("main", "example.org"),
+             "api.pem": certs.issue("api", "api.example.org"),
+             "internal.pem": certs.issue("internal", "*.internal.example.org")}
+    for name, (cert, key) in pairs.items():
+        text = text.replace(f"/etc/reactor/tls/{name}", str(cert))
+        key_name = "privkey.pem" if name == "fullchain.pem" else name.replace(".pem", ".key")
+        text = text.replace(f"/etc/reactor/tls/{key_name}", str(key))
+    assert not [line for line in text.splitlines() if "/etc/reactor" in line.split("#")[0]]
+    config = tmp_path / "reactor.toml"
+    config.write_text(text)
+    args = build_parser().parse_args(["check-config", "--config", str(config)])
+    err = io.StringIO()
+    assert run_check_config(args, {}, stdout=io.StringIO(), stderr=err) == 0, err.getvalue()
