@@ -280,10 +280,12 @@ class TlsTransport(SocketTransport):
         if context is None:
             self._handshake_failed("no TLS context configured")
             return
+        fd = self._sock.fileno()
         try:
             wrapped = context.wrap_socket(self._sock, server_side=True,
                                           do_handshake_on_connect=False)
         except (OSError, ValueError) as exc:
+            self._loop.forget(fd)  # the socket object may be detached from it already
             self._handshake_failed(_ssl_reason(exc))
             return
         self._sock = self._ssl = wrapped
