@@ -88,6 +88,13 @@ def tls_client(running: RunningServer, context: ssl.SSLContext,
     return client
 
 
+def peer_names(sock: socket.socket) -> list[str]:
+    """The subjectAltName values of the server's certificate, in order."""
+    assert isinstance(sock, ssl.SSLSocket)
+    cert: dict[str, Any] = sock.getpeercert() or {}
+    return [str(value) for _kind, value in cert.get("subjectAltName", ())]
+
+
 def peer_serial(sock: ssl.SSLSocket) -> str:
     cert = sock.getpeercert()
     assert cert

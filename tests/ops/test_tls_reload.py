@@ -26,6 +26,12 @@ def certs(tmp_path: Path) -> Certs:
     return Certs(tmp_path / "certs")
 
 
+def pair_of(running: RunningServer) -> tuple[Path, Path]:
+    tls = running.server.config.tls
+    assert tls.cert is not None and tls.key is not None
+    return tls.cert, tls.key
+
+
 def rotate(certs: Certs, running_pair: tuple[Path, Path], *names: str) -> None:
     """Issue a new certificate for `names` and move it over the running pair's files."""
     cert, key = certs.issue("next", *names)
@@ -81,7 +87,7 @@ def test_a_reload_under_load_swaps_the_certificate_without_a_failed_request(
         running: RunningServer, certs: Certs) -> None:
     context = certs.client_context()
     config = running.server.config
-    pair = (config.tls.cert, config.tls.key)
+    pair = pair_of(running)
     old_serial = serial_of_new_connection(tls_port(running), context)
     with tls_client(running, context) as kept:
         kept.send(request_bytes("GET", "/echo/before"))
@@ -109,8 +115,9 @@ def test_a_broken_pair_on_reload_keeps_the_running_certificate(
     config = running.server.config
     old_serial = serial_of_new_connection(tls_port(running), context)
     _, other_key = certs.issue("other", "localhost")
-    shutil.copy(other_key, config.tls.key)  # the key no longer matches the certificate
-    with pytest.raises(ReloadError, match=f"{config.tls.key} does not match"):
+    key = pair_of(running)[1]
+    shutil.copy(other_key, key)  # the key no longer matches the certificate
+    with pytest.raises(ReloadError, match=f"{key} does not match"):
         on_loop(running, running.server.apply_config, config)
     assert serial_of_new_connection(tls_port(running), context) == old_serial
 
@@ -121,8 +128,7 @@ def test_tls_watch_reloads_changed_files_and_logs_a_broken_pair(
     running = tls_server(tmp_path, certs, tls={"watch": True})
     try:
         context = certs.client_context()
-        config = running.server.config
-        pair = (config.tls.cert, config.tls.key)
+        pair = pair_of(running)
         old_serial = serial_of_new_connection(tls_port(running), context)
         _, other_key = certs.issue("other", "localhost")
         shutil.copy(other_key, pair[1])
