@@ -50,6 +50,7 @@ from reactor.ops.tls import (
     build_tls,
     file_stamps,
     https_port,
+    pairs,
     watched_files,
 )
 
@@ -472,6 +473,9 @@ class Server:
         added += list(staged.tls_rebind.added)
         self.tls_listeners.commit(staged.tls_rebind)
         self._swap_tls(staged.tls_context, config)
+        if staged.tls_context is not None:
+            self.log.info("tls-reloaded", trigger="reload",
+                          certificates=len(pairs(config.tls)))
         if staged.app is not None:
             self.app = staged.app
         self.http.app = self._serving(self.app, config)
@@ -513,4 +517,4 @@ class Server:
             self.log.error("tls-reload-failed", None, {"reason": str(exc)})
             return
         self.tls.context = context
-        self.log.info("tls-reloaded", trigger="watch")
+        self.log.info("tls-reloaded", trigger="watch", certificates=len(pairs(config.tls)))

@@ -163,6 +163,7 @@ def test_sighup_rotates_the_certificate_and_a_broken_one_is_refused(
         rotate(certs, (cert, key), "localhost")
         process.send_signal(signal.SIGHUP)
         process.wait_event("reloaded")
+        assert process.wait_event("tls-reloaded")["certificates"] == 1
         new_serial = serial_of_new_connection(port, context)
         assert new_serial != old_serial
 
