@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -126,6 +127,7 @@ def test_tls_port_flag_serves_next_to_the_plain_port(tmp_path: Path) -> None:
     assert config.tls.listen == ("[::1]:443",)
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_reactor_serve_with_tls_flags_answers_https(tmp_path: Path, certs: Certs) -> None:
     cert, key = certs.issue("main", "localhost")
     process = ServeProcess(["--no-config", "--port", "0", "--tls-port", "0", "--cert",
