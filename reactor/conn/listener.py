@@ -15,8 +15,12 @@ import resource
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reactor.loop import EventLoop, TimerHandle
+
+if TYPE_CHECKING:
+    from reactor.conn.tls import TlsContexts
 
 ACCEPT_BATCH = 128
 # When the process is out of file descriptors the listening socket stays readable; stop
@@ -35,11 +39,15 @@ class ListenerOptions:
     `address` is the configured "HOST:PORT" (or a description of a socket passed in by the
     service manager). Later capabilities add their per-listener switches here (TLS, PROXY
     protocol); the server's `acceptor(options)` turns them into a connection factory.
+    `tls` holds the TLS contexts of a TLS listener (None: plain TCP); a reload replaces
+    the context inside it, so the listener keeps its options.
     """
 
     address: str
     proxy_protocol: bool = False
     """Every connection starts with a PROXY protocol header (v1 or v2) from a trusted proxy."""
+    tls: TlsContexts | None = None
+    """TLS terminated on this listener with these (reloadable) contexts; None: plain."""
 
 
 Acceptor = Callable[[ListenerOptions], AcceptCallback]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Container
+from typing import Any
 
 from reactor.app.types import Application, Handler, as_application
 from reactor.conn.clock import http_date
@@ -16,6 +17,7 @@ from reactor.conn.http import HttpConnection
 from reactor.conn.listener import AcceptCallback, ListenerOptions
 from reactor.conn.proxy import PROXY_HEADER_S, ProxyHeaderProtocol
 from reactor.conn.shared import HttpSettings, RequestLog
+from reactor.conn.tls import TlsContexts, TlsTransport
 from reactor.conn.transport import SocketTransport
 from reactor.loop import EventLoop
 from reactor.proto import response_head
@@ -61,8 +63,13 @@ class HttpServer:
     def acceptor(self, options: ListenerOptions) -> AcceptCallback:
         """The connection factory of a listener with `options` (see `ListenerOptions`).
 
-        With `proxy_protocol` a connection starts with the PROXY header step, whose next
-        step starts HTTP (a TLS listener would put its handshake between the two)."""
+        TLS listeners terminate TLS in the transport. With `proxy_protocol` a plain
+        connection starts with the PROXY header step, whose next step starts HTTP. (PROXY in
+        front of TLS would need the handshake fed the bytes after the header: a MemoryBIO
+        transport; not supported yet, so a TLS listener ignores `proxy_protocol`.)"""
+        tls = options.tls
+        if tls is not None:
+            return lambda sock, addr: self.accept(sock, addr, tls=tls)
         if options.proxy_protocol:
             return self.accept_proxied
         return self.accept
@@ -82,8 +89,10 @@ class HttpServer:
         transport.set_protocol(HttpConnection(self, conn_id), trailing_data)
 
     def accept(self, sock: socket.socket, addr: tuple,
-               start: Callable[[SocketTransport, int], None] | None = None) -> None:
-        """A new connection from a listener; `start` runs its first protocol (HTTP if None)."""
+               start: Callable[[SocketTransport, int], None] | None = None, *,
+               tls: TlsContexts | None = None) -> None:
+        """A new connection from a listener: TLS terminated here when `tls` is given;
+        `start` runs its first protocol (HTTP if None)."""
         self._next_conn_id += 1
         conn_id = self._next_conn_id
         try:
@@ -95,17 +104,28 @@ class HttpServer:
             return
         peer = (addr[0], addr[1]) if addr else ("", 0)
         if self.stopping or len(self.connections) >= self.max_connections:
-            self._shed(sock, conn_id, peer)
+            self._shed(sock, conn_id, peer, answer=tls is None)
             return
-        transport = SocketTransport(self.loop, sock, peer, on_closed=self.connection_gone)
+        transport: SocketTransport
+        if tls is None:
+            transport = SocketTransport(self.loop, sock, peer, on_closed=self.connection_gone)
+        else:
+            transport = TlsTransport(self.loop, sock, peer, tls, conn_id=conn_id,
+                                     report=self._report_rejected,
+                                     on_closed=self.connection_gone)
         self.connections.add(transport)
         if start is None:
             transport.start(HttpConnection(self, conn_id))
         else:
             start(transport, conn_id)
 
-    def _shed(self, sock: socket.socket, conn_id: int, peer: tuple[str, int]) -> None:
-        """Over the connection limit: a best-effort 503 and close, never a wait."""
+    def _report_rejected(self, fields: dict[str, Any]) -> None:
+        self.log.rejected(fields)  # the log in force now (a reload replaces it)
+
+    def _shed(self, sock: socket.socket, conn_id: int, peer: tuple[str, int], *,
+              answer: bool = True) -> None:
+        """Over the connection limit: a best-effort 503 and close, never a wait (a TLS
+        client, which could not read a plaintext answer, is just closed)."""
         body = b"Service Unavailable: too many connections\n"
         head = response_head(503, [self.server_header, (b"Date", http_date()),
                                    (b"Content-Type", b"text/plain; charset=utf-8"),
@@ -113,7 +133,8 @@ class HttpServer:
                                    (b"Connection", b"close"), (b"Retry-After", b"1"),
                                    (b"X-Request-ID", self.new_request_id().encode("ascii"))])
         try:
-            sock.send(head + body)
+            if answer:
+                sock.send(head + body)
         except OSError:
             pass
         sock.close()

@@ -76,6 +76,7 @@ __all__ = [
 ENV_PREFIX = "REACTOR_"
 LISTEN = "server.listen"  # set by the --host/--port pair, not by one flag
 LISTENERS = "server.listeners"
+TLS_LISTEN = "tls.listen"  # set by --tls-port, on the host of --host (or of server.listen)
 
 # "section.key" -> (stored value, origin)
 Layer = dict[str, tuple[Any, str]]
@@ -304,11 +305,26 @@ def _cli_listen(args: argparse.Namespace, listen: tuple[str, ...]) -> tuple[Any,
     return (address,), f"cli:{flags}"
 
 
+def _cli_tls_listen(args: argparse.Namespace, listen: tuple[str, ...]
+                    ) -> tuple[Any, str] | None:
+    """tls.listen from --tls-port: HOST:PORT on the host of the plain listener `listen[0]`
+    (after --host), so `--host 0.0.0.0 --port 80 --tls-port 443` serves both there."""
+    port = getattr(args, "tls_port", None)
+    if port is None:
+        return None
+    text = port.strip()
+    if not (text.isascii() and text.isdigit() and int(text) <= 65535):
+        raise ConfigError("command line --tls-port", f"must be a port 0..65535, got {show(port)}",
+                          key=TLS_LISTEN)
+    host = parse_listen(listen[0])[0]
+    return (format_listen(host, int(text)),), "cli:--tls-port"
+
+
 def _read_cli(args: argparse.Namespace, below: Layer, cwd: Path) -> Layer:
     """The flags given on the command line (those left at None were not), validated."""
     layer: Layer = {}
     for setting in SETTINGS:
-        if setting.name == LISTEN:
+        if setting.name in (LISTEN, TLS_LISTEN):
             continue
         for flag in setting.flags:
             text = getattr(args, _dest(flag), None)
@@ -318,6 +334,9 @@ def _read_cli(args: argparse.Namespace, below: Layer, cwd: Path) -> Layer:
     listen = _cli_listen(args, below[LISTEN][0])
     if listen is not None:
         layer[LISTEN] = listen
+    tls_listen = _cli_tls_listen(args, (listen or below[LISTEN])[0])
+    if tls_listen is not None:
+        layer[TLS_LISTEN] = tls_listen
     return layer
 
 
@@ -418,6 +437,8 @@ class ConfigSource:
 _FLAG_HELP = {
     "--host": "listen on HOST only (port: --port, else the first server.listen port)",
     "--port": "listen on PORT only (host: --host, else the first server.listen host)",
+    "--tls-port": "serve HTTPS on PORT (host: --host, else the first server.listen host);"
+                  " needs --cert and --key",
 }
 
 
@@ -465,10 +486,13 @@ def run_check_config(args: argparse.Namespace, environ: Mapping[str, str] | None
     directory, so what `serve` would refuse as a configuration error is refused here too.
     Errors go to stderr as `reactor: <the one-line reason>`, as `reactor serve` prints them.
     """
+    from reactor.ops.tls import TlsError, build_tls
+
     try:
         path = find_config_file(args, default_path=default_path)
         config = load_config(args, environ, default_path=default_path)
-    except ConfigError as exc:
+        build_tls(config)  # every certificate/key pair loaded and checked
+    except (ConfigError, TlsError) as exc:
         print(f"reactor: {exc}", file=sys.stderr if stderr is None else stderr)
         return 2
     problem = probe_files(config)

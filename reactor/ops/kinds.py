@@ -276,14 +276,17 @@ def format_listen(host: str, port: int) -> str:
 
 @dataclass(frozen=True)
 class Listen(Kind):
-    """A non-empty list of distinct "HOST:PORT" addresses; as text comma-separated."""
+    """A list of distinct "HOST:PORT" addresses, non-empty unless `optional`; as text
+    comma-separated."""
+
+    optional: bool = False
 
     def type_name(self) -> str:
-        return 'list of "HOST:PORT"'
+        return 'list of "HOST:PORT"' + (", may be empty" if self.optional else "")
 
     def check(self, value: object, base: Path) -> tuple[str, ...]:
         addrs = _check_str_list(value, '"HOST:PORT"')
-        if not addrs:
+        if not addrs and not self.optional:
             raise Invalid("must list at least one address")
         for addr in addrs:
             try:

@@ -187,12 +187,31 @@ _REQUEST_LINE = (
     + ',"request_id":%s,"conn_id":%d,"request_no":%d,"remote_addr":%s,"remote_port":%d,'
     '"client_addr":%s,"peer_addr":%s,"method":%s,"path":%s,"query":%s,"http_version":%s,"status":%d,"bytes_in":%d,'
     '"bytes_out":%d,"duration_ms":%.3f,"queue_ms":%s,"user_agent":%s,"referer":%s,'
-    '"content_encoding":%s,"keepalive_reuse":%s}'
+    '"content_encoding":%s,"keepalive_reuse":%s,"scheme":%s%s}'
 )
+_TLS_FIELDS = ',"tls_version":%s,"tls_cipher":%s,"sni":%s'
+_TLS_KEYS = ("tls_version", "tls_cipher", "sni")
+_SCHEMES = {"http": '"http"', "https": '"https"'}
 
 
 def _header_str(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
+
+
+def _json_opt(value: object) -> str:
+    return "null" if value is None else _json_str(str(value))
+
+
+def _tls_suffix(info: dict[str, Any]) -> str:
+    """The TLS fields of an HTTPS request line (the connection's facts), or ""."""
+    if "tls_version" not in info:
+        return ""
+    text = _TLS_FIELDS % (_json_opt(info["tls_version"]), _json_opt(info.get("tls_cipher")),
+                          _json_opt(info.get("sni")))
+    subject = info.get("tls_client_subject")
+    if subject is not None:
+        text += ',"tls_client_subject":' + _json_str(subject)
+    return text
 
 
 def record_fields(record: AccessRecord) -> dict[str, Any]:
@@ -200,6 +219,10 @@ def record_fields(record: AccessRecord) -> dict[str, Any]:
     request, response = record.request, record.response
     headers = request.headers
     queue_ms = record.queue_ms
+    info = request.conn_info
+    tls = {key: info.get(key) for key in _TLS_KEYS} if "tls_version" in info else {}
+    if "tls_client_subject" in info:
+        tls["tls_client_subject"] = info["tls_client_subject"]
     return {
         "request_id": request.request_id, "conn_id": record.conn_id,
         "request_no": request.request_no, "remote_addr": request.remote_addr,
@@ -213,6 +236,8 @@ def record_fields(record: AccessRecord) -> dict[str, Any]:
         "referer": _header_str(headers.get(b"referer")),
         "content_encoding": _header_str(response.header(b"content-encoding")),
         "keepalive_reuse": request.request_no > 1,
+        "scheme": request.scheme,
+        **tls,
     }
 
 
@@ -234,6 +259,8 @@ def _render_request(record: AccessRecord) -> str:
         _json_bytes(headers.get(b"user-agent")), _json_bytes(headers.get(b"referer")),
         _json_bytes(response.header(b"content-encoding")),
         "true" if request.request_no > 1 else "false",
+        _SCHEMES.get(request.scheme) or _json_str(request.scheme),
+        _tls_suffix(info) if "tls_version" in (info := request.conn_info) else "",
     )
 
 

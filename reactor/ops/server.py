@@ -44,9 +44,10 @@ from reactor.app.proxy import TrustedNetworks, TrustedProxyApp
 from reactor.app.static import GzipCache, StaticMount
 from reactor.app.types import Application
 from reactor.app.wsgi import WsgiApp
-from reactor.conn.listener import Listener, bind_tcp
+from reactor.conn.listener import Listener, ListenerOptions, bind_tcp
 from reactor.conn.server import HttpServer
 from reactor.conn.shared import HttpSettings
+from reactor.conn.tls import TlsContexts
 from reactor.loop import EventLoop, TimerHandle
 from reactor.ops import apploader
 from reactor.ops.config import ConfigError, ConfigSource
@@ -57,6 +58,16 @@ from reactor.ops.logging import ServerLog, open_error
 from reactor.ops.metrics import Metrics, MetricsApp, QuietLog
 from reactor.ops.settings import SETTINGS, Config, Reload, listener_options, reload_class
 from reactor.ops.systemd import Notifier
+from reactor.ops.tls import (
+    WATCH_INTERVAL_S,
+    HttpsPolicy,
+    TlsError,
+    build_tls,
+    file_stamps,
+    https_port,
+    pairs,
+    watched_files,
+)
 
 # Longest a buffered log line waits before it is written (a crash loses at most this much).
 LOG_FLUSH_DELAY_S = 0.05
@@ -64,6 +75,14 @@ SERVER_NAME = f"reactor/{__version__}".encode()
 STATUS_INTERVAL_S = 2.0
 """How often STATUS= (connections, requests served) is refreshed under systemd."""
 
+
+
+TLS_KEY = "tls "
+"""Prefix of an HTTPS address among the bound sockets (it may equal a plain one: port 0)."""
+
+
+def tls_bound_key(address: str) -> str:
+    return TLS_KEY + address
 
 
 class LogOpenError(Exception):
@@ -209,12 +228,15 @@ class _Staged:
     log: ServerLog | None
     rebind: Rebind
     app: Application | None
+    tls_rebind: Rebind
+    tls_context: Any  # ssl.SSLContext | None: built afresh on every reload (files may change)
 
 
 class Server:
     """One reactor process: owns the loop, the listeners and the logs.
 
-    `bound` are sockets already bound for `config.server.listen` (by address), `listen_sockets`
+    `bound` are sockets already bound for `config.server.listen` (by address; those of
+    `config.tls.listen` under `TLS_KEY` + address, as `tls_bound_key` makes), `listen_sockets`
     sockets passed by socket activation (never re-bound); with neither, the server binds.
     `log` is an already open ServerLog; `source` is where SIGHUP re-reads the configuration.
     The server owns (and closes) everything passed to it once the constructor returns.
@@ -239,6 +261,12 @@ class Server:
             metrics_sock = bind_metrics(config, worker)
             if metrics_sock is not None:
                 owned.callback(metrics_sock.close)
+            bound = dict(bound or {})
+            missing_tls = [a for a in config.tls.listen if tls_bound_key(a) not in bound]
+            if missing_tls:  # socket activation passes plain sockets only
+                more = bind_addresses(missing_tls, config.server.backlog)
+                owned.callback(close_sockets, list(more.values()))
+                bound.update({tls_bound_key(a): sock for a, sock in more.items()})
             self.loop = EventLoop(pool_threads=config.server.pool_threads)
             owned.callback(self.loop.close)
             self._assemble(log, bound or {}, listen_sockets or (), notifier or Notifier())
@@ -256,9 +284,18 @@ class Server:
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
                                server_name=SERVER_NAME,
                                max_connections=config.server.max_connections)
+        plain = {a: sock for a, sock in bound.items() if not a.startswith(TLS_KEY)}
         self.listeners = Listeners(
-            self.loop, self.http.acceptor, bound=bound, activated=activated,
+            self.loop, self.http.acceptor, bound=plain, activated=activated,
             options=listener_options(config.server, config.proxy.protocol))
+        # HTTPS: every TLS listener shares one TlsContexts, whose context a reload replaces
+        self.tls = TlsContexts(build_tls(config),
+                               handshake_timeout_s=config.timeouts.tls_handshake_s)
+        self.tls_listeners = Listeners(
+            self.loop, self.http.acceptor, options=self._tls_options(config),
+            bound={a.removeprefix(TLS_KEY): sock for a, sock in bound.items()
+                   if a.startswith(TLS_KEY)})
+        self._tls_stamps = file_stamps(watched_files(config.tls))
         self.notifier = notifier
         self._timers: list[Periodic] = []
         self._previous_handlers: dict[int, Any] = {}
@@ -287,7 +324,7 @@ class Server:
         http = self.http
         http.trusted_proxies = TrustedNetworks(config.proxy.trusted)
         http.proxy_header_s = config.timeouts.proxy_header_s
-        http.app = wrap_app(self.app, config, self.readiness)
+        http.app = wrap_app(self._serving(self.app, config), config, self.readiness)
         self.log.observer = self.metrics.observe
         self.log.log_health = config.health.log
 
@@ -304,9 +341,29 @@ class Server:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """(host, port) of every TCP listener."""
+        """(host, port) of every plain-HTTP TCP listener."""
         names = [listener.address for listener in self.listeners.all()]
         return [name[:2] for name in names if isinstance(name, tuple)]
+
+    @property
+    def tls_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every HTTPS listener."""
+        return [listener.address[:2] for listener in self.tls_listeners.all()]
+
+    def _tls_options(self, config: Config) -> list[ListenerOptions]:
+        """The TLS listeners of [tls] listen, all on the shared, reloadable contexts."""
+        return [ListenerOptions(address, tls=self.tls) for address in config.tls.listen]
+
+    def _serving(self, app: Application, config: Config) -> Application:
+        """The app as served: with HSTS / the https redirect when [tls] asks for them."""
+        tls = config.tls
+        redirect_port = None
+        if tls.redirect_http:  # the port bound, which differs from the configured one if 0
+            bound = self.tls_addresses
+            redirect_port = bound[0][1] if bound else https_port(config)
+        if not tls.hsts_max_age and redirect_port is None:
+            return app
+        return HttpsPolicy(app, hsts_max_age=tls.hsts_max_age, redirect_port=redirect_port)
 
     @property
     def stopping(self) -> bool:
@@ -343,6 +400,7 @@ class Server:
             if install_signals:
                 self._install_signals()
             self.listeners.start()
+            self.tls_listeners.start()
             self._start_metrics()
             self.readiness.state = SERVING
             self._announce()
@@ -386,6 +444,8 @@ class Server:
             self._log_listening(listener, activated=True)
         for listener in self.listeners.by_address.values():
             self._log_listening(listener, activated=False)
+        for listener in self.tls_listeners.by_address.values():
+            self._log_listening(listener, activated=False, scheme="https")
         if self.config.files.directory is None and apploader.selected(self.config) is None:
             self.log.warning("files-disabled",
                              message="no files directory configured: /files/* answers 404")
@@ -397,13 +457,14 @@ class Server:
         self._status = self._status_text()
         self.notifier.ready(self._status)
 
-    def _log_listening(self, listener: Listener, *, activated: bool) -> None:
+    def _log_listening(self, listener: Listener, *, activated: bool,
+                       scheme: str = "http") -> None:
         name = listener.address
         extra = {"socket_activated": True} if activated else {}
         if isinstance(name, tuple):
             host, port = name[:2]
             self.log.info("listening", host=host, port=port,
-                          url=f"http://{format_listen(host, port)}", version=__version__,
+                          url=f"{scheme}://{format_listen(host, port)}", version=__version__,
                           **extra)
         else:
             self.log.info("listening", address=f"unix:{name!r}", version=__version__, **extra)
@@ -414,6 +475,7 @@ class Server:
             self._timers.append(Periodic(self.loop, interval, self.notifier.watchdog))
         if self.notifier.enabled:
             self._timers.append(Periodic(self.loop, STATUS_INTERVAL_S, self._refresh_status))
+        self._timers.append(Periodic(self.loop, WATCH_INTERVAL_S, self._watch_certificates))
 
     def _status_text(self) -> str:
         http = self.http
@@ -450,6 +512,7 @@ class Server:
         self.log.info("stopping", connections=len(self.http.connections),
                       shutdown_timeout_s=shutdown_s)
         self.listeners.close()
+        self.tls_listeners.close()
         self.http.on_idle = self.loop.stop
         self.http.shutdown_connections()
         if not self.http.connections:
@@ -488,6 +551,7 @@ class Server:
             # whatever way the loop ended, no connection outlives it: their uploads abort
             steps.callback(self.http.abort_connections)
             steps.callback(self.listeners.close)
+            steps.callback(self.tls_listeners.close)
             for timer in self._timers:
                 steps.callback(timer.cancel)
             steps.callback(self._remove_signals)
@@ -536,9 +600,13 @@ class Server:
                 rebind = self.listeners.prepare(listener_options(config.server,
                                                                  config.proxy.protocol),
                                                 config.server.backlog)
-            except (LogOpenError, ListenError) as exc:
+                undo.callback(rebind.discard)
+                tls_context = build_tls(config)  # always: the files may have changed
+                tls_rebind = self.tls_listeners.prepare(self._tls_options(config),
+                                                        config.server.backlog)
+                undo.callback(tls_rebind.discard)
+            except (LogOpenError, ListenError, TlsError) as exc:
                 raise ReloadError(str(exc)) from None
-            undo.callback(rebind.discard)
             changed = changed_settings(self.config, config)
             app_changed = any(reload_class(name) is Reload.APP for name in changed)
             try:
@@ -548,7 +616,7 @@ class Server:
             except (OSError, ValueError) as exc:  # e.g. a document root removed meanwhile
                 raise ReloadError(f"cannot build the application: {exc}") from None
             undo.pop_all()
-        return _Staged(config, log, rebind, app)
+        return _Staged(config, log, rebind, app, tls_rebind, tls_context)
 
     def _count(self, name: str) -> None:
         counters = self.http.counters
@@ -563,6 +631,13 @@ class Server:
             previous.close()
         removed, added = list(staged.rebind.removed), list(staged.rebind.added)
         self.listeners.commit(staged.rebind)
+        removed += staged.tls_rebind.removed
+        added += list(staged.tls_rebind.added)
+        self.tls_listeners.commit(staged.tls_rebind)
+        self._swap_tls(staged.tls_context, config)
+        if staged.tls_context is not None:
+            self.log.info("tls-reloaded", trigger="reload",
+                          certificates=len(pairs(config.tls)))
         if staged.app is not None:
             self.app = staged.app
         self._apply_lb(config)
@@ -581,3 +656,28 @@ class Server:
         if "files.directory" in changed and config.files.directory is None:
             self.log.warning("files-disabled",
                              message="no files directory configured: /files/* answers 404")
+
+    # ---- certificate rotation -------------------------------------------------------------
+    def _swap_tls(self, context: Any, config: Config) -> None:
+        """New TLS connections use `context`; those already made keep theirs."""
+        self.tls.context = context
+        self.tls.handshake_timeout_s = config.timeouts.tls_handshake_s
+        self._tls_stamps = file_stamps(watched_files(config.tls))
+
+    def _watch_certificates(self) -> None:
+        """`tls.watch`: rebuild the contexts when a certificate, key or CA file changed; a
+        pair that does not load keeps the running one (logged once per change)."""
+        config = self.config
+        if not config.tls.watch or self.stopping:
+            return
+        stamps = file_stamps(watched_files(config.tls))
+        if stamps == self._tls_stamps:
+            return
+        self._tls_stamps = stamps
+        try:
+            context = build_tls(config)
+        except TlsError as exc:
+            self.log.error("tls-reload-failed", None, {"reason": str(exc)})
+            return
+        self.tls.context = context
+        self.log.info("tls-reloaded", trigger="watch", certificates=len(pairs(config.tls)))

@@ -35,6 +35,7 @@ from reactor.ops.kinds import (
 )
 from reactor.ops.lb_kinds import Networks, OptionalListen, SecondsOrZero, UrlPath
 from reactor.ops.static_kinds import MimeOverrides, Mounts, Text
+from reactor.ops.tls_kinds import Certificates
 
 DEFAULT_CONFIG_PATH = "/etc/reactor/reactor.toml"  # read when it exists and no --config
 MiB = 1 << 20
@@ -147,6 +148,8 @@ class TimeoutsConfig:
         " graceful stop.")
     proxy_header_s: float = live(
         5.0, Seconds(), "Time a PROXY-protocol connection has to send its header.")
+    tls_handshake_s: float = live(
+        10.0, Seconds(), "Time a client gets to complete the TLS handshake.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,41 @@ class CompressionConfig:
     types: tuple[str, ...] = rebuilds_app(
         ("text/*", "application/json", "application/javascript", "application/xml",
          "image/svg+xml"), MediaTypes(), 'Media types to compress; "type/*" matches a family.')
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """HTTPS: TLS listeners, certificates chosen by SNI, client certificates, rotation."""
+
+    listen: tuple[str, ...] = live(
+        (), Listen(optional=True), 'Addresses serving HTTPS, "HOST:PORT"; empty = no HTTPS.',
+        "--tls-port", metavar="PORT")
+    cert: Path | None = live(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(), "Default certificate, PEM (the chain may follow the leaf).",
+        "--cert", metavar="FILE", example="/etc/reactor/tls/fullchain.pem")
+    key: Path | None = live(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(), "Private key of the default certificate, PEM.",
+        "--key", metavar="FILE", example="/etc/reactor/tls/privkey.pem")
+    key_password_file: Path | None = live(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(), "File holding the password of an encrypted key.",
+        example="/etc/reactor/tls/key.pass")
+    certificates: tuple[dict[str, Any], ...] = live(
+        (), Certificates(),
+        "Certificates chosen by SNI: [[tls.certificates]] tables with names, cert, key.")
+    min_version: str = live("1.2", Choice(("1.2", "1.3")), "Oldest TLS version accepted.")
+    client_ca: Path | None = live(  # noqa: RUF009 -- setting() is dataclasses.field()
+        None, OptionalPath(), "CA certificates (PEM) that client certificates must chain to.",
+        example="/etc/reactor/tls/clients-ca.pem")
+    verify_client: str = live(
+        "none", Choice(("none", "optional", "required")),
+        "Client certificates: not asked, verified when sent, or required.")
+    hsts_max_age: int = live(
+        0, Int(0, 10 * 365 * 86400),
+        "Strict-Transport-Security max-age on HTTPS responses, seconds; 0 = no header.")
+    redirect_http: bool = live(
+        False, Bool(), "Plain-HTTP listeners answer 308 with the https URL.")
+    watch: bool = live(
+        False, Bool(), "Check the certificate files every few seconds; reload on change.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +339,7 @@ class Config:
     static: StaticConfig = field(default_factory=StaticConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     app: AppConfig = field(default_factory=AppConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)

@@ -33,9 +33,10 @@ from reactor.ops.daemon import (
 from reactor.ops.listeners import ListenError, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog
 from reactor.ops.master import Master, Slot, make_slots
-from reactor.ops.server import LogOpenError, Server, open_log
+from reactor.ops.server import LogOpenError, Server, open_log, tls_bound_key
 from reactor.ops.settings import Config, listener_options
 from reactor.ops.systemd import Notifier, listen_fds
+from reactor.ops.tls import TlsError, build_tls
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -64,6 +65,7 @@ def serve(args: argparse.Namespace) -> int:
         source = ConfigSource.capture(args)
         config = _load(source)
         _import_app(config, source.cwd)
+        _check_tls(config)
         if daemon_mode:
             _daemon_preflight(config)
         pidfile = _pidfile_preflight(config, notes)
@@ -126,6 +128,14 @@ def _import_app(config: Config, cwd: str) -> None:
     try:
         apploader.load(config, cwd=cwd)
     except apploader.AppLoadError as exc:
+        raise StartupError(str(exc), EXIT_USAGE) from None
+
+
+def _check_tls(config: Config) -> None:
+    """Every certificate/key pair loads (before anything is bound or detached)."""
+    try:
+        build_tls(config)
+    except TlsError as exc:
         raise StartupError(str(exc), EXIT_USAGE) from None
 
 
@@ -221,6 +231,13 @@ def _listen(config: Config, opened: contextlib.ExitStack, notes: list[Note], *,
     try:
         bound = bind_addresses([o.address for o in listener_options(config.server)],
                                config.server.backlog, reuse_port=reuse_port)
+        try:
+            tls = bind_addresses(config.tls.listen, config.server.backlog,
+                                 reuse_port=reuse_port)
+        except ListenError:
+            close_sockets(bound.values())
+            raise
+        bound.update({tls_bound_key(address): sock for address, sock in tls.items()})
     except ListenError as exc:
         raise StartupError(str(exc)) from None
     opened.callback(close_sockets, list(bound.values()))

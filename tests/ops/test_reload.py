@@ -219,6 +219,28 @@ def test_metrics_listen_needs_restart(server_for: Callable[..., RunningServer]) 
     assert warning["settings"] == ["metrics.listen"]
 
 
+# ---- [tls] -----------------------------------------------------------------------------------
+
+
+def test_tls_hsts_and_redirect(tmp_path: Path) -> None:
+    """[tls] applies live: HSTS on HTTPS answers, the plain listener's 308 to https://.
+    (Certificate rotation on reload: tests/ops/test_tls_reload.py.)"""
+    from tests.conn.tlskit import Certs, https, tls_server
+    certs = Certs(tmp_path / "certs")
+    running = tls_server(tmp_path, certs)
+    try:
+        context = certs.client_context()
+        assert "Strict-Transport-Security" not in https(running, context, "GET", "/echo/a")[1]
+        assert status(running, "GET", "/echo/a")[0] == 200
+        reload(running, tls={"hsts_max_age": 600, "redirect_http": True})
+        assert https(running, context, "GET", "/echo/b")[1][
+            "Strict-Transport-Security"] == "max-age=600"
+        code, headers = status(running, "GET", "/echo/c")
+        assert code == 308 and headers["location"].startswith("https://")
+    finally:
+        running.stop()
+
+
 # ---- [server] --------------------------------------------------------------------------------
 
 
@@ -299,6 +321,7 @@ SECTION_CASES = {
                test_static_cache_control],
     "compression": [test_compression_off],
     "app": [test_app_code_is_imported_once_per_start],
+    "tls": [test_tls_hsts_and_redirect],
     "proxy": [test_proxy_trusted, test_proxy_protocol_on_a_kept_listener],
     "health": [test_health_paths],
     "metrics": [test_metrics_listen_needs_restart],
