@@ -17,6 +17,7 @@ from reactor.app.compression import DEFAULT_TYPES, CompressibleTypes, accepts_gz
 from reactor.app.router import Route, Router
 from reactor.app.static import GzipCache, StaticHandler, StaticMount
 from reactor.app.types import Handler, Offload, Request, Response, Upload
+from reactor.app.websocket import Echo, HandlerFactory, websocket_endpoint
 
 VARY_ACCEPT_ENCODING = (b"Vary", b"Accept-Encoding")
 CONTENT_ENCODING_GZIP = (b"Content-Encoding", b"gzip")
@@ -57,6 +58,17 @@ class App:
         def register(handler: Handler) -> Handler:
             self.router.add(method, template, handler, blocking=blocking)
             return handler
+        return register
+
+    def websocket(self, template: str, *, inline: bool | None = None,
+                  subprotocols: Iterable[str] = (), origins: Iterable[str] | None = None
+                  ) -> Callable[[HandlerFactory], HandlerFactory]:
+        """Decorator: a WebSocket endpoint at `template` (GET), one `factory()` handler per
+        session (see reactor.app.websocket). `inline` overrides the handler's own flag."""
+        def register(factory: HandlerFactory) -> HandlerFactory:
+            self.router.get(template, websocket_endpoint(
+                factory, inline=inline, subprotocols=subprotocols, origins=origins))
+            return factory
         return register
 
     def open(self, request: Request) -> RouteDispatch:
@@ -194,6 +206,7 @@ def build_app(*, directory: str | None, uploads: bool = True,
         router.get("/", handlers.root)
     router.get("/echo/{s}", handlers.echo)
     router.get("/user-agent", handlers.user_agent)
+    app.websocket("/ws/echo")(Echo)
     if directory is not None:
         files = handlers.FilesHandler(directory, uploads=uploads)
         router.get("/files/{name}", files.get, blocking=True)

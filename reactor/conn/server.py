@@ -10,12 +10,14 @@ import os
 import socket
 from collections.abc import Callable
 
-from reactor.app.types import Application, Handler, as_application
+from reactor.app.types import Application, Handler, Request, Response, as_application
+from reactor.app.websocket import WebSocketUpgrade
 from reactor.conn.clock import http_date
 from reactor.conn.http import HttpConnection
 from reactor.conn.listener import AcceptCallback, ListenerOptions
 from reactor.conn.shared import HttpSettings, RequestLog
 from reactor.conn.transport import SocketTransport
+from reactor.conn.ws import WebSocketSettings, upgrade_response
 from reactor.loop import EventLoop
 from reactor.proto import response_head
 
@@ -40,6 +42,7 @@ class HttpServer:
         self._request_counter = 0
         self.on_idle: Callable[[], None] | None = None  # called when the last connection goes
         self.requests_served = 0
+        self.websocket = WebSocketSettings()  # limits and timers of new WebSocket sessions
 
     @property
     def app(self) -> Application:
@@ -49,6 +52,13 @@ class HttpServer:
     @app.setter
     def app(self, app: Application | Handler) -> None:
         self._app = as_application(app)
+
+    def prepare_upgrade(self, request: Request, response: Response) -> Response:
+        """A 101 the app answered, made real: an app-level upgrade (a WebSocket route) is
+        mapped to its connection-layer protocol here, so the app never imports conn."""
+        if isinstance(response.upgrade, WebSocketUpgrade):
+            return upgrade_response(self, request, response)
+        return response
 
     def new_request_id(self) -> str:
         self._request_counter += 1

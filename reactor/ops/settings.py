@@ -155,6 +155,19 @@ class CompressionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """WebSocket sessions (/ws/echo and app routes): keep-alive pings, limits, deflate."""
+
+    ping_interval_s: float = setting(
+        20.0, Seconds(), "Send a ping after this long; 0 = no keep-alive pings.")
+    ping_timeout_s: float = setting(
+        20.0, Seconds(), "Close a session whose pong has not come back in this time.")
+    max_message_bytes: int = setting(
+        MiB, Int(1, TiB), "Largest message in bytes, after inflating (close 1009 beyond).")
+    deflate: bool = setting(True, Bool(), "Offer permessage-deflate compression (RFC 7692).")
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """Logging: one JSON line per request (access) plus an error log."""
 
@@ -196,6 +209,7 @@ class Config:
     files: FilesConfig = field(default_factory=FilesConfig)
     static: StaticConfig = field(default_factory=StaticConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     log: LogConfig = field(default_factory=LogConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
