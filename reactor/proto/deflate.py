@@ -140,6 +140,21 @@ def _accept_offer(params: dict[bytes, bytes | None], config: DeflateConfig
     return agreed
 
 
+def negotiate_client(value: bytes) -> DeflateParams:
+    """A client's view of the server's `Sec-WebSocket-Extensions` answer (its one element)."""
+    agreed = DeflateParams()
+    for name, params in parse_extensions([value]):
+        if name != EXTENSION:
+            raise DeflateError(1010, f"unexpected extension {name!r}")
+        agreed.server_no_context_takeover = b"server_no_context_takeover" in params
+        agreed.client_no_context_takeover = b"client_no_context_takeover" in params
+        agreed.server_max_window_bits = _window_bits(
+            params.get(b"server_max_window_bits", b"15")) or _MAX_BITS
+        agreed.client_max_window_bits = _window_bits(
+            params.get(b"client_max_window_bits", b"15")) or _MAX_BITS
+    return agreed
+
+
 class Deflate:
     """The compression state of one connection (server side unless `client`)."""
 
