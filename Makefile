@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed
 .PHONY: install run test test-tools lint bench clean conformance
 
 # Debian tools some tests use (systemd-analyze verifies the units, logrotate checks
-# conf/logrotate). Installed when missing and we are root; otherwise those tests skip.
-TEST_TOOLS := systemd-analyze:systemd logrotate:logrotate
+# conf/logrotate, chromium loads the WebSocket chat page). Installed when missing and we are
+# root; otherwise those tests skip.
+TEST_TOOLS := systemd-analyze:systemd logrotate:logrotate chromium:chromium
 
 install: $(STAMP)
 
