@@ -104,7 +104,8 @@ class WebSocketConnection:
     """The WebSocket protocol of one connection (a `StreamProtocol`), server side."""
 
     __slots__ = (
-        "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_handler_closed",
+        "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_factory_error",
+        "_handler_closed",
         "_ping_sent_at", "_ping_timer", "_queue", "_slow_timer", "_write_paused", "bytes_in",
         "bytes_out", "close_code", "closed_by", "deflate", "encoder", "handler", "inline", "log",
         "loop", "loop_thread", "messages_in", "messages_out", "parser", "request", "server",
@@ -124,7 +125,11 @@ class WebSocketConnection:
         self.encoder = MessageEncoder(self.deflate)
         self.inline = upgrade.inline
         self.ws = WebSocket(request, self, subprotocol)
-        self.handler: WebSocketHandler = upgrade.factory()
+        self._factory_error: Exception | None = None
+        try:
+            self.handler: WebSocketHandler = upgrade.factory()
+        except Exception as exc:  # the 101 is out: the session ends at once with 1011
+            self.handler, self._factory_error = WebSocketHandler(), exc
         self.handler.ws = self.ws
         self.transport: Transport | None = None
         self.loop_thread = threading.get_ident()  # made on the loop thread
@@ -147,6 +152,10 @@ class WebSocketConnection:
     # ---- transport callbacks ------------------------------------------------------------------
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
+        if self._factory_error is not None:
+            self._handler_closed = True  # its handler never existed
+            self._handler_failed(self._factory_error)
+            return
         if self.settings.ping_interval_s > 0:
             self._ping_timer = self.loop.call_later(self.settings.ping_interval_s, self._ping_due)
         self._dispatch(self.handler.on_open)

@@ -157,3 +157,16 @@ def test_origin_and_subprotocol(app_server: RunningServer) -> None:
     with connect(app_server, "/strict", headers={"Origin": "https://ok.example",
                                                   "Sec-WebSocket-Protocol": "v1, v2"}) as ws:
         assert b"Sec-WebSocket-Protocol: v1" in ws.head
+
+
+class Unmakeable(WebSocketHandler):
+    def __init__(self) -> None:
+        raise RuntimeError("cannot make a handler")
+
+
+def test_handler_that_cannot_be_made_closes_1011(app_server: RunningServer) -> None:
+    on_loop(app_server, lambda: app_server.server.app.websocket("/unmakeable")(Unmakeable))
+    with connect(app_server, "/unmakeable") as ws:
+        event = ws.recv()
+        assert isinstance(event, Close) and event.code == 1011
+    assert wait_until(lambda: "cannot make a handler" in app_server.error_log.read_text())
