@@ -141,6 +141,7 @@ def echo_rate(port: int, conns: int, seconds: float) -> float:
     reply = 2 + len(MESSAGE)
     socks = [handshake(port) for _ in range(conns)]
     selector = selectors.DefaultSelector()
+    socks_by_fd = {sock.fileno(): sock for sock in socks}
     pending = {}
     for sock in socks:
         sock.setblocking(False)
@@ -158,15 +159,15 @@ def echo_rate(port: int, conns: int, seconds: float) -> float:
         if now >= end:
             break
         for key, _ in selector.select(0.5):
-            sock = key.fileobj
-            data = sock.recv(65536)  # type: ignore[union-attr]
+            sock = socks_by_fd[key.fd]
+            data = sock.recv(65536)
             if not data:
                 raise ConnectionError("server closed a connection")
             got = pending[sock] + len(data)
             replies, pending[sock] = divmod(got, reply)
             done += replies
             if replies:
-                sock.send(frame)  # type: ignore[union-attr]
+                sock.send(frame)
     elapsed = time.monotonic() - (started or warm_until)
     for sock in socks:
         sock.close()

@@ -73,10 +73,13 @@ class WebSocketSettings:
 
 
 def upgrade_response(server: HttpServer, request: Request, response: Response) -> Response:
-    """The answer to a WebSocket route's upgrade: the 101, or why not (400/403/426)."""
+    """The answer to a WebSocket route's upgrade: the 101, or why not (400/403/426/503)."""
     upgrade = response.upgrade
     assert isinstance(upgrade, WebSocketUpgrade)
     settings = server.websocket
+    if server.stopping:  # a session now would miss the stop's Close 1001
+        return Response(503, [(b"Content-Type", b"text/plain; charset=utf-8")],
+                        b"Service Unavailable (server-stopping)\n")
     try:
         handshake = check_handshake(request.method, request.version, request.headers,
                                     deflate=settings.deflate_config())

@@ -238,7 +238,11 @@ class Pusher(WebSocketHandler):
     """Sends from a thread of its own (not the pool, not the loop)."""
 
     def on_open(self) -> None:
-        threading.Thread(target=lambda: [self.ws.send(f"push {i}") for i in range(50)]).start()
+        threading.Thread(target=self.push).start()
+
+    def push(self) -> None:
+        for i in range(50):
+            self.ws.send(f"push {i}")
 
 
 def test_send_from_any_thread_keeps_order(ws_server: RunningServer) -> None:

@@ -45,6 +45,18 @@ def run_cases(running: RunningServer, cases: list[str], concurrency: int) -> lis
     return asyncio.run(run())
 
 
+def retry_timeouts(running: RunningServer, results: list) -> list:
+    """Run once more the cases that ran out of the runner's time budget (their messages all
+    echoed correctly so far): on two shared, busy cores the 128 KiB x 1000 deflate cases can
+    exceed it. A protocol verdict is never retried."""
+    slow = [r.case_id for r in results if str(r.result).startswith("Case did not finish")]
+    if not slow:
+        return results
+    print(f"\nretrying {slow} (over the runner's time budget)")
+    again = {r.case_id: r for r in run_cases(running, slow, concurrency=1)}
+    return [again.get(r.case_id, r) for r in results]
+
+
 def check(results: list, label: str) -> None:
     verdicts = collections.Counter(r.behavior.value for r in results)
     closes = collections.Counter(r.behavior_close.value for r in results)
@@ -59,7 +71,7 @@ def check(results: list, label: str) -> None:
 
 
 def test_autobahn_cases_1_to_10(echo_server: RunningServer) -> None:
-    results = run_cases(echo_server, BASIC_CASES, concurrency=4)
+    results = retry_timeouts(echo_server, run_cases(echo_server, BASIC_CASES, concurrency=4))
     check(results, "1-10")
     assert len(results) >= 300
 
@@ -67,6 +79,6 @@ def test_autobahn_cases_1_to_10(echo_server: RunningServer) -> None:
 @pytest.mark.skipif(not FULL, reason="permessage-deflate cases take minutes: make conformance")
 def test_autobahn_cases_12_and_13_deflate(echo_server: RunningServer) -> None:
     # one at a time: each case has a time budget the runner enforces
-    results = run_cases(echo_server, DEFLATE_CASES, concurrency=1)
+    results = retry_timeouts(echo_server, run_cases(echo_server, DEFLATE_CASES, concurrency=1))
     check(results, "12-13")
     assert len(results) == 216

@@ -294,7 +294,8 @@ def test_compressed_messages_round_trip(takeover: bool) -> None:
     server, client = deflate_pair(server_no_context_takeover=not takeover,
                                   client_no_context_takeover=not takeover)
     parser = WebSocketParser(deflate=server)
-    stream = b"".join(client.message(m) for m in ["hello " * 50, b"\x00" * 1000, "", b""])
+    datas: list[str | bytes] = ["hello " * 50, b"\x00" * 1000, "", b""]
+    stream = b"".join(client.message(m) for m in datas)
     events = parser.receive(stream)
     assert [e.data for e in events] == ["hello " * 50, b"\x00" * 1000, "", b""]  # type: ignore[union-attr]
     assert server.holds_memory is takeover

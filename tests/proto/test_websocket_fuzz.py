@@ -3,6 +3,8 @@ and arbitrary bytes give events or one Failure with a close code, nothing else."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +52,7 @@ def messages(draw: st.DrawFn) -> tuple[bytes, list[object]]:
     return b"".join(stream), expected
 
 
-def summary(events: list[object]) -> list[object]:
+def summary(events: Sequence[object]) -> list[object]:
     out: list[object] = []
     for event in events:
         name = type(event).__name__
