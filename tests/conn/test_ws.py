@@ -56,22 +56,35 @@ def test_echo_text_and_binary_and_session_log(ws_server: RunningServer) -> None:
     assert upgrade["path"] == "/ws/echo"
 
 
-@pytest.mark.parametrize(("headers", "status", "reason"), [
-    ({"Sec-WebSocket-Version": "8"}, 426, b"websocket-version-unsupported"),
+GOOD_UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "AAAAAAAAAAAAAAAAAAAAAA==", "Sec-WebSocket-Version": "13"}
+
+
+@pytest.mark.parametrize(("method", "changes", "status", "reason"), [
+    ("GET", {"Sec-WebSocket-Version": "8"}, 426, b"websocket-version-unsupported"),
+    ("GET", {"Connection": "keep-alive"}, 400, b"connection-upgrade-missing"),
+    ("GET", {"Sec-WebSocket-Key": "short"}, 400, b"websocket-key-invalid"),
+    ("GET", {"Sec-WebSocket-Key": None}, 400, b"websocket-key-missing"),
+    ("HEAD", {}, 400, b"websocket-needs-get"),
 ])
-def test_bad_upgrade_is_refused_with_reason(ws_server: RunningServer, headers: dict[str, str],
-                                            status: int, reason: bytes) -> None:
+def test_bad_upgrade_is_refused_with_reason(ws_server: RunningServer, method: str,
+                                            changes: dict[str, str | None], status: int,
+                                            reason: bytes) -> None:
+    fields = {**GOOD_UPGRADE, **changes}
+    head = f"{method} /ws/echo HTTP/1.1\r\nHost: x\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in fields.items() if value is not None)
     with socket.create_connection((ws_server.host, ws_server.port), timeout=10) as sock:
-        sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"
-                     b"Sec-WebSocket-Version: 8\r\n\r\n")
+        sock.sendall(head.encode() + b"\r\n")
         data = b""
-        while reason not in data:
+        while b"\r\n\r\n" not in data or (method == "GET" and reason not in data):
             chunk = sock.recv(4096)
             assert chunk, data
             data += chunk
-    assert data.startswith(b"HTTP/1.1 426 ")
-    assert b"Sec-WebSocket-Version: 13" in data
+    assert data.startswith(b"HTTP/1.1 %d " % status)
+    if method == "GET":
+        assert reason in data
+    if status == 426:
+        assert b"Sec-WebSocket-Version: 13" in data
 
 
 def test_plain_get_on_websocket_route_gets_426(ws_server: RunningServer) -> None:
