@@ -4,12 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-tools lint typecheck fuzz bench clean
+.PHONY: install run test test-tools lint typecheck fuzz conformance bench clean
 
 # Debian tools some tests use (systemd-analyze verifies the units, logrotate checks
-# conf/logrotate, haproxy runs conf/haproxy.cfg in front of two instances). Installed when
-# missing and we are root; otherwise those tests skip.
-TEST_TOOLS := systemd-analyze:systemd logrotate:logrotate haproxy:haproxy
+# conf/logrotate, haproxy runs conf/haproxy.cfg in front of two instances, chromium loads the
+# WebSocket chat page). Installed when missing and we are root; otherwise those tests skip.
+TEST_TOOLS := systemd-analyze:systemd logrotate:logrotate haproxy:haproxy chromium:chromium
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ test-tools:
 	  (apt-get install -y -qq $$missing >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$missing >/dev/null 2>&1)) \
 	  || echo "could not install$$missing; their tests will skip"; fi
+
+# Every Autobahn|Testsuite case 1-13 against /ws/echo, the permessage-deflate ones (12.x,
+# 13.x) included; they take several minutes. `make test` runs cases 1-10.
+conformance: $(STAMP)
+	REACTOR_AUTOBAHN_FULL=1 $(PY) -m pytest -q -s tests/conn/test_ws_autobahn.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reactor tests bench

@@ -36,6 +36,7 @@ from reactor.app.types import (
     Upload,
     text_response,
 )
+from reactor.app.websocket import Echo, HandlerFactory, websocket_endpoint
 
 VARY_ACCEPT_ENCODING = (b"Vary", b"Accept-Encoding")
 CONTENT_ENCODING_GZIP = (b"Content-Encoding", b"gzip")
@@ -147,6 +148,24 @@ class App:
         for route in self.router.routes:
             route.chain = None  # recomposed on next use
         return fn
+
+    def websocket(self, template: str, *, inline: bool | None = None,
+                  subprotocols: Iterable[str] = (), origins: Iterable[str] | None = None
+                  ) -> Callable[[HandlerFactory], HandlerFactory]:
+        """Decorator: a WebSocket endpoint at `template` (GET), one `factory()` handler per
+        session (see reactor.app.websocket). `inline` overrides the handler's own flag."""
+        def register(factory: HandlerFactory) -> HandlerFactory:
+            endpoint = websocket_endpoint(factory, inline=inline, subprotocols=subprotocols,
+                                          origins=origins)
+
+            # The upgrade is answered on the loop, through the middleware like any route
+            # (an auth middleware sees it); the parameters stay in `request.params`, as
+            # bytes (untyped segments of a WebSocket path are raw, as the handlers expect).
+            def upgrade(request: Request, **_params: Any) -> Response:
+                return endpoint(request)
+            self.router.add("GET", template, upgrade, kwargs=True, default_kind="bytes")
+            return factory
+        return register
 
     # ---- serving ------------------------------------------------------------------------
     def open(self, request: Request) -> RouteDispatch:
@@ -424,6 +443,7 @@ def build_app(*, directory: str | None, uploads: bool = True,
         app.get("/", inline=True)(handlers.root)
     app.get("/echo/{s:bytes}", inline=True)(handlers.echo)
     app.get("/user-agent", inline=True)(handlers.user_agent)
+    app.websocket("/ws/echo")(Echo)
     if directory is not None:
         files = handlers.FilesHandler(directory, uploads=uploads, report=app.report_storage)
         app.get("/files/{name:bytes}")(files.get)

@@ -186,6 +186,8 @@ class Exchange:
         head = self.head
         transport = conn.transport
         assert transport is not None
+        if response.upgrade is not None and response.status == 101:
+            response = conn.server.prepare_upgrade(self.request, response)
         body = response.body
         status = response.status
         body_length: int | None

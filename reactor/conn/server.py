@@ -11,7 +11,8 @@ import socket
 from collections.abc import Callable, Container
 from typing import Any
 
-from reactor.app.types import Application, Handler, as_application
+from reactor.app.types import Application, Handler, Request, Response, as_application
+from reactor.app.websocket import WebSocketUpgrade
 from reactor.conn.clock import http_date
 from reactor.conn.http import HttpConnection
 from reactor.conn.listener import AcceptCallback, ListenerOptions
@@ -19,6 +20,7 @@ from reactor.conn.proxy import PROXY_HEADER_S, ProxyHeaderProtocol
 from reactor.conn.shared import HttpSettings, RequestLog
 from reactor.conn.tls import TlsContexts, TlsTransport
 from reactor.conn.transport import SocketTransport
+from reactor.conn.ws import WebSocketSettings, upgrade_response
 from reactor.loop import EventLoop
 from reactor.proto import response_head
 
@@ -50,11 +52,19 @@ class HttpServer:
         # Counters other layers bump (TLS handshakes, WebSocket sessions, upload bytes...);
         # ops/metrics exports them. Names are "<what>_total".
         self.counters: dict[str, int] = {}
+        self.websocket = WebSocketSettings()  # limits and timers of new WebSocket sessions
 
     @property
     def connection_count(self) -> int:
         """Connections accepted so far (shed ones included)."""
         return self._next_conn_id
+
+    def prepare_upgrade(self, request: Request, response: Response) -> Response:
+        """A 101 the app answered, made real: an app-level upgrade (a WebSocket route) is
+        mapped to its connection-layer protocol here, so the app never imports conn."""
+        if isinstance(response.upgrade, WebSocketUpgrade):
+            return upgrade_response(self, request, response)
+        return response
 
     def new_request_id(self) -> str:
         self._request_counter += 1

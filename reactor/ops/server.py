@@ -48,6 +48,7 @@ from reactor.conn.listener import Listener, ListenerOptions, bind_tcp
 from reactor.conn.server import HttpServer
 from reactor.conn.shared import HttpSettings
 from reactor.conn.tls import TlsContexts
+from reactor.conn.ws import WebSocketSettings
 from reactor.loop import EventLoop, TimerHandle
 from reactor.ops import apploader
 from reactor.ops.config import ConfigError, ConfigSource
@@ -130,6 +131,13 @@ def http_settings(config: Config) -> HttpSettings:
         max_header_fields=limits.max_header_fields, max_body_bytes=limits.max_body_bytes,
         header_s=timeouts.header_s, keepalive_s=timeouts.keepalive_s, body_s=timeouts.body_s,
         write_s=timeouts.write_s)
+
+
+def websocket_settings(config: Config) -> WebSocketSettings:
+    ws = config.websocket
+    return WebSocketSettings(ping_interval_s=ws.ping_interval_s,
+                             ping_timeout_s=ws.ping_timeout_s,
+                             max_message_bytes=ws.max_message_bytes, deflate=ws.deflate)
 
 
 def static_mounts(config: Config) -> list[StaticMount]:
@@ -284,6 +292,7 @@ class Server:
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
                                server_name=SERVER_NAME,
                                max_connections=config.server.max_connections)
+        self.http.websocket = websocket_settings(config)
         plain = {a: sock for a, sock in bound.items() if not a.startswith(TLS_KEY)}
         self.listeners = Listeners(
             self.loop, self.http.acceptor, bound=plain, activated=activated,
@@ -643,6 +652,7 @@ class Server:
         self._apply_lb(config)
         self._count("reloads_total")
         self.http.settings = http_settings(config)
+        self.http.websocket = websocket_settings(config)
         self.http.max_connections = config.server.max_connections
         changed = changed_settings(old, config)
         self.log.info("reloaded", changed=changed, listen_added=added, listen_removed=removed)

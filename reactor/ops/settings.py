@@ -244,6 +244,19 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """WebSocket sessions (/ws/echo and app routes): keep-alive pings, limits, deflate."""
+
+    ping_interval_s: float = live(
+        20.0, Seconds(), "Send a ping after this long; 0 = no keep-alive pings.")
+    ping_timeout_s: float = live(
+        20.0, Seconds(), "Close a session whose pong has not come back in this time.")
+    max_message_bytes: int = live(
+        MiB, Int(1, TiB), "Largest message in bytes, after inflating (close 1009 beyond).")
+    deflate: bool = live(True, Bool(), "Offer permessage-deflate compression (RFC 7692).")
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """Logging: one JSON line per request (access) plus an error log."""
 
@@ -340,6 +353,7 @@ class Config:
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     app: AppConfig = field(default_factory=AppConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     log: LogConfig = field(default_factory=LogConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)

@@ -146,7 +146,7 @@ def test_socket_activation_serves_the_passed_socket(tmp_path: Path) -> None:
             port = int(server.proc.stdout.readline())
             assert listening["port"] == port != busy
             assert listening["socket_activated"] is True
-            assert server.events("socket-activation")[0]["sockets"] == 1
+            assert server.wait_event("socket-activation")["sockets"] == 1
             response = get(port, "/echo/activated")
             assert (response.status, response.body) == (200, b"activated")
             server.send_signal(signal.SIGTERM)

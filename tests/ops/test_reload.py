@@ -241,6 +241,25 @@ def test_tls_hsts_and_redirect(tmp_path: Path) -> None:
         running.stop()
 
 
+# ---- [websocket] -----------------------------------------------------------------------------
+
+
+def test_websocket_max_message_bytes(server_for: Callable[..., RunningServer]) -> None:
+    """New sessions get the reloaded limits (open ones keep theirs)."""
+    from reactor.proto.websocket import Close, Message
+    from tests.wsclient import WsClient
+    running = server_for()
+    with WsClient(running.host, running.port, "/ws/echo") as ws:
+        ws.send(b"x" * 200)
+        event = ws.recv()
+        assert isinstance(event, Message) and event.data == b"x" * 200
+    reload(running, websocket={"max_message_bytes": 100})
+    with WsClient(running.host, running.port, "/ws/echo") as ws:
+        ws.send(b"x" * 200)
+        event = ws.recv()
+        assert isinstance(event, Close) and event.code == 1009
+
+
 # ---- [server] --------------------------------------------------------------------------------
 
 
@@ -322,6 +341,7 @@ SECTION_CASES = {
     "compression": [test_compression_off],
     "app": [test_app_code_is_imported_once_per_start],
     "tls": [test_tls_hsts_and_redirect],
+    "websocket": [test_websocket_max_message_bytes],
     "proxy": [test_proxy_trusted, test_proxy_protocol_on_a_kept_listener],
     "health": [test_health_paths],
     "metrics": [test_metrics_listen_needs_restart],

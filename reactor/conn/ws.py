@@ -1,0 +1,407 @@
+"""WebSocket sessions: the upgrade answer, then the protocol a 101 switches the transport to.
+
+Strategy: `upgrade_response` turns an app's `Response(101, upgrade=WebSocketUpgrade)` into
+the real answer -- the 101 with the accept key and the agreed extension, or a 400/426/403
+with the reason -- so the app never sees the protocol. `WebSocketConnection` then drives the
+sans-IO parser (reactor.proto.websocket) on the loop: pings, pongs, the close handshake,
+keep-alive pings and their timeout all happen here, so a handler blocking in the pool never
+delays them. Handler callbacks run one at a time in arrival order (pool by default, or on
+the loop); while too many wait, reading stops. `send()` from another thread is queued to the
+loop. Output beyond the transport's high-water mark stops reading; a peer that does not
+read for `write_s` is dropped (close code 1008 in the log). A graceful stop sends 1001 and
+waits, bounded, for the peer's Close. One access line per session when it ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from reactor.app.types import Request, Response
+from reactor.app.websocket import WebSocket, WebSocketHandler, WebSocketUpgrade
+from reactor.conn.interfaces import Transport
+from reactor.loop import TimerHandle
+from reactor.proto.deflate import Deflate, DeflateConfig, DeflateParams
+from reactor.proto.websocket import (
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    NO_STATUS,
+    OP_PING,
+    OP_PONG,
+    POLICY,
+    Close,
+    Failure,
+    HandshakeError,
+    Message,
+    MessageEncoder,
+    Ping,
+    Pong,
+    WebSocketParser,
+    check_handshake,
+    plain_message,
+)
+
+if TYPE_CHECKING:
+    from reactor.conn.server import HttpServer
+
+ABNORMAL = 1006  # no Close frame: reported locally, never sent (RFC 6455 7.4.1)
+# Handler callbacks waiting for the pool beyond this: stop reading until they catch up.
+_MAX_QUEUED_CALLBACKS = 64
+
+
+class WebSocketSettings:
+    """WebSocket limits and timers in force for new sessions (replaced whole on reload)."""
+
+    __slots__ = ("close_timeout_s", "deflate", "max_message_bytes", "ping_interval_s",
+                 "ping_timeout_s", "send_buffer_bytes")
+
+    def __init__(self, *, ping_interval_s: float = 20.0, ping_timeout_s: float = 20.0,
+                 max_message_bytes: int = 1 << 20, deflate: bool = True,
+                 send_buffer_bytes: int = 4 << 20, close_timeout_s: float = 5.0) -> None:
+        self.ping_interval_s = ping_interval_s  # 0: no keep-alive pings
+        self.ping_timeout_s = ping_timeout_s
+        self.max_message_bytes = max_message_bytes
+        self.deflate = deflate
+        self.send_buffer_bytes = send_buffer_bytes
+        self.close_timeout_s = close_timeout_s  # our Close sent: wait this long for theirs
+
+    def deflate_config(self) -> DeflateConfig | None:
+        return DeflateConfig() if self.deflate else None
+
+
+def upgrade_response(server: HttpServer, request: Request, response: Response) -> Response:
+    """The answer to a WebSocket route's upgrade: the 101, or why not (400/403/426/503)."""
+    upgrade = response.upgrade
+    assert isinstance(upgrade, WebSocketUpgrade)
+    settings = server.websocket
+    if server.stopping:  # a session now would miss the stop's Close 1001
+        return Response(503, [(b"Content-Type", b"text/plain; charset=utf-8")],
+                        b"Service Unavailable (server-stopping)\n")
+    try:
+        handshake = check_handshake(request.method, request.version, request.headers,
+                                    deflate=settings.deflate_config())
+    except HandshakeError as exc:
+        return Response(exc.status, [(b"Content-Type", b"text/plain; charset=utf-8"),
+                                     *exc.headers],
+                        f"Cannot upgrade to WebSocket ({exc.reason})\n".encode())
+    if upgrade.origins is not None and (
+            handshake.origin is None or handshake.origin.decode("latin-1")
+            not in upgrade.origins):
+        return Response(403, [(b"Content-Type", b"text/plain; charset=utf-8")],
+                        b"Forbidden (websocket-origin-not-allowed)\n")
+    chosen = next((p.decode("latin-1") for p in handshake.protocols
+                   if p.decode("latin-1") in upgrade.subprotocols), None)
+    fields = handshake.response_headers(chosen.encode("latin-1") if chosen else None)
+    fields.extend(response.headers)
+    deflate = handshake.deflate
+
+    def protocol() -> WebSocketConnection:
+        return WebSocketConnection(server, upgrade, request, deflate, chosen)
+    return Response(101, fields, upgrade=protocol)
+
+
+class WebSocketConnection:
+    """The WebSocket protocol of one connection (a `StreamProtocol`), server side."""
+
+    __slots__ = (
+        "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_factory_error",
+        "_handler_closed",
+        "_ping_sent_at", "_ping_timer", "_queue", "_slow_timer", "_write_paused", "bytes_in",
+        "bytes_out", "close_code", "closed_by", "deflate", "encoder", "handler", "inline", "log",
+        "loop", "loop_thread", "messages_in", "messages_out", "parser", "request", "server",
+        "settings", "started", "transport", "ws",
+    )
+
+    def __init__(self, server: HttpServer, upgrade: WebSocketUpgrade, request: Request,
+                 deflate_params: DeflateParams | None, subprotocol: str | None = None) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.log = server.log
+        self.settings = settings = server.websocket
+        self.request = request
+        self.deflate = Deflate(deflate_params) if deflate_params is not None else None
+        self.parser = WebSocketParser(max_message_bytes=settings.max_message_bytes,
+                                      deflate=self.deflate)
+        self.encoder = MessageEncoder(self.deflate)
+        self.inline = upgrade.inline
+        self.ws = WebSocket(request, self, subprotocol)
+        self._factory_error: Exception | None = None
+        try:
+            self.handler: WebSocketHandler = upgrade.factory()
+        except Exception as exc:  # the 101 is out: the session ends at once with 1011
+            self.handler, self._factory_error = WebSocketHandler(), exc
+        self.handler.ws = self.ws
+        self.transport: Transport | None = None
+        self.loop_thread = threading.get_ident()  # made on the loop thread
+        self.started = time.monotonic()
+        self.bytes_in = self.bytes_out = self.messages_in = self.messages_out = 0
+        self.close_code: int | None = None
+        self._close_reason = ""
+        self.closed_by: str | None = None
+        self._close_sent = False
+        self._closed = False  # the transport is gone
+        self._handler_closed = False
+        self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._busy = False
+        self._write_paused = False
+        self._ping_sent_at = 0.0
+        self._ping_timer: TimerHandle | None = None
+        self._close_timer: TimerHandle | None = None
+        self._slow_timer: TimerHandle | None = None
+
+    # ---- transport callbacks ------------------------------------------------------------------
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        if self._factory_error is not None:
+            self._handler_closed = True  # its handler never existed
+            self._handler_failed(self._factory_error)
+            return
+        if self.settings.ping_interval_s > 0:
+            self._ping_timer = self.loop.call_later(self.settings.ping_interval_s, self._ping_due)
+        self._dispatch(self.handler.on_open)
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        for event in self.parser.receive(data):
+            kind = type(event)
+            if kind is Message:
+                if not self._close_sent:
+                    self.messages_in += 1
+                    self._dispatch(self.handler.on_message, event.data)  # type: ignore[union-attr]
+            elif kind is Ping:
+                if not self._close_sent:
+                    self._write(self.encoder.control(OP_PONG, event.payload))  # type: ignore[union-attr]
+            elif kind is Pong:
+                self._ping_sent_at = 0.0
+            elif kind is Close:
+                self._close_received(event)  # type: ignore[arg-type]
+            elif kind is Failure:
+                self._fail(event.code, event.reason)  # type: ignore[union-attr]
+
+    def eof_received(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._closed = True
+        if self.close_code is None:
+            self.close_code, self.closed_by = ABNORMAL, "client"
+        self._cancel_timers()
+        self._end_handler(self.close_code, self._close_reason)
+        self._log_session()
+
+    def pause_writing(self) -> None:
+        """Output is piling up: stop reading (no more echoes); drop the peer after write_s."""
+        self._write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if self._slow_timer is None:
+            self._slow_timer = self.loop.call_later(self.server.settings.write_s,
+                                                    self._slow_consumer)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
+        if self.transport is not None and len(self._queue) < _MAX_QUEUED_CALLBACKS:
+            self.transport.resume_reading()
+
+    def write_blocked(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        """Graceful stop: Close 1001, then wait (bounded) for the peer's Close."""
+        self.close(GOING_AWAY, "server shutting down")
+
+    # ---- the close handshake ------------------------------------------------------------------
+    def _close_received(self, event: Close) -> None:
+        if not self._close_sent:
+            self.close_code, self._close_reason, self.closed_by = (
+                event.code, event.reason, "client")
+            # 5.5.1: echo the status code (an empty Close when it carried none)
+            self._send_close(event.code if event.code != NO_STATUS else None, "")
+        # The server closes the TCP connection first (7.1.1); linger so nothing resets.
+        if self.transport is not None:
+            self.transport.close(linger=True)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """The peer broke the protocol (or a limit): Close `code`, then end (7.1.7)."""
+        if not self._close_sent:
+            self.close_code, self._close_reason, self.closed_by = code, reason, "server"
+            self._send_close(code, reason[:100])
+        if self.transport is not None:
+            self.transport.close(linger=True)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake from our side (any thread)."""
+        if threading.get_ident() != self.loop_thread:
+            self.loop.call_soon_threadsafe(self.close, code, reason)
+            return
+        if self._close_sent or self._closed:
+            return
+        self.close_code, self._close_reason, self.closed_by = code, reason, "server"
+        self._send_close(code, reason)
+        self._close_timer = self.loop.call_later(self.settings.close_timeout_s,
+                                                 self._close_timed_out)
+
+    def _send_close(self, code: int | None, reason: str) -> None:
+        self._close_sent = True
+        try:
+            frame = self.encoder.close(code, reason)
+        except ValueError:  # a code the app may not send, or a reason too long
+            frame = self.encoder.close(INTERNAL_ERROR, "")
+        self._write(frame)
+
+    def _close_timed_out(self) -> None:
+        self._close_timer = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _slow_consumer(self) -> None:
+        """The peer has not read our output for write_s: drop it (1008 in the log)."""
+        self._slow_timer = None
+        if self._closed or not self._write_paused:
+            return
+        if not self._close_sent:
+            self.close_code, self._close_reason, self.closed_by = (
+                POLICY, "slow consumer", "server")
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ---- keep-alive pings ----------------------------------------------------------------------
+    def _ping_due(self) -> None:
+        self._ping_timer = None
+        if self._closed or self._close_sent:
+            return
+        now = time.monotonic()
+        settings = self.settings
+        if self._ping_sent_at:
+            if now - self._ping_sent_at >= settings.ping_timeout_s:
+                # the peer is gone or stuck: a last Close 1011, then drop it
+                self.close_code, self._close_reason, self.closed_by = (
+                    INTERNAL_ERROR, "ping timeout", "server")
+                self._send_close(INTERNAL_ERROR, "ping timeout")
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            when = self._ping_sent_at + settings.ping_timeout_s
+        else:
+            self._ping_sent_at = now
+            self._write(self.encoder.control(OP_PING, b"%d" % int(now * 1000)))
+            when = now + min(settings.ping_interval_s, settings.ping_timeout_s)
+        self._ping_timer = self.loop.call_at(when, self._ping_due)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._ping_timer, self._close_timer, self._slow_timer):
+            if timer is not None:
+                timer.cancel()
+        self._ping_timer = self._close_timer = self._slow_timer = None
+
+    # ---- sending (WebSocketChannel) -------------------------------------------------------------
+    @property
+    def open(self) -> bool:
+        return not self._close_sent and not self._closed
+
+    def send(self, data: str | bytes) -> None:
+        """Queue a message; from any thread. Dropped once the close handshake began."""
+        if threading.get_ident() == self.loop_thread:
+            self._send_message(data)
+        elif self.deflate is not None:
+            # compressed on the loop: one zlib stream, in wire order
+            self.loop.call_soon_threadsafe(self._send_message, data)
+        else:
+            self.loop.call_soon_threadsafe(self._send_frame, plain_message(data), 1)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue an already encoded message frame (a broadcast); from any thread."""
+        if threading.get_ident() == self.loop_thread:
+            self._send_frame(frame, 1)
+        else:
+            self.loop.call_soon_threadsafe(self._send_frame, frame, 1)
+
+    def encode(self, data: str | bytes) -> bytes:
+        return plain_message(data)
+
+    def _send_message(self, data: str | bytes) -> None:
+        if self._close_sent or self._closed:
+            return
+        self._send_frame(self.encoder.message(data), 1)
+
+    def _send_frame(self, frame: bytes, messages: int) -> None:
+        transport = self.transport
+        if self._close_sent or self._closed or transport is None:
+            return
+        if transport.pending_bytes > self.settings.send_buffer_bytes:
+            # the peer reads slower than we produce: drop it rather than buffer without end
+            self.close_code, self._close_reason, self.closed_by = (
+                POLICY, "send buffer full", "server")
+            self._close_sent = True
+            transport.abort()
+            return
+        self.messages_out += messages
+        self._write(frame)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self._closed:
+            self.bytes_out += len(data)
+            self.transport.write(data)
+
+    # ---- handler callbacks -----------------------------------------------------------------------
+    def _dispatch(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a handler callback: inline now, or queued for the pool, in order."""
+        if self.inline and not self._busy:
+            try:
+                fn(*args)
+            except Exception as exc:
+                self._handler_failed(exc)
+            return
+        self._queue.append((fn, args))
+        if len(self._queue) >= _MAX_QUEUED_CALLBACKS and self.transport is not None:
+            self.transport.pause_reading()
+        if not self._busy:
+            self._run_next()
+
+    def _run_next(self) -> None:
+        fn, args = self._queue.popleft()
+        self._busy = True
+        self.loop.run_in_pool(fn, args, self._callback_done)
+
+    def _callback_done(self, _value: Any, error: BaseException | None, _started: float) -> None:
+        self._busy = False
+        if error is not None:
+            self._handler_failed(error)
+        if self._queue:
+            self._run_next()
+        elif (self.transport is not None and not self._write_paused and not self._closed):
+            self.transport.resume_reading()
+
+    def _handler_failed(self, exc: BaseException) -> None:
+        self.log.error("websocket-handler-error", exc, {
+            "request_id": self.request.request_id, "conn_id": self.request.conn_id,
+            "path": self.request.path})
+        if not self._closed:
+            self.close(INTERNAL_ERROR, "handler error")
+
+    def _end_handler(self, code: int, reason: str) -> None:
+        if not self._handler_closed:
+            self._handler_closed = True
+            self._dispatch(self.handler.on_close, code, reason)
+
+    # ---- the session's access line ------------------------------------------------------------
+    def _log_session(self) -> None:
+        request = self.request
+        peer = self.transport.peer if self.transport is not None else ("", 0)
+        self.log.rejected({
+            "event_kind": "websocket", "conn_id": request.conn_id,
+            "request_id": request.request_id, "remote_addr": peer[0], "remote_port": peer[1],
+            "path": request.path, "duration_ms": round((time.monotonic() - self.started)
+                                                       * 1000.0, 3),
+            "messages_in": self.messages_in, "messages_out": self.messages_out,
+            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+            "close_code": self.close_code, "close_reason": self._close_reason or None,
+            "closed_by": self.closed_by, "deflate": self.deflate is not None,
+        })

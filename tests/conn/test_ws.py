@@ -1,0 +1,271 @@
+"""WebSocket sessions over real sockets: upgrade, echo, fragments across reads, pings while a
+handler blocks, the deflate bomb, a slow consumer, graceful shutdown, the session log line."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reactor.app.websocket import WebSocketHandler
+from reactor.proto.websocket import OP_BINARY, OP_CONT, OP_PING, OP_TEXT, Close, Message, Pong
+from tests.conftest import RunningServer, on_loop, start_server, wait_for_log
+from tests.wsclient import HandshakeRefused, WsClient
+
+
+def session_lines(running: RunningServer, count: int = 1, timeout: float = 10.0) -> list[dict]:
+    return wait_for_log(running.access_log, lambda line: line.get("event") == "websocket",
+                        count, timeout=timeout)
+
+
+@pytest.fixture
+def ws_server(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.0})
+    yield running
+    running.stop()
+
+
+def client(running: RunningServer, path: str = "/ws/echo", **kw: object) -> WsClient:
+    return WsClient(running.host, running.port, path, **kw)  # type: ignore[arg-type]
+
+
+def add_route(running: RunningServer, path: str, factory: type[WebSocketHandler]) -> None:
+    on_loop(running, lambda: running.server.app.websocket(path)(factory))
+
+
+def test_echo_text_and_binary_and_session_log(ws_server: RunningServer) -> None:
+    with client(ws_server) as ws:
+        ws.send("héllo")
+        assert repr(ws.recv()) == repr(Message("héllo", 0))
+        ws.send(b"\x00\xff")
+        event = ws.recv()
+        assert isinstance(event, Message) and event.data == b"\x00\xff"
+        reply = ws.close(1000, "bye")
+        assert isinstance(reply, Close) and reply.code == 1000
+        assert ws.is_closed_by_peer()
+    [line] = session_lines(ws_server)
+    assert line["close_code"] == 1000 and line["closed_by"] == "client"
+    assert line["messages_in"] == 2 and line["messages_out"] == 2
+    assert line["bytes_in"] > 0 and line["bytes_out"] > 0 and line["duration_ms"] >= 0
+    [upgrade] = wait_for_log(ws_server.access_log, lambda ln: ln.get("status") == 101)
+    assert upgrade["path"] == "/ws/echo"
+
+
+GOOD_UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "AAAAAAAAAAAAAAAAAAAAAA==", "Sec-WebSocket-Version": "13"}
+
+
+@pytest.mark.parametrize(("method", "changes", "status", "reason"), [
+    ("GET", {"Sec-WebSocket-Version": "8"}, 426, b"websocket-version-unsupported"),
+    ("GET", {"Connection": "keep-alive"}, 400, b"connection-upgrade-missing"),
+    ("GET", {"Sec-WebSocket-Key": "short"}, 400, b"websocket-key-invalid"),
+    ("GET", {"Sec-WebSocket-Key": None}, 400, b"websocket-key-missing"),
+    ("HEAD", {}, 400, b"websocket-needs-get"),
+])
+def test_bad_upgrade_is_refused_with_reason(ws_server: RunningServer, method: str,
+                                            changes: dict[str, str | None], status: int,
+                                            reason: bytes) -> None:
+    fields = {**GOOD_UPGRADE, **changes}
+    head = f"{method} /ws/echo HTTP/1.1\r\nHost: x\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in fields.items() if value is not None)
+    with socket.create_connection((ws_server.host, ws_server.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or (method == "GET" and reason not in data):
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 %d " % status)
+    if method == "GET":
+        assert reason in data
+    if status == 426:
+        assert b"Sec-WebSocket-Version: 13" in data
+
+
+def test_plain_get_on_websocket_route_gets_426(ws_server: RunningServer) -> None:
+    with socket.create_connection((ws_server.host, ws_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 426 ") and b"websocket-upgrade-required" in data
+
+
+def test_fragmented_message_across_many_reads(ws_server: RunningServer) -> None:
+    text = "fragments é€ " * 200
+    payload = text.encode()
+    with client(ws_server) as ws:
+        pieces = [payload[i:i + 97] for i in range(0, len(payload), 97)]
+        stream = b"".join(
+            ws.frame(OP_TEXT if i == 0 else OP_CONT, piece, fin=i == len(pieces) - 1)
+            + (ws.frame(OP_PING, b"mid") if i == 3 else b"")
+            for i, piece in enumerate(pieces))
+        for pos in range(0, len(stream), 7):  # 7-byte writes, each its own segment
+            ws.send_raw(stream[pos:pos + 7])
+            if pos % 700 == 0:
+                time.sleep(0.001)
+        pong = ws.recv_event()  # the ping between fragments is answered at once
+        assert isinstance(pong, Pong) and pong.payload == b"mid"
+        event = ws.recv()
+        assert isinstance(event, Message) and event.data == text
+
+
+class Sleepy(WebSocketHandler):
+    """Blocks its pool thread for 5 s per message, then echoes."""
+
+    def on_message(self, data: str | bytes) -> None:
+        time.sleep(5.0)
+        self.ws.send(data)
+
+
+def test_pings_continue_while_a_handler_sleeps_in_the_pool(tmp_path: Path) -> None:
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.2,
+                                                "ping_timeout_s": 1.0})
+    try:
+        add_route(running, "/ws/sleepy", Sleepy)
+        with client(running, "/ws/sleepy") as ws:
+            ws.send("wake me")
+            event = ws.recv(timeout=30)  # answers the server's pings meanwhile
+            assert isinstance(event, Message) and event.data == "wake me"
+            assert ws.pings >= 5  # pings kept coming while the handler slept
+            assert isinstance(ws.close(), Close)
+        [line] = session_lines(running)
+        assert line["close_code"] == 1000 and line["closed_by"] == "client"
+    finally:
+        running.stop()
+
+
+def test_no_pong_closes_after_the_timeout(tmp_path: Path) -> None:
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.1,
+                                                "ping_timeout_s": 0.3})
+    try:
+        with client(running) as ws:
+            events = []
+            while (event := ws.recv_event()) is not None:  # never answered
+                events.append(event)
+            assert type(events[0]).__name__ == "Ping"
+            assert repr(events[-1]) == "Close(1011, 'ping timeout')"
+        [line] = session_lines(running)
+        assert line["close_code"] == 1011 and line["close_reason"] == "ping timeout"
+        assert line["closed_by"] == "server"
+    finally:
+        running.stop()
+
+
+def test_message_over_the_limit_closes_1009(tmp_path: Path) -> None:
+    running = start_server(tmp_path, websocket={"max_message_bytes": 1000})
+    try:
+        with client(running) as ws:
+            ws.send(b"x" * 1000)
+            assert isinstance(ws.recv(), Message)
+            ws.send(b"x" * 1001)
+            event = ws.recv()
+            assert isinstance(event, Close) and event.code == 1009
+        [line] = session_lines(running)
+        assert line["close_code"] == 1009 and line["closed_by"] == "server"
+    finally:
+        running.stop()
+
+
+def test_deflate_echo_and_bomb(ws_server: RunningServer) -> None:
+    with client(ws_server, deflate=True) as ws:
+        assert ws.extensions is not None and ws.extensions.startswith(b"permessage-deflate")
+        ws.send("compress me " * 100)
+        event = ws.recv()
+        assert isinstance(event, Message) and event.data == "compress me " * 100
+        # 256 MiB of zeros in ~256 KiB: inflating it whole would take 256 MiB
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        bomb = compressor.compress(bytes(256 << 20)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        ws.send_raw(ws.frame(OP_BINARY, bomb[:-4], rsv1=True))
+        event = ws.recv()
+        assert isinstance(event, Close) and event.code == 1009
+    [line] = session_lines(ws_server)
+    assert line["close_code"] == 1009 and line["deflate"] is True
+
+
+class Burst(WebSocketHandler):
+    """Answers with 200 messages of 64 KiB at once (on the loop)."""
+
+    inline = True
+
+    def on_message(self, data: str | bytes) -> None:
+        for _ in range(200):
+            self.ws.send(b"s" * 65536)
+
+
+class Trickle(WebSocketHandler):
+    """Answers with a 256 KiB message every 50 ms (from the pool) while the session is open."""
+
+    def on_message(self, data: str | bytes) -> None:
+        for _ in range(400):
+            if not self.ws.open:
+                return
+            self.ws.send(b"t" * 262144)
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("handler", "reason"), [
+    # the kernel's buffers fill, then ours: reading stops, the peer is dropped after write_s
+    (Trickle, "slow consumer"),
+    # more than the 4 MiB send buffer waits: dropped at once
+    (Burst, "send buffer full"),
+])
+def test_slow_consumer_is_dropped_with_1008(tmp_path: Path, handler: type[WebSocketHandler],
+                                            reason: str) -> None:
+    running = start_server(tmp_path, timeouts={"write_s": 0.5},
+                           websocket={"ping_interval_s": 0.0})
+    try:
+        add_route(running, "/ws/spam", handler)
+        with client(running, "/ws/spam") as ws:
+            ws.send("go")  # and never read
+            [line] = session_lines(running, timeout=30)
+        assert line["close_code"] == 1008 and line["closed_by"] == "server"
+        assert line["close_reason"] == reason
+    finally:
+        running.stop()
+
+
+def test_graceful_shutdown_sends_1001_and_waits_for_the_close(tmp_path: Path) -> None:
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.0})
+    with client(running) as ws:
+        ws.send("before")
+        assert isinstance(ws.recv(), Message)
+        running.call(running.server.stop)
+        event = ws.recv()
+        assert isinstance(event, Close) and event.code == 1001
+        assert running.thread.is_alive()  # waiting for our Close
+        ws.send_raw(ws.encoder.close(1001))
+        assert ws.is_closed_by_peer()
+    running.thread.join(10)
+    assert not running.thread.is_alive()
+    [line] = session_lines(running)
+    assert line["close_code"] == 1001 and line["closed_by"] == "server"
+
+
+class Pusher(WebSocketHandler):
+    """Sends from a thread of its own (not the pool, not the loop)."""
+
+    def on_open(self) -> None:
+        threading.Thread(target=self.push).start()
+
+    def push(self) -> None:
+        for i in range(50):
+            self.ws.send(f"push {i}")
+
+
+def test_send_from_any_thread_keeps_order(ws_server: RunningServer) -> None:
+    add_route(ws_server, "/ws/push", Pusher)
+    with client(ws_server, "/ws/push") as ws:
+        got = [ws.recv() for _ in range(50)]
+    assert [e.data for e in got] == [f"push {i}" for i in range(50)]  # type: ignore[union-attr]
+
+
+def test_refused_upgrade_raises(ws_server: RunningServer) -> None:
+    with pytest.raises(HandshakeRefused) as info:
+        client(ws_server, "/no/such/route")
+    assert info.value.status == 404
