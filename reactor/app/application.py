@@ -385,8 +385,14 @@ def _run_upload(upload: Upload, body: bytes) -> Response:
 
 def _accept_encoding(request: Request) -> bytes | None:
     """The Accept-Encoding list; repeated field lines form one list (RFC 9110 5.3)."""
-    values = request.headers.get_all(b"accept-encoding")
-    if not values:
+    values = None
+    for name, value in request.headers._fields:  # lower-case names: one plain scan
+        if name == b"accept-encoding":
+            if values is None:
+                values = [value]
+            else:
+                values.append(value)
+    if values is None:
         return None
     return values[0] if len(values) == 1 else b", ".join(values)
 
