@@ -198,7 +198,8 @@ class App:
         if content_type not in policy.types:
             return response
         response.headers.append(VARY_ACCEPT_ENCODING)
-        if not accepts_gzip(_accept_encoding(request)):
+        accept = _accept_encoding(request)
+        if accept is None or not accepts_gzip(accept):
             return response
         if in_worker or len(body) <= INLINE_GZIP_MAX_BYTES:
             return _gzip_response(response, policy.level)

@@ -243,8 +243,14 @@ def _render_request(record: AccessRecord) -> str:
     request_no = request.request_no
     # Values from the client (path, query, header values, an X-Request-ID) can need JSON
     # escaping; the C escaper does it. Numbers are formatted by the template itself.
+    now = time.time()  # _clock.now() inlined
+    second = int(now)
+    if second != _clock._second:
+        _clock._second = second
+        _clock._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
     return _REQUEST_LINE % (
-        _clock.now(), _json_str(request.request_id), record.conn_id, request_no,
+        f"{_clock._prefix}.{int((now - second) * 1000):03d}Z", _json_str(request.request_id),
+        record.conn_id, request_no,
         remote_json, request.remote_port,
         remote_json if client is remote else _json_str(client), remote_json,
         _json_str(request.method), _json_str(request.path),
