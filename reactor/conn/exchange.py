@@ -120,7 +120,11 @@ class Exchange:
             self.failed(exc)
             return
         if type(result) is Response:
-            self.respond(result)
+            body = result.body
+            if type(body) is bytes and result.status == 200 and len(body) <= _FUSED_MAX:
+                self._respond_small(result, body)  # `respond`'s first test, one call less
+            else:
+                self.respond(result)
         else:
             self.handled(result)
 
