@@ -120,9 +120,9 @@ class Exchange:
             self.failed(exc)
             return
         if type(result) is Response:
-            body = result.body
-            if type(body) is bytes and result.status == 200 and len(body) <= _FUSED_MAX:
-                self._respond_small(result, body)  # `respond`'s first test, one call less
+            content = result.body
+            if type(content) is bytes and result.status == 200 and len(content) <= _FUSED_MAX:
+                self._respond_small(result, content)  # `respond`'s first test, one call less
             else:
                 self.respond(result)
         else:
