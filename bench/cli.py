@@ -15,13 +15,25 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
+import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench import CLIENT_CPU, HOST, RESULTS_DIR, SERVER_CPU, WORK_DIR, procs, report
+from bench import (
+    CLIENT_CPU,
+    HOST,
+    RESULTS_DIR,
+    ROOT,
+    SERVER_CPU,
+    VENV_DIR,
+    WORK_DIR,
+    procs,
+    report,
+)
 from bench.content import Content, ensure_content
 from bench.idle import run_idle
 from bench.peers_setup import SetupError, SetupInfo, setup
@@ -68,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="connections held by idle10k (default 10000)")
     parser.add_argument("--no-setup", action="store_true",
                         help="skip apt/pip installs; use what is there")
+    parser.add_argument("--no-hotpath", action="store_true",
+                        help="skip the `python -m bench.hotpath` figures")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR,
                         help="where to write the report (default bench/results)")
     args = parser.parse_args(argv)
@@ -205,6 +219,40 @@ def run_idle_workload(running: Running, args: argparse.Namespace, rep: Report) -
           f"p99 {res.p99_ms:.2f} ms, errors {res.open_errors + res.sample_errors}", flush=True)
 
 
+HOTPATH_VARIANTS = ((), ("--lb", "--metrics"))
+
+
+def run_hotpath() -> list[tuple[str, str]]:
+    """`python -m bench.hotpath` as `reactor serve` runs the app and without the wrappers,
+    pinned to the server CPU: (command, result line) each."""
+    results = []
+    for extra in HOTPATH_VARIANTS:
+        argv = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.hotpath", *extra]
+        shown = " ".join(["taskset", "-c", SERVER_CPU, "python", "-m", "bench.hotpath",
+                          *extra])
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+        line = (done.stdout.strip().splitlines() or [done.stderr.strip()[-200:]])[-1]
+        print(f"   {shown}: {line}", flush=True)
+        results.append((shown, line))
+    return results
+
+
+def write_plot(rep: Report, results_dir: Path) -> None:
+    """The PNG next to the report (and as latest.png), drawn in the peers' venv."""
+    stem = rep.started.strftime("%Y-%m-%d-%H%M")
+    python = VENV_DIR / "bin" / "python"
+    png = results_dir / f"{stem}.png"
+    done = subprocess.run([str(python), "-m", "bench.plot", str(results_dir / f"{stem}.json"),
+                           str(png)], cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not png.exists():
+        rep.notes.append("no plot: `bench/.venv/bin/python -m bench.plot` failed: "
+                         + (done.stderr.strip().splitlines() or ["?"])[-1][:200])
+        rep.plot = ""
+        report.write(rep, results_dir)
+        return
+    shutil.copyfile(png, results_dir / "latest.png")
+
+
 def pin_self() -> None:
     """Run the harness (the idle10k client) on the client CPU, away from the server."""
     cpus = os.sched_getaffinity(0)
@@ -262,6 +310,9 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     rep = new_report(args, info, workloads, nofile)
     rep.notes += skipped
+    if not args.no_hotpath:
+        print("\n== bench.hotpath", flush=True)
+        rep.hotpath = run_hotpath()
     if nofile < args.idle_conns + 1000:
         rep.notes.append(f"open files limit {nofile} is low for {args.idle_conns} idle conns")
     for spec in servers:
@@ -281,7 +332,9 @@ def run(args: argparse.Namespace) -> int:
         rep.commands = list(procs.COMMANDS)
         rep.elapsed_s = time.monotonic() - begun
         rep.machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        rep.plot = rep.started.strftime("%Y-%m-%d-%H%M") + ".png"
         path = report.write(rep, args.results)
+        write_plot(rep, args.results)
         print(f"\nreport: {path} (and {args.results / 'latest.md'}), "
               f"{rep.elapsed_s:.0f} s", flush=True)
     return 0

@@ -65,6 +65,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    # `python -m bench.hotpath` variants: (exact command, its one-line result)
+    hotpath: list[tuple[str, str]] = field(default_factory=list)
+    plot: str = ""  # the PNG of req/s per server and workload, relative to the report
 
     def run_for(self, workload: str, server: str) -> RunRecord | None:
         return next((r for r in self.runs if r.workload == workload and r.server == server),
@@ -263,6 +266,12 @@ def render(report: Report) -> str:
               "tornado, twisted); the threaded baseline has its own column.", "",
               summary_table(report), ""]
     parts += [f"- {n}" for n in caveats(report)] + [""]
+    if report.plot:
+        parts += [f"![req/s per server and workload]({report.plot})", ""]
+    if report.hotpath:
+        parts += ["## bench.hotpath: Python CPU per /echo request, no sockets", "",
+                  table(["command", "result"], [[f"`{c}`", r] for c, r in report.hotpath]),
+                  ""]
     for w in report.workloads:
         parts += [f"## {w.name}: {w.title}", ""]
         parts += [idle_table(report) if w.kind == "idle" else workload_table(report, w), ""]
@@ -290,6 +299,8 @@ def write(report: Report, results_dir: Path) -> Path:
     text = render(report)
     path = results_dir / f"{stem}.md"
     path.write_text(text)
+    if report.plot:  # latest.md shows the same picture
+        text = text.replace(f"]({report.plot})", "](latest.png)")
     (results_dir / f"{stem}.json").write_text(to_json(report))
     (results_dir / "latest.md").write_text(text)
     return path

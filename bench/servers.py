@@ -94,6 +94,10 @@ def _uvicorn(ctx: Context) -> list[str]:
             "--lifespan", "off"]
 
 
+def _uvicorn_nolog(ctx: Context) -> list[str]:
+    return [*_uvicorn(ctx), "--no-access-log"]
+
+
 def nginx_config(ctx: Context) -> Path:
     """Fill ``bench/apps/nginx.conf`` into ``bench/.work/nginx/nginx.conf``."""
     for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
@@ -122,6 +126,8 @@ SERVERS: tuple[ServerSpec, ...] = (
                "combined format to a file", _nginx, peer=False, needs_nginx=True),
     ServerSpec("uvicorn", "uvicorn + httptools + uvloop, 1 worker, raw ASGI app",
                "uvicorn.access to stdout, redirected to a file", _uvicorn),
+    ServerSpec("uvicorn-nolog", "uvicorn + httptools + uvloop, 1 worker, raw ASGI app,"
+               " `--no-access-log`", "none (`--no-access-log`)", _uvicorn_nolog),
     ServerSpec("aiohttp", "aiohttp.web on asyncio, FileResponse (sendfile) for files",
                "AccessLogger to a file", _python_app("aiohttp_app.py")),
     ServerSpec("gunicorn", "gunicorn gthread, 1 worker x 8 threads, WSGI app",

@@ -169,3 +169,20 @@ def test_hotpath_measures_a_real_request_cycle() -> None:
     from bench.hotpath import measure
 
     assert 0 < measure("off", requests=200, rounds=2) < 0.01  # seconds per request
+
+
+def test_report_shows_hotpath_and_plot_and_the_plot_series(tmp_path) -> None:
+    import json
+
+    from bench.plot import series
+    from bench.report import to_json, write
+
+    rep = _report()
+    rep.hotpath = [("taskset -c 0 python -m bench.hotpath", "11.0 µs CPU per /echo request")]
+    rep.plot = rep.started.strftime("%Y-%m-%d-%H%M") + ".png"
+    write(rep, tmp_path)
+    text = (tmp_path / f"{rep.started.strftime('%Y-%m-%d-%H%M')}.md").read_text()
+    assert f"]({rep.plot})" in text and "| `taskset -c 0 python -m bench.hotpath` |" in text
+    assert "](latest.png)" in (tmp_path / "latest.md").read_text()
+    workloads, rps = series(json.loads(to_json(rep)))
+    assert workloads == ["echo50"] and rps["uvicorn"]["echo50"] == 1000.0

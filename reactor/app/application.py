@@ -225,7 +225,8 @@ class App:
         if content_type not in policy.types:
             return response
         response.headers.append(VARY_ACCEPT_ENCODING)
-        if not accepts_gzip(_accept_encoding(request)):
+        accept = _accept_encoding(request)
+        if accept is None or not accepts_gzip(accept):
             return response
         if in_worker or len(body) <= INLINE_GZIP_MAX_BYTES:
             return _gzip_response(response, policy.level)
@@ -412,8 +413,14 @@ def _run_upload(upload: Upload, body: bytes) -> Response:
 
 def _accept_encoding(request: Request) -> bytes | None:
     """The Accept-Encoding list; repeated field lines form one list (RFC 9110 5.3)."""
-    values = request.headers.get_all(b"accept-encoding")
-    if not values:
+    values = None
+    for name, value in request.headers._fields:  # lower-case names: one plain scan
+        if name == b"accept-encoding":
+            if values is None:
+                values = [value]
+            else:
+                values.append(value)
+    if values is None:
         return None
     return values[0] if len(values) == 1 else b", ".join(values)
 

@@ -66,7 +66,7 @@ def _answer(status: int, text: bytes) -> HealthResponse:
 class HealthApp:
     """An `Application` wrapper answering the health paths itself; "" turns a path off."""
 
-    __slots__ = ("app", "livez", "readiness", "readyz")
+    __slots__ = ("_paths", "app", "livez", "readiness", "readyz")
 
     def __init__(self, app: Application, readiness: Readiness, *, livez: str = "/livez",
                  readyz: str = "/readyz") -> None:
@@ -74,15 +74,16 @@ class HealthApp:
         self.readiness = readiness
         self.livez = livez or None
         self.readyz = readyz or None
+        # One set lookup per request decides whether it is a health check at all.
+        self._paths = frozenset(path for path in (self.livez, self.readyz) if path)
 
     def __getattr__(self, name: str) -> Any:
         """What configures the served app (`server.http.app.router`) reaches the wrapped one."""
         return getattr(self.app, name)
 
     def open(self, request: Request) -> Dispatch:
-        path = request.path
-        if path == self.readyz or path == self.livez:
-            return _Answer(self._answer(request.method, path))
+        if request.path in self._paths:
+            return _Answer(self._answer(request.method, request.path))
         return self.app.open(request)
 
     def _answer(self, method: str, path: str) -> HealthResponse:

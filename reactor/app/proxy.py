@@ -237,7 +237,7 @@ class TrustedProxyApp:
 
     def open(self, request: Request) -> Dispatch:
         names = self._names
-        for name, _value in request.headers:  # most requests carry none: one short scan
+        for name, _value in request.headers._fields:  # most carry none: one short scan
             if name in names:
                 if request.client_addr in self.trusted:
                     self.rewrite(request)

@@ -39,6 +39,8 @@ KNOWN_METHODS = frozenset(
 PARAM_KINDS = ("str", "bytes", "int", "float", "uuid", "path")
 _FLOAT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _NO = object()  # "does not convert"
+_HITS_MAX = 1024  # remembered route matches (see Router._hits)
+_HIT_PATH_MAX = 256  # longer paths are walked every time
 
 
 class RouteError(Exception):
@@ -207,6 +209,11 @@ class Router:
         # (prefix, route, PUT stream route or None), longest prefix first
         self._mounts: list[tuple[str, Route, Route | None]] = []
         self.routes: list[Route] = []
+        # path -> (method, route, params) of the last trie walks that found a route: a path
+        # asked again (the common case: a few hot URLs) costs one dict lookup, not a walk.
+        # Converters are pure and their values immutable, so a hit equals a walk; any
+        # change to the routes empties it.
+        self._hits: dict[str, tuple[str, Route, dict[str, Any]]] = {}
 
     def add(self, method: str, template: str, handler: Callable[..., Any], *,
             blocking: bool = False, stream: bool = False, kwargs: bool = False,
@@ -240,6 +247,7 @@ class Router:
                              " (they match the same paths)")
         node.methods[method] = route
         node.allow = None
+        self._hits = {}
         if not route.names:
             self._static.setdefault(template, {})[method] = route
         self.routes.append(route)
@@ -266,6 +274,7 @@ class Router:
             upload = Route("PUT", prefix, upload_handler, False, stream=True)
         self._mounts.append((prefix, Route("*", prefix, handler, blocking), upload))
         self._mounts.sort(key=lambda item: len(item[0]), reverse=True)
+        self._hits = {}
 
     @property
     def mounts(self) -> list[str]:
@@ -344,12 +353,22 @@ class Router:
             if route is not None:
                 request.params = {}
                 return route
+        hit = self._hits.get(path)
+        if hit is not None and hit[0] == method:
+            request.params = hit[2].copy()  # the request's own: middleware may change it
+            return hit[1]
         seen: list[_Node] = []
         found = self._walk(self._root, path.split("/"), 1, [], method, seen) \
             if path[:1] == "/" else None
         if found is not None:
-            request.params = found[1]
-            return found[0]
+            route, params = found
+            if len(path) <= _HIT_PATH_MAX:
+                hits = self._hits
+                if len(hits) >= _HITS_MAX:
+                    hits.clear()
+                hits[path] = (method, route, params.copy())
+            request.params = params
+            return route
         if self._mounts and not seen:  # a route's path wins over a mount, whatever the method
             mounted = self.find_mount(path, method)
             if mounted is not None:

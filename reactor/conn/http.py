@@ -172,8 +172,8 @@ class HttpConnection:
                 exchange.end()
             else:
                 break
-        if event is NEED_DATA and not self.closing:
-            self._awaiting_input()
+        if event is NEED_DATA and not self.closing and (self._peer_eof or parser.in_message):
+            self._awaiting_input()  # else idle between requests: the keep-alive deadline runs
 
     def resume_processing(self) -> None:
         """An exchange finished outside `_process` (pool, upload, stream): go on."""
@@ -216,7 +216,11 @@ class HttpConnection:
             slash = target.find(b"/", scheme_end + 3) if scheme_end > 0 else -1
             target = target[slash:] if slash > 0 else b"/"
         path, _, query = target.partition(b"?")
-        request_id = head.get(b"x-request-id")
+        request_id = None
+        for name, value in head.headers:  # head.get inlined: this runs for every request
+            if name == b"x-request-id":
+                request_id = value
+                break
         if (not request_id or len(request_id) > _MAX_REQUEST_ID
                 or request_id.translate(None, _REQUEST_ID_CHARS)):
             rid = self.server.new_request_id()

@@ -241,24 +241,47 @@ def record_fields(record: AccessRecord) -> dict[str, Any]:
     }
 
 
-def _json_bytes(value: bytes | None) -> str:
-    return "null" if value is None else _json_str(value.decode("latin-1"))
-
-
 def _render_request(record: AccessRecord) -> str:
-    request, response = record.request, record.response
-    headers = request.headers
+    request = record.request
+    # One pass over the request's fields (lower-case names) and the response's for the
+    # three header values the line carries; the first occurrence counts, as Headers.get.
+    user_agent = referer = encoding = None
+    for name, value in request.headers._fields:
+        if name == b"user-agent":
+            if user_agent is None:
+                user_agent = value
+        elif name == b"referer" and referer is None:
+            referer = value
+    for name, value in record.response.headers:
+        if name.lower() == b"content-encoding":
+            encoding = value
+            break
     queue_ms = record.queue_ms
+    remote = request.remote_addr
+    remote_json = _json_str(remote)
+    client = request.client_addr
+    query = request.query
+    request_no = request.request_no
+    # Values from the client (path, query, header values, an X-Request-ID) can need JSON
+    # escaping; the C escaper does it. Numbers are formatted by the template itself.
+    now = time.time()  # _clock.now() inlined
+    second = int(now)
+    if second != _clock._second:
+        _clock._second = second
+        _clock._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
     return _REQUEST_LINE % (
-        _clock.now(), _json_str(request.request_id), record.conn_id, request.request_no,
-        _json_str(request.remote_addr), request.remote_port, _json_str(request.client_addr),
-        _json_str(request.remote_addr), _json_str(request.method),
-        _json_str(request.path), _json_str(request.query), _json_str(request.version),
-        response.status, record.bytes_in, record.bytes_out, record.duration_ms,
+        f"{_clock._prefix}.{int((now - second) * 1000):03d}Z", _json_str(request.request_id),
+        record.conn_id, request_no,
+        remote_json, request.remote_port,
+        remote_json if client is remote else _json_str(client), remote_json,
+        _json_str(request.method), _json_str(request.path),
+        _json_str(query) if query else '""', _json_str(request.version),
+        record.response.status, record.bytes_in, record.bytes_out, record.duration_ms,
         "null" if queue_ms is None else f"{queue_ms:.3f}",
-        _json_bytes(headers.get(b"user-agent")), _json_bytes(headers.get(b"referer")),
-        _json_bytes(response.header(b"content-encoding")),
-        "true" if request.request_no > 1 else "false",
+        "null" if user_agent is None else _json_str(user_agent.decode("latin-1")),
+        "null" if referer is None else _json_str(referer.decode("latin-1")),
+        "null" if encoding is None else _json_str(encoding.decode("latin-1")),
+        "true" if request_no > 1 else "false",
         _SCHEMES.get(request.scheme) or _json_str(request.scheme),
         _tls_suffix(info) if "tls_version" in (info := request.conn_info) else "",
     )
@@ -316,6 +339,9 @@ class ServerLog:
         self.access = make_logger(self.access_sink, level="info", fmt=fmt, access=True)
         self.errors = make_logger(self.error_sink, level=level, fmt=error_fmt)
         self._access_on = self.access_sink.enabled
+        # JSON access lines are rendered straight from the record (the processor chain
+        # would only call `_render_access`); console output goes through structlog.
+        self._fast_access = fmt == "json"
         # Who else sees each finished request (ops/metrics), and whether health checks
         # (HealthResponse) are written: off by default, a check a second drowns the log.
         self.observer: Any = None
@@ -327,7 +353,13 @@ class ServerLog:
             observer(record)
         if self._access_on and (self.log_health
                                 or type(record.response) is not HealthResponse):
-            self.access.info("request", record=record)
+            if self._fast_access:  # the request line needs no processor chain: append it
+                lines = self.access_sink._lines
+                lines.append(_render_request(record))
+                if len(lines) >= _FLUSH_LINES:
+                    self.access_sink.flush()
+            else:
+                self.access.info("request", record=record)
 
     def rejected(self, fields: dict[str, Any]) -> None:
         if self._access_on:

@@ -53,12 +53,16 @@ KNOWN_COUNTERS = {
 class Metrics:
     """The request figures of one process, and the text exposition of everything."""
 
-    __slots__ = ("_http", "_loop", "_ready", "body_bytes_in", "bytes_out", "latency_buckets",
-                 "latency_count", "latency_sum_ms", "requests", "worker")
+    __slots__ = ("_http", "_loop", "_other", "_ready", "_rows", "_unusual", "body_bytes_in",
+                 "bytes_out", "latency_buckets", "latency_count", "latency_sum_ms", "worker")
 
     def __init__(self, worker: int = 0) -> None:
         self.worker = worker
-        self.requests: dict[tuple[str, int], int] = {}
+        # Preallocated counters: method -> [_, 1xx, 2xx, 3xx, 4xx, 5xx], so a request costs
+        # one dict lookup and a list increment. A status outside 100-599 is counted apart.
+        self._rows: dict[str, list[int]] = {method: [0] * 6 for method in _METHODS}
+        self._other = [0] * 6
+        self._unusual: dict[tuple[str, int], int] = {}
         self.latency_buckets = [0] * (len(_BOUNDS_MS) + 1)  # the last one is +Inf
         self.latency_sum_ms = 0.0
         self.latency_count = 0
@@ -75,15 +79,28 @@ class Metrics:
     def observe(self, record: AccessRecord) -> None:
         """One finished exchange (called from the access-log path, on the loop)."""
         method = record.request.method
-        key = (method if method in _METHODS else "OTHER", record.response.status // 100)
-        requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
+        status_class = record.response.status // 100
+        if 0 < status_class < 6:
+            self._rows.get(method, self._other)[status_class] += 1
+        else:
+            key = (method if method in _METHODS else "OTHER", status_class)
+            self._unusual[key] = self._unusual.get(key, 0) + 1
         duration_ms = record.duration_ms
         self.latency_buckets[bisect.bisect_left(_BOUNDS_MS, duration_ms)] += 1
         self.latency_sum_ms += duration_ms
         self.latency_count += 1
         self.body_bytes_in += record.bytes_in
         self.bytes_out += record.bytes_out
+
+    @property
+    def requests(self) -> dict[tuple[str, int], int]:
+        """Requests answered by (method label, status class), those seen only."""
+        counts = dict(self._unusual)
+        for method, row in (*self._rows.items(), ("OTHER", self._other)):
+            for status_class, count in enumerate(row):
+                if count:
+                    counts[(method, status_class)] = count
+        return counts
 
     # ---- exposition ---------------------------------------------------------------------
     def render(self) -> bytes:

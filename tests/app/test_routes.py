@@ -186,3 +186,23 @@ def test_router_refuses_a_route_registered_twice(router):
         router.get("/items/{item_id}", handler_b)
     router.add("put", "/items/{item_id}", handler_b)  # another method is fine
     assert router.resolve(make_request("PUT", "/items/1")).handler is handler_b
+
+
+def test_a_path_asked_again_resolves_as_the_first_time_and_routes_added_later_win(router):
+    """Matches are remembered per path; a later route (or method) is seen at once."""
+    first, again = make_request("GET", "/items/7"), make_request("GET", "/items/7")
+    assert router.resolve(first) is router.resolve(again)
+    assert first.params == again.params == {"item_id": b"7"}
+    again.params["item_id"] = b"changed"  # each request owns its params
+    third = make_request("GET", "/items/7")
+    router.resolve(third)
+    assert third.params == {"item_id": b"7"}
+    assert router.resolve(make_request("POST", "/items/7")).handler is handler_b
+    assert router.resolve(make_request("GET", "/items/7")).handler is handler_a
+    router.get("/items/{n:int}", handler_b)  # an int parameter is tried before a segment
+    later = make_request("GET", "/items/7")
+    assert router.resolve(later).handler is handler_b and later.params == {"n": 7}
+    answer = router.resolve(make_request("DELETE", "/items/8"))
+    assert isinstance(answer, Response) and answer.status == 405
+    router.add("DELETE", "/items/{item_id}", handler_a)
+    assert router.resolve(make_request("DELETE", "/items/8")).handler is handler_a

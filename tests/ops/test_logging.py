@@ -116,3 +116,21 @@ def test_error_log_on_a_terminal_is_rendered_for_a_person(tmp_path: Path) -> Non
         os.close(slave)
     assert "files-disabled" in shown and "no files directory" in shown
     assert not shown.lstrip().startswith("{")  # the console renderer, not a JSON line
+
+
+def test_server_log_request_line_equals_the_structlog_rendering(tmp_path: Path) -> None:
+    """ServerLog appends the JSON request line itself; it is the processor chain's line."""
+    record = access_record(queue_ms=0.5, content_encoding="gzip", user_agent='a "b" \\ c')
+    record.request.headers._fields.append((b"referer", b"http://x/\xe9"))
+    record.request.client_addr = "203.0.113.9"
+    log = ServerLog(access=str(tmp_path / "a.log"), error=str(tmp_path / "e.log"))
+    log.request(record)
+    log.close()
+    direct = json.loads((tmp_path / "a.log").read_text())
+    chained = render({"record": record})
+    assert list(direct) == list(chained)
+    direct.pop("ts")
+    chained.pop("ts")
+    assert direct == chained
+    assert direct["client_addr"] == "203.0.113.9" and direct["peer_addr"] == "127.0.0.1"
+    assert direct["referer"] == "http://x/\u00e9" and direct["user_agent"] == 'a "b" \\ c'

@@ -182,3 +182,28 @@ def test_a_taken_metrics_port_is_one_line_at_startup(tmp_path: Path) -> None:
             assert texts == [f"reactor: cannot listen on 127.0.0.1:{port}: Address already in use"]
         finally:
             proc.stop()
+
+
+def test_request_counters_by_method_and_status_class_include_unusual_ones() -> None:
+    """Preallocated rows count the common classes; methods outside the label set are OTHER
+    and a status outside 100-599 still gets its own series."""
+    from reactor.app.types import Headers, Request, Response
+    from reactor.conn.shared import AccessRecord
+    from reactor.ops.metrics import Metrics
+
+    metrics = Metrics(worker=3)
+    for method, status in [("GET", 200), ("GET", 204), ("HEAD", 304), ("BREW", 418),
+                           ("POST", 503), ("GET", 999), ("BREW", 42)]:
+        request = Request(method, "/", "", "1.1", Headers([]))
+        record = AccessRecord(request, Response(status), 1, 10, 2, None)
+        record.duration_ms = 0.7
+        metrics.observe(record)
+    assert metrics.requests == {("GET", 2): 2, ("HEAD", 3): 1, ("OTHER", 4): 1,
+                                ("POST", 5): 1, ("GET", 9): 1, ("OTHER", 0): 1}
+    found = samples(metrics.render().decode())
+    assert found[("reactor_http_requests_total",
+                  w(worker="3", method="GET", status="2xx"))] == 2
+    assert found[("reactor_http_requests_total",
+                  w(worker="3", method="GET", status="9xx"))] == 1
+    assert found[("reactor_http_request_duration_seconds_count", w(worker="3"))] == 7
+    assert found[("reactor_http_response_bytes_total", w(worker="3"))] == 70

@@ -4,7 +4,8 @@ and PUT/DELETE when a mount allows uploads).
 Modules: `mount` (settings), `handler` (methods, paths, directories), `files` (one file's
 representation, preconditions, ranges, body), `paths` (path safety), `conditional`
 (validators, If-*), `ranges` (Range, multipart), `mime` (Content-Type), `listing`
-(directory pages), `gzcache` (compressed-file cache), `upload` (PUT and DELETE).
+(directory pages), `gzcache` (compressed-file cache), `filecache` (open fds of hot files,
+answered on the loop), `upload` (PUT and DELETE).
 """
 
 from __future__ import annotations

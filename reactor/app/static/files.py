@@ -31,6 +31,7 @@ from reactor.app.static.conditional import (
     make_etag,
     range_applies,
 )
+from reactor.app.static.filecache import OpenFileCache
 from reactor.app.static.gzcache import GzipCache, cache_key
 from reactor.app.static.paths import Opened, open_under
 from reactor.app.static.ranges import (
@@ -92,6 +93,30 @@ class FileServer:
         self.gzip_enabled = gzip_enabled
         self.level = level
         self.min_size = min_size
+        self.open_files = OpenFileCache()
+
+    def cached(self, request: Request, segments: list[str]) -> Response | None:
+        """On the loop: the answer for a file in the open-file cache, when it needs no Range
+        and no gzip (the identity representation the pool path would pick), else None."""
+        headers = request.headers
+        if b"range" in headers:
+            return None
+        content_type = self.mount.mime.type_for(segments[-1])
+        compressible = content_type in self.types
+        if compressible and accepts_gzip(field_list(headers, b"accept-encoding")):
+            return None
+        found = self.open_files.open(tuple(segments))
+        if found is None:
+            return None
+        fd, info = found
+        opened = Opened(fd, info, "")
+        try:
+            rep = Representation(opened, etag=make_etag(info), mtime=int(info.st_mtime),
+                                 size=info.st_size)
+            return self._answer(request, rep, content_type, compressible, whole_file=True)
+        except BaseException:
+            opened.close()
+            raise
 
     def respond(self, request: Request, opened: Opened, segments: list[str]) -> Response:
         """The response for the open regular file at root/segments (closes or hands over)."""
@@ -144,7 +169,7 @@ class FileServer:
 
     # ---- 2.-4. preconditions, range, body ---------------------------------------------------
     def _answer(self, request: Request, rep: Representation, content_type: bytes,
-                compressible: bool) -> Response:
+                compressible: bool, *, whole_file: bool = False) -> Response:
         validators = [(b"Last-Modified", rep.last_modified), (b"ETag", rep.etag)]
         if self.mount.cache_control is not None:
             validators.append((b"Cache-Control", self.mount.cache_control.encode("ascii")))
@@ -172,6 +197,10 @@ class FileServer:
             if rep.stream:
                 return Response(200, fields, self._streamed(rep.opened))
             return Response(200, fields, self._compressed(rep.opened))
+        if whole_file:  # from the loop: sendfile, no read here
+            body = as_file(rep.opened.fd, 0, rep.size)
+            rep.opened.fd = -1
+            return Response(200, fields, body)
         return Response(200, fields, body_of(rep.opened, 0, rep.size, request.method))
 
     def _streamed(self, opened: Opened) -> StreamBody:

@@ -11,6 +11,7 @@ which only finishes results of blocking routes, never sees these responses.
 
 from __future__ import annotations
 
+import stat
 from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_from_bytes
 
@@ -66,7 +67,12 @@ class StaticHandler:
         segments = clean_segments(raw, dotfiles=self.mount.dotfiles)
         if segments is None:
             return not_found()
-        return Offload(self.serve, request, segments, raw.endswith(b"/"))
+        slash = raw.endswith(b"/")
+        if segments and not slash:  # a file served a moment ago: answered from its open fd
+            cached = self.files.cached(request, segments)
+            if cached is not None:
+                return cached
+        return Offload(self.serve, request, segments, slash)
 
     def upload(self, request: Request) -> Upload | Response:
         """PUT at head time (the router's `upload_handler`): an `Upload`, or a refusal."""
@@ -84,6 +90,8 @@ class StaticHandler:
             if slash:  # `/file.txt/` names a directory that is not there
                 opened.close()
                 return not_found()
+            if stat.S_ISREG(opened.info.st_mode):
+                self.files.open_files.put(tuple(segments), opened.fd, opened.info)
             return self.files.respond(request, opened, segments)
         return self._directory(request, opened, segments, slash)
 

@@ -1,0 +1,115 @@
+"""Open-file cache: a hot static file is answered on the loop, no pool round trip.
+
+Strategy (nginx's `open_file_cache`): the pool path (`StaticHandler.serve`), having opened a
+regular file safely under the mount's policies, leaves a duplicate of its fd here with the
+stat it was served by. For `valid_s` after that, a GET or HEAD of the same clean path that
+needs no Range and no gzip is answered on the loop from the entry: one `fstat` checks that
+the open file is still the one described (same size and mtime, still linked: a file grown,
+rewritten, deleted or replaced by a rename fails this), then the body leaves by `sendfile`
+of a `dup` of the fd. Anything else -- a stale or failed entry, a Range, a gzip answer -- goes
+the pool way, which opens the path anew and refreshes the entry. Path-level changes (a
+directory or link changed, a new file renamed over a hard-linked one) are seen once the
+entry is `valid_s` old. Bounded: at most `max_entries` fds; entries past `valid_s` are
+closed when next asked for, or by a sweep every `_SWEEP_EVERY` lookups.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_CACHE_VALID_S = 1.0
+_CACHE_MAX = 256  # open fds held per mount at most (each one counts against RLIMIT_NOFILE)
+_SWEEP_EVERY = 1024  # lookups between sweeps of entries past `valid_s`
+
+
+class CachedFile:
+    """One open file: its fd (owned by the cache) and what it was served as."""
+
+    __slots__ = ("checked", "fd", "ino", "mtime_ns", "size")
+
+    def __init__(self, fd: int, info: os.stat_result, checked: float) -> None:
+        self.fd = fd
+        self.ino = info.st_ino
+        self.size = info.st_size
+        self.mtime_ns = info.st_mtime_ns
+        self.checked = checked
+
+
+class OpenFileCache:
+    """Open fds of recently served files, keyed by their clean path segments.
+
+    Threading, without locks (the application layer takes none): workers only add an entry
+    for a key that has none (`setdefault`, atomic under the GIL; the loser closes its own
+    dup); only the loop thread -- where `open` runs -- removes entries and closes their fds,
+    so an fd is never closed under the `dup` that reads it.
+    """
+
+    def __init__(self, *, valid_s: float = _CACHE_VALID_S, max_entries: int = _CACHE_MAX
+                 ) -> None:
+        self.valid_s = valid_s
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, ...], CachedFile] = {}
+        self._lookups = 0
+        self.hits = 0  # answers given from the cache (tests, curiosity)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, key: tuple[str, ...], fd: int, info: os.stat_result) -> None:
+        """In a worker: remember a dup of `fd` (a regular file just opened safely) for `key`,
+        unless it has an entry already or the cache is full."""
+        entries = self._entries
+        if key in entries or len(entries) >= self.max_entries or self.valid_s <= 0:
+            return
+        entry = CachedFile(os.dup(fd), info, time.monotonic())
+        if entries.setdefault(key, entry) is not entry:
+            os.close(entry.fd)  # another worker was first
+
+    def open(self, key: tuple[str, ...]) -> tuple[int, os.stat_result] | None:
+        """On the loop: a new fd of the cached file and its fresh stat, or None (absent,
+        older than `valid_s`, or changed: the entry is dropped and the caller takes the
+        pool path, which opens the path anew and adds a fresh entry)."""
+        self._lookups += 1
+        if self._lookups % _SWEEP_EVERY == 0:
+            self.sweep()
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        info = None
+        if time.monotonic() - entry.checked <= self.valid_s:
+            try:
+                info = os.fstat(entry.fd)
+            except OSError:
+                info = None
+        if (info is None or info.st_nlink == 0 or info.st_size != entry.size
+                or info.st_mtime_ns != entry.mtime_ns or info.st_ino != entry.ino):
+            self._drop(key, entry)
+            return None
+        self.hits += 1
+        return os.dup(entry.fd), info
+
+    def sweep(self) -> None:
+        """On the loop: close the entries past `valid_s` (a deleted file's space is
+        released, and fds do not linger for files nobody asks for)."""
+        now = time.monotonic()
+        for key, entry in self._entries.copy().items():
+            if now - entry.checked > self.valid_s:
+                self._drop(key, entry)
+
+    def _drop(self, key: tuple[str, ...], entry: CachedFile) -> None:
+        if self._entries.get(key) is entry:
+            del self._entries[key]
+        os.close(entry.fd)
+
+    def close(self) -> None:
+        entries, self._entries = self._entries, {}
+        for entry in entries.values():
+            os.close(entry.fd)
+
+    def __del__(self) -> None:
+        for entry in self._entries.values():
+            try:
+                os.close(entry.fd)
+            except OSError:
+                pass

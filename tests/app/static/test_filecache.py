@@ -1,0 +1,130 @@
+"""The open-file cache: a file served once is answered without the pool, from its open fd,
+until it changes (grown, rewritten, deleted, replaced) or its entry is older than valid_s."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from reactor.app.application import App
+from reactor.app.static import StaticHandler
+from reactor.app.static.filecache import OpenFileCache
+from reactor.app.static.files import FileServer
+from reactor.app.types import FileBody, Offload, Response
+
+from .conftest import body_bytes, call, header, make_request
+
+
+def first_answer(app: App, path: str, headers: dict[str, str] | None = None
+                 ) -> Response | Offload:
+    """What the app answers on the loop (an Offload means a pool round trip)."""
+    return app.open(make_request("GET", path, headers)).respond()
+
+
+def files_of(app: App) -> FileServer:
+    route = app.router.find_mount("/x", "GET")
+    assert route is not None
+    handler = route[0].handler
+    assert isinstance(handler, StaticHandler)
+    return handler.files
+
+
+def test_a_file_served_once_is_answered_on_the_loop_with_the_same_response(
+        static_app: Callable[..., App]) -> None:
+    app = static_app()
+    pooled = call(app, "GET", "/data.bin")
+    again = first_answer(app, "/data.bin")
+    assert isinstance(again, Response) and isinstance(again.body, FileBody)  # no pool trip
+    assert again.body.offset == 0 and again.body.length == 1024  # sendfile of the whole file
+    assert again.status == pooled.status and again.headers == pooled.headers
+    assert body_bytes(again) == body_bytes(pooled)
+    assert files_of(app).open_files.hits == 1
+    head = app.open(make_request("HEAD", "/data.bin")).respond()
+    assert isinstance(head, Response) and head.headers == pooled.headers
+    head.body.close()  # type: ignore[union-attr]
+
+
+def test_conditional_requests_are_answered_from_the_cache_too(
+        static_app: Callable[..., App]) -> None:
+    app = static_app()
+    etag = header(call(app, "GET", "/data.bin"), "ETag")
+    assert etag is not None
+    answer = first_answer(app, "/data.bin", {"If-None-Match": etag.decode()})
+    assert isinstance(answer, Response) and answer.status == 304
+
+
+def test_range_and_gzip_requests_take_the_pool_path(static_app: Callable[..., App]) -> None:
+    app = static_app()
+    call(app, "GET", "/data.bin")
+    call(app, "GET", "/style.css")
+    assert isinstance(first_answer(app, "/data.bin", {"Range": "bytes=0-9"}), Offload)
+    assert isinstance(first_answer(app, "/style.css", {"Accept-Encoding": "gzip"}), Offload)
+    identity = first_answer(app, "/style.css")  # compressible, but gzip not accepted
+    assert isinstance(identity, Response) and header(identity, "Vary") == b"Accept-Encoding"
+    identity.body.close()  # type: ignore[union-attr]
+
+
+def test_a_grown_file_is_served_anew(static_app: Callable[..., App], www: Path) -> None:
+    app = static_app()
+    call(app, "GET", "/hello.txt")
+    with open(www / "hello.txt", "ab") as file:
+        file.write(b"more\n")
+    answer = first_answer(app, "/hello.txt")
+    assert isinstance(answer, Offload)  # the entry no longer describes the file
+    assert body_bytes(call(app, "GET", "/hello.txt")) == b"hello, world\nmore\n"
+    cached = first_answer(app, "/hello.txt")
+    assert isinstance(cached, Response) and body_bytes(cached) == b"hello, world\nmore\n"
+
+
+def test_a_file_rewritten_in_place_with_the_same_size_is_served_anew(
+        static_app: Callable[..., App], www: Path) -> None:
+    app = static_app()
+    call(app, "GET", "/hello.txt")
+    (www / "hello.txt").write_bytes(b"HELLO, WORLD\n")  # same size, new mtime
+    assert isinstance(first_answer(app, "/hello.txt"), Offload)
+    assert body_bytes(call(app, "GET", "/hello.txt")) == b"HELLO, WORLD\n"
+
+
+def test_a_deleted_file_is_404_and_its_fd_is_closed(static_app: Callable[..., App],
+                                                    www: Path) -> None:
+    app = static_app()
+    call(app, "GET", "/hello.txt")
+    cache = files_of(app).open_files
+    assert len(cache) == 1
+    os.unlink(www / "hello.txt")
+    assert call(app, "GET", "/hello.txt").status == 404
+    assert len(cache) == 0
+
+
+def test_a_file_replaced_by_a_rename_is_served_anew(static_app: Callable[..., App],
+                                                     www: Path) -> None:
+    app = static_app()
+    call(app, "GET", "/hello.txt")
+    (www / "new.tmp").write_bytes(b"replaced\n")
+    os.utime(www / "new.tmp", (1_600_000_000, 1_600_000_000))  # even with the old mtime
+    os.replace(www / "new.tmp", www / "hello.txt")
+    assert isinstance(first_answer(app, "/hello.txt"), Offload)
+    assert body_bytes(call(app, "GET", "/hello.txt")) == b"replaced\n"
+
+
+def test_entries_expire_after_valid_s_and_the_cache_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        cache = OpenFileCache(valid_s=0.05, max_entries=2)
+        for name in ("a", "b", "c"):
+            cache.put((name,), fd, os.fstat(fd))
+        assert len(cache) == 2  # full: the third is not added
+        found = cache.open(("a",))
+        assert found is not None
+        os.close(found[0])
+        time.sleep(0.1)  # past valid_s: the entry is dropped, its fd closed
+        assert cache.open(("a",)) is None and len(cache) == 1
+        cache.sweep()
+        assert len(cache) == 0
+        cache.close()
+    finally:
+        os.close(fd)
