@@ -166,20 +166,19 @@ class WebSocketConnection:
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         for event in self.parser.receive(data):
-            kind = type(event)
-            if kind is Message:
+            if isinstance(event, Message):
                 if not self._close_sent:
                     self.messages_in += 1
-                    self._dispatch(self.handler.on_message, event.data)  # type: ignore[union-attr]
-            elif kind is Ping:
+                    self._dispatch(self.handler.on_message, event.data)
+            elif isinstance(event, Ping):
                 if not self._close_sent:
-                    self._write(self.encoder.control(OP_PONG, event.payload))  # type: ignore[union-attr]
-            elif kind is Pong:
+                    self._write(self.encoder.control(OP_PONG, event.payload))
+            elif isinstance(event, Pong):
                 self._ping_sent_at = 0.0
-            elif kind is Close:
-                self._close_received(event)  # type: ignore[arg-type]
-            elif kind is Failure:
-                self._fail(event.code, event.reason)  # type: ignore[union-attr]
+            elif isinstance(event, Close):
+                self._close_received(event)
+            elif isinstance(event, Failure):
+                self._fail(event.code, event.reason)
 
     def eof_received(self) -> None:
         if self.transport is not None:

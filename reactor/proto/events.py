@@ -110,7 +110,7 @@ class EndOfMessage:
     def __eq__(self, other: object) -> bool:
         return type(other) is EndOfMessage and other.trailers == self.trailers
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # as above: mutable-by-convention
 
     def __repr__(self) -> str:
         return f"EndOfMessage({self.trailers!r})"
