@@ -121,11 +121,7 @@ class Exchange:
             self.failed(exc)
             return
         if type(result) is Response:
-            content = result.body
-            if type(content) is bytes and result.status == 200 and len(content) <= _FUSED_MAX:
-                self._respond_small(result, content)  # `respond`'s first test, one call less
-            else:
-                self.respond(result)
+            self.respond(result)
         else:
             self.handled(result)
 
@@ -215,12 +211,7 @@ class Exchange:
             if status == 101 and (response.upgrade is None or head.version == b"1.0"):
                 raise FramingError("a 101 response needs an upgrade protocol and HTTP/1.1")
         except LocalProtocolError as exc:  # framing that contradicts the body, a CR in a value
-            self._close_body(body)
-            conn.log.error("response-framing", exc, {
-                "request_id": self.request.request_id, "conn_id": conn.conn_id,
-                "method": self.request.method, "path": self.request.path,
-                "status": status})
-            self.respond(plain(500, "Internal Server Error\n"))
+            self._framing_failed(exc, status, body)
             return
         conn.server.requests_served += 1
         head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
@@ -257,46 +248,36 @@ class Exchange:
             conn.switch_protocol(response.upgrade)
 
     def _respond_small(self, response: Response, body: bytes) -> None:
-        """`respond` fused for the common answer: a 200 with a small bytes body. The same
-        framing (`frame_response`), head and log record as the general path, in one pass;
-        the connection's keep-alive bookkeeping (`exchange_done`) inlined."""
+        """`respond` for the common answer, a 200 with a small bytes body: the same framing,
+        head, write and log record, without the general path's body-kind branches."""
         conn = self.conn
         head = self.head
         transport = conn.transport
         assert transport is not None
-        request = self.request
         try:
             framing, block, length, _chunked, keep_alive = frame_response(
                 200, response.headers, len(body), head.method == b"HEAD",
-                head.keep_alive and not conn._peer_eof and not conn.server.stopping
-                and not conn.parser.head_complete,
-                head.version == b"1.0")
+                conn.may_keep_alive(head, 200), head.version == b"1.0")
         except LocalProtocolError as exc:
-            conn.log.error("response-framing", exc, {
-                "request_id": request.request_id, "conn_id": conn.conn_id,
-                "method": request.method, "path": request.path, "status": 200})
-            self.respond(plain(500, "Internal Server Error\n"))
+            self._framing_failed(exc, 200, body)
             return
         server = conn.server
         server.requests_served += 1
         head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
             _STATUS_200, server_lines(server.server_name), framing,
-            request.request_id.encode("ascii"), block)
+            self.request.request_id.encode("ascii"), block)
         transport.write(head_bytes + body if length else head_bytes)
-        transport.when_sent(conn.response_sent,
-                            AccessRecord(request, response, conn.conn_id,
-                                         len(head_bytes) + length, self.body_size,
-                                         self.queue_ms),
-                            self.started)
-        conn.busy = False
-        conn._exchange = None
-        if keep_alive:
-            deadline = conn._deadline = time.monotonic() + server.settings.keepalive_s
-            timer = conn._timer
-            if timer is None or timer.when > deadline:
-                conn._arm(deadline)
-        else:
-            conn._close(linger=conn.parser.in_message or conn.parser.buffered > 0)
+        self._done(response, len(head_bytes) + length, keep_alive)
+
+    def _framing_failed(self, exc: LocalProtocolError, status: int, body: object) -> None:
+        """The app's response contradicts itself (framing fields vs body, a CR in a value):
+        one logged error and a 500 instead of a stream the client would misread."""
+        self._close_body(body)
+        request = self.request
+        self.conn.log.error("response-framing", exc, {
+            "request_id": request.request_id, "conn_id": self.conn.conn_id,
+            "method": request.method, "path": request.path, "status": status})
+        self.respond(plain(500, "Internal Server Error\n"))
 
     def _done(self, response: Response, sent: int, keep_alive: bool) -> None:
         conn = self.conn

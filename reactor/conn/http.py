@@ -253,7 +253,12 @@ class HttpConnection:
         self.busy = False
         self._exchange = None
         if keep_alive:
-            self._set_deadline(time.monotonic() + self.server.settings.keepalive_s)
+            # `_set_deadline` spelled out: this runs once per request, and the timer usually
+            # already fires before the new deadline (it then re-arms itself, see the module)
+            deadline = self._deadline = time.monotonic() + self.server.settings.keepalive_s
+            timer = self._timer
+            if timer is None or timer.when > deadline:
+                self._arm(deadline)
         else:
             self._close(linger=self.parser.in_message or self.parser.buffered > 0)
 
