@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from bench import BENCH_DIR, CLIENT_CPU, ROOT, SERVER_CPU, WORK_DIR
+from bench.procs import free_port
 
 APPS = BENCH_DIR / "apps"
 VENV = WORK_DIR / "apps-venv"
@@ -46,12 +47,6 @@ def setup() -> None:
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", *PINS], check=True)
     STAMP.write_text("\n".join(PINS))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def servers(port: int, logs: Path) -> dict[str, tuple[list[str], Path]]:

@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REACTOR = Path(sys.executable).parent / "reactor"
+from bench.procs import start_reactor, status_kib
+
 MAX_BODY_BYTES = 100 * 1024 * 1024
 TIMEOUT_S = 120.0
 
@@ -45,34 +46,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def reset_peak_rss(pid: int) -> bool:
     try:
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # 5: reset VmHWM to the current RSS
     except OSError:
         return False
     return True
-
-
-def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
-    env = {**os.environ, "REACTOR_FILES_DIRECTORY": str(directory),
-           "REACTOR_LIMITS_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
-    server = subprocess.Popen(
-        [str(REACTOR), "serve", "--no-config", "--host", "127.0.0.1", "--port", "0",
-         "--log", "off"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert server.stderr is not None
-    for raw in server.stderr:
-        line = json.loads(raw)
-        if line.get("event") == "listening":
-            return server, int(line["port"])
-    raise SystemExit("reactor did not start")
 
 
 def flood_body(chunks: int) -> bytes:
@@ -123,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     flood = flood_body(args.chunks)
     single = single_body(len(flood))
     directory = Path(tempfile.mkdtemp(prefix="reactor-chunkflood-"))
-    server, port = start_server(directory)
+    server, port = start_reactor({"REACTOR_FILES_DIRECTORY": str(directory),
+                                  "REACTOR_LIMITS_MAX_BODY_BYTES": str(MAX_BODY_BYTES)})
     try:
         put(port, "warm", flood_body(1000))  # imports and first-use caches, not measured
         put(port, "warm", single_body(len(flood_body(1000))))

@@ -11,36 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from bench.procs import rss_kib, start_reactor
+
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work" / "memflat"
-REACTOR = Path(sys.executable).parent / "reactor"
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def start_server(root: Path) -> tuple[subprocess.Popen[bytes], int]:
-    server = subprocess.Popen(
-        [str(REACTOR), "serve", "--no-config", "--port", "0", "--log", "off"],
-        env={**os.environ, "REACTOR_STATIC_ROOT": str(root)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert server.stderr is not None
-    for raw in server.stderr:
-        line = json.loads(raw)
-        if line.get("event") == "listening":
-            return server, int(line["port"])
-    raise SystemExit("reactor did not start")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     size = int(args.size_gib * (1 << 30))
     with open(path, "wb") as file:  # sparse: no disk used, reads return zeros
         file.truncate(size)
-    server, port = start_server(WORK)
+    server, port = start_reactor({"REACTOR_STATIC_ROOT": str(WORK)})
     try:
         base = rss_kib(server.pid)
         command = ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download}\n"]

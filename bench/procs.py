@@ -8,12 +8,14 @@ process group at the end, on error, on Ctrl-C and on SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -117,15 +119,36 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of one process in KiB (0 when gone)."""
+def status_kib(pid: int, key: str) -> int:
+    """A KiB figure of /proc/PID/status (`VmRSS`, `VmHWM`, ...); 0 when gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of one process in KiB (0 when gone)."""
+    return status_kib(pid, "VmRSS")
+
+
+def start_reactor(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """`reactor serve` on 127.0.0.1, a port the kernel picks, no access log, settings from
+    `env` (REACTOR_* variables); returns the process and its port once it listens."""
+    reactor = Path(sys.executable).parent / "reactor"
+    server = subprocess.Popen(
+        [str(reactor), "serve", "--no-config", "--host", HOST, "--port", "0", "--log", "off"],
+        env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    assert server.stderr is not None
+    for raw in server.stderr:
+        line = json.loads(raw)
+        if line.get("event") == "listening":
+            return server, int(line["port"])
+    raise SystemExit("reactor did not start")
 
 
 def group_rss_kib(pgid: int) -> int:
