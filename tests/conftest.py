@@ -360,7 +360,14 @@ def wait_until(predicate, timeout: float = RAW_TIMEOUT_S, interval: float = 0.01
 def fetch(running: RunningServer, method: str, target: str, body: bytes | None = None,
           headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """One request with http.client on a fresh connection: (status, headers, body)."""
-    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
+    return exchange(http.client.HTTPConnection(running.host, running.port, timeout=5),
+                    method, target, body, headers)
+
+
+def exchange(connection: http.client.HTTPConnection, method: str, target: str,
+             body: bytes | None = None, headers: dict[str, str] | None = None
+             ) -> tuple[int, dict[str, str], bytes]:
+    """One request on `connection` (closed afterwards): (status, headers, body)."""
     try:
         connection.request(method, target, body=body, headers=headers or {})
         response = connection.getresponse()

@@ -14,7 +14,7 @@ from typing import Any
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import RAW_TIMEOUT_S, RawClient, RunningServer, start_server
+from tests.conftest import RAW_TIMEOUT_S, RawClient, RunningServer, exchange, start_server
 
 
 class Certs:
@@ -70,14 +70,9 @@ def tls_port(running: RunningServer) -> int:
 def https(running: RunningServer, context: ssl.SSLContext, method: str, target: str,
           body: bytes | None = None, headers: dict[str, str] | None = None,
           host: str = "localhost") -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPSConnection(host, tls_port(running), context=context,
-                                             timeout=RAW_TIMEOUT_S)
-    try:
-        connection.request(method, target, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
+    return exchange(http.client.HTTPSConnection(host, tls_port(running), context=context,
+                                                timeout=RAW_TIMEOUT_S),
+                    method, target, body, headers)
 
 
 def tls_client(running: RunningServer, context: ssl.SSLContext,
