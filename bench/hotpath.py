@@ -70,7 +70,7 @@ def measure(log_target: str, requests: int, rounds: int = 15, *, lb: bool = Fals
         app: Any = build_app(directory=None)
         if lb:
             from reactor.app.health import SERVING, Readiness
-            from reactor.ops.server import wrap_app
+            from reactor.ops.assembly import wrap_app
             from reactor.ops.settings import Config
             app = wrap_app(app, Config(), Readiness(SERVING))
         if metrics:
