@@ -254,20 +254,29 @@ class Exchange:
         head = self.head
         transport = conn.transport
         assert transport is not None
+        server = conn.server
         try:
             framing, block, length, _chunked, keep_alive = frame_response(
                 200, response.headers, len(body), head.method == b"HEAD",
-                conn.may_keep_alive(head, 200), head.version == b"1.0")
+                # `conn.may_keep_alive(head, 200)`, spelled out on this path
+                head.keep_alive and not conn.peer_eof and not server.stopping
+                and not conn.parser.head_complete,
+                head.version == b"1.0")
         except LocalProtocolError as exc:
             self._framing_failed(exc, 200, body)
             return
-        server = conn.server
         server.requests_served += 1
+        request = self.request
         head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
             _STATUS_200, server_lines(server.server_name), framing,
-            self.request.request_id.encode("ascii"), block)
+            request.request_id.encode("ascii"), block)
         transport.write(head_bytes + body if length else head_bytes)
-        self._done(response, len(head_bytes) + length, keep_alive)
+        transport.when_sent(conn.response_sent,  # `_done`, spelled out on this path
+                            AccessRecord(request, response, conn.conn_id,
+                                         len(head_bytes) + length, self.body_size,
+                                         self.queue_ms),
+                            self.started)
+        conn.exchange_done(keep_alive)
 
     def _framing_failed(self, exc: LocalProtocolError, status: int, body: object) -> None:
         """The app's response contradicts itself (framing fields vs body, a CR in a value):

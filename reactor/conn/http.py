@@ -50,9 +50,9 @@ class HttpConnection:
     """The HTTP/1.1 protocol of one connection (a `StreamProtocol`)."""
 
     __slots__ = (
-        "_body_mark", "_deadline", "_exchange", "_fed", "_head_started", "_peer_eof",
-        "_requests", "_settings", "_timer", "_write_paused", "busy", "closing", "conn_id",
-        "log", "loop", "parser", "server", "transport",
+        "_body_mark", "_deadline", "_exchange", "_fed", "_head_started", "_requests",
+        "_settings", "_timer", "_write_paused", "busy", "closing", "conn_id", "log", "loop",
+        "parser", "peer_eof", "server", "transport",
     )
 
     def __init__(self, server: HttpServer, conn_id: int) -> None:
@@ -66,7 +66,7 @@ class HttpConnection:
         self._exchange: Exchange | None = None
         self.busy = False  # an exchange is with the app, or its response is being produced
         self.closing = False
-        self._peer_eof = False
+        self.peer_eof = False  # the client half-closed after a full request
         self._write_paused = False
         self._requests = 0
         self._fed = 0  # bytes fed to the parser, ever
@@ -106,7 +106,7 @@ class HttpConnection:
 
     def eof_received(self) -> None:
         if self.busy:
-            self._peer_eof = True  # a half-close after a full request: still answer it
+            self.peer_eof = True  # a half-close after a full request: still answer it
             return
         if self.parser.in_message:
             self._log_rejected(499, "client-abort")
@@ -172,7 +172,7 @@ class HttpConnection:
                 exchange.end()
             else:
                 break
-        if event is NEED_DATA and not self.closing and (self._peer_eof or parser.in_message):
+        if event is NEED_DATA and not self.closing and (self.peer_eof or parser.in_message):
             self._awaiting_input()  # else idle between requests: the keep-alive deadline runs
 
     def resume_processing(self) -> None:
@@ -185,7 +185,7 @@ class HttpConnection:
         parser = self.parser
         settings = self.server.settings
         if not parser.in_message:
-            if self._peer_eof:
+            if self.peer_eof:
                 self._close()
             return  # the keep-alive deadline was set when the last response was queued
         if parser.head_complete:
@@ -243,7 +243,7 @@ class HttpConnection:
 
     def may_keep_alive(self, head: RequestHead, status: int) -> bool:
         """Whether the connection may stay open after this response, as far as it knows."""
-        return (head.keep_alive and not self._peer_eof and not self.server.stopping
+        return (head.keep_alive and not self.peer_eof and not self.server.stopping
                 # after a body we refused or did not finish reading, the stream position
                 # is unknown: close
                 and status != 413 and not self.parser.head_complete)

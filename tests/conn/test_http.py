@@ -113,7 +113,7 @@ def test_half_closed_client_still_gets_its_answer(running_server):
         client.send(get("/slow"))
         client.sock.shutdown(socket.SHUT_WR)  # the request is complete; we only read now
         assert wait_until(lambda: on_loop(running_server, lambda: [
-            t.protocol._peer_eof for t in running_server.server.http.connections]) == [True])
+            t.protocol.peer_eof for t in running_server.server.http.connections]) == [True])
         gate.set()
         response = client.read_response()
         assert response.status == 200 and response.body == b"half-close"
