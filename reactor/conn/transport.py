@@ -36,7 +36,8 @@ class SocketTransport:
     """A non-blocking TCP (or unix) socket registered with the loop."""
 
     __slots__ = (
-        "_batching", "_buffer", "_closed", "_closing", "_linger", "_loop", "_on_closed",
+        "_batching", "_buffer", "_closed", "_closing", "_corked", "_linger", "_loop",
+        "_on_closed",
         "_protocol", "_reading", "_sock", "_write_paused", "_writing", "extra",
         "last_write_progress", "peer",
     )
@@ -56,6 +57,9 @@ class SocketTransport:
         self._write_paused = False
         self._closing = False
         self._closed = False
+        # TCP_CORK while a file range is queued (nginx's tcp_nopush), None once the socket
+        # refused it (a unix socket): see `_flush`.
+        self._corked: bool | None = False
         self._linger: TimerHandle | str | None = None
         self.last_write_progress = 0.0  # monotonic time a blocked write last moved
 
@@ -94,6 +98,14 @@ class SocketTransport:
 
     def _shutdown_write(self) -> None:
         self._sock.shutdown(socket.SHUT_WR)
+
+    def _cork(self, on: bool) -> None:
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
+        except OSError:
+            self._corked = None  # not TCP: never again
+        else:
+            self._corked = on
 
     # ---- reading --------------------------------------------------------------------
     def pause_reading(self) -> None:
@@ -174,11 +186,14 @@ class SocketTransport:
 
     def _queued(self) -> None:
         """After output was queued: send now, or after the current batch, or when writable."""
-        if self._batching or self._writing:
-            # Sent after the current batch of input, or when the socket drains; meanwhile
-            # the protocol must learn when too much is waiting.
+        if self._writing:
+            # Sent when the socket drains; meanwhile the protocol must learn when too much
+            # is waiting.
             self._check_high_water()
-        else:
+        elif not self._batching or self._buffer.pending_bytes > HIGH_WATER_BYTES:
+            # Not in a batch of input, or the batch has queued more than the mark (a large
+            # file, many pipelined answers): send what the socket takes now, and pause the
+            # protocol only for what it did not take.
             self._flush()
 
     def _check_high_water(self) -> None:
@@ -202,6 +217,13 @@ class SocketTransport:
 
     def _flush(self) -> None:
         buffer = self._buffer
+        if buffer.files and self._corked is False:
+            # A file is going out: hold partial segments until it is all queued, so the
+            # head and the file's tail share full segments and the kernel sends in large
+            # writes from this call instead of trickling on each ACK (nginx's tcp_nopush:
+            # on loopback it moves the TCP work to the sender's core). Uncorked below once
+            # the buffer drains, which pushes the last partial segment at once.
+            self._cork(True)
         try:
             done = buffer.send(self)
         except OSError as exc:
@@ -210,6 +232,8 @@ class SocketTransport:
         if self._closed:
             return  # a marker closed us
         if done:
+            if self._corked:
+                self._cork(False)
             if self._writing:
                 self._writing = False
                 self._loop.remove_writer(self._sock)

@@ -52,11 +52,12 @@ class WriteBuffer:
     hit the high-water mark like any other, or it could pin one open file per request.
     """
 
-    __slots__ = ("_entries", "pending_bytes", "sendfile_bytes")
+    __slots__ = ("_entries", "files", "pending_bytes", "sendfile_bytes")
 
     def __init__(self) -> None:
         self._entries: collections.deque[Entry] = collections.deque()
         self.pending_bytes = 0
+        self.files = 0  # file ranges queued
         self.sendfile_bytes = 0  # lifetime total sent through os.sendfile (observability)
 
     def __bool__(self) -> bool:
@@ -71,6 +72,7 @@ class WriteBuffer:
         if length > 0:
             self._entries.append(FileRange(file, offset, length))
             self.pending_bytes += length
+            self.files += 1
         else:
             file.close()
 
@@ -97,26 +99,41 @@ class WriteBuffer:
         return True
 
     def _send_bytes(self, sender: Sender) -> bool:
+        """One gather write of the byte chunks at the front, markers between them skipped
+        (pipelined responses, each followed by its log marker, leave in one `sendmsg`); the
+        markers run once the bytes before them are sent."""
         entries = self._entries
         chunks: list[bytes | memoryview] = []
         for entry in entries:
-            if isinstance(entry, (FileRange, Marker)) or len(chunks) == _MAX_IOVECS:
+            if type(entry) is Marker:
+                continue
+            if type(entry) is FileRange or len(chunks) == _MAX_IOVECS:
                 break
-            chunks.append(entry)
+            chunks.append(entry)  # type: ignore[arg-type]  # bytes or memoryview here
         try:
             sent = sender.send_chunks(chunks)
         except (BlockingIOError, InterruptedError):
             return False
         self.pending_bytes -= sent
-        for chunk in chunks:
-            size = len(chunk)
-            if sent >= size:
+        unsent_chunks = len(chunks)
+        while entries:
+            entry = entries[0]
+            if type(entry) is Marker:
                 entries.popleft()
-                sent -= size
-            else:
+                entry.callback(*entry.args)
+                if entries is not self._entries:
+                    return True  # the callback closed the connection (the buffer was cleared)
+                continue
+            if not unsent_chunks or type(entry) is FileRange:
+                break  # the rest goes in the next write
+            size = len(entry)  # type: ignore[arg-type]
+            if sent < size:
                 if sent:
-                    entries[0] = memoryview(chunk)[sent:]
+                    entries[0] = memoryview(entry)[sent:]  # type: ignore[arg-type]
                 return False
+            entries.popleft()
+            sent -= size
+            unsent_chunks -= 1
         return True
 
     def _send_file(self, sender: Sender, rng: FileRange) -> bool:
@@ -133,6 +150,7 @@ class WriteBuffer:
         if rng.length:
             return sent >= _SENDFILE_CHUNK  # a short send means the socket is full
         self._entries.popleft()
+        self.files -= 1
         rng.file.close()
         return True
 
@@ -144,8 +162,10 @@ class WriteBuffer:
         """
         entries, self._entries = self._entries, collections.deque()
         self.pending_bytes = 0
+        self.files = 0
         for entry in entries:
             if isinstance(entry, FileRange):
                 entry.file.close()
             elif isinstance(entry, Marker):
                 entry.callback(*entry.args)
+        entries.clear()  # a `send` this interrupted (a marker closed us) must stop there

@@ -7,6 +7,8 @@ import socket
 import threading
 from typing import Any
 
+import pytest
+
 from reactor.conn.interfaces import StreamProtocol, Transport
 from reactor.conn.transport import HIGH_WATER_BYTES, SocketTransport
 from tests.conn.conftest import TIMEOUT_S, LoopThread, recv_all, recv_until
@@ -187,3 +189,83 @@ def test_read_now_reads_even_while_paused(loop_thread, socket_pair) -> None:
     client.sendall(b"sent before the stop")  # a unix socketpair: in our buffer on return
     loop_thread.run(transport.read_now)
     assert [v for n, v in protocol.events if n == "data"] == [b"sent before the stop"]
+
+
+def tcp_pair(sndbuf: int | None = None) -> tuple[socket.socket, socket.socket]:
+    """(server side, client side) of a real TCP connection on 127.0.0.1."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname(), timeout=TIMEOUT_S)
+    server_side, _ = listener.accept()
+    listener.close()
+    server_side.setblocking(False)
+    if sndbuf is not None:
+        server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    return server_side, client
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"closed after {len(data)} of {size} bytes"
+        data += chunk
+    return bytes(data)
+
+
+def corked(loop_thread: LoopThread, sock: socket.socket) -> int:
+    return int(loop_thread.run(sock.getsockopt, socket.IPPROTO_TCP, socket.TCP_CORK))
+
+
+def test_a_file_answer_is_corked_until_it_is_all_sent(loop_thread, tmp_path) -> None:
+    # nginx's tcp_nopush: head and file share full segments, the tail is pushed at the end.
+    server_side, client = tcp_pair(sndbuf=64 * 1024)
+    path = tmp_path / "big.bin"
+    body = bytes(range(256)) * 16 * 1024  # 4 MiB: more than the socket takes at once
+    path.write_bytes(body)
+    protocol = Recorder()
+    transport = start(loop_thread, server_side, protocol)
+    try:
+        loop_thread.run(lambda: (transport.write(b"head\r\n"),
+                                 transport.write_file(path.open("rb"), 0, len(body))))
+        protocol.wait_for("blocked")  # the client reads nothing yet: the file is pending
+        assert corked(loop_thread, server_side) == 1
+        assert recv_exactly(client, 6 + len(body)) == b"head\r\n" + body
+        protocol.wait_for("resume")
+        assert loop_thread.run(lambda: transport.pending_bytes) == 0
+        assert corked(loop_thread, server_side) == 0  # drained: uncorked, the tail pushed
+        loop_thread.run(transport.write, b"next")  # a later small answer is not held back
+        assert recv_exactly(client, 4) == b"next"
+    finally:
+        loop_thread.run(transport.abort)
+        client.close()
+
+
+def test_a_unix_socket_is_never_corked(loop_thread, socket_pair, tmp_path) -> None:
+    server_side, client = socket_pair
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 1000)
+    transport = start(loop_thread, server_side, Recorder())
+    loop_thread.run(lambda: transport.write_file(path.open("rb"), 0, 1000))
+    assert recv_exactly(client, 1000) == b"x" * 1000
+    loop_thread.run(lambda: transport.write_file(path.open("rb"), 0, 1000))
+    assert recv_exactly(client, 1000) == b"x" * 1000
+
+
+def test_a_large_answer_the_socket_takes_does_not_pause_the_protocol(loop_thread) -> None:
+    # A response over the high-water mark queued while input is handled: sent at once
+    # rather than pausing (and later resuming) reading for a buffer the socket drains.
+    server_side, client = tcp_pair(sndbuf=4 * 1024 * 1024)
+    if server_side.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < 2 * HIGH_WATER_BYTES:
+        server_side.close()
+        client.close()
+        pytest.skip("net.core.wmem_max keeps the send buffer under twice the high-water mark")
+    protocol = Recorder(reply=b"r" * (HIGH_WATER_BYTES + 1024))
+    transport = start(loop_thread, server_side, protocol)
+    try:
+        client.sendall(b"ask")
+        assert recv_exactly(client, HIGH_WATER_BYTES + 1024) == b"r" * (HIGH_WATER_BYTES + 1024)
+        names = [name for name, _ in protocol.events]
+        assert "pause" not in names and "blocked" not in names, names
+    finally:
+        loop_thread.run(transport.abort)
+        client.close()

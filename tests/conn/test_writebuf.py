@@ -107,3 +107,60 @@ def test_a_file_that_shrank_is_a_broken_connection(socket_pair, tmp_path) -> Non
         assert "truncated" in str(exc)
     else:
         raise AssertionError("a short file must not end the response silently")
+
+
+class ShortSender(SocketSender):
+    """A socket that takes at most `room` bytes per call, as a full send buffer does."""
+
+    def __init__(self, sock: socket.socket, room: int) -> None:
+        super().__init__(sock)
+        self.room = room
+
+    def send_chunks(self, chunks: list[bytes | memoryview]) -> int:
+        self.calls.append(("chunks", len(chunks)))
+        return self.sock.send(b"".join(chunks)[: self.room])
+
+
+def test_pipelined_answers_leave_in_one_gather_write_past_their_markers(socket_pair) -> None:
+    server_side, client = socket_pair
+    sender = SocketSender(server_side)
+    buffer = WriteBuffer()
+    seen: list[str] = []
+    for answer in (b"one;", b"two;", b"three;"):
+        buffer.append(answer)
+        buffer.append_marker(seen.append, answer.decode())
+    assert buffer.send(sender) and not buffer
+    assert sender.calls == [("chunks", 3)]  # one sendmsg, not one per answer
+    assert seen == ["one;", "two;", "three;"]
+    assert drain(client, 14) == b"one;two;three;"
+
+
+def test_a_partial_gather_write_runs_only_the_markers_it_passed(socket_pair) -> None:
+    server_side, client = socket_pair
+    buffer = WriteBuffer()
+    seen: list[str] = []
+    for answer in (b"aaaa", b"bbbb", b"cccc"):
+        buffer.append(answer)
+        buffer.append_marker(seen.append, answer[:1].decode())
+    assert not buffer.send(ShortSender(server_side, 6))  # all of a, half of b
+    assert seen == ["a"] and buffer.pending_bytes == 6
+    assert buffer.send(SocketSender(server_side))
+    assert seen == ["a", "b", "c"]
+    assert drain(client, 12) == b"aaaabbbbcccc"
+
+
+def test_a_marker_that_clears_the_buffer_ends_the_send(socket_pair) -> None:
+    server_side, client = socket_pair
+    sender = ShortSender(server_side, 5)
+    buffer = WriteBuffer()
+    seen: list[str] = []
+    buffer.append(b"first")
+    buffer.append_marker(lambda: (seen.append("closing"), buffer.clear()))  # a close
+    buffer.append(b"second")
+    buffer.append_marker(seen.append, "second accounted for")
+    assert buffer.send(sender)  # nothing left to send: the rest was dropped
+    assert sender.calls == [("chunks", 2)]
+    assert seen == ["closing", "second accounted for"]  # each marker ran once
+    assert not buffer and buffer.pending_bytes == 0 and buffer.files == 0
+    client.setblocking(False)
+    assert client.recv(100) == b"first"
