@@ -194,6 +194,7 @@ _TLS_KEYS = ("tls_version", "tls_cipher", "sni")
 _SCHEMES = {"http": '"http"', "https": '"https"'}
 _SCHEMA = ACCESS_SCHEMA_VERSION
 _EMPTY = '""'
+_L1 = "latin-1"
 
 
 
@@ -279,9 +280,9 @@ def _render_request(record: AccessRecord) -> str:
         f'"bytes_in":{record.bytes_in},"bytes_out":{record.bytes_out},'
         f'"duration_ms":{record.duration_ms:.3f},'
         f'"queue_ms":{"null" if queue_ms is None else f"{queue_ms:.3f}"},'
-        f'"user_agent":{"null" if user_agent is None else _json_str(user_agent.decode("latin-1"))},'
-        f'"referer":{"null" if referer is None else _json_str(referer.decode("latin-1"))},'
-        f'"content_encoding":{"null" if encoding is None else _json_str(encoding.decode("latin-1"))},'
+        f'"user_agent":{"null" if user_agent is None else _json_str(user_agent.decode(_L1))},'
+        f'"referer":{"null" if referer is None else _json_str(referer.decode(_L1))},'
+        f'"content_encoding":{"null" if encoding is None else _json_str(encoding.decode(_L1))},'
         f'"keepalive_reuse":{"true" if request_no > 1 else "false"},'
         f'"scheme":{_SCHEMES.get(request.scheme) or _json_str(request.scheme)}'
         f'{_tls_suffix(info) if "tls_version" in info else ""}}}'

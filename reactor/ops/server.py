@@ -226,7 +226,9 @@ class Server:
         http.trusted_proxies = TrustedNetworks(config.proxy.trusted)
         http.proxy_header_s = config.timeouts.proxy_header_s
         http.app = wrap_app(self._serving(self.app, config), config, self.readiness)
-        self.log.observer = self.metrics.observe
+        # Counting costs every request; with no /metrics listener (a restart-only
+        # setting) nobody could ever read the counts.
+        self.log.observer = self.metrics.observe if self.metrics_listener is not None else None
         self.log.log_health = config.health.log
 
     def _metrics_error(self, event: str, exc: BaseException | None,
