@@ -189,14 +189,21 @@ class EventLoop:
         events = self._selector.select(timeout)
         for key, mask in events:
             handlers = key.data
+            # `_guarded` spelled out: this runs for every ready socket
             if mask & _READ:
                 reader = handlers[0]
                 if reader is not None:
-                    self._guarded(reader, (), "reader")
+                    try:
+                        reader()
+                    except Exception as exc:
+                        self._failed("reader", exc)
             if mask & _WRITE:
                 writer = handlers[1]  # read again: the reader may have removed it
                 if writer is not None:
-                    self._guarded(writer, (), "writer")
+                    try:
+                        writer()
+                    except Exception as exc:
+                        self._failed("writer", exc)
         if self._pending_signals:
             self._dispatch_signals()
         threadsafe = self._threadsafe
@@ -221,10 +228,13 @@ class EventLoop:
         try:
             callback(*args)
         except Exception as exc:  # one bad callback never stops the loop
-            try:
-                self._exception_handler(context, exc)
-            except Exception:
-                _print_exception(context, exc)
+            self._failed(context, exc)
+
+    def _failed(self, context: str, exc: Exception) -> None:
+        try:
+            self._exception_handler(context, exc)
+        except Exception:
+            _print_exception(context, exc)
 
     def close(self) -> None:
         """Join the pool, then run what it handed back and anything still scheduled.

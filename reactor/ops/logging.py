@@ -146,13 +146,15 @@ class _Clock:
 
     def now(self) -> str:
         milli = int(time.time() * 1000)
-        if milli != self._milli:
-            self._milli = milli
-            second = milli // 1000
-            if second != self._second:
-                self._second = second
-                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._stamp = f"{self._prefix}.{milli % 1000:03d}Z"
+        return self._stamp if milli == self._milli else self.advance(milli)
+
+    def advance(self, milli: int) -> str:
+        self._milli = milli
+        second = milli // 1000
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        self._stamp = f"{self._prefix}.{milli % 1000:03d}Z"
         return self._stamp
 
 
@@ -266,10 +268,12 @@ def _render_request(record: AccessRecord) -> str:
     query = request.query
     request_no = request.request_no
     info = request.conn_info
+    milli = int(time.time() * 1000)  # _clock.now() inlined
+    stamp = _clock._stamp if milli == _clock._milli else _clock.advance(milli)
     # Values from the client (path, query, header values, an X-Request-ID) can need JSON
     # escaping; the C escaper does it. Numbers are formatted here.
     return (
-        f'{{"ts":"{_clock.now()}","level":"info","event":"request","schema":{_SCHEMA},'
+        f'{{"ts":"{stamp}","level":"info","event":"request","schema":{_SCHEMA},'
         f'"request_id":{_json_str(request.request_id)},"conn_id":{record.conn_id},'
         f'"request_no":{request_no},"remote_addr":{remote},'
         f'"remote_port":{request.remote_port},'

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
+import re
+import time
 from pathlib import Path
 
 from reactor.app.types import Headers, Request, Response
@@ -134,3 +137,17 @@ def test_server_log_request_line_equals_the_structlog_rendering(tmp_path: Path) 
     assert direct == chained
     assert direct["client_addr"] == "203.0.113.9" and direct["peer_addr"] == "127.0.0.1"
     assert direct["referer"] == "http://x/\u00e9" and direct["user_agent"] == 'a "b" \\ c'
+
+
+def test_timestamps_are_utc_milliseconds_and_follow_the_clock() -> None:
+    from reactor.ops.logging import _Clock
+
+    clock = _Clock()
+    assert clock.advance(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+    assert clock.advance(1_700_000_000_999) == "2023-11-14T22:13:20.999Z"
+    assert clock.advance(1_700_000_001_005) == "2023-11-14T22:13:21.005Z"  # next second
+    before = time.time()
+    now = clock.now()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now)
+    stamped = calendar.timegm(time.strptime(now[:19], "%Y-%m-%dT%H:%M:%S")) + int(now[20:23]) / 1e3
+    assert before - 0.002 <= stamped <= time.time()
