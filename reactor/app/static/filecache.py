@@ -24,9 +24,13 @@ _SWEEP_EVERY = 1024  # lookups between sweeps of entries past `valid_s`
 
 
 class CachedFile:
-    """One open file: its fd (owned by the cache) and what it was served as."""
+    """One open file: its fd (owned by the cache) and what it was served as.
 
-    __slots__ = ("checked", "fd", "ino", "mtime_ns", "size")
+    `fields` is for the file server: the header fields of its plain 200 for this file,
+    made on first use (validators and all), valid as long as the entry is.
+    """
+
+    __slots__ = ("checked", "fd", "fields", "ino", "mtime_ns", "size")
 
     def __init__(self, fd: int, info: os.stat_result, checked: float) -> None:
         self.fd = fd
@@ -34,6 +38,7 @@ class CachedFile:
         self.size = info.st_size
         self.mtime_ns = info.st_mtime_ns
         self.checked = checked
+        self.fields: tuple[tuple[bytes, bytes], ...] | None = None
 
 
 class OpenFileCache:
@@ -66,8 +71,8 @@ class OpenFileCache:
         if entries.setdefault(key, entry) is not entry:
             os.close(entry.fd)  # another worker was first
 
-    def open(self, key: tuple[str, ...]) -> tuple[int, os.stat_result] | None:
-        """On the loop: a new fd of the cached file and its fresh stat, or None (absent,
+    def open(self, key: tuple[str, ...]) -> tuple[int, os.stat_result, CachedFile] | None:
+        """On the loop: a new fd of the cached file, its fresh stat and entry, or None (absent,
         older than `valid_s`, or changed: the entry is dropped and the caller takes the
         pool path, which opens the path anew and adds a fresh entry)."""
         self._lookups += 1
@@ -87,7 +92,7 @@ class OpenFileCache:
             self._drop(key, entry)
             return None
         self.hits += 1
-        return os.dup(entry.fd), info
+        return os.dup(entry.fd), info, entry
 
     def sweep(self) -> None:
         """On the loop: close the entries past `valid_s` (a deleted file's space is

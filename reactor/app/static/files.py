@@ -108,15 +108,30 @@ class FileServer:
         found = self.open_files.open(tuple(segments))
         if found is None:
             return None
-        fd, info = found
+        fd, info, entry = found
+        fields = entry.fields
+        if fields is not None and fields[0][1] is content_type:
+            for name, _value in headers._fields:
+                if name[:3].lower() == b"if-":  # a precondition: evaluated below
+                    break
+            else:  # the plain 200 of this file, as `_answer` made it the first time
+                try:
+                    return Response(200, list(fields), as_file(fd, 0, info.st_size))
+                except BaseException:
+                    os.close(fd)
+                    raise
         opened = Opened(fd, info, "")
         try:
             rep = Representation(opened, etag=make_etag(info), mtime=int(info.st_mtime),
                                  size=info.st_size)
-            return self._answer(request, rep, content_type, compressible, whole_file=True)
+            response = self._answer(request, rep, content_type, compressible,
+                                    whole_file=True)
         except BaseException:
             opened.close()
             raise
+        if response.status == 200:
+            entry.fields = tuple(response.headers)
+        return response
 
     def respond(self, request: Request, opened: Opened, segments: list[str]) -> Response:
         """The response for the open regular file at root/segments (closes or hands over)."""

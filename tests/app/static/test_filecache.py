@@ -55,6 +55,31 @@ def test_conditional_requests_are_answered_from_the_cache_too(
     assert isinstance(answer, Response) and answer.status == 304
 
 
+def test_repeat_answers_reuse_the_first_answers_fields_and_honour_preconditions(
+        static_app: Callable[..., App]) -> None:
+    app = static_app(cache_control="max-age=60")
+    for path in ("/data.bin", "/style.css"):  # binary; compressible, asked without gzip
+        pooled = call(app, "GET", path)
+        first = first_answer(app, path)  # the entry remembers this answer's fields...
+        again = first_answer(app, path)  # ...and this one is made from them
+        for answer in (first, again):
+            assert isinstance(answer, Response) and isinstance(answer.body, FileBody)
+            assert answer.status == 200 and answer.headers == pooled.headers
+            assert body_bytes(answer) == body_bytes(pooled)
+        assert isinstance(first, Response) and isinstance(again, Response)
+        assert again.headers is not first.headers  # each answer owns its list
+        entries = files_of(app).open_files._entries
+        assert entries and all(entry.fields is not None for entry in entries.values())
+        etag = (header(pooled, "ETag") or b"").decode()
+        modified = (header(pooled, "Last-Modified") or b"").decode()
+        for fields, status in (({"If-None-Match": etag}, 304),
+                               ({"If-Modified-Since": modified}, 304),
+                               ({"If-Match": '"another"'}, 412)):
+            answer = first_answer(app, path, fields)
+            assert isinstance(answer, Response) and answer.status == status, fields
+        assert files_of(app).open_files.hits == (5 if path == "/data.bin" else 10)  # no pool
+
+
 def test_range_and_gzip_requests_take_the_pool_path(static_app: Callable[..., App]) -> None:
     app = static_app()
     call(app, "GET", "/data.bin")
