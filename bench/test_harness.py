@@ -186,3 +186,21 @@ def test_report_shows_hotpath_and_plot_and_the_plot_series(tmp_path) -> None:
     assert "](latest.png)" in (tmp_path / "latest.md").read_text()
     workloads, rps = series(json.loads(to_json(rep)))
     assert workloads == ["echo50"] and rps["uvicorn"]["echo50"] == 1000.0
+
+
+def test_time_wait_sockets_counts_a_closed_connection_on_its_port() -> None:
+    import socket
+
+    from bench.cli import settle_time_wait, time_wait_sockets
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    assert time_wait_sockets(port) == 0
+    client = socket.create_connection(("127.0.0.1", port))
+    server_side, _ = listener.accept()
+    server_side.close()  # the server closes first: its end waits in TIME_WAIT
+    assert client.recv(1) == b""
+    client.close()
+    listener.close()
+    assert time_wait_sockets(port) == 1
+    assert settle_time_wait(port, limit_s=0.0) == pytest.approx(0.0, abs=0.5)  # one is fine
