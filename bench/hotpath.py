@@ -38,6 +38,10 @@ class CollectingTransport:
     def write(self, data: bytes) -> None:
         self.out.append(data)
 
+    def try_write(self, data: bytes) -> bool:
+        self.out.append(data)
+        return True
+
     def write_many(self, *chunks: bytes) -> None:
         self.out.extend(chunks)
 

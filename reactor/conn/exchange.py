@@ -270,12 +270,18 @@ class Exchange:
         head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
             _STATUS_200, server_lines(server.server_name), framing,
             request.request_id.encode("ascii"), block)
-        transport.write(head_bytes + body if length else head_bytes)
-        transport.when_sent(conn.response_sent,  # `_done`, spelled out on this path
-                            AccessRecord(request, response, conn.conn_id,
-                                         len(head_bytes) + length, self.body_size,
-                                         self.queue_ms),
-                            self.started)
+        record = AccessRecord(request, response, conn.conn_id, len(head_bytes) + length,
+                              self.body_size, self.queue_ms)
+        data = head_bytes + body if length else head_bytes
+        # `_done`, spelled out. With no pipelined request behind this one the answer goes
+        # to the socket now and, when the kernel took it all, is logged now; otherwise it
+        # is batched with the answers that follow and logged by a marker once sent.
+        if not conn.parser.buffered and transport.try_write(data):
+            conn.response_sent(record, self.started)
+        else:
+            if conn.parser.buffered:
+                transport.write(data)
+            transport.when_sent(conn.response_sent, record, self.started)
         conn.exchange_done(keep_alive)
 
     def _framing_failed(self, exc: LocalProtocolError, status: int, body: object) -> None:

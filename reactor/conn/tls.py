@@ -416,6 +416,12 @@ class TlsTransport(SocketTransport):
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
 
+    def try_write(self, data: bytes) -> bool:
+        # Always through the buffer: a record OpenSSL could not send must be offered again,
+        # whole, by the flush that owns the retry.
+        self.write(data)
+        return False
+
     def send_chunks(self, chunks: list[bytes | memoryview]) -> int:
         sock = self._ssl
         if sock is None:

@@ -156,6 +156,24 @@ class SocketTransport:
         self._buffer.append(data)
         self._queued()
 
+    def try_write(self, data: bytes) -> bool:
+        """`write`, sent at once when nothing waits before it: True when it all reached the
+        kernel in this call (the caller can account for it now, no marker needed)."""
+        if self._buffer or self._writing or self._closing or not data:
+            self.write(data)
+            return False
+        try:
+            sent = self.send_chunks([data])
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._close_now(exc)
+            return False
+        if sent == len(data):
+            return True
+        self.write(memoryview(data)[sent:] if sent else data)
+        return False
+
     def write_file(self, file: BinaryIO, offset: int, length: int) -> None:
         """Queue a file range, sent with `os.sendfile`; the transport closes the file."""
         if self._closed or self._closing:

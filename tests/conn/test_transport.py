@@ -269,3 +269,33 @@ def test_a_large_answer_the_socket_takes_does_not_pause_the_protocol(loop_thread
     finally:
         loop_thread.run(transport.abort)
         client.close()
+
+
+def test_try_write_sends_at_once_when_nothing_waits(loop_thread, socket_pair) -> None:
+    server_side, client = socket_pair
+    transport = start(loop_thread, server_side, Recorder())
+    assert loop_thread.run(transport.try_write, b"answer") is True
+    assert loop_thread.run(lambda: transport.pending_bytes) == 0
+    assert recv_exactly(client, 6) == b"answer"
+
+
+def test_try_write_queues_behind_what_waits_and_keeps_the_order(loop_thread, socket_pair
+                                                                ) -> None:
+    server_side, client = socket_pair
+    protocol = Recorder()
+    transport = start(loop_thread, server_side, protocol)
+    big = b"x" * (HIGH_WATER_BYTES * 4)
+    loop_thread.run(transport.write, big)  # the peer reads nothing yet: the socket fills
+    protocol.wait_for("blocked")
+    assert loop_thread.run(transport.try_write, b"after") is False  # queued behind it
+    assert recv_exactly(client, len(big) + 5) == big + b"after"
+
+
+def test_try_write_queues_the_part_a_full_socket_did_not_take(loop_thread, socket_pair
+                                                             ) -> None:
+    server_side, client = socket_pair
+    transport = start(loop_thread, server_side, Recorder())
+    big = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes at once
+    assert loop_thread.run(transport.try_write, big) is False
+    assert 0 < loop_thread.run(lambda: transport.pending_bytes) < len(big)
+    assert recv_exactly(client, len(big)) == big
