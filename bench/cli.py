@@ -158,8 +158,11 @@ def run_workload(running: Running, workload: Workload, args: argparse.Namespace,
     try:
         if args.warmup > 0:
             run_wrk(wrk_command(url, workload, args.warmup), args.warmup, wrk_log)
+        cpu_before = running.cpu_s()
         record.result = run_wrk(wrk_command(url, workload, args.duration), args.duration,
                                 wrk_log)
+        if record.result.requests:
+            record.cpu_us = (running.cpu_s() - cpu_before) * 1e6 / record.result.requests
         record.rss_kib = running.rss_kib()
     except WrkError as exc:
         record.error = str(exc)
@@ -310,6 +313,8 @@ def new_report(args: argparse.Namespace, info: SetupInfo, workloads: list[Worklo
         "pinning": f"server `taskset -c {SERVER_CPU}`, wrk `taskset -c {CLIENT_CPU}` with -t1",
         "wrk": "one thread, `--timeout 5s`, results from bench/lua/report.lua's done() hook",
         "RSS": "VmRSS summed over the server's process group, right after the measured run",
+        "CPU µs/req": "user + system CPU of the server's process group during the measured "
+                      "run, divided by the requests wrk completed (steadier than req/s here)",
         "idle10k": f"{args.idle_conns:,} connections, batches of 250, 200 fresh-connection "
                    "requests timed by the Python client",
         "open files limit": str(nofile),

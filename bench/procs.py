@@ -119,6 +119,17 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds used so far by the processes of group ``pgid`` (all their
+    threads)."""
+    ticks = 0
+    for _pid, stat in _proc_entries():
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 12 and int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def status_kib(pid: int, key: str) -> int:
     """A KiB figure of /proc/PID/status (`VmRSS`, `VmHWM`, ...); 0 when gone."""
     try:

@@ -32,6 +32,7 @@ class RunRecord:
     workload: str
     result: WrkResult | None = None
     rss_kib: int = 0
+    cpu_us: float = 0.0  # server CPU (user + system, all processes) per request
     error: str | None = None
 
 
@@ -150,13 +151,15 @@ def workload_table(report: Report, workload: Workload) -> str:
     reactor = report.run_for(workload.name, REACTOR)
     reactor_rps = reactor.result.rps if reactor and reactor.result else None
     ok = sorted((r for r in runs if r.result), key=lambda r: -r.result.rps)
-    headers = ["server", "req/s", "p50 ms", "p99 ms", "RSS MiB", "errors", "reactor/peer"]
+    headers = ["server", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "RSS MiB", "errors",
+               "reactor/peer"]
     rows = [
         [r.server, fmt_rps(r.result.rps), fmt_ms(r.result.p50_ms), fmt_ms(r.result.p99_ms),
-         fmt_mib(r.rss_kib), r.result.errors_text(), fmt_ratio(reactor_rps, r.result.rps)]
+         f"{r.cpu_us:.1f}" if r.cpu_us else "", fmt_mib(r.rss_kib), r.result.errors_text(),
+         fmt_ratio(reactor_rps, r.result.rps)]
         for r in ok
     ]
-    rows += [[r.server, "failed", "", "", "", (r.error or "")[:120], ""]
+    rows += [[r.server, "failed", "", "", "", "", (r.error or "")[:120], ""]
              for r in runs if not r.result]
     if workload.needs == "page":
         # Not every server compresses the page: say which did, and the wire size.

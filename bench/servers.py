@@ -161,6 +161,9 @@ class Running:
     def rss_kib(self) -> int:
         return procs.group_rss_kib(self.pgid)
 
+    def cpu_s(self) -> float:
+        return procs.group_cpu_s(self.pgid)
+
     def stop(self) -> None:
         procs.stop(self.proc)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from datetime import datetime
 
 import pytest
@@ -112,7 +113,7 @@ def _report() -> Report:
     for name, rps in (("reactor", 2000), ("uvicorn", 1000), ("nginx", 8000)):
         res = WrkResult(requests=rps * 10, duration_s=10, bytes=rps * 1000,
                         errors={"read": 0}, p50_ms=1, p99_ms=5)
-        rep.runs.append(RunRecord(name, "echo50", res, rss_kib=20480))
+        rep.runs.append(RunRecord(name, "echo50", res, rss_kib=20480, cpu_us=1e6 / rps))
     rep.runs.append(RunRecord("uvicorn", "page100k", error="probe failed: page"))
     rep.idle["nginx"] = "ConnectionError: boom"
     return rep
@@ -121,7 +122,7 @@ def _report() -> Report:
 def test_render_tables_and_ratios() -> None:
     text = render(_report())
     assert "| echo50 | 2,000 | uvicorn 1,000 | 2.00x | 0.25x | n/a |" in text
-    assert "| uvicorn | 1,000 | 1.00 | 5.00 | 20.0 | 0 | 2.00x |" in text
+    assert "| uvicorn | 1,000 | 1.00 | 5.00 | 1000.0 | 20.0 | 0 | 2.00x |" in text
     assert "reactor sent the page uncompressed" in text
     assert "| nginx | failed |" in text
     assert table(["a", "b"], [["1", "2"]], numeric=True).splitlines()[1] == "| --- | ---: |"
@@ -186,6 +187,27 @@ def test_report_shows_hotpath_and_plot_and_the_plot_series(tmp_path) -> None:
     assert "](latest.png)" in (tmp_path / "latest.md").read_text()
     workloads, rps = series(json.loads(to_json(rep)))
     assert workloads == ["echo50"] and rps["uvicorn"]["echo50"] == 1000.0
+
+
+def test_group_cpu_counts_the_work_of_a_process_group() -> None:
+    import subprocess
+
+    from bench import procs
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.3"
+                             "\nwhile time.process_time() < end: pass"],
+                            start_new_session=True)
+    proc.wait(timeout=30)  # gone: nothing left to count
+    assert procs.group_cpu_s(proc.pid) == 0.0
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while procs.group_cpu_s(busy.pid) < 0.2:  # a busy child's CPU shows up, by its group
+            assert time.monotonic() < deadline, "no CPU counted for a busy process"
+            time.sleep(0.05)
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_time_wait_sockets_counts_a_closed_connection_on_its_port() -> None:
