@@ -46,22 +46,26 @@ _STATUS_200 = status_line(200)
 _FUSED_MAX = _COPY_BODY_MAX
 
 
-class Exchange:
-    """The per-request state of an `HttpConnection`."""
+class Exchange(AccessRecord):
+    """The per-request state of an `HttpConnection`, and, once answered, the record the
+    access log reads (`response` and `bytes_out` are set then): one object per request."""
 
-    __slots__ = ("body", "body_size", "conn", "dispatch", "head", "queue_ms", "request",
-                 "started", "stream_sent", "streamer", "upload")
+    __slots__ = ("body", "conn", "dispatch", "head", "started", "stream_sent", "streamer",
+                 "upload")
 
     def __init__(self, conn: HttpConnection, head: RequestHead, request: Request,
                  dispatch: Dispatch, started: float) -> None:
         self.conn = conn
+        self.conn_id = conn.conn_id
         self.head = head
         self.request = request
         self.dispatch = dispatch
         self.started = started
         self.body: list[bytes] = []
-        self.body_size = 0
-        self.queue_ms: float | None = None
+        self.bytes_in = 0  # body bytes received
+        self.bytes_out = 0
+        self.duration_ms = 0.0
+        self.queue_ms = None
         self.upload: UploadPump | None = None
         self.streamer: BodyStreamer | None = None
         self.stream_sent = 0
@@ -91,12 +95,12 @@ class Exchange:
     def send_continue(self) -> None:
         """RFC 9110 10.1.1: the client waits for `100 Continue` before sending the body."""
         conn = self.conn
-        if (self.head.expect_continue and self.body_size == 0 and not conn.closing
+        if (self.head.expect_continue and self.bytes_in == 0 and not conn.closing
                 and conn.parser.buffered == 0 and conn.transport is not None):
             conn.transport.write(CONTINUE_100)
 
     def data(self, data: bytes, wire_bytes: int) -> None:
-        self.body_size += len(data)
+        self.bytes_in += len(data)
         if self.upload is not None:
             self.upload.feed(data, wire_bytes)
         else:
@@ -270,18 +274,18 @@ class Exchange:
         head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
             _STATUS_200, server_lines(server.server_name), framing,
             request.request_id.encode("ascii"), block)
-        record = AccessRecord(request, response, conn.conn_id, len(head_bytes) + length,
-                              self.body_size, self.queue_ms)
+        self.response = response
+        self.bytes_out = len(head_bytes) + length
         data = head_bytes + body if length else head_bytes
         # `_done`, spelled out. With no pipelined request behind this one the answer goes
         # to the socket now and, when the kernel took it all, is logged now; otherwise it
         # is batched with the answers that follow and logged by a marker once sent.
         if not conn.parser.buffered and transport.try_write(data):
-            conn.response_sent(record, self.started)
+            conn.response_sent(self, self.started)
         else:
             if conn.parser.buffered:
                 transport.write(data)
-            transport.when_sent(conn.response_sent, record, self.started)
+            transport.when_sent(conn.response_sent, self, self.started)
         conn.exchange_done(keep_alive)
 
     def _framing_failed(self, exc: LocalProtocolError, status: int, body: object) -> None:
@@ -298,10 +302,9 @@ class Exchange:
         conn = self.conn
         transport = conn.transport
         assert transport is not None
-        transport.when_sent(conn.response_sent,
-                            AccessRecord(self.request, response, conn.conn_id, sent,
-                                         self.body_size, self.queue_ms),
-                            self.started)
+        self.response = response
+        self.bytes_out = sent
+        transport.when_sent(conn.response_sent, self, self.started)
         conn.exchange_done(keep_alive)
 
     def _stream_write(self, data: bytes) -> None:

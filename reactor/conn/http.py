@@ -44,6 +44,9 @@ SHUTDOWN_GRACE_S = 1.0
 _REQUEST_ID_CHARS = (b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                      b"-_.:@+=/")
 _MAX_REQUEST_ID = 128
+# The str of common methods and versions, decoded once.
+_TEXT = {raw: raw.decode("ascii") for raw in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE",
+                                               b"OPTIONS", b"PATCH", b"1.1", b"1.0")}
 
 
 class HttpConnection:
@@ -157,7 +160,16 @@ class HttpConnection:
             if type(event) is RequestHead:
                 if event.chunked or event.content_length:
                     self._body_mark = self._fed - parser.buffered
+                    self._head_received(event)
+                    continue
                 self._head_received(event)
+                if not self.closing and not self._write_paused:
+                    # A request without a body ends with its head: the parser's next event
+                    # is its EndOfMessage; answer now rather than on another pass.
+                    parser.next_event()
+                    exchange = self._exchange
+                    assert exchange is not None
+                    exchange.end()
             elif type(event) is Data:
                 exchange = self._exchange
                 assert exchange is not None  # the parser is inside a message
@@ -229,8 +241,9 @@ class HttpConnection:
         transport = self.transport
         assert transport is not None
         peer = transport.peer
-        request = Request(head.method.decode("ascii"), path.decode("latin-1"),
-                          query.decode("latin-1"), head.version.decode("ascii"),
+        request = Request(_TEXT.get(head.method) or head.method.decode("ascii"),
+                          path.decode("latin-1"), query.decode("latin-1"),
+                          _TEXT.get(head.version) or head.version.decode("ascii"),
                           Headers(head.headers), b"", remote_addr=peer[0],
                           remote_port=peer[1], conn_id=self.conn_id,
                           request_no=self._requests, request_id=rid)
