@@ -126,13 +126,21 @@ def test_write_file_goes_out_by_sendfile(loop_thread, socket_pair, tmp_path) -> 
     assert loop_thread.run(lambda: transport.sendfile_bytes) == 1000
 
 
+def start_blocked(loop_thread: LoopThread, sock: socket.socket
+                  ) -> tuple[SocketTransport, Recorder, bytes]:
+    """A transport with four times the high-water mark queued that the peer does not read
+    yet: its socket is full and the write blocked."""
+    protocol = Recorder()
+    transport = start(loop_thread, sock, protocol)
+    big = b"x" * (HIGH_WATER_BYTES * 4)
+    loop_thread.run(transport.write, big)
+    protocol.wait_for("blocked")
+    return transport, protocol, big
+
+
 def test_back_pressure_pauses_and_resumes_the_protocol(loop_thread, socket_pair) -> None:
     server_side, client = socket_pair
-    protocol = Recorder()
-    transport = start(loop_thread, server_side, protocol)
-    big = b"x" * (HIGH_WATER_BYTES * 4)
-    loop_thread.run(transport.write, big)  # the peer reads nothing yet: the socket fills
-    protocol.wait_for("blocked")
+    transport, protocol, big = start_blocked(loop_thread, server_side)
     protocol.wait_for("pause")
     received = 0
     while received < len(big):
@@ -282,11 +290,7 @@ def test_try_write_sends_at_once_when_nothing_waits(loop_thread, socket_pair) ->
 def test_try_write_queues_behind_what_waits_and_keeps_the_order(loop_thread, socket_pair
                                                                 ) -> None:
     server_side, client = socket_pair
-    protocol = Recorder()
-    transport = start(loop_thread, server_side, protocol)
-    big = b"x" * (HIGH_WATER_BYTES * 4)
-    loop_thread.run(transport.write, big)  # the peer reads nothing yet: the socket fills
-    protocol.wait_for("blocked")
+    transport, _protocol, big = start_blocked(loop_thread, server_side)
     assert loop_thread.run(transport.try_write, b"after") is False  # queued behind it
     assert recv_exactly(client, len(big) + 5) == big + b"after"
 
