@@ -6,9 +6,12 @@ of four primitives (`_recv`, `send_chunks`, `send_file`, `_shutdown_write`) that
 transport overrides, with its handshake, and nothing else. `_on_readable` does one read and
 hands the bytes to the protocol; writes made while the protocol handles those bytes are
 batched and flushed once afterwards (pipelined responses leave in one `sendmsg`). Writes made
-at other times (a pool result) go out at once. When unsent bytes pass the high-water mark the
-protocol is told to pause, and told to resume below the low-water mark. `set_protocol` swaps
-the protocol in place (after a 101), feeding the new one the bytes that were already read.
+at other times (a pool result) go out at once, and so does a `try_write` with nothing queued
+before it (the last answer of a read: no buffer entry, no marker). When unsent bytes pass the
+high-water mark the protocol is told to pause, and told to resume below the low-water mark.
+While a file range is queued the socket is corked (TCP_CORK), so head and file leave in full
+segments from the sendfile call itself. `set_protocol` swaps the protocol in place (after a
+101), feeding the new one the bytes that were already read.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """The write buffer: queued bytes, file ranges and completion markers, sent in order.
 
 Strategy: entries leave in the order they were queued. Consecutive byte chunks go out in one
-gather write (`sendmsg`, no joining copy); a file range goes out with `os.sendfile` (through the
-transport's `Sender` primitives: the buffer itself never touches a socket); a marker
-is a callback that runs once everything queued before it has reached the kernel (the
+gather write (`sendmsg`, no joining copy), markers between them included (pipelined answers,
+each followed by its log marker, leave together); a file range goes out with `os.sendfile`
+(through the transport's `Sender` primitives: the buffer itself never touches a socket); a
+marker is a callback that runs once everything queued before it has reached the kernel (the
 connection logs a response there, or closes). A partial send keeps the unsent tail as a
-memoryview of the original chunk, so nothing is copied twice.
+memoryview of the original chunk, so nothing is copied twice. The queue itself exists only
+while something waits: an idle connection holds none.
 """
 
 from __future__ import annotations
