@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench import BENCH_DIR, CLIENT_CPU, ROOT, SERVER_CPU, WORK_DIR
-from bench.procs import free_port
+from bench.procs import free_port, group_cpu_s, stop
 
 APPS = BENCH_DIR / "apps"
 VENV = WORK_DIR / "apps-venv"
@@ -83,29 +83,6 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) 
     raise RuntimeError("server did not answer in time")
 
 
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) used so far by `root` and its descendants."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                fields = file.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
-    tree, changed = {root}, True
-    while changed:
-        changed = False
-        for pid, (ppid, _) in stats.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                changed = True
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(stats[pid][1] for pid in tree if pid in stats) / ticks
-
-
 def wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
     out = subprocess.run(
         ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{round(duration)}s",
@@ -133,23 +110,19 @@ def run(duration: float, connections: int, warmup: float, only: str = ""
             port = int(next(a for a in argv if "127.0.0.1:" in a).rsplit(":", 1)[1])
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], cwd=cwd, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # its group holds its workers
         try:
             wait_ready(port, proc)
             wrk(port, warmup, connections)
-            before = tree_cpu_s(proc.pid)
+            before = group_cpu_s(proc.pid)
             rps, total = wrk(port, duration, connections)
-            cpu_us = (tree_cpu_s(proc.pid) - before) / max(1, total) * 1e6
+            cpu_us = (group_cpu_s(proc.pid) - before) / max(1, total) * 1e6
             rows.append((name, rps, cpu_us))
             print(f"{name}: {rps:,.0f} req/s, {cpu_us:.0f} µs CPU/request", file=sys.stderr,
                   flush=True)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, grace=15.0)
     return rows
 
 

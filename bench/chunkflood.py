@@ -19,13 +19,12 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.procs import start_reactor, status_kib
+from bench.procs import start_reactor, status_kib, stop
 
 MAX_BODY_BYTES = 100 * 1024 * 1024
 TIMEOUT_S = 120.0
@@ -132,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             "flood_peak_rss_growth_mib": round(growth_mib, 1),
         }))
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server, grace=10.0)
         shutil.rmtree(directory, ignore_errors=True)
     return 0
 

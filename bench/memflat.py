@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.procs import rss_kib, start_reactor
+from bench.procs import rss_kib, start_reactor, stop
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work" / "memflat"
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             "gbit_per_s": round(sum(sizes) * 8 / elapsed / 1e9, 1),
         }))
     finally:
-        server.terminate()
-        server.wait(30)
+        stop(server, grace=30.0)
         path.unlink()
     return 0
 

@@ -153,7 +153,7 @@ def start_reactor(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     server = subprocess.Popen(
         [str(reactor), "serve", "--no-config", "--host", HOST, "--port", "0", "--log", "off"],
         env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE)
+        stderr=subprocess.PIPE, start_new_session=True)  # its own group: `stop` ends it
     assert server.stderr is not None
     for raw in server.stderr:
         line = json.loads(raw)
