@@ -99,23 +99,6 @@ class WriteBuffer:
         entries = self._entries
         if entries is None:
             return True
-        if len(entries) == 2 and type(entries[1]) is Marker and type(entries[0]) is bytes:
-            # The common case, one answer and its log marker: no gather list to build.
-            data: bytes = entries[0]  # checked just above
-            try:
-                sent = sender.send_chunks([data])
-            except (BlockingIOError, InterruptedError):
-                return False
-            self.pending_bytes -= sent
-            if sent < len(data):
-                if sent:
-                    entries[0] = memoryview(data)[sent:]
-                return False
-            entries.popleft()
-            marker: Marker = entries.popleft()  # type: ignore[assignment]
-            marker.callback(*marker.args)
-            if entries is not self._entries:
-                return True  # the marker closed the connection
         while entries:
             head = entries[0]
             if isinstance(head, Marker):

@@ -255,6 +255,7 @@ def test_a_unix_socket_is_never_corked(loop_thread, socket_pair, tmp_path) -> No
     transport = start(loop_thread, server_side, Recorder())
     loop_thread.run(lambda: transport.write_file(path.open("rb"), 0, 1000))
     assert recv_exactly(client, 1000) == b"x" * 1000
+    assert loop_thread.run(lambda: transport._corked) is None  # refused once: never again
     loop_thread.run(lambda: transport.write_file(path.open("rb"), 0, 1000))
     assert recv_exactly(client, 1000) == b"x" * 1000
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reactor.ops.metrics import BUCKETS_S
-from tests.conftest import RunningServer, fetch, start_server, wait_until
+from tests.conftest import RunningServer, fetch, on_loop, start_server, wait_until
 from tests.ops.serverproc import ServeProcess, base_config, write_config
 
 
@@ -130,8 +130,18 @@ def test_off_by_default(tmp_path: Path) -> None:
     running = start_server(tmp_path)
     try:
         assert running.server.metrics_listener is None
+        assert fetch(running, "GET", "/")[0] == 200
+        # With no /metrics listener nobody can read counts: requests are not counted.
+        assert running.server.log.observer is None
+        assert on_loop(running, lambda: running.server.metrics.latency_count) == 0
     finally:
         running.stop()
+
+
+def test_requests_are_counted_when_metrics_are_served(running: RunningServer) -> None:
+    assert running.server.log.observer is not None
+    assert fetch(running, "GET", "/")[0] == 200
+    wait_until(lambda: on_loop(running, lambda: running.server.metrics.latency_count) == 1)
 
 
 def two_free_ports() -> int:

@@ -109,8 +109,8 @@ class FileServer:
         if found is None:
             return None
         fd, info, entry = found
-        fields = entry.fields
-        if fields is not None and fields[0][1] is content_type:
+        fields = entry.fields  # same path, same type and policy: the same fields
+        if fields is not None:
             for name, _value in headers._fields:
                 if name[:3].lower() == b"if-":  # a precondition: evaluated below
                     break
