@@ -112,6 +112,9 @@ def first_pass(servers: list[ServerSpec], workloads: list[Workload], info: Setup
             notes.append(f"{spec.name}: skipped, nginx is not installed")
         elif spec.peer and not info.venv_ok:
             notes.append(f"{spec.name}: skipped, bench/.venv is not ready")
+        elif spec.only:
+            if chosen := [w for w in workloads if w.name in spec.only]:
+                jobs.append(Job(spec, chosen))
         elif everything or not spec.peer:
             jobs.append(Job(spec, list(workloads)))
         elif chosen := [w for w in workloads if w.every_server]:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 # Fixed colours per server, so runs compare at a glance.
-COLOURS = {"reactor": "#d62728", "nginx": "#2ca02c", "threaded": "#7f7f7f",
-           "uvicorn": "#1f77b4", "uvicorn-nolog": "#9ecae1", "aiohttp": "#ff7f0e",
+COLOURS = {"reactor": "#d62728", "reactor-busypoll": "#ff9896", "nginx": "#2ca02c",
+           "threaded": "#7f7f7f", "uvicorn": "#1f77b4", "uvicorn-nolog": "#9ecae1",
+           "aiohttp": "#ff7f0e",
            "gunicorn": "#8c564b", "waitress": "#e377c2", "tornado": "#bcbd22",
            "twisted": "#17becf"}
 

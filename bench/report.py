@@ -21,7 +21,7 @@ from bench.workloads import Workload
 from bench.wrk import WrkResult
 
 REACTOR = "reactor"
-NOT_PEERS = {"reactor", "nginx", "threaded"}  # left out of "best Python peer"
+NOT_PEERS = {"reactor", "reactor-busypoll", "nginx", "threaded"}  # left out of "best Python peer"
 
 
 @dataclass

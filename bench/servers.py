@@ -49,6 +49,7 @@ class ServerSpec:
     peer: bool = True  # a Python peer from bench/.venv (trimmed in the default run)
     needs_nginx: bool = False
     port_zero: bool = False  # try --port 0 and read the bound port from its output
+    only: tuple[str, ...] = ()  # the workloads it runs (all when empty)
 
 
 def reactor_bin() -> Path:
@@ -65,14 +66,22 @@ def _python_app(script: str) -> Callable[[Context], list[str]]:
     return argv
 
 
-def _reactor(ctx: Context) -> list[str]:
+def _reactor(ctx: Context, name: str = "reactor", server: str = "") -> list[str]:
     # /files/ from a [static] document root, as nginx serves it: sendfile for the 1 MiB file,
     # the gzip cache for the HTML page (the /files/{name} route of the original challenge
     # answers application/octet-stream, which no server compresses).
-    config = ctx.log.parent / "reactor-bench.toml"
-    config.write_text(f'[static]\nroot = "{ctx.www}"\nprefix = "/files"\n')
+    config = ctx.log.parent / f"{name}-bench.toml"
+    config.write_text(f'[static]\nroot = "{ctx.www}"\nprefix = "/files"\n'
+                      + (f"[server]\n{server}\n" if server else ""))
     return [str(reactor_bin()), "serve", "--config", str(config), "--host", HOST,
             "--port", str(ctx.port), "--log", str(ctx.log)]
+
+
+BUSY_POLL_US = 100
+
+
+def _reactor_busy_poll(ctx: Context) -> list[str]:
+    return _reactor(ctx, "reactor-busypoll", f"busy_poll_us = {BUSY_POLL_US}")
 
 
 def _threaded(ctx: Context) -> list[str]:
@@ -120,6 +129,10 @@ def _nginx(ctx: Context) -> list[str]:
 SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("reactor", "reactor (this project), `reactor serve`", "JSON lines to a file",
                _reactor, peer=False, port_zero=True),
+    ServerSpec("reactor-busypoll",
+               f"reactor with the opt-in `server.busy_poll_us = {BUSY_POLL_US}`",
+               "JSON lines to a file", _reactor_busy_poll, peer=False, port_zero=True,
+               only=("echo1", "echo50")),
     ServerSpec("threaded", "bench/apps/threaded.py: raw sockets, one thread per connection",
                "JSON lines to a file", _threaded, peer=False),
     ServerSpec("nginx", "nginx, 1 worker, sendfile, gzip level 6 for HTML",

@@ -132,12 +132,16 @@ def test_plan_trims_python_peers() -> None:
     from bench.cli import first_pass, rank_peers, second_pass
 
     info = SetupInfo(have_wrk=True, have_nginx=False, venv_ok=True)
-    specs = [BY_NAME[n] for n in ("reactor", "nginx", "uvicorn", "tornado", "twisted")]
+    specs = [BY_NAME[n] for n in ("reactor", "reactor-busypoll", "nginx", "uvicorn", "tornado",
+                                  "twisted")]
     workloads = select_workloads(None)
     jobs, notes = first_pass(specs, workloads, info, everything=False)
     assert notes == ["nginx: skipped, nginx is not installed"]
     by_name = {j.spec.name: [w.name for w in j.workloads] for j in jobs}
     assert by_name["tornado"] == ["echo50"] and len(by_name["reactor"]) == len(workloads)
+    assert by_name["reactor-busypoll"] == ["echo1", "echo50"]
+    jobs, _ = first_pass(specs, select_workloads("file1m"), info, everything=True)
+    assert "reactor-busypoll" not in {j.spec.name for j in jobs}
     rep = _report()
     rep.runs += [RunRecord("twisted", "echo50", WrkResult(50_000, 10, 1)),
                  RunRecord("tornado", "echo50", WrkResult(30_000, 10, 1))]

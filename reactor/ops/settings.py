@@ -115,6 +115,10 @@ class ServerConfig:
         4, Int(1, 256), "Threads per worker running blocking handlers, file reads, compression.")
     workers: int = needs_restart(
         1, Workers(1, 1024), 'Worker processes; "auto" = one per CPU.', "--workers", metavar="N")
+    busy_poll_us: int = live(
+        0, Int(0, 100_000),
+        "Microseconds to poll without sleeping after handling I/O (lower latency, more CPU);"
+        " 0 = off.")
 
 
 @dataclass(frozen=True, slots=True)

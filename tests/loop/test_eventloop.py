@@ -156,3 +156,77 @@ def test_signals_run_their_handler_on_the_loop(loop):
     finally:
         loop.remove_signal_handlers()
     assert got == ["usr1"]
+
+
+def _loop_cpu_after(loop: EventLoop, act, wait_s: float) -> float:  # type: ignore[no-untyped-def]
+    """Run the loop on a thread; once it sleeps, `act()` and return the CPU seconds the loop
+    thread spent in the `wait_s` that followed."""
+    runner = threading.Thread(target=loop.run_forever)
+    guard = loop.call_later(60.0, loop.stop)
+    runner.start()
+    try:
+        time.sleep(0.2)  # asleep in select(): nothing is due and nothing has happened
+        clock = time.pthread_getcpuclockid(runner.ident)  # type: ignore[arg-type]
+        before = time.clock_gettime(clock)
+        act()
+        time.sleep(wait_s)
+        return time.clock_gettime(clock) - before
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(EVENT_WAIT_S)
+        guard.cancel()
+
+
+@pytest.mark.parametrize("busy_poll_s", [0.0, 0.1])
+def test_busy_poll_polls_for_its_window_after_io_then_sleeps(loop, busy_poll_s):
+    # One byte arrives; with the window set, the loop keeps polling (burning CPU) for about
+    # 0.1 s of the 0.6 s that follow, then sleeps; without it, it sleeps at once.
+    ours, theirs = socket.socketpair()
+    got: list[bytes] = []
+    loop.add_reader(ours, lambda: got.append(ours.recv(16)))
+    loop.busy_poll_s = busy_poll_s
+    try:
+        cpu = _loop_cpu_after(loop, lambda: theirs.send(b"x"), 0.6)
+    finally:
+        loop.forget(ours)
+        ours.close()
+        theirs.close()
+    assert got == [b"x"]
+    if busy_poll_s:
+        assert 0.02 < cpu < 0.35, f"{cpu:.3f} s of CPU: the window was not kept (or not closed)"
+    else:
+        assert cpu < 0.02, f"{cpu:.3f} s of CPU for one byte"
+
+
+def test_busy_poll_keeps_timers_and_call_ins_on_time(loop):
+    # A long window must not hold back a timer due inside it, nor a call from another thread.
+    ours, theirs = socket.socketpair()
+    fired: dict[str, float] = {}
+    loop.busy_poll_s = 5.0
+
+    def on_read() -> None:
+        ours.recv(16)
+        start = time.monotonic()
+        loop.call_later(0.05, lambda: fired.setdefault("timer", time.monotonic() - start))
+
+    loop.add_reader(ours, on_read)
+    called = threading.Event()
+    runner = threading.Thread(target=loop.run_forever)
+    guard = loop.call_later(60.0, loop.stop)
+    runner.start()
+    try:
+        theirs.send(b"x")
+        time.sleep(0.5)
+        sent = time.monotonic()
+        loop.call_soon_threadsafe(lambda: (fired.setdefault("call", time.monotonic() - sent),
+                                           called.set()))
+        assert called.wait(EVENT_WAIT_S)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(EVENT_WAIT_S)
+        guard.cancel()
+        loop.forget(ours)
+        ours.close()
+        theirs.close()
+    assert not runner.is_alive()
+    assert 0.05 <= fired["timer"] < 0.3 and fired["call"] < 0.2, fired

@@ -290,6 +290,18 @@ def test_server_max_connections(server_for: Callable[..., RunningServer]) -> Non
             assert shed.read_response().status == 503
 
 
+def test_server_busy_poll(server_for: Callable[..., RunningServer]) -> None:
+    # What the window does is tests/loop's; here: the setting reaches the loop, both ways.
+    running = server_for(server={"busy_poll_us": 250})
+    assert running.server.loop.busy_poll_s == pytest.approx(250e-6)
+    reload(running, server={"busy_poll_us": 0})
+    assert running.server.loop.busy_poll_s == 0.0
+    assert status(running, "GET", "/echo/x")[0] == 200
+    reload(running, server={"busy_poll_us": 100})
+    assert running.server.loop.busy_poll_s == pytest.approx(100e-6)
+    assert status(running, "GET", "/echo/x")[0] == 200
+
+
 # ---- restart-only settings: a warning naming them ----------------------------------------------
 
 
@@ -332,7 +344,7 @@ def test_a_live_change_does_not_warn(server_for: Callable[..., RunningServer]) -
 
 SECTION_CASES = {
     "server": [test_server_listen_and_listeners, test_server_max_connections,
-               test_restart_only_settings_warn],
+               test_server_busy_poll, test_restart_only_settings_warn],
     "limits": [test_limits_smaller],
     "timeouts": [test_timeouts_header],
     "files": [test_files_new_directory],
