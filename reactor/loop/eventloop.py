@@ -4,8 +4,8 @@ Strategy: each pass computes the `select()` timeout from the ready queue and the
 runs the before-select hooks (log flushing), waits, dispatches I/O callbacks, then the
 thread-safe queue, due timers and the ready queue. Only the loop thread runs any of it; other
 threads reach it through `call_soon_threadsafe` (a deque plus one byte on the waker). With
-`busy_poll_s` set, a wait that follows a pass with I/O first polls without sleeping for that
-long (`_busy_poll`).
+`set_busy_poll`, a wait that follows a pass with I/O first polls without sleeping, for an
+adaptive window (`_busy_poll`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ ExceptionHandler = Callable[[str, BaseException], None]
 ReportHandler = Callable[[str, dict[str, Any]], None]
 """`(event, fields)`: an operational condition worth one warning line (the server logs it)."""
 _CLOSE_DRAIN_ROUNDS = 16
+# The smallest busy-poll window, as a share of the longest: shrinking below it stops polling,
+# growing from nothing starts there.
+_POLL_MIN_SHARE = 1 / 8
 
 
 def _print_report(event: str, fields: dict[str, Any]) -> None:
@@ -61,10 +64,11 @@ class EventLoop:
         self._report_handler: ReportHandler = _print_report
         self._pool = ThreadPool(pool_threads, self.call_soon_threadsafe)
         self.time = time.monotonic
-        # Opt-in (server.busy_poll_us): how long to poll without sleeping after a pass with
-        # I/O, and until when the current window runs (0.0: none open).
+        # Opt-in busy polling (server.busy_poll_us): the longest window, the current one
+        # (adapted, see `_busy_poll`), and whether the next wait follows a pass with I/O.
         self.busy_poll_s = 0.0
-        self._poll_until = 0.0
+        self._poll_window = 0.0
+        self._poll_next = False
 
     # ---- I/O registration -------------------------------------------------------------
     def add_reader(self, fd: Any, callback: Callable[[], None]) -> None:
@@ -192,12 +196,12 @@ class EventLoop:
         else:
             deadline = self._timers.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.time())
-        if self._poll_until and timeout != 0:
+        if self._poll_next and timeout != 0:
             events = self._busy_poll(timeout)
         else:
             events = self._selector.select(timeout)
         if events and self.busy_poll_s:
-            self._poll_until = self.time() + self.busy_poll_s
+            self._poll_next = True
         for key, mask in events:
             handlers = key.data
             # `_guarded` spelled out: this runs for every ready socket
@@ -228,27 +232,46 @@ class EventLoop:
             callback, args = ready.popleft()
             self._guarded(callback, args, "callback")
 
+    def set_busy_poll(self, seconds: float) -> None:
+        """Poll without sleeping for up to `seconds` after a pass with I/O (0: never)."""
+        self.busy_poll_s = self._poll_window = max(0.0, seconds)
+        self._poll_next = False
+
     def _busy_poll(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Poll without sleeping until the window closes (or the next timer is due), then
-        wait as usual.
+        """The wait after a pass with I/O: poll without sleeping for the current window
+        (never past the next timer), then wait as usual; adapt the window to what happened.
 
         Why: a client that sends its next request right after reading an answer (one
         connection, request after request) finds the loop asleep each time, and waking a
         sleeping thread costs more than the request itself (on this VM, echo over one
-        connection: 10.5k req/s asleep, 18-21k polling for 100 µs). The price is CPU: up to
-        `busy_poll_s` of it after every burst of I/O, hence off by default.
+        connection: 10.5k req/s asleep, 19-21k polling for 100 µs). The price is CPU, so the
+        window adapts the way KVM's halt polling does: a wait that ended by I/O within
+        `busy_poll_s` doubles it (polling would have caught that I/O), a longer one halves
+        it, down to not polling at all: a server that is mostly idle stops spinning after a
+        few quiet periods; one in a request-after-request exchange polls just long enough to
+        catch the next request.
         """
+        self._poll_next = False
         select = self._selector.select
+        window = self._poll_window
         now = start = self.time()
-        until = self._poll_until if timeout is None else min(self._poll_until, start + timeout)
-        self._poll_until = 0.0
-        events = select(0)
-        while not events and now < until:
+        if window:
+            until = start + (window if timeout is None or window < timeout else timeout)
             events = select(0)
-            now = self.time()
-        if events:
-            return events
-        return select(None if timeout is None else max(0.0, timeout - (now - start)))
+            while not events and now < until:
+                events = select(0)
+                now = self.time()
+            if events:
+                return events  # the window paid
+        events = select(None if timeout is None else max(0.0, timeout - (now - start)))
+        limit = self.busy_poll_s
+        if self.time() - start > limit:  # however it ended (I/O, a timer): too long to poll
+            if window:
+                window /= 2
+                self._poll_window = window if window >= limit * _POLL_MIN_SHARE else 0.0
+        elif events:  # I/O that a longer window would have caught
+            self._poll_window = min(limit, max(window * 2, limit * _POLL_MIN_SHARE))
+        return events
 
     def _dispatch_signals(self) -> None:
         pending, self._pending_signals = self._pending_signals, []

@@ -168,7 +168,7 @@ class Server:
                 owned.callback(close_sockets, list(more.values()))
                 bound.update({tls_bound_key(a): sock for a, sock in more.items()})
             self.loop = EventLoop(pool_threads=config.server.pool_threads)
-            self.loop.busy_poll_s = config.server.busy_poll_us / 1e6
+            self.loop.set_busy_poll(config.server.busy_poll_us / 1e6)
             owned.callback(self.loop.close)
             self._assemble(log, bound or {}, listen_sockets or (), notifier or Notifier())
             self._assemble_lb(metrics_sock)
@@ -549,7 +549,7 @@ class Server:
         self.http.settings = http_settings(config)
         self.http.websocket = websocket_settings(config)
         self.http.max_connections = config.server.max_connections
-        self.loop.busy_poll_s = config.server.busy_poll_us / 1e6
+        self.loop.set_busy_poll(config.server.busy_poll_us / 1e6)
         changed = changed_settings(old, config)
         self.log.info("reloaded", changed=changed, listen_added=added, listen_removed=removed)
         later = [name for name in changed if reload_class(name) is Reload.RESTART]

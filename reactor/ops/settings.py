@@ -117,8 +117,8 @@ class ServerConfig:
         1, Workers(1, 1024), 'Worker processes; "auto" = one per CPU.', "--workers", metavar="N")
     busy_poll_us: int = live(
         0, Int(0, 100_000),
-        "Microseconds to poll without sleeping after handling I/O (lower latency, more CPU);"
-        " 0 = off.")
+        "Longest time in microseconds to poll without sleeping after handling I/O (adapts"
+        " to the traffic; lower latency, more CPU); 0 = off.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,7 +184,7 @@ def test_busy_poll_polls_for_its_window_after_io_then_sleeps(loop, busy_poll_s):
     ours, theirs = socket.socketpair()
     got: list[bytes] = []
     loop.add_reader(ours, lambda: got.append(ours.recv(16)))
-    loop.busy_poll_s = busy_poll_s
+    loop.set_busy_poll(busy_poll_s)
     try:
         cpu = _loop_cpu_after(loop, lambda: theirs.send(b"x"), 0.6)
     finally:
@@ -202,7 +202,7 @@ def test_busy_poll_keeps_timers_and_call_ins_on_time(loop):
     # A long window must not hold back a timer due inside it, nor a call from another thread.
     ours, theirs = socket.socketpair()
     fired: dict[str, float] = {}
-    loop.busy_poll_s = 5.0
+    loop.set_busy_poll(5.0)
 
     def on_read() -> None:
         ours.recv(16)
@@ -230,3 +230,44 @@ def test_busy_poll_keeps_timers_and_call_ins_on_time(loop):
         theirs.close()
     assert not runner.is_alive()
     assert 0.05 <= fired["timer"] < 0.3 and fired["call"] < 0.2, fired
+
+
+def test_busy_poll_window_shrinks_when_idle_and_grows_back_under_ping_pong(loop):
+    # Bytes 0.25 s apart (longer than the 0.1 s window): each quiet period halves the window
+    # until the loop stops polling. Bytes 10 ms apart: a wait that ends by I/O within 0.1 s
+    # grows the window again until polling catches the next byte, and the loop polls
+    # through the gaps.
+    ours, theirs = socket.socketpair()
+    loop.add_reader(ours, lambda: ours.recv(16))
+    loop.set_busy_poll(0.1)
+    runner = threading.Thread(target=loop.run_forever)
+    guard = loop.call_later(60.0, loop.stop)
+    runner.start()
+    clock = time.pthread_getcpuclockid(runner.ident)  # type: ignore[arg-type]
+
+    def cpu_while_sending(gap_s: float, count: int) -> float:
+        before = time.clock_gettime(clock)
+        for _ in range(count):
+            theirs.send(b"x")
+            time.sleep(gap_s)
+        return time.clock_gettime(clock) - before
+
+    try:
+        first = cpu_while_sending(0.25, 2)  # the full window after each byte, then halves
+        cpu_while_sending(0.25, 4)  # 0.05, 0.025, 0.0125, then none
+        quiet = cpu_while_sending(0.25, 2)
+        window_when_quiet = loop._poll_window
+        cpu_while_sending(0.01, 10)  # from nothing up to a window that spans the gaps
+        busy = cpu_while_sending(0.01, 30)
+        window_when_busy = loop._poll_window
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(EVENT_WAIT_S)
+        guard.cancel()
+        loop.forget(ours)
+        ours.close()
+        theirs.close()
+    assert window_when_quiet == 0.0 and 0.0125 <= window_when_busy <= 0.1
+    assert first > 0.05, f"{first:.3f} s: the first windows were not polled"
+    assert quiet < 0.02, f"{quiet:.3f} s of CPU for two bytes: still polling when idle"
+    assert busy > 0.1, f"{busy:.3f} s over 0.3 s of ping-pong: not polling through the gaps"
