@@ -34,6 +34,7 @@ class RunRecord:
     rss_kib: int = 0
     cpu_us: float = 0.0  # server CPU (user + system, all processes) per request
     error: str | None = None
+    round_rps: list[float] = field(default_factory=list)  # every measured run, in order
 
 
 @dataclass
@@ -159,8 +160,12 @@ def workload_table(report: Report, workload: Workload) -> str:
          fmt_ratio(reactor_rps, r.result.rps)]
         for r in ok
     ]
+    if any(len(r.round_rps) > 1 for r in ok):
+        headers.append("every run, req/s")  # best-of-N: the spread says how noisy it was
+        for row, r in zip(rows, ok, strict=True):
+            row.append(" / ".join(fmt_rps(v) for v in r.round_rps))
     rows += [[r.server, "failed", "", "", "", "", (r.error or "")[:120], ""]
-             for r in runs if not r.result]
+             + [""] * (len(headers) - 8) for r in runs if not r.result]
     if workload.needs == "page":
         # Not every server compresses the page: say which did, and the wire size.
         headers += ["gzip", "KB/response"]

@@ -128,6 +128,21 @@ def test_render_tables_and_ratios() -> None:
     assert table(["a", "b"], [["1", "2"]], numeric=True).splitlines()[1] == "| --- | ---: |"
 
 
+def test_best_of_rounds_shows_every_run() -> None:
+    from bench.cli import Job, estimate_s
+
+    rep = _report()
+    for run in rep.runs:
+        run.round_rps = [run.result.rps] if run.result else []
+    rep.runs[0].round_rps = [1900.0, 2000.0, 1500.0]
+    text = render(rep)
+    assert ("| reactor | 2,000 | 1.00 | 5.00 | 500.0 | 20.0 | 0 | 1.00x | 1,900 / 2,000 / 1,500 |"
+            in text)
+    assert "| uvicorn | 1,000 | 1.00 | 5.00 | 1000.0 | 20.0 | 0 | 2.00x | 1,000 |" in text
+    job = [Job(BY_NAME["reactor"], select_workloads("echo50"))]
+    assert estimate_s(job, 5, 1, rounds=3) - estimate_s(job, 5, 1) == pytest.approx(2 * 5.4)
+
+
 def test_plan_trims_python_peers() -> None:
     from bench.cli import first_pass, rank_peers, second_pass
 
