@@ -105,13 +105,14 @@ class HttpServer:
         `start` runs its first protocol (HTTP if None)."""
         self._next_conn_id += 1
         conn_id = self._next_conn_id
-        try:
-            sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:  # a socket-activated unix socket has no Nagle
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            sock.close()
-            return
+        if sock.gettimeout() != 0.0:  # not from a Listener, which prepares its sockets
+            try:
+                sock.setblocking(False)
+                if sock.family != socket.AF_UNIX:  # a unix socket has no Nagle
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                sock.close()
+                return
         peer = (addr[0], addr[1]) if addr else ("", 0)
         if self.stopping or len(self.connections) >= self.max_connections:
             self._shed(sock, conn_id, peer, answer=tls is None)

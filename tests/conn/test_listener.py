@@ -67,3 +67,47 @@ def _answers(port: int) -> Response | None:
         return get(port, "/echo/back")
     except (OSError, AssertionError):
         return None
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_accepted_sockets_are_non_blocking_and_tcp_ones_have_nagle_off(
+        family: str, tmp_path: Path) -> None:
+    # On Linux the listener sets TCP_NODELAY on itself once and each accepted socket
+    # inherits it (no setsockopt per connection); elsewhere it is set on each one.
+    from reactor.conn.listener import Listener, bind_tcp
+    from reactor.loop import EventLoop
+
+    loop = EventLoop(pool_threads=1)
+    accepted: list[socket.socket] = []
+    if family == "tcp":
+        listening = bind_tcp("127.0.0.1", 0)
+        address: object = listening.getsockname()
+        client = socket.socket()
+    else:
+        listening = socket.socket(socket.AF_UNIX)
+        listening.bind(str(tmp_path / "s"))
+        listening.listen()
+        listening.setblocking(False)
+        address = str(tmp_path / "s")
+        client = socket.socket(socket.AF_UNIX)
+    listener = Listener(loop, listening, lambda sock, _addr: (accepted.append(sock),
+                                                              loop.stop()))
+    try:
+        listener.start()
+        client.connect(address)  # type: ignore[arg-type]
+        guard = loop.call_later(10.0, loop.stop)
+        loop.run_forever()
+        guard.cancel()
+        assert len(accepted) == 1
+        sock = accepted[0]
+        assert sock.gettimeout() == 0.0 and not sock.getblocking()
+        if family == "tcp":
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            if sys.platform == "linux":
+                assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        for sock in accepted:
+            sock.close()
+        client.close()
+        listener.close()
+        loop.close()
