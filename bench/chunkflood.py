@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -24,25 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.procs import start_reactor, status_kib, stop
+from bench.procs import start_reactor, status_kib, stop, thread_cpu_s
 
 MAX_BODY_BYTES = 100 * 1024 * 1024
 TIMEOUT_S = 120.0
-
-
-def cpu_s(pid: int) -> float:
-    """CPU time of every thread of `pid` so far, in seconds."""
-    total_ns = 0
-    task_dir = Path(f"/proc/{pid}/task")
-    for task in task_dir.iterdir():
-        try:
-            total_ns += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that just exited
-    if total_ns:
-        return total_ns / 1e9
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset_peak_rss(pid: int) -> bool:
@@ -85,10 +69,10 @@ def measure(pid: int, port: int, name: str, body: bytes) -> tuple[float, int]:
     """(server CPU seconds, peak RSS growth in KiB) for one PUT of `body`."""
     resettable = reset_peak_rss(pid)
     rss_before = status_kib(pid, "VmRSS")
-    before = cpu_s(pid)
+    before = thread_cpu_s(pid)
     put(port, name, body)
     time.sleep(0.05)  # the loop finishes logging and closing after the answer
-    spent = cpu_s(pid) - before
+    spent = thread_cpu_s(pid) - before
     peak = status_kib(pid, "VmHWM") if resettable else status_kib(pid, "VmRSS")
     return spent, max(0, peak - rss_before)
 

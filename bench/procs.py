@@ -130,6 +130,21 @@ def group_cpu_s(pgid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid: int) -> float:
+    """CPU seconds of every thread of `pid` so far, from /proc/PID/task/*/schedstat
+    (nanoseconds: finer than the scheduler ticks `group_cpu_s` counts)."""
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total_ns += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just exited
+    if total_ns:
+        return total_ns / 1e9
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def status_kib(pid: int, key: str) -> int:
     """A KiB figure of /proc/PID/status (`VmRSS`, `VmHWM`, ...); 0 when gone."""
     try:

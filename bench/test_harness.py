@@ -245,3 +245,17 @@ def test_time_wait_sockets_counts_a_closed_connection_on_its_port() -> None:
     listener.close()
     assert time_wait_sockets(port) == 1
     assert settle_time_wait(port, limit_s=0.0) == pytest.approx(0.0, abs=0.5)  # one is fine
+
+
+def test_steady_rate_reports_cpu_and_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    # A real `reactor serve` (busy polling on, then off) at 200 req/s for half a second.
+    from bench import steady
+
+    steady.main(["--rate", "200", "--seconds", "0.5", "--rounds", "1",
+                 "--busy-poll-us", "100,0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["busy_poll_us=100", "busy_poll_us=0"]
+    for line in lines:
+        words = line.split()
+        cpu, p50, p99 = float(words[5].rstrip("%")), float(words[11]), float(words[14])
+        assert 0 < cpu < 100 and 0 < p50 <= p99, line
