@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from reactor.app.application import build_app
 from reactor.conn.listener import ListenerOptions
 from reactor.conn.server import HttpServer
 from reactor.conn.tls import TlsContexts, TlsTransport
-from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog, recv_until
+from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog
 from tests.conn.tlskit import Certs
 
 
@@ -42,13 +44,46 @@ def test_a_first_flight_larger_than_the_socket_buffer_waits_for_writability(
     loop_thread.run(server.acceptor(ListenerOptions("pair", tls=tls)), server_side,
                     ("127.0.0.1", 1))
     client_side.settimeout(TIMEOUT_S)
-    client = certs.client_context().wrap_socket(client_side, server_hostname="localhost")
+    # The client (TLS over memory buffers) sends its hello and reads nothing until the
+    # server has had to wait for writability: a client reading on the other core as fast as
+    # the server writes could otherwise take the whole flight without the buffer filling.
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+
+    def flush() -> None:
+        pending = outgoing.read()
+        if pending:
+            client_side.sendall(pending)
+
+    def step(call: Callable[[], object]) -> object:
+        """`call()` over the socket: flush what it wrote, feed it what arrives."""
+        while True:
+            try:
+                result = call()
+            except ssl.SSLWantReadError:
+                flush()
+                data = client_side.recv(65536)
+                assert data, "the server closed before the exchange ended"
+                incoming.write(data)
+                continue
+            flush()
+            return result
+
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    flush()  # the ClientHello
+    deadline = time.monotonic() + TIMEOUT_S
+    while not any(getattr(cb, "__func__", None) is TlsTransport._handshake_step
+                  for cb in list(writes)):
+        assert time.monotonic() < deadline, f"the handshake never waited to write: {writes}"
+        time.sleep(0.01)
     try:
-        client.sendall(b"GET /echo/flight HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert recv_until(client, b"flight").endswith(b"\r\n\r\nflight")
+        step(client.do_handshake)
+        step(lambda: client.write(
+            b"GET /echo/flight HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        answer = b""
+        while not answer.endswith(b"\r\n\r\nflight"):
+            answer += step(lambda: client.read(65536))  # type: ignore[operator]
     finally:
-        client.close()
-    # the handshake waited for writability at least once (SSLWantWriteError)
-    assert any(getattr(cb, "__func__", None) is TlsTransport._handshake_step
-               for cb in writes), writes
+        client_side.close()
     assert not log.rejected_lines
