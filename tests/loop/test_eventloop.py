@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -158,39 +160,55 @@ def test_signals_run_their_handler_on_the_loop(loop):
     assert got == ["usr1"]
 
 
-def _loop_cpu_after(loop: EventLoop, act, wait_s: float) -> float:  # type: ignore[no-untyped-def]
-    """Run the loop on a thread; once it sleeps, `act()` and return the CPU seconds the loop
-    thread spent in the `wait_s` that followed."""
+@contextlib.contextmanager
+def loop_on_thread(loop: EventLoop) -> Iterator[threading.Thread]:
+    """Run the loop on a thread for the block (at most a minute); stop and join it after."""
     runner = threading.Thread(target=loop.run_forever)
     guard = loop.call_later(60.0, loop.stop)
     runner.start()
     try:
-        time.sleep(0.2)  # asleep in select(): nothing is due and nothing has happened
-        clock = time.pthread_getcpuclockid(runner.ident)  # type: ignore[arg-type]
-        before = time.clock_gettime(clock)
-        act()
-        time.sleep(wait_s)
-        return time.clock_gettime(clock) - before
+        yield runner
     finally:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(EVENT_WAIT_S)
         guard.cancel()
+    assert not runner.is_alive()
+
+
+@contextlib.contextmanager
+def watched_pair(loop: EventLoop, on_read: Callable[[socket.socket], None]
+                 ) -> Iterator[socket.socket]:
+    """A socketpair whose one end the loop reads (`on_read(it)`); yields the other end."""
+    ours, theirs = socket.socketpair()
+    loop.add_reader(ours, lambda: on_read(ours))
+    try:
+        yield theirs
+    finally:
+        loop.forget(ours)
+        ours.close()
+        theirs.close()
+
+
+def loop_cpu_s(runner: threading.Thread) -> Callable[[], float]:
+    """A reader of the CPU seconds the loop thread has used so far."""
+    clock = time.pthread_getcpuclockid(runner.ident)  # type: ignore[arg-type]
+    return lambda: time.clock_gettime(clock)
 
 
 @pytest.mark.parametrize("busy_poll_s", [0.0, 0.1])
 def test_busy_poll_polls_for_its_window_after_io_then_sleeps(loop, busy_poll_s):
     # One byte arrives; with the window set, the loop keeps polling (burning CPU) for about
     # 0.1 s of the 0.6 s that follow, then sleeps; without it, it sleeps at once.
-    ours, theirs = socket.socketpair()
     got: list[bytes] = []
-    loop.add_reader(ours, lambda: got.append(ours.recv(16)))
     loop.set_busy_poll(busy_poll_s)
-    try:
-        cpu = _loop_cpu_after(loop, lambda: theirs.send(b"x"), 0.6)
-    finally:
-        loop.forget(ours)
-        ours.close()
-        theirs.close()
+    with watched_pair(loop, lambda ours: got.append(ours.recv(16))) as theirs, \
+            loop_on_thread(loop) as runner:
+        time.sleep(0.2)  # asleep in select(): nothing is due and nothing has happened
+        cpu_s = loop_cpu_s(runner)
+        before = cpu_s()
+        theirs.send(b"x")
+        time.sleep(0.6)
+        cpu = cpu_s() - before
     assert got == [b"x"]
     if busy_poll_s:
         assert 0.02 < cpu < 0.35, f"{cpu:.3f} s of CPU: the window was not kept (or not closed)"
@@ -200,35 +218,22 @@ def test_busy_poll_polls_for_its_window_after_io_then_sleeps(loop, busy_poll_s):
 
 def test_busy_poll_keeps_timers_and_call_ins_on_time(loop):
     # A long window must not hold back a timer due inside it, nor a call from another thread.
-    ours, theirs = socket.socketpair()
     fired: dict[str, float] = {}
     loop.set_busy_poll(5.0)
 
-    def on_read() -> None:
+    def on_read(ours: socket.socket) -> None:
         ours.recv(16)
         start = time.monotonic()
         loop.call_later(0.05, lambda: fired.setdefault("timer", time.monotonic() - start))
 
-    loop.add_reader(ours, on_read)
     called = threading.Event()
-    runner = threading.Thread(target=loop.run_forever)
-    guard = loop.call_later(60.0, loop.stop)
-    runner.start()
-    try:
+    with watched_pair(loop, on_read) as theirs, loop_on_thread(loop):
         theirs.send(b"x")
         time.sleep(0.5)
         sent = time.monotonic()
         loop.call_soon_threadsafe(lambda: (fired.setdefault("call", time.monotonic() - sent),
                                            called.set()))
         assert called.wait(EVENT_WAIT_S)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(EVENT_WAIT_S)
-        guard.cancel()
-        loop.forget(ours)
-        ours.close()
-        theirs.close()
-    assert not runner.is_alive()
     assert 0.05 <= fired["timer"] < 0.3 and fired["call"] < 0.2, fired
 
 
@@ -237,22 +242,18 @@ def test_busy_poll_window_shrinks_when_idle_and_grows_back_under_ping_pong(loop)
     # until the loop stops polling. Bytes 10 ms apart: a wait that ends by I/O within 0.1 s
     # grows the window again until polling catches the next byte, and the loop polls
     # through the gaps.
-    ours, theirs = socket.socketpair()
-    loop.add_reader(ours, lambda: ours.recv(16))
     loop.set_busy_poll(0.1)
-    runner = threading.Thread(target=loop.run_forever)
-    guard = loop.call_later(60.0, loop.stop)
-    runner.start()
-    clock = time.pthread_getcpuclockid(runner.ident)  # type: ignore[arg-type]
+    with watched_pair(loop, lambda ours: ours.recv(16)) as theirs, \
+            loop_on_thread(loop) as runner:
+        cpu_s = loop_cpu_s(runner)
 
-    def cpu_while_sending(gap_s: float, count: int) -> float:
-        before = time.clock_gettime(clock)
-        for _ in range(count):
-            theirs.send(b"x")
-            time.sleep(gap_s)
-        return time.clock_gettime(clock) - before
+        def cpu_while_sending(gap_s: float, count: int) -> float:
+            before = cpu_s()
+            for _ in range(count):
+                theirs.send(b"x")
+                time.sleep(gap_s)
+            return cpu_s() - before
 
-    try:
         first = cpu_while_sending(0.25, 2)  # the full window after each byte, then halves
         cpu_while_sending(0.25, 4)  # 0.05, 0.025, 0.0125, then none
         quiet = cpu_while_sending(0.25, 2)
@@ -260,13 +261,6 @@ def test_busy_poll_window_shrinks_when_idle_and_grows_back_under_ping_pong(loop)
         cpu_while_sending(0.01, 10)  # from nothing up to a window that spans the gaps
         busy = cpu_while_sending(0.01, 30)
         window_when_busy = loop._poll_window
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(EVENT_WAIT_S)
-        guard.cancel()
-        loop.forget(ours)
-        ours.close()
-        theirs.close()
     assert window_when_quiet == 0.0 and 0.0125 <= window_when_busy <= 0.1
     assert first > 0.05, f"{first:.3f} s: the first windows were not polled"
     assert quiet < 0.02, f"{quiet:.3f} s of CPU for two bytes: still polling when idle"
