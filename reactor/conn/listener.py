@@ -87,8 +87,8 @@ def bind_tcp(host: str, port: int, *, backlog: int = 1024, reuse_port: bool = Fa
 class Listener:
     """Accepts connections on one listening socket and hands them to `on_accept`."""
 
-    __slots__ = ("_loop", "_next_report", "_nodelay", "_on_accept", "_paused_timer", "_pauses",
-                 "options", "sock")
+    __slots__ = ("_loop", "_next_report", "_nodelay_each", "_on_accept", "_paused_timer",
+                 "_pauses", "options", "sock")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, on_accept: AcceptCallback,
                  options: ListenerOptions | None = None) -> None:
@@ -99,17 +99,15 @@ class Listener:
         self._paused_timer: TimerHandle | None = None
         self._pauses = 0  # back-offs not yet reported
         self._next_report = 0.0
-        # What a new connection needs: "inherited" (TCP_NODELAY came with it), "set" (TCP,
-        # set it on each), "" (not TCP: a unix socket has no Nagle)
-        self._nodelay = ""
-        if sock.family in _TCP:
-            self._nodelay = "set"
-            if sys.platform == "linux":
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    self._nodelay = "inherited"
-                except OSError:
-                    pass
+        # Whether each accepted socket needs its own TCP_NODELAY: not when it inherits the
+        # listener's, and never for a unix socket (no Nagle there).
+        self._nodelay_each = sock.family in _TCP
+        if self._nodelay_each and sys.platform == "linux":
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._nodelay_each = False
+            except OSError:
+                pass
 
     @property
     def address(self) -> tuple:
@@ -147,7 +145,7 @@ class Listener:
                 raise
             try:
                 conn.setblocking(False)
-                if self._nodelay == "set":
+                if self._nodelay_each:
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # gone already (reset before we got to it)
                 conn.close()
