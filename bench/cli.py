@@ -151,7 +151,7 @@ def trimmed_note(ranked: list[ServerSpec], jobs: list[Job], workloads: list[Work
     ran = {w.name for w in workloads if w.every_server}
     how = f"by {', '.join(sorted(ran))} in this run" if ran else "by default order (no echo50)"
     names = ", ".join(f"{j.spec.name} ({', '.join(w.name for w in j.workloads)})" for j in jobs)
-    return (f"Python peers trimmed to keep the default run under 10 min: all ran "
+    return (f"Python peers trimmed to keep the default run short: all ran "
             f"{', '.join(sorted(ran)) or 'nothing'}; ranked {how}, then only {names or 'none'} "
             f"ran more. `--all-peers` (about 15 min) or `--only` runs every workload.")
 
