@@ -3,7 +3,7 @@
 ``echo50`` is the headline and runs every server. The others run reactor, the
 threaded baseline and nginx, plus only the Python peer that was fastest on ``echo50``
 (the runner-up also takes ``idle10k``), unless ``--all-peers`` is given: that keeps
-the default run under 10 minutes on a 2-core machine (see ``bench/cli.py``).
+the default run near 13 minutes on a 2-core machine (see ``bench/cli.py``).
 ``idle10k`` is not a wrk run; see ``bench/idle.py``.
 """
 
