@@ -168,6 +168,14 @@ def start_server(tmp_path: Path, **sections: dict) -> RunningServer:
 
 
 @pytest.fixture
+def certs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A throw-away CA in the test's directory (`tests.conn.tlskit.Certs`)."""
+    from tests.conn.tlskit import Certs  # trustme: only the TLS tests need it
+
+    return Certs(tmp_path / "certs")
+
+
+@pytest.fixture
 def files_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "files"
     directory.mkdir()

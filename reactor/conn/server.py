@@ -101,18 +101,10 @@ class HttpServer:
     def accept(self, sock: socket.socket, addr: tuple,
                start: Callable[[SocketTransport, int], None] | None = None, *,
                tls: TlsContexts | None = None) -> None:
-        """A new connection from a listener: TLS terminated here when `tls` is given;
-        `start` runs its first protocol (HTTP if None)."""
+        """A new connection from a listener, which made it non-blocking with Nagle off: TLS
+        terminated here when `tls` is given; `start` runs its first protocol (HTTP if None)."""
         self._next_conn_id += 1
         conn_id = self._next_conn_id
-        if sock.gettimeout() != 0.0:  # not from a Listener, which prepares its sockets
-            try:
-                sock.setblocking(False)
-                if sock.family != socket.AF_UNIX:  # a unix socket has no Nagle
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                sock.close()
-                return
         peer = (addr[0], addr[1]) if addr else ("", 0)
         if self.stopping or len(self.connections) >= self.max_connections:
             self._shed(sock, conn_id, peer, answer=tls is None)

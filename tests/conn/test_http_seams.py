@@ -24,6 +24,7 @@ def serve(loop_thread: LoopThread, app: Any, sock: socket.socket
 
     def make() -> HttpServer:
         server = HttpServer(loop_thread.loop, app, log)
+        sock.setblocking(False)  # as a Listener hands it over
         server.accept(sock, ("127.0.0.1", 40000))
         return server
     return loop_thread.run(make), log
@@ -241,6 +242,7 @@ def test_a_graceful_stop_answers_a_request_already_sent(loop_thread, socket_pair
 
     def accept_paused() -> HttpServer:
         server = HttpServer(loop_thread.loop, app, log)
+        server_side.setblocking(False)  # as a Listener hands it over
         server.accept(server_side, ("127.0.0.1", 40000))
         for transport in server.connections:
             transport.pause_reading()  # as if the loop had not got to it yet
@@ -281,6 +283,7 @@ def serve_with(loop_thread: LoopThread, sock: socket.socket, **settings: float
     def make() -> None:
         server = HttpServer(loop_thread.loop, lambda request: Response(200), log,
                             settings=HttpSettings(**settings))  # type: ignore[arg-type]
+        sock.setblocking(False)  # as a Listener hands it over
         server.accept(sock, ("127.0.0.1", 40000))
     loop_thread.run(make)
     return log

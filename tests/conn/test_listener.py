@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from reactor.conn.listener import Listener, bind_tcp
+from reactor.loop import EventLoop
 from tests.ops.serverproc import (
     Response,
     ServeProcess,
@@ -74,9 +76,6 @@ def test_accepted_sockets_are_non_blocking_and_tcp_ones_have_nagle_off(
         family: str, tmp_path: Path) -> None:
     # On Linux the listener sets TCP_NODELAY on itself once and each accepted socket
     # inherits it (no setsockopt per connection); elsewhere it is set on each one.
-    from reactor.conn.listener import Listener, bind_tcp
-    from reactor.loop import EventLoop
-
     loop = EventLoop(pool_threads=1)
     accepted: list[socket.socket] = []
     if family == "tcp":

@@ -39,11 +39,6 @@ from tests.conn.tlskit import (
 
 
 @pytest.fixture
-def certs(tmp_path: Path) -> Certs:
-    return Certs(tmp_path / "certs")
-
-
-@pytest.fixture
 def server(tmp_path: Path, certs: Certs, files_dir: Path) -> Iterator[RunningServer]:
     running = tls_server(tmp_path, certs, files={"directory": files_dir},
                          timeouts={"tls_handshake_s": 1.0})

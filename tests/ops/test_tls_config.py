@@ -25,11 +25,6 @@ from tests.ops.serverproc import (
 )
 
 
-@pytest.fixture
-def certs(tmp_path: Path) -> Certs:
-    return Certs(tmp_path / "certs")
-
-
 def check(tmp_path: Path, tls: dict, **sections: dict) -> tuple[int, str, str]:
     """`reactor check-config` on a file with this [tls] section: (code, stdout, stderr)."""
     tls = dict(tls)

@@ -21,11 +21,6 @@ from tests.ops.serverproc import ServeProcess, base_config, write_config
 from tests.ops.serverproc import wait_until as wait_for
 
 
-@pytest.fixture
-def certs(tmp_path: Path) -> Certs:
-    return Certs(tmp_path / "certs")
-
-
 def pair_of(running: RunningServer) -> tuple[Path, Path]:
     tls = running.server.config.tls
     assert tls.cert is not None and tls.key is not None
