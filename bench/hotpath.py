@@ -1,18 +1,26 @@
-"""CPU cost of one request through conn + proto + app + access log, without sockets.
+"""CPU cost of one /echo request through conn, proto, app and access log (--socket: + loop).
 
-`python -m bench.hotpath [--log off|FILE] [--requests N] [--lb] [--metrics]` feeds
-`GET /echo/abc` to a real `HttpConnection` whose transport only collects output, and prints
-the best CPU time per request over 15 rounds. `--lb` serves the app as `reactor serve` wraps
-it (health paths, trusted-proxy headers); `--metrics` feeds every request to the Prometheus
-counters as well (ops/metrics.py). wrk on this 2-core VM moves ±20% between runs; this
-number moves a few percent, so use it to judge a hot-path change, and wrk (`make bench`) to
-report throughput.
+`python -m bench.hotpath [--log off|FILE] [--requests N] [--lb] [--metrics] [--socket]`
+feeds `GET /echo/abc` to a real `HttpConnection` whose transport only collects output, and
+prints the best CPU time per request over 15 rounds. `--lb` serves the app as `reactor serve`
+wraps it (health paths, trusted-proxy headers); `--metrics` feeds every request to the
+Prometheus counters as well (ops/metrics.py). `--socket` runs the real event loop and
+socket transport instead, over a loopback TCP connection whose client end the bench drives in
+the same thread (one request, one loop pass, one response), and also prints the floor: the
+same exchange as bare `epoll` + `recv` + `send` calls, no server code. Socket figure minus
+floor minus the plain figure is what the loop and the transport cost per request.
+
+wrk on this 2-core VM moves ±20% between runs; this number moves a few percent, so use it
+to judge a hot-path change, and wrk (`make bench`) to report throughput.
 """
 
 from __future__ import annotations
 
 import argparse
+import select
+import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from reactor.app.application import build_app
@@ -66,7 +74,7 @@ class CollectingTransport:
 
 
 def measure(log_target: str, requests: int, rounds: int = 15, *, lb: bool = False,
-            metrics: bool = False) -> float:
+            metrics: bool = False, over_socket: bool = False) -> float:
     """Best CPU seconds per request over `rounds` rounds of `requests` requests."""
     loop = EventLoop(pool_threads=1)
     log = ServerLog(access=log_target, error="stderr")
@@ -80,7 +88,10 @@ def measure(log_target: str, requests: int, rounds: int = 15, *, lb: bool = Fals
         if metrics:
             from reactor.ops.metrics import Metrics
             log.observer = Metrics().observe
-        connection = HttpConnection(HttpServer(loop, app, log), 1)
+        server = HttpServer(loop, app, log)
+        if over_socket:
+            return _measure_socket(loop, server, log, requests, rounds)
+        connection = HttpConnection(server, 1)
         transport = CollectingTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
         for _ in range(2000):  # warm caches (header blocks, accept-encoding, dates)
@@ -100,6 +111,81 @@ def measure(log_target: str, requests: int, rounds: int = 15, *, lb: bool = Fals
         loop.close()
 
 
+def _measure_socket(loop: EventLoop, server: HttpServer, log: ServerLog, requests: int,
+                    rounds: int) -> float:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname(), timeout=5.0)  # never hang
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    accepted, addr = listener.accept()
+    listener.close()
+    accepted.setblocking(False)
+    accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    server.accept(accepted, addr)
+    run_once = loop._run_once  # one pass: the selector wakes for the request, answers it
+    try:
+        def exchange() -> bytes:
+            client.sendall(REQUEST)
+            run_once()
+            return client.recv(65536)
+        answer = exchange()
+        if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"\r\n\r\nabc"):
+            raise RuntimeError(f"unexpected answer over the socket: {answer[:80]!r}")
+        client.settimeout(None)  # a timeout adds a poll() before each call: not measured
+
+        def exchange_logged(i: int) -> None:
+            exchange()
+            if i % 64 == 0:
+                log.flush()
+        return _best_per_call(exchange_logged, requests, rounds)
+    finally:
+        client.close()
+        for transport in list(server.connections):
+            transport.abort()
+
+
+_FLOOR_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc"
+
+
+def measure_floor(requests: int, rounds: int = 15) -> float:
+    """The kernel's and the socket calls' share alone: `_measure_socket`'s exchange made of
+    bare `epoll.poll`, `recv` and `send` on both ends, with no server code in between."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _addr = listener.accept()
+    listener.close()
+    poller = select.epoll()
+    try:
+        for end in (client, server):
+            end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server.setblocking(False)
+        poller.register(server.fileno(), select.EPOLLIN)
+
+        def exchange(_i: int) -> None:
+            client.sendall(REQUEST)
+            poller.poll(0)
+            server.recv(65536)
+            server.send(_FLOOR_ANSWER)
+            client.recv(65536)
+        return _best_per_call(exchange, requests, rounds)
+    finally:
+        poller.close()
+        client.close()
+        server.close()
+
+
+def _best_per_call(call: Callable[[int], None], requests: int, rounds: int) -> float:
+    """After 2000 warm-up calls, the best CPU seconds per `call(i)` over `rounds` rounds."""
+    for i in range(2000):
+        call(i)
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        for i in range(requests):
+            call(i)
+        best = min(best, time.process_time() - started)
+    return best / requests
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath")
     parser.add_argument("--log", default="/dev/null", help='access log target ("off" = none)')
@@ -107,11 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lb", action="store_true",
                         help="wrap the app as `reactor serve` does (health, trusted proxies)")
     parser.add_argument("--metrics", action="store_true", help="count requests for /metrics")
+    parser.add_argument("--socket", action="store_true",
+                        help="through the real loop and transport over loopback TCP")
     args = parser.parse_args(argv)
-    per_request = measure(args.log, args.requests, lb=args.lb, metrics=args.metrics)
+    per_request = measure(args.log, args.requests, lb=args.lb, metrics=args.metrics,
+                          over_socket=args.socket)
     extras = "".join(f", {name}" for name, on in (("lb wrappers", args.lb),
-                                                  ("metrics", args.metrics)) if on)
+                                                  ("metrics", args.metrics),
+                                                  ("loop + socket", args.socket)) if on)
     print(f"{per_request * 1e6:.1f} µs CPU per /echo request (access log: {args.log}{extras})")
+    if args.socket:
+        floor = measure_floor(args.requests)
+        print(f"{floor * 1e6:.1f} µs CPU per exchange of the floor (epoll + recv + send, both"
+              " ends, no server code)")
     return 0
 
 

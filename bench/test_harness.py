@@ -191,6 +191,14 @@ def test_hotpath_measures_a_real_request_cycle() -> None:
     assert 0 < measure("off", requests=200, rounds=2) < 0.01  # seconds per request
 
 
+def test_hotpath_over_a_socket_answers_each_request_and_has_a_floor() -> None:
+    from bench.hotpath import measure, measure_floor
+
+    # `measure` raises unless the first answer over the socket is the echo's 200
+    assert 0 < measure("off", requests=200, rounds=2, lb=True, over_socket=True) < 0.01
+    assert 0 < measure_floor(requests=200, rounds=2) < 0.01
+
+
 def test_report_shows_hotpath_and_plot_and_the_plot_series(tmp_path) -> None:
     import json
 

@@ -4,7 +4,9 @@ must have been declared with `expect_log` (tornado's `ExpectLog` idea, for log f
 A test starts servers through `tests.conftest.start_server` / `running_server` or
 `tests.ops.serverproc.ServeProcess`; each registers itself with `track()`. The hooks in
 tests/conftest.py open a `LogGuard` before the test's fixtures are set up and check it after
-they are torn down (servers stopped, logs flushed), so the check sees every line.
+they are torn down (servers stopped, logs flushed), so the check sees every line. A server
+belongs to the test that started it: the guard stops it when that test ends, so a server
+fixture is function-scoped (a module-scoped one would be stopped under the next test).
 """
 
 from __future__ import annotations

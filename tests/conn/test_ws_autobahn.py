@@ -23,7 +23,9 @@ BASIC_CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]
 DEFLATE_CASES = ["12.*", "13.*"]
 
 
-@pytest.fixture(scope="module")
+# One server per test, not per module: the error-log guard stops every server a test started
+# once that test ends (tests/logguard.py), so a module-wide server would be gone for the next.
+@pytest.fixture
 def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     tmp: Path = tmp_path_factory.mktemp("autobahn")
     # 9.x sends messages up to 16 MiB
