@@ -107,16 +107,16 @@ def _uvicorn_nolog(ctx: Context) -> list[str]:
     return [*_uvicorn(ctx), "--no-access-log"]
 
 
-def nginx_config(ctx: Context) -> Path:
-    """Fill ``bench/apps/nginx.conf`` into ``bench/.work/nginx/nginx.conf``."""
+def nginx_config(ctx: Context, prefix: Path = NGINX_DIR) -> Path:
+    """Fill ``bench/apps/nginx.conf`` into ``<prefix>/nginx.conf`` (``bench/.work/nginx``)."""
     for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-        (NGINX_DIR / sub).mkdir(parents=True, exist_ok=True)
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
     template = string.Template((APPS_DIR / "nginx.conf").read_text())
-    text = template.safe_substitute(port=ctx.port, www=ctx.www, prefix=NGINX_DIR)
+    text = template.safe_substitute(port=ctx.port, www=ctx.www, prefix=prefix)
     # nginx's own $variables pass through safe_substitute; ours must all be filled.
     assert "${" not in text, "unfilled placeholder in nginx.conf"
-    text = text.replace(f"access_log {NGINX_DIR}/access.log", f"access_log {ctx.log}")
-    conf = NGINX_DIR / "nginx.conf"
+    text = text.replace(f"access_log {prefix}/access.log", f"access_log {ctx.log}")
+    conf = prefix / "nginx.conf"
     conf.write_text(text)
     return conf
 

@@ -209,10 +209,10 @@ class Router:
         # (prefix, route, PUT stream route or None), longest prefix first
         self._mounts: list[tuple[str, Route, Route | None]] = []
         self.routes: list[Route] = []
-        # path -> (method, route, params) of the last trie walks that found a route: a path
-        # asked again (the common case: a few hot URLs) costs one dict lookup, not a walk.
-        # Converters are pure and their values immutable, so a hit equals a walk; any
-        # change to the routes empties it.
+        # path -> (method, route, params) of the last trie walks or mount lookups that found
+        # a route: a path asked again (the common case: a few hot URLs, a site's static
+        # files) costs one dict lookup, not a walk. Converters are pure and their values
+        # immutable, so a hit equals a walk; any change to the routes or mounts empties it.
         self._hits: dict[str, tuple[str, Route, dict[str, Any]]] = {}
 
     def add(self, method: str, template: str, handler: Callable[..., Any], *,
@@ -279,6 +279,13 @@ class Router:
     @property
     def mounts(self) -> list[str]:
         return [prefix for prefix, _, _ in self._mounts]
+
+    def _remember(self, path: str, method: str, route: Route, params: dict[str, Any]) -> None:
+        if len(path) <= _HIT_PATH_MAX:
+            hits = self._hits
+            if len(hits) >= _HITS_MAX:
+                hits.clear()
+            hits[path] = (method, route, params.copy())
 
     def find_mount(self, path: str, method: str) -> tuple[Route, str] | None:
         """The mount route that takes `path` (and the rest of the path), or None."""
@@ -362,11 +369,7 @@ class Router:
             if path[:1] == "/" else None
         if found is not None:
             route, params = found
-            if len(path) <= _HIT_PATH_MAX:
-                hits = self._hits
-                if len(hits) >= _HITS_MAX:
-                    hits.clear()
-                hits[path] = (method, route, params.copy())
+            self._remember(path, method, route, params)
             request.params = params
             return route
         if self._mounts and not seen:  # a route's path wins over a mount, whatever the method
@@ -375,7 +378,9 @@ class Router:
                 if method not in KNOWN_METHODS:
                     return text_response(501, "Not Implemented\n")
                 route, rest = mounted
-                request.params = {"path": unquote_to_bytes(rest)}
+                params = {"path": unquote_to_bytes(rest)}
+                self._remember(path, method, route, params)
+                request.params = params
                 return route
         if not seen:
             if method not in KNOWN_METHODS:

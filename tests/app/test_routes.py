@@ -188,6 +188,24 @@ def test_router_refuses_a_route_registered_twice(router):
     assert router.resolve(make_request("PUT", "/items/1")).handler is handler_b
 
 
+def test_a_mounted_path_asked_again_resolves_as_the_first_time_and_later_changes_win() -> None:
+    """Mount answers are remembered per path like route matches, and forgotten the same way."""
+    router = Router()
+    router.mount("/assets", handler_a)
+    first, again = (make_request("GET", "/assets/a%20b.css") for _ in range(2))
+    assert router.resolve(first) is router.resolve(again)
+    assert first.params == again.params == {"path": b"/a b.css"}
+    first.params["path"] = again.params["path"] = b"changed"  # each request owns its params
+    third = make_request("GET", "/assets/a%20b.css")
+    assert router.resolve(third).handler is handler_a and third.params == {"path": b"/a b.css"}
+    assert router.resolve(make_request("HEAD", "/assets/a%20b.css")).handler is handler_a
+    router.mount("/assets/a%20b.css", handler_b)  # a longer prefix takes it from now on
+    assert router.resolve(make_request("GET", "/assets/a%20b.css")).handler is handler_b
+    router.get("/assets/{name}", handler_a)  # and a route wins over any mount
+    routed = make_request("GET", "/assets/a%20b.css")
+    assert router.resolve(routed).handler is handler_a and routed.params == {"name": b"a b.css"}
+
+
 def test_a_path_asked_again_resolves_as_the_first_time_and_routes_added_later_win(router):
     """Matches are remembered per path; a later route (or method) is seen at once."""
     first, again = make_request("GET", "/items/7"), make_request("GET", "/items/7")
