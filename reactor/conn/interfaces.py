@@ -66,8 +66,9 @@ class Sender(Protocol):
     """The transport's write primitives, as the write buffer uses them.
 
     Each sends what the socket takes now and returns the byte count; BlockingIOError when
-    it takes nothing; any other OSError means the connection is broken.
+    it takes nothing; any other OSError means the connection is broken. `more` says a file
+    range follows the chunks: a partial segment may wait for it (Linux MSG_MORE).
     """
 
-    def send_chunks(self, chunks: list[bytes | memoryview]) -> int: ...
+    def send_chunks(self, chunks: list[bytes | memoryview], more: bool = False) -> int: ...
     def send_file(self, file: BinaryIO, offset: int, count: int) -> int: ...

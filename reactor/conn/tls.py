@@ -220,6 +220,9 @@ class TlsTransport(SocketTransport):
         "_retry", "_ssl", "_tls",
     )
 
+    # A file's records follow its head only after a pool read: the head would leave alone.
+    CORK_FILES = True
+
     def __init__(self, loop: EventLoop, sock: socket.socket, peer: tuple[str, int],
                  tls: TlsContexts, *, conn_id: int = 0, report: Report | None = None,
                  on_closed: Callable[[SocketTransport], None] | None = None) -> None:
@@ -422,10 +425,11 @@ class TlsTransport(SocketTransport):
         self.write(data)
         return False
 
-    def send_chunks(self, chunks: list[bytes | memoryview]) -> int:
+    def send_chunks(self, chunks: list[bytes | memoryview], more: bool = False) -> int:
         sock = self._ssl
         if sock is None:
-            return super().send_chunks(chunks)
+            return super().send_chunks(chunks, more)
+        # `more` is not for TLS records (the cork holds the head instead, CORK_FILES)
         data = self._retry
         if data is None:
             first = chunks[0]

@@ -9,8 +9,9 @@ batched and flushed once afterwards (pipelined responses leave in one `sendmsg`)
 at other times (a pool result) go out at once, and so does a `try_write` with nothing queued
 before it (the last answer of a read: no buffer entry, no marker). When unsent bytes pass the
 high-water mark the protocol is told to pause, and told to resume below the low-water mark.
-While a file range is queued the socket is corked (TCP_CORK), so head and file leave in full
-segments from the sendfile call itself. `set_protocol` swaps the protocol in place (after a
+A head followed by a file range is sent with MSG_MORE, so it leaves in one segment with the
+file's first bytes from the sendfile call itself (a transport whose file bytes come later,
+TLS, corks the socket instead: `CORK_FILES`). `set_protocol` swaps the protocol in place (after a
 101), feeding the new one the bytes that were already read.
 """
 
@@ -34,9 +35,16 @@ LOW_WATER_BYTES = 64 * 1024
 # lingering close).
 LINGER_S = 2.0
 _LINGER_WANTED = "linger"  # `_linger` before the buffer drained: linger once it has
+# Linux: "more data follows", a per-call TCP_CORK. Elsewhere 0, and a head leaves on its own.
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 class SocketTransport:
     """A non-blocking TCP (or unix) socket registered with the loop."""
+
+    # Cork the socket while a file range is queued (nginx's tcp_nopush). Not needed here:
+    # the sendfile call follows the head at once, and MSG_MORE on the head does the same
+    # with two syscalls fewer (and, measured on loopback, less TCP work per response).
+    CORK_FILES = False
 
     __slots__ = (
         "_batching", "_buffer", "_closed", "_closing", "_corked", "_linger", "_loop",
@@ -93,7 +101,9 @@ class SocketTransport:
         """Up to RECV_BYTES from the socket; b"" at EOF. BlockingIOError when none wait."""
         return self._sock.recv(RECV_BYTES)
 
-    def send_chunks(self, chunks: list[bytes | memoryview]) -> int:
+    def send_chunks(self, chunks: list[bytes | memoryview], more: bool = False) -> int:
+        if more:  # a file range follows: its sendfile pushes the head with the first bytes
+            return self._sock.sendmsg(chunks, (), _MSG_MORE)
         return self._sock.send(chunks[0]) if len(chunks) == 1 else self._sock.sendmsg(chunks)
 
     def send_file(self, file: BinaryIO, offset: int, count: int) -> int:
@@ -238,12 +248,11 @@ class SocketTransport:
 
     def _flush(self) -> None:
         buffer = self._buffer
-        if buffer.files and self._corked is False:
-            # A file is going out: hold partial segments until it is all queued, so the
-            # head and the file's tail share full segments and the kernel sends in large
-            # writes from this call instead of trickling on each ACK (nginx's tcp_nopush:
-            # on loopback it moves the TCP work to the sender's core). Uncorked below once
-            # the buffer drains, which pushes the last partial segment at once.
+        if buffer.files and self.CORK_FILES and self._corked is False:
+            # A file is going out and its bytes come later than the head (TLS: read in the
+            # pool): hold partial segments until it is all queued, so the head does not
+            # leave alone and the kernel sends full segments (nginx's tcp_nopush). Uncorked
+            # below once the buffer drains, which pushes the last partial segment at once.
             self._cork(True)
         try:
             done = buffer.send(self)

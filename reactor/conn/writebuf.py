@@ -3,7 +3,9 @@
 Strategy: entries leave in the order they were queued. Consecutive byte chunks go out in one
 gather write (`sendmsg`, no joining copy), markers between them included (pipelined answers,
 each followed by its log marker, leave together); a file range goes out with `os.sendfile`
-(through the transport's `Sender` primitives: the buffer itself never touches a socket); a
+(through the transport's `Sender` primitives: the buffer itself never touches a socket), and
+the bytes before it are sent with `more` (a head shares a segment with the file's first
+bytes instead of leaving alone: see SocketTransport.send_chunks); a
 marker is a callback that runs once everything queued before it has reached the kernel (the
 connection logs a response there, or closes). A partial send keeps the unsent tail as a
 memoryview of the original chunk, so nothing is copied twice. The queue itself exists only
@@ -120,14 +122,19 @@ class WriteBuffer:
         entries = self._entries
         assert entries is not None  # `send` calls this for the bytes at its front
         chunks: list[bytes | memoryview] = []
+        file_next = False
         for entry in entries:
             if type(entry) is Marker:
                 continue
-            if type(entry) is FileRange or len(chunks) == _MAX_IOVECS:
+            if type(entry) is FileRange:
+                file_next = True  # a head before its file: held for the file's first bytes
+                break
+            if len(chunks) == _MAX_IOVECS:
                 break
             chunks.append(entry)  # type: ignore[arg-type]  # bytes or memoryview here
         try:
-            sent = sender.send_chunks(chunks)
+            sent = sender.send_chunks(chunks, file_next) if file_next else \
+                sender.send_chunks(chunks)
         except (BlockingIOError, InterruptedError):
             return False
         self.pending_bytes -= sent

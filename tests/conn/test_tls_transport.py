@@ -1,5 +1,6 @@
 """The TLS transport on a socketpair: a handshake whose first flight does not fit in the
-socket buffer (SSLWantWriteError: the loop waits for writability)."""
+socket buffer (SSLWantWriteError: the loop waits for writability); a file answer over TLS
+is corked (its records follow the head only after a pool read)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from reactor.conn.listener import ListenerOptions
 from reactor.conn.server import HttpServer
 from reactor.conn.tls import TlsContexts, TlsTransport
 from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog
+from tests.conn.test_transport import Recorder, corked, tcp_pair
 from tests.conn.tlskit import Certs
 
 
@@ -87,3 +89,49 @@ def test_a_first_flight_larger_than_the_socket_buffer_waits_for_writability(
     finally:
         client_side.close()
     assert not log.rejected_lines
+
+
+def test_a_file_answer_over_tls_is_corked_until_it_is_all_sent(
+        tmp_path: Path, loop_thread: LoopThread) -> None:
+    # Plain TCP sends the head with MSG_MORE right before sendfile; TLS reads the file in the
+    # pool, so the head's record would leave alone: the socket is corked instead.
+    certs = Certs(tmp_path / "certs")
+    cert, key = certs.issue("server", "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server_side, client_side = tcp_pair(sndbuf=64 * 1024)
+    probe = server_side.dup()  # the same TCP socket, still ours once TLS wraps server_side
+    path = tmp_path / "big.bin"
+    body = bytes(range(256)) * 16 * 1024  # 4 MiB: more than the socket takes at once
+    path.write_bytes(body)
+    protocol = Recorder()
+
+    def make() -> TlsTransport:
+        made = TlsTransport(loop_thread.loop, server_side, ("127.0.0.1", 1),
+                            TlsContexts(context))
+        made.start(protocol)
+        return made
+    transport: TlsTransport = loop_thread.run(make)
+    client = certs.client_context().wrap_socket(client_side, server_hostname="localhost")
+    try:
+        protocol.wait_for("made")  # the handshake is done
+        loop_thread.run(lambda: (transport.write(b"head\r\n"),
+                                 transport.write_file(path.open("rb"), 0, len(body))))
+        protocol.wait_for("blocked")  # the client reads nothing yet: the file is pending
+        assert corked(loop_thread, probe) == 1
+        received = bytearray()
+        while len(received) < 6 + len(body):
+            chunk = client.recv(1 << 20)
+            assert chunk, f"closed after {len(received)} bytes"
+            received += chunk
+        assert bytes(received) == b"head\r\n" + body
+        protocol.wait_for("resume")
+        deadline = time.monotonic() + TIMEOUT_S
+        while loop_thread.run(lambda: transport.pending_bytes):  # the last record's send
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert corked(loop_thread, probe) == 0  # drained: uncorked, the tail pushed
+    finally:
+        loop_thread.run(transport.abort)
+        client.close()
+        probe.close()

@@ -3,6 +3,7 @@ closing, and the protocol switch."""
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from typing import Any
@@ -224,8 +225,27 @@ def corked(loop_thread: LoopThread, sock: socket.socket) -> int:
     return int(loop_thread.run(sock.getsockopt, socket.IPPROTO_TCP, socket.TCP_CORK))
 
 
-def test_a_file_answer_is_corked_until_it_is_all_sent(loop_thread, tmp_path) -> None:
-    # nginx's tcp_nopush: head and file share full segments, the tail is pushed at the end.
+def readable_now(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def test_a_head_sent_before_its_file_waits_for_the_files_first_bytes(loop_thread) -> None:
+    # MSG_MORE: held (up to the kernel's 200 ms) until the next send, which pushes both. On
+    # loopback a pushed send is in the peer's queue when the call returns.
+    server_side, client = tcp_pair()
+    transport = start(loop_thread, server_side, Recorder())
+    try:
+        loop_thread.run(transport.send_chunks, [b"head\r\n"], True)
+        assert not readable_now(client)
+        loop_thread.run(transport.send_chunks, [b"file"])
+        assert recv_exactly(client, 10) == b"head\r\nfile"
+    finally:
+        loop_thread.run(transport.abort)
+        client.close()
+
+
+def test_a_file_answer_leaves_whole_without_corking_and_the_next_is_not_held(
+        loop_thread, tmp_path) -> None:
     server_side, client = tcp_pair(sndbuf=64 * 1024)
     path = tmp_path / "big.bin"
     body = bytes(range(256)) * 16 * 1024  # 4 MiB: more than the socket takes at once
@@ -236,11 +256,10 @@ def test_a_file_answer_is_corked_until_it_is_all_sent(loop_thread, tmp_path) -> 
         loop_thread.run(lambda: (transport.write(b"head\r\n"),
                                  transport.write_file(path.open("rb"), 0, len(body))))
         protocol.wait_for("blocked")  # the client reads nothing yet: the file is pending
-        assert corked(loop_thread, server_side) == 1
+        assert corked(loop_thread, server_side) == 0  # the head went as MSG_MORE instead
         assert recv_exactly(client, 6 + len(body)) == b"head\r\n" + body
         protocol.wait_for("resume")
         assert loop_thread.run(lambda: transport.pending_bytes) == 0
-        assert corked(loop_thread, server_side) == 0  # drained: uncorked, the tail pushed
         loop_thread.run(transport.write, b"next")  # a later small answer is not held back
         assert recv_exactly(client, 4) == b"next"
     finally:
@@ -248,16 +267,15 @@ def test_a_file_answer_is_corked_until_it_is_all_sent(loop_thread, tmp_path) -> 
         client.close()
 
 
-def test_a_unix_socket_is_never_corked(loop_thread, socket_pair, tmp_path) -> None:
-    server_side, client = socket_pair
+def test_a_file_over_a_unix_socket_arrives_whole(loop_thread, socket_pair, tmp_path) -> None:
+    server_side, client = socket_pair  # MSG_MORE is accepted (and means nothing) here
     path = tmp_path / "f"
     path.write_bytes(b"x" * 1000)
     transport = start(loop_thread, server_side, Recorder())
-    loop_thread.run(lambda: transport.write_file(path.open("rb"), 0, 1000))
-    assert recv_exactly(client, 1000) == b"x" * 1000
-    assert loop_thread.run(lambda: transport._corked) is None  # refused once: never again
-    loop_thread.run(lambda: transport.write_file(path.open("rb"), 0, 1000))
-    assert recv_exactly(client, 1000) == b"x" * 1000
+    for _ in range(2):
+        loop_thread.run(lambda: (transport.write(b"head"),
+                                 transport.write_file(path.open("rb"), 0, 1000)))
+        assert recv_exactly(client, 1004) == b"head" + b"x" * 1000
 
 
 def test_a_large_answer_the_socket_takes_does_not_pause_the_protocol(loop_thread) -> None:

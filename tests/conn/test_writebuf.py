@@ -16,9 +16,9 @@ class SocketSender:
         self.sock = sock
         self.calls: list[tuple[str, int]] = []
 
-    def send_chunks(self, chunks: list[bytes | memoryview]) -> int:
-        self.calls.append(("chunks", len(chunks)))
-        return self.sock.sendmsg(chunks)
+    def send_chunks(self, chunks: list[bytes | memoryview], more: bool = False) -> int:
+        self.calls.append(("chunks+more" if more else "chunks", len(chunks)))
+        return self.sock.sendmsg(chunks, (), socket.MSG_MORE if more else 0)
 
     def send_file(self, file: BinaryIO, offset: int, count: int) -> int:
         self.calls.append(("file", count))
@@ -77,7 +77,8 @@ def test_files_and_markers_keep_their_place_in_line(socket_pair, tmp_path) -> No
     assert buffer.send(sender)
     assert drain(client, 14) == b"head:FILE:tail"
     assert seen == ["head sent", "all sent"]
-    assert [kind for kind, _ in sender.calls] == ["chunks", "file", "chunks"]
+    # the head is sent as "more follows" (it waits for the file's first bytes), the tail not
+    assert [kind for kind, _ in sender.calls] == ["chunks+more", "file", "chunks"]
     assert buffer.sendfile_bytes == 4
 
 
@@ -116,7 +117,7 @@ class ShortSender(SocketSender):
         super().__init__(sock)
         self.room = room
 
-    def send_chunks(self, chunks: list[bytes | memoryview]) -> int:
+    def send_chunks(self, chunks: list[bytes | memoryview], more: bool = False) -> int:
         self.calls.append(("chunks", len(chunks)))
         return self.sock.send(b"".join(chunks)[: self.room])
 
