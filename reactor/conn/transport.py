@@ -11,8 +11,8 @@ before it (the last answer of a read: no buffer entry, no marker). When unsent b
 high-water mark the protocol is told to pause, and told to resume below the low-water mark.
 A head followed by a file range is sent with MSG_MORE, so it leaves in one segment with the
 file's first bytes from the sendfile call itself (a transport whose file bytes come later,
-TLS, corks the socket instead: `CORK_FILES`). `set_protocol` swaps the protocol in place (after a
-101), feeding the new one the bytes that were already read.
+TLS, corks the socket instead: `CORK_FILES`). `set_protocol` swaps the protocol in place
+(after a 101), feeding the new one the bytes that were already read.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ LINGER_S = 2.0
 _LINGER_WANTED = "linger"  # `_linger` before the buffer drained: linger once it has
 # Linux: "more data follows", a per-call TCP_CORK. Elsewhere 0, and a head leaves on its own.
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
 
 class SocketTransport:
     """A non-blocking TCP (or unix) socket registered with the loop."""
@@ -68,8 +69,8 @@ class SocketTransport:
         self._write_paused = False
         self._closing = False
         self._closed = False
-        # TCP_CORK while a file range is queued (nginx's tcp_nopush), None once the socket
-        # refused it (a unix socket): see `_flush`.
+        # TCP_CORK while a file range is queued (with CORK_FILES), None once the socket
+        # refused it (TLS over a unix socket): see `_flush`.
         self._corked: bool | None = False
         self._linger: TimerHandle | str | None = None
         self.last_write_progress = 0.0  # monotonic time a blocked write last moved
