@@ -5,11 +5,11 @@ gather write (`sendmsg`, no joining copy), markers between them included (pipeli
 each followed by its log marker, leave together); a file range goes out with `os.sendfile`
 (through the transport's `Sender` primitives: the buffer itself never touches a socket), and
 the bytes before it are sent with `more` (a head shares a segment with the file's first
-bytes instead of leaving alone: see SocketTransport.send_chunks); a
-marker is a callback that runs once everything queued before it has reached the kernel (the
-connection logs a response there, or closes). A partial send keeps the unsent tail as a
-memoryview of the original chunk, so nothing is copied twice. The queue itself exists only
-while something waits: an idle connection holds none.
+bytes instead of leaving alone: see SocketTransport.send_chunks); a marker is a callback
+that runs once everything queued before it has reached the kernel (the connection logs a
+response there, or closes). A partial send keeps the unsent tail as a memoryview of the
+original chunk, so nothing is copied twice. The queue itself exists only while something
+waits: an idle connection holds none.
 """
 
 from __future__ import annotations
@@ -133,8 +133,7 @@ class WriteBuffer:
                 break
             chunks.append(entry)  # type: ignore[arg-type]  # bytes or memoryview here
         try:
-            sent = sender.send_chunks(chunks, file_next) if file_next else \
-                sender.send_chunks(chunks)
+            sent = sender.send_chunks(chunks, file_next)
         except (BlockingIOError, InterruptedError):
             return False
         self.pending_bytes -= sent
