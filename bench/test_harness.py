@@ -187,6 +187,25 @@ def test_threaded_server_starts_and_probes(tmp_path) -> None:
         procs.stop_all()
 
 
+@pytest.mark.skipif(shutil.which("taskset") is None or shutil.which("wrk") is None,
+                    reason="needs taskset and wrk")
+def test_cpureq_divides_both_sides_cpu_by_the_requests(tmp_path) -> None:
+    from bench import procs
+    from bench.cpureq import measure
+    from bench.servers import start
+
+    content = ensure_content(tmp_path / "www")
+    running = start(BY_NAME["threaded"], content.www, timeout=10)
+    try:
+        result = measure(running.proc.pid, ["-c4", "-d1s",
+                                            f"http://127.0.0.1:{running.port}/echo/abc"])
+        assert result.rps > 0 and result.server_us > 0 and result.wrk_us > 0
+        assert "req/s" in result.line("threaded")
+    finally:
+        running.stop()
+        procs.stop_all()
+
+
 def test_hotpath_measures_a_real_request_cycle() -> None:
     from bench.hotpath import measure
 

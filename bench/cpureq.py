@@ -1,0 +1,95 @@
+"""Server and client CPU per request for one wrk run against a server that is already running.
+
+`python -m bench.cpureq PID [--label L] [--connections 50] [--duration 4] URL [-H HEADER ...]`
+runs `taskset -c 1 wrk -t1 -c N -d S URL` and prints req/s, the user and system CPU per
+request of PID (/proc/PID/stat over the run: all its threads) and of wrk (its rusage), and
+their sum. For A/B checks of changes that move work between the server and the kernel, or
+between the two cores of a loopback test (the file head with MSG_MORE versus TCP_CORK was
+judged this way): the sum shows whether work was saved or only moved to the client's side.
+Start the server pinned to CPU 0 yourself; `make bench` measures the whole table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import CLIENT_CPU
+
+
+@dataclass(frozen=True)
+class CpuPerRequest:
+    """One run: req/s and CPU microseconds per request, server and wrk, user and system."""
+
+    rps: float
+    server_user_us: float
+    server_sys_us: float
+    wrk_user_us: float
+    wrk_sys_us: float
+
+    @property
+    def server_us(self) -> float:
+        return self.server_user_us + self.server_sys_us
+
+    @property
+    def wrk_us(self) -> float:
+        return self.wrk_user_us + self.wrk_sys_us
+
+    def line(self, label: str) -> str:
+        return (f"{label:12s} {self.rps:9,.0f} req/s  server {self.server_user_us:6.1f} user"
+                f" + {self.server_sys_us:6.1f} sys = {self.server_us:6.1f} µs/req  wrk"
+                f" {self.wrk_us:6.1f}  sum {self.server_us + self.wrk_us:6.1f}")
+
+
+def process_ticks(pid: int) -> tuple[int, int]:
+    """(user, system) clock ticks so far of `pid`: all its threads, exited ones included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def measure(pid: int, wrk_args: list[str]) -> CpuPerRequest:
+    """Run wrk with `wrk_args` (after `-t1`) and divide both sides' CPU by its requests."""
+    before = process_ticks(pid)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", *wrk_args],
+                         capture_output=True, text=True, check=True).stdout
+    after = process_ticks(pid)
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = re.search(r"(\d+) requests in", out)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if done is None or rate is None or not int(done.group(1)):
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    requests = int(done.group(1))
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK") / requests
+    return CpuPerRequest(
+        rps=float(rate.group(1)),
+        server_user_us=(after[0] - before[0]) * tick_us,
+        server_sys_us=(after[1] - before[1]) * tick_us,
+        wrk_user_us=(children_after.ru_utime - children_before.ru_utime) * 1e6 / requests,
+        wrk_sys_us=(children_after.ru_stime - children_before.ru_stime) * 1e6 / requests)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpureq")
+    parser.add_argument("pid", type=int, help="the server's process (all its threads count)")
+    parser.add_argument("url")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--connections", "-c", type=int, default=50)
+    parser.add_argument("--duration", "-d", type=float, default=4.0, help="seconds")
+    parser.add_argument("--header", "-H", action="append", default=[])
+    args = parser.parse_args(argv)
+    wrk_args = [f"-c{args.connections}", f"-d{args.duration:g}s"]
+    for header in args.header:
+        wrk_args += ["-H", header]
+    result = measure(args.pid, [*wrk_args, args.url])
+    print(result.line(args.label or str(args.pid)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
