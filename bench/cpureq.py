@@ -1,7 +1,8 @@
 """Server and client CPU per request for one wrk run against a server that is already running.
 
 `python -m bench.cpureq PID [--label L] [--connections 50] [--duration 4] URL [-H HEADER ...]`
-runs `taskset -c 1 wrk -t1 -c N -d S URL` and prints req/s, the user and system CPU per
+runs wrk as `make bench` does (`taskset -c 1 wrk -t1 -cN -dS -s report.lua URL`, whole
+seconds) and prints req/s, the user and system CPU per
 request of PID (/proc/PID/stat over the run: all its threads) and of wrk (its rusage), and
 their sum. For A/B checks of changes that move work between the server and the kernel, or
 between the two cores of a loopback test (the file head with MSG_MORE versus TCP_CORK was
@@ -13,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
-from bench import CLIENT_CPU
+from bench import procs
+from bench.workloads import Workload
+from bench.wrk import run_wrk, wrk_command
 
 
 @dataclass(frozen=True)
@@ -46,28 +46,22 @@ class CpuPerRequest:
                 f" {self.wrk_us:6.1f}  sum {self.server_us + self.wrk_us:6.1f}")
 
 
-def process_ticks(pid: int) -> tuple[int, int]:
-    """(user, system) clock ticks so far of `pid`: all its threads, exited ones included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
-
-
-def measure(pid: int, wrk_args: list[str]) -> CpuPerRequest:
-    """Run wrk with `wrk_args` (after `-t1`) and divide both sides' CPU by its requests."""
-    before = process_ticks(pid)
+def measure(pid: int, url: str, *, connections: int = 50, duration: float = 4.0,
+            headers: tuple[str, ...] = ()) -> CpuPerRequest:
+    """One wrk run (the harness's command and result parsing) against `url`, both sides'
+    CPU divided by the requests it completed."""
+    argv = wrk_command(url, Workload("cpureq", url, url, connections, headers), duration)
+    before = procs.cpu_ticks(pid)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", *wrk_args],
-                         capture_output=True, text=True, check=True).stdout
-    after = process_ticks(pid)
+    result = run_wrk(argv, duration)  # waits for wrk: its rusage is in RUSAGE_CHILDREN
+    after = procs.cpu_ticks(pid)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = re.search(r"(\d+) requests in", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if done is None or rate is None or not int(done.group(1)):
-        raise RuntimeError(f"wrk printed no result:\n{out}")
-    requests = int(done.group(1))
+    requests = result.requests
+    if not requests:
+        raise RuntimeError(f"wrk completed no request against {url}")
     tick_us = 1e6 / os.sysconf("SC_CLK_TCK") / requests
     return CpuPerRequest(
-        rps=float(rate.group(1)),
+        rps=result.rps,
         server_user_us=(after[0] - before[0]) * tick_us,
         server_sys_us=(after[1] - before[1]) * tick_us,
         wrk_user_us=(children_after.ru_utime - children_before.ru_utime) * 1e6 / requests,
@@ -83,10 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", "-d", type=float, default=4.0, help="seconds")
     parser.add_argument("--header", "-H", action="append", default=[])
     args = parser.parse_args(argv)
-    wrk_args = [f"-c{args.connections}", f"-d{args.duration:g}s"]
-    for header in args.header:
-        wrk_args += ["-H", header]
-    result = measure(args.pid, [*wrk_args, args.url])
+    result = measure(args.pid, args.url, connections=args.connections,
+                     duration=args.duration, headers=tuple(args.header))
     print(result.line(args.label or str(args.pid)))
     return 0
 

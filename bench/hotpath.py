@@ -111,15 +111,22 @@ def measure(log_target: str, requests: int, rounds: int = 15, *, lb: bool = Fals
         loop.close()
 
 
-def _measure_socket(loop: EventLoop, server: HttpServer, log: ServerLog, requests: int,
-                    rounds: int) -> float:
+def _loopback_pair() -> tuple[socket.socket, socket.socket, tuple]:
+    """(server end, client end, client address) of a TCP connection on 127.0.0.1, Nagle off
+    on both, the server end non-blocking (as a Listener hands it over)."""
     listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname(), timeout=5.0)  # never hang
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client = socket.create_connection(listener.getsockname())
     accepted, addr = listener.accept()
     listener.close()
+    for end in (accepted, client):
+        end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     accepted.setblocking(False)
-    accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return accepted, client, addr
+
+
+def _measure_socket(loop: EventLoop, server: HttpServer, log: ServerLog, requests: int,
+                    rounds: int) -> float:
+    accepted, client, addr = _loopback_pair()
     server.accept(accepted, addr)
     run_once = loop._run_once  # one pass: the selector wakes for the request, answers it
     try:
@@ -127,6 +134,7 @@ def _measure_socket(loop: EventLoop, server: HttpServer, log: ServerLog, request
             client.sendall(REQUEST)
             run_once()
             return client.recv(65536)
+        client.settimeout(5.0)  # the first answer: never hang on a server that fails
         answer = exchange()
         if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"\r\n\r\nabc"):
             raise RuntimeError(f"unexpected answer over the socket: {answer[:80]!r}")
@@ -149,15 +157,9 @@ _FLOOR_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length:
 def measure_floor(requests: int, rounds: int = 15) -> float:
     """The kernel's and the socket calls' share alone: `_measure_socket`'s exchange made of
     bare `epoll.poll`, `recv` and `send` on both ends, with no server code in between."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname())
-    server, _addr = listener.accept()
-    listener.close()
+    server, client, _addr = _loopback_pair()
     poller = select.epoll()
     try:
-        for end in (client, server):
-            end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        server.setblocking(False)
         poller.register(server.fileno(), select.EPOLLIN)
 
         def exchange(_i: int) -> None:

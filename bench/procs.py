@@ -141,8 +141,13 @@ def thread_cpu_s(pid: int) -> float:
             continue  # a thread that just exited
     if total_ns:
         return total_ns / 1e9
+    return sum(cpu_ticks(pid)) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """(user, system) clock ticks so far of `pid`: all its threads, exited ones included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]), int(fields[12])
 
 
 def status_kib(pid: int, key: str) -> int:

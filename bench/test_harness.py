@@ -197,8 +197,8 @@ def test_cpureq_divides_both_sides_cpu_by_the_requests(tmp_path) -> None:
     content = ensure_content(tmp_path / "www")
     running = start(BY_NAME["threaded"], content.www, timeout=10)
     try:
-        result = measure(running.proc.pid, ["-c4", "-d1s",
-                                            f"http://127.0.0.1:{running.port}/echo/abc"])
+        result = measure(running.proc.pid, f"http://127.0.0.1:{running.port}/echo/abc",
+                         connections=4, duration=1)
         assert result.rps > 0 and result.server_us > 0 and result.wrk_us > 0
         assert "req/s" in result.line("threaded")
     finally:

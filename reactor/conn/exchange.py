@@ -280,10 +280,11 @@ class Exchange(AccessRecord):
         # `_done`, spelled out. With no pipelined request behind this one the answer goes
         # to the socket now and, when the kernel took it all, is logged now; otherwise it
         # is batched with the answers that follow and logged by a marker once sent.
-        if not conn.parser.buffered and transport.try_write(data):
+        pipelined = conn.parser.buffered
+        if not pipelined and transport.try_write(data):
             conn.response_sent(self, self.started)
         else:
-            if conn.parser.buffered:
+            if pipelined:
                 transport.write(data)
             transport.when_sent(conn.response_sent, self, self.started)
         conn.exchange_done(keep_alive)
