@@ -118,6 +118,7 @@ def first_offence(
     max_line: int = -1,
     line_reason: str = "",
     line_status: int = 400,
+    method_first: bool = False,
     max_section: int = -1,
 ) -> RemoteProtocolError | None:
     """The error named by the earliest offending byte of the section ``buf[first:stop]``.
@@ -126,10 +127,13 @@ def first_offence(
     ends at ``stop`` (else more bytes may follow). Bytes before ``start`` were checked already.
     Each rule has the byte that breaks it: a bare LF is its own; a bare CR's is the byte after
     it (until that arrives, the CR may begin a CRLF); the first line's is the byte that makes it
-    longer than ``max_line`` (``line_reason``, ``line_status``); the section's is its
-    ``max_section``-th byte while it is not complete (431). Fed byte by byte, the parser would
-    refuse the input at the earliest of these bytes, so that one names the error, whatever the
-    split; on a tie the order above decides, as it does for the incremental checks.
+    longer than ``max_line`` (``line_reason``, ``line_status``); with ``method_first`` (a
+    request head), the method's is its first byte that is not a tchar, or the SP that ends an
+    empty method (400 invalid-method; HTAB, CR and LF end it for the other checks); the
+    section's is its ``max_section``-th byte while it is not complete (431). Fed byte by
+    byte, the parser would refuse the input at the earliest of these bytes, so that one names
+    the error, whatever the split; on a tie the order above decides, as it does for the
+    incremental checks.
     """
     # RFC 9112 2.2: "A recipient of such a bare CR MUST consider that element to be invalid or
     # replace each bare CR with SP"; a recipient "MAY recognize a single LF as a line
@@ -158,6 +162,20 @@ def first_offence(
             over += 1
         if over < at:
             at, error = over, RemoteProtocolError(line_reason, line_status)
+    if method_first:
+        # RFC 9112 3: a request line starts with its method, a token. Checked before the line
+        # ends so that a TLS ClientHello or other binary sent to a plain port is answered 400
+        # at once (as nginx does) instead of holding the connection for the header timeout.
+        end = min(at, first + max_line + 1) if max_line >= 0 else at
+        space = buf.find(b" ", first, end)
+        if space == first:
+            at, error = first, RemoteProtocolError("invalid-method")  # no method before SP
+        else:
+            bad = buf[first : end if space < 0 else space].translate(None, TOKEN_CHARS)
+            # HTAB, CR or LF first: left to the other rules and to the line parse, which
+            # names a misplaced separator
+            if bad and bad[0] not in b"\t\r\n":
+                at, error = buf.find(bad[:1], first), RemoteProtocolError("invalid-method")
     if max_section >= 0:
         over = first + max_section - 1 if max_section else first
         if over < at and over < stop - complete:

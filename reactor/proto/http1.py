@@ -382,6 +382,7 @@ class RequestParser:
             max_line=self._max_line,
             line_reason="request-line-too-long",
             line_status=414,
+            method_first=True,
             max_section=self._max_header,
         )
 
@@ -404,6 +405,7 @@ class RequestParser:
             max_line=self._max_line,
             line_reason="request-line-too-long",
             line_status=414,
+            method_first=True,
             max_section=self._max_header,
         )
         if error is not None:

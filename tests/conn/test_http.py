@@ -7,6 +7,7 @@ import http.client
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 
@@ -315,6 +316,9 @@ PROTOCOL_ERRORS = [
                  id="duplicate-host"),
     pytest.param(_head("GET  / HTTP/1.1", "Host: t"), 400, "invalid-request-line",
                  id="double-space"),
+    # A TLS client on the plain port: refused at its first byte, not after the header timeout
+    pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40), 400,
+                 "invalid-method", id="tls-client-hello"),
     pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Transfer-Encoding: gzip"), 501,
                  "unsupported-transfer-coding", id="te-gzip"),
     pytest.param(_head("POST /files/x HTTP/1.1", "Host: t",
@@ -350,6 +354,20 @@ def test_protocol_error_is_answered_then_the_connection_closed(running_server, r
         assert client.is_closed_by_peer()
     line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
     assert (line["status"], line["reason"]) == (status, reason)
+
+
+def test_a_tls_client_on_the_plain_port_fails_its_handshake_at_once(running_server):
+    # A real TLS client (https:// to an http:// port) gets the 400 as its "ServerHello" and
+    # fails the handshake then, instead of waiting out the server's header timeout (20 s).
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    address = ("127.0.0.1", running_server.port)
+    with (socket.create_connection(address, timeout=RAW_TIMEOUT_S) as sock,
+          pytest.raises(ssl.SSLError)):
+        context.wrap_socket(sock, server_hostname="localhost")
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
+    assert (line["status"], line["reason"], line["method"]) == (400, "invalid-method", None)
 
 
 @pytest.mark.parametrize(("request_data", "status", "reason"), [

@@ -781,6 +781,41 @@ def test_header_section_too_large_detected_before_terminator() -> None:
     assert info.value.status_hint == 431
 
 
+# The first bytes of a TLS 1.2/1.3 ClientHello (record header, handshake header, version):
+# what a client configured for https sends to a plain-HTTP port.
+CLIENT_HELLO_START = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+
+
+def test_a_byte_no_method_can_hold_is_refused_before_the_line_ends() -> None:
+    parser = RequestParser()
+    parser.feed(CLIENT_HELLO_START)
+    with pytest.raises(RemoteProtocolError) as info:
+        parser.next_event()
+    assert (info.value.status_hint, info.value.reason) == (400, "invalid-method")
+    for prefix in (b"GE", b"GET", b"GET /", b"M-SEARCH", b"GET\t", b"GET\r", b"\r\n\r\nGET"):
+        parser = RequestParser()  # a method (or line) still arriving: no verdict yet
+        parser.feed(prefix)
+        assert parser.next_event() is NEED_DATA, prefix
+    for bad in (b"G\x00", b"GET(", b"\x80", b" ", b"\r\n "):
+        parser = RequestParser()
+        parser.feed(bad)
+        with pytest.raises(RemoteProtocolError) as info:
+            parser.next_event()
+        assert info.value.reason == "invalid-method", bad
+
+
+def test_a_bad_method_byte_names_the_error_even_when_the_line_has_others() -> None:
+    # Whole, the head would fail on its version (505) or its shape; a byte-by-byte feed stops
+    # at the method's first bad byte, and the whole head is answered the same way.
+    for head in (CLIENT_HELLO_START + b" / HTTP/2.0\r\nHost: x\r\n\r\n",
+                 b"GE\x7fT / HTTP/1.1 extra\r\nHost: x\r\n\r\n"):
+        whole = parse_error(head)
+        _, bytewise = feed_pieces([bytes([b]) for b in head])
+        assert bytewise is not None
+        assert (whole.status_hint, whole.reason) == (bytewise.status_hint, bytewise.reason) == (
+            400, "invalid-method")
+
+
 def test_bare_lf_detected_before_terminator() -> None:
     parser = RequestParser()
     parser.feed(b"GET / HTTP/1.1\nHost: x\n")

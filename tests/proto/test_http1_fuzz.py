@@ -222,6 +222,8 @@ BREAKERS = [
     b"=",
     b"\t",
     b"\x7f",
+    b"\x16\x03\x01",  # a TLS record header, as a TLS client sends to a plain port
+    b"\x80",
 ]
 
 
