@@ -293,6 +293,12 @@ class RouteDispatch:
     def begin(self) -> Upload | Response | None:
         found = self.found
         if isinstance(found, Response):
+            # The router's own answer (404, 405, OPTIONS) does not depend on the body unless
+            # middleware runs (it may read the body, or answer instead). A client holding its
+            # body back for 100 Continue gets the final status now (RFC 9110 10.1.1), rather
+            # than a 100 and an upload for nothing; the connection then closes, body unread.
+            if not self.app.middlewares and _waits_for_continue(self.request):
+                return found
             return None
         request = self.request
         if found.stream:
@@ -409,6 +415,14 @@ def _run_upload(upload: Upload, body: bytes) -> Response:
     except BaseException:
         upload.abort()
         raise
+
+
+def _waits_for_continue(request: Request) -> bool:
+    """The request announces `Expect: 100-continue` (ignored in HTTP/1.0, RFC 9110 10.1.1)."""
+    if request.version != "1.1":
+        return False
+    return any(item.strip(b" \t").lower() == b"100-continue"
+               for value in request.headers.get_all(b"expect") for item in value.split(b","))
 
 
 def _accept_encoding(request: Request) -> bytes | None:

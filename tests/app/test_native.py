@@ -507,3 +507,38 @@ def test_middleware_see_upload_answers_and_their_own_failures_are_500s(
     errors = wait_for_log(running.error_log, lambda x: x["event"] == "handler-error")
     assert errors[0]["request_id"] == "mw-1"
     assert "middleware exploded" in errors[0]["exception"]
+
+
+def test_a_refused_expect_100_continue_is_answered_at_once_unless_middleware_may_change_it(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.get("/only-get")
+    def only_get(request: Request) -> Response:
+        return Response.text("got")
+
+    head = request_bytes("POST", "/only-get", {"Expect": "100-continue",
+                                               "Content-Length": "5"})
+    with RawClient.to(running) as client:  # no middleware: the 405 cannot change, sent now
+        client.send(head)
+        response = client.read_response()
+        assert response.status == 405 and b"100 Continue" not in response.raw
+        assert client.is_closed_by_peer()
+
+    seen: list[bytes] = []
+
+    @app.middleware
+    def echo_unrouted(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+        response = call_next(request)
+        if response.status == 405:  # a middleware that answers from the body instead
+            seen.append(request.body)
+            return Response.text(f"posted {request.body.decode()}")
+        return response
+
+    with RawClient.to(running) as client:  # middleware may: the body is asked for and read
+        client.send(head)
+        assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"hello")
+        response = client.read_response()
+        assert (response.status, response.body) == (200, b"posted hello")
+    assert seen == [b"hello"]

@@ -220,6 +220,27 @@ def test_expect_100_continue_over_the_limit_gets_413_instead(small_limits_server
     assert wait_until(lambda: list(files_dir.iterdir()) == [])
 
 
+@pytest.mark.parametrize(("target", "status"), [("/echo/x", 405), ("/nowhere", 404)])
+def test_expect_100_continue_to_a_route_that_refuses_gets_the_final_status_at_once(
+        running_server, target, status):
+    # RFC 9110 10.1.1: a status that the method, target and fields decide is sent instead
+    # of 100 Continue; the body never comes, so the connection closes.
+    head = request_bytes("POST", target, {"Expect": "100-continue", "Content-Length": "1000"})
+    with RawClient.to(running_server) as client:
+        client.send(head)
+        response = client.read_response()  # no body sent: the answer must not wait for it
+        assert response.status == status
+        assert response.header("connection") == "close"
+        assert b"100 Continue" not in response.raw
+        assert client.is_closed_by_peer()
+    # Without the expectation the body is read and the connection stays for the next request
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("POST", target, body=b"abc"))
+        assert client.read_response().status == status
+        client.send(request_bytes("GET", "/echo/again"))
+        assert client.read_response().body == b"again"
+
+
 def test_body_over_the_limit_gets_413_without_the_body_being_read(small_limits_server,
                                                                    files_dir):
     with RawClient.to(small_limits_server) as client:
