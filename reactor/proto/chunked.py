@@ -25,8 +25,8 @@ from reactor.proto.events import END_OF_MESSAGE, NEED_DATA, Data, EndOfMessage, 
 from reactor.proto.headers import (
     BLOCK_CACHE,
     HEX_CHARS,
+    MAX_CHUNK_SIZE_DIGITS,
     TOKEN_CHARS,
-    bare_line_end,
     first_offence,
     parse_header_block,
 )
@@ -37,8 +37,6 @@ __all__ = ["MAX_CHUNK_LINE_BYTES", "ChunkedReader"]
 # and a peer streaming an endless one must not make us buffer it.
 MAX_CHUNK_LINE_BYTES = 4096
 _LINE_WINDOW = MAX_CHUNK_LINE_BYTES + 2  # the line and its CRLF
-# RFC 9112 7.1: chunk-size = 1*HEXDIG; 16 hex digits already exceed any size we accept.
-_MAX_CHUNK_SIZE_DIGITS = 16
 
 # Reader states.
 _SIZE = 0  # expecting a chunk-size line
@@ -257,7 +255,8 @@ def _line_incomplete(buf: bytes | bytearray, pos: int, size: int) -> None:
     """A size line without its CRLF yet: refuse it now if it already cannot be valid."""
     stop = pos + _LINE_WINDOW if size > pos + _LINE_WINDOW else size
     error = first_offence(
-        buf, pos, pos, stop, max_line=MAX_CHUNK_LINE_BYTES, line_reason="chunk-line-too-long"
+        buf, pos, pos, stop, max_line=MAX_CHUNK_LINE_BYTES, line_reason="chunk-line-too-long",
+        size_first=True,
     )
     if error is not None:
         raise error
@@ -268,7 +267,7 @@ def _chunk_size(line: bytes | bytearray) -> int:
     size, semicolon, _ = line.partition(b";")
     if semicolon:
         size = size.rstrip(b" \t")
-    if not 0 < len(size) <= _MAX_CHUNK_SIZE_DIGITS or size.translate(None, HEX_CHARS):
+    if not 0 < len(size) <= MAX_CHUNK_SIZE_DIGITS or size.translate(None, HEX_CHARS):
         raise _line_error(line, "invalid-chunk-size")
     # We ignore extensions, but only well-formed ones: an empty name ("2;", "2;=x") is not.
     if semicolon and _CHUNK_EXT.fullmatch(line, len(size)) is None:
@@ -282,6 +281,8 @@ def _chunk_size(line: bytes | bytearray) -> int:
 
 
 def _line_error(line: bytes | bytearray, reason: str) -> RemoteProtocolError:
-    # A bare CR/LF anywhere in the line wins: fed byte by byte, it is refused on arrival,
-    # before the line is complete and its grammar is looked at.
-    return bare_line_end(bytes(line)) or RemoteProtocolError(reason)
+    # A byte refused on arrival (a bare CR/LF, a size that cannot go on) names the error when
+    # it comes first: fed byte by byte, the line never got whole enough to be parsed.
+    whole = bytes(line) + b"\r\n"
+    return first_offence(whole, 0, 0, len(whole), complete=True, size_first=True) or (
+        RemoteProtocolError(reason))

@@ -23,6 +23,7 @@ __all__ = [
     "CTL_CHARS",
     "FIELD_CHARS",
     "HEX_CHARS",
+    "MAX_CHUNK_SIZE_DIGITS",
     "SPECIAL_FIELDS",
     "TOKEN_CHARS",
     "Framing",
@@ -54,6 +55,8 @@ SPECIAL_FIELDS = frozenset(
     (b"host", b"content-length", b"transfer-encoding", b"connection", b"expect")
 )
 
+# RFC 9112 7.1: chunk-size = 1*HEXDIG; 16 hex digits already exceed any size we accept.
+MAX_CHUNK_SIZE_DIGITS = 16
 # More digits than this cannot be a body we would accept; refuse before int() does big math.
 _MAX_CONTENT_LENGTH_DIGITS = 18
 _NAME_CACHE_MAX = 1024
@@ -119,6 +122,7 @@ def first_offence(
     line_reason: str = "",
     line_status: int = 400,
     method_first: bool = False,
+    size_first: bool = False,
     max_section: int = -1,
 ) -> RemoteProtocolError | None:
     """The error named by the earliest offending byte of the section ``buf[first:stop]``.
@@ -129,11 +133,13 @@ def first_offence(
     it (until that arrives, the CR may begin a CRLF); the first line's is the byte that makes it
     longer than ``max_line`` (``line_reason``, ``line_status``); with ``method_first`` (a
     request head), the method's is its first byte that is not a tchar, or the SP that ends an
-    empty method (400 invalid-method; HTAB, CR and LF end it for the other checks); the
-    section's is its ``max_section``-th byte while it is not complete (431). Fed byte by
-    byte, the parser would refuse the input at the earliest of these bytes, so that one names
-    the error, whatever the split; on a tie the order above decides, as it does for the
-    incremental checks.
+    empty method (400 invalid-method; HTAB, CR and LF end it for the other checks); with
+    ``size_first`` (a chunk-size line), the size's is the first byte that cannot continue
+    ``1*HEXDIG [BWS ";" ...]`` (400 invalid-chunk-size; CR and LF after the digits are the
+    other checks'); the section's is its ``max_section``-th byte while it is not complete
+    (431). Fed byte by byte, the parser would refuse the input at the earliest of these
+    bytes, so that one names the error, whatever the split; on a tie the order above
+    decides, as it does for the incremental checks.
     """
     # RFC 9112 2.2: "A recipient of such a bare CR MUST consider that element to be invalid or
     # replace each bare CR with SP"; a recipient "MAY recognize a single LF as a line
@@ -176,11 +182,36 @@ def first_offence(
             # names a misplaced separator
             if bad and bad[0] not in b"\t\r\n":
                 at, error = buf.find(bad[:1], first), RemoteProtocolError("invalid-method")
+    if size_first:
+        offence = _chunk_size_offence(buf, first, at)
+        if offence >= 0:
+            at, error = offence, RemoteProtocolError("invalid-chunk-size")
     if max_section >= 0:
         over = first + max_section - 1 if max_section else first
         if over < at and over < stop - complete:
             error = RemoteProtocolError("header-section-too-large", 431)
     return error
+
+
+def _chunk_size_offence(buf: bytes | bytearray, first: int, end: int) -> int:
+    """The index of the first byte of ``buf[first:end]`` that a chunk-size line cannot have
+    there, or -1. RFC 9112 7.1: chunk-size = 1*HEXDIG, at most 16 digits here; then CRLF, or
+    BWS ";" and extensions (judged once the line is whole)."""
+    at = first
+    while at < end and buf[at] in HEX_CHARS:
+        at += 1
+    if at - first > MAX_CHUNK_SIZE_DIGITS:
+        return first + MAX_CHUNK_SIZE_DIGITS
+    if at == end:
+        return -1
+    byte = buf[at]
+    if at > first and byte in b";\r\n":  # the size ended; a line end is the other rules'
+        return -1
+    if at == first:  # no digit: an empty line and a bare CR/LF are the other rules'
+        return -1 if byte in b"\r\n" else at
+    while at < end and buf[at] in b" \t":  # BWS, allowed before ";" only
+        at += 1
+    return at if at < end and buf[at] != 59 else -1
 
 
 def bare_line_end(line: bytes) -> RemoteProtocolError | None:

@@ -955,6 +955,32 @@ def test_data_before_a_bad_chunk_is_handed_out_first() -> None:
     assert info.value.reason == "invalid-chunk-size"
 
 
+def test_a_size_line_that_cannot_be_one_is_refused_before_its_crlf() -> None:
+    # A client that announces chunked and sends the raw body, say: answered now, not after
+    # the body timeout.
+    for line in (b"hello", b"zz", b";x", b" 5", b"5 x", b"5 \r", b"1" * 17):
+        parser = RequestParser()
+        parser.feed(CHUNKED + line)
+        assert isinstance(parser.next_event(), RequestHead)
+        with pytest.raises(RemoteProtocolError) as info:
+            parser.next_event()
+        assert info.value.reason == "invalid-chunk-size", line
+    for line in (b"5", b"5;", b"5 ", b"5 \t;", b"abcdef", b"5\r", b"\r", b"1" * 16):
+        parser = RequestParser()  # could still become a valid line
+        parser.feed(CHUNKED + line)
+        assert isinstance(parser.next_event(), RequestHead)
+        assert parser.next_event() is NEED_DATA, line
+
+
+def test_a_bad_size_byte_names_the_error_even_when_the_line_has_a_bare_cr_after_it() -> None:
+    # Byte by byte the "z" is refused before the bare CR arrives; whole, the same error.
+    wire = CHUNKED + b"z\rX\r\n"
+    whole = parse_error(wire)
+    _, bytewise = feed_pieces([wire[i : i + 1] for i in range(len(wire))])
+    assert bytewise is not None
+    assert whole.reason == bytewise.reason == "invalid-chunk-size"
+
+
 def test_chunked_limit_counts_coalesced_chunks() -> None:
     parser = RequestParser(max_body_bytes=5)
     parser.feed(CHUNKED + b"1\r\na\r\n" * 5 + b"1\r\nb\r\n")

@@ -224,6 +224,8 @@ BREAKERS = [
     b"\x7f",
     b"\x16\x03\x01",  # a TLS record header, as a TLS client sends to a plain port
     b"\x80",
+    b"g",  # not a hex digit: a chunk-size line that cannot go on
+    b" ;",
 ]
 
 
