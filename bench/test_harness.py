@@ -263,8 +263,14 @@ def test_time_wait_sockets_counts_a_closed_connection_on_its_port() -> None:
 
     from bench.cli import settle_time_wait, time_wait_sockets
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
+    # A port the earlier tests' connections left no TIME_WAIT socket on (any ephemeral port
+    # can have one, as a client's end): the count must be ours alone.
+    for _ in range(50):
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        if time_wait_sockets(port) == 0:
+            break
+        listener.close()
     assert time_wait_sockets(port) == 0
     client = socket.create_connection(("127.0.0.1", port))
     server_side, _ = listener.accept()
@@ -272,6 +278,9 @@ def test_time_wait_sockets_counts_a_closed_connection_on_its_port() -> None:
     assert client.recv(1) == b""
     client.close()
     listener.close()
+    deadline = time.monotonic() + 5.0  # the client's FIN may still be on its way
+    while time_wait_sockets(port) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert time_wait_sockets(port) == 1
     assert settle_time_wait(port, limit_s=0.0) == pytest.approx(0.0, abs=0.5)  # one is fine
 
