@@ -340,6 +340,9 @@ PROTOCOL_ERRORS = [
     # A TLS client on the plain port: refused at its first byte, not after the header timeout
     pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40), 400,
                  "invalid-method", id="tls-client-hello"),
+    # chunked announced, the raw body sent: refused at its first byte, not after 60 s
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Transfer-Encoding: chunked")
+                 + b"hello world", 400, "invalid-chunk-size", id="raw-body-as-chunked"),
     pytest.param(_head("POST /files/x HTTP/1.1", "Host: t", "Transfer-Encoding: gzip"), 501,
                  "unsupported-transfer-coding", id="te-gzip"),
     pytest.param(_head("POST /files/x HTTP/1.1", "Host: t",
