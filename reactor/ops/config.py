@@ -178,9 +178,16 @@ def _suggest_section(section: str) -> str:
     return f"; did you mean [{close[0]}]?" if close else ""
 
 
+# What other servers call the address (gunicorn's `bind`, uvicorn's `host`/`port`): the
+# setting an operator reaching for these means, which no spelling distance would find.
+_ADDRESS_WORDS = frozenset({"host", "port", "bind", "address", "addr"})
+
+
 def _closest(section: str, key: str) -> Setting | None:
     """The declared setting `key` was probably meant to be: a near spelling in `section`, or
-    the same key in another section."""
+    the same key in another section, or `listen` for another server's word for it."""
+    if section == "server" and key in _ADDRESS_WORDS:
+        return BY_NAME["server.listen"]
     keys = [s.key for s in SETTINGS if s.section == section]
     close = difflib.get_close_matches(key, keys, n=1)
     if close:
@@ -192,6 +199,8 @@ def _unknown_key(section: str, key: str) -> str:
     meant = _closest(section, key)
     if meant is None:
         return "unknown setting"
+    if section == "server" and key in _ADDRESS_WORDS:
+        return 'unknown setting; addresses go in server.listen = ["HOST:PORT", ...]'
     if meant.section != section:
         return f"unknown setting; it belongs in [{meant.section}]"
     return f"unknown setting; did you mean {meant.key}?"
