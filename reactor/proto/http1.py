@@ -308,6 +308,12 @@ class RequestParser:
             elif version == b"HTTP/1.0":
                 version = _HTTP10
                 is11 = False
+            elif _later_http1(version):
+                # RFC 9110 2.5: a later minor version of a major version we implement is
+                # processed "as if it were in the highest minor version ... to which the
+                # recipient is conformant" (nginx does the same); the answer says HTTP/1.1.
+                version = _HTTP11
+                is11 = True
             else:
                 raise _version_error(version)
             if method not in _KNOWN_METHODS and (not method or method.translate(None, TOKEN_CHARS)):
@@ -466,6 +472,11 @@ class RequestParser:
             setattr(self, key, value)
         # A head no larger than both limits needs no separate request-line and head checks.
         self._quick_limit = min(self._max_line, self._max_header)
+
+
+def _later_http1(version: bytes) -> bool:
+    """HTTP/1.2 to HTTP/1.9: well formed, major version 1, minor above ours."""
+    return len(version) == 8 and version.startswith(b"HTTP/1.") and 50 <= version[7] <= 57
 
 
 def _version_error(version: bytes) -> RemoteProtocolError:

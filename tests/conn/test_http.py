@@ -101,6 +101,16 @@ def test_http10_keep_alive_is_honoured_and_announced(running_server):
             assert response.header("connection") == "keep-alive"
 
 
+def test_a_later_http1_minor_version_is_served_as_http11(running_server):
+    # RFC 9110 2.5: HTTP/1.2 is processed as the highest 1.x we speak, keep-alive included.
+    with RawClient.to(running_server) as client:
+        for word in ("first", "second"):
+            client.send(request_bytes("GET", f"/echo/{word}", version="HTTP/1.2"))
+            response = client.read_response()
+            assert response.status == 200 and response.body == word.encode()
+            assert response.header("connection") is None  # the reader checks HTTP/1.1
+
+
 def test_half_closed_client_still_gets_its_answer(running_server):
     gate = threading.Event()
 
@@ -350,8 +360,8 @@ PROTOCOL_ERRORS = [
                  "unsupported-transfer-coding", id="te-gzip-chunked"),
     pytest.param(_head("GET / HTTP/2.0", "Host: t"), 505, "unsupported-http-version",
                  id="http-2.0"),
-    pytest.param(_head("GET / HTTP/1.2", "Host: t"), 505, "unsupported-http-version",
-                 id="http-1.2"),
+    pytest.param(_head("GET / HTTP/0.9", "Host: t"), 505, "unsupported-http-version",
+                 id="http-0.9"),
     pytest.param(_head("GET / HTTP/1", "Host: t"), 400, "invalid-http-version",
                  id="malformed-version"),
     pytest.param(_long_request_line(8193) + b"\r\nHost: t\r\n\r\n", 414,

@@ -191,6 +191,16 @@ def test_simple_get() -> None:
             id="http10-keep-alive",
         ),
         pytest.param(
+            b"GET / HTTP/1.2\r\n" + H + b"\r\n",
+            {"version": b"1.1", "keep_alive": True},
+            id="later-minor-version-is-http11",
+        ),
+        pytest.param(
+            b"POST / HTTP/1.9\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n",
+            {"version": b"1.1", "chunked": True},
+            id="http19-may-send-chunked",
+        ),
+        pytest.param(
             b"GET / HTTP/1.0\r\nConnection: Upgrade, Keep-Alive\r\n\r\n",
             {"keep_alive": True},
             id="http10-keep-alive-in-list",
@@ -493,7 +503,7 @@ BAD_REQUESTS = [
     (b"GET http:// HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
     (b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, "asterisk-form-without-options"),
     (b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505, "unsupported-http-version"),
-    (b"GET / HTTP/1.2\r\n" + H + b"\r\n", 505, "unsupported-http-version"),
+    (b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "unsupported-http-version"),
     (b"GET / HTTP/0.9\r\n" + H + b"\r\n", 505, "unsupported-http-version"),
     (b"GET / HTTP/1\r\n" + H + b"\r\n", 400, "invalid-http-version"),
     (b"GET / http/1.1\r\n" + H + b"\r\n", 400, "invalid-http-version"),
