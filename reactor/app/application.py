@@ -34,7 +34,7 @@ from reactor.app.types import (
     Request,
     Response,
     Upload,
-    text_response,
+    internal_error,
 )
 from reactor.app.websocket import Echo, HandlerFactory, websocket_endpoint
 
@@ -198,7 +198,7 @@ class App:
         self.on_error("handler-error", exc, {
             "request_id": request.request_id, "conn_id": request.conn_id,
             "method": request.method, "path": request.path})
-        return text_response(500, f"Internal Server Error\nrequest id: {request.request_id}\n")
+        return internal_error(request)
 
     def finish(self, request: Request, response: Response, *, in_worker: bool
                ) -> Response | Offload:

@@ -10,7 +10,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from reactor.app.types import FileBody, Request, Response, Upload, UploadRefused, text_response
+from reactor.app.types import (
+    FileBody,
+    Request,
+    Response,
+    Upload,
+    UploadRefused,
+    internal_error,
+    text_response,
+)
 
 TEXT_PLAIN = (b"Content-Type", b"text/plain")
 OCTET_STREAM = (b"Content-Type", b"application/octet-stream")
@@ -337,7 +345,7 @@ def file_system_error(exc: OSError, path: str | None, request: Request, event: s
         return text_response(507, "Insufficient Storage\n")
     if code in _FORBIDDEN:
         return text_response(403, "Forbidden\n")
-    return text_response(500, "Internal Server Error\n")
+    return internal_error(request)
 
 
 def _create_temp(dir_fd: int) -> tuple[int, str]:

@@ -602,3 +602,9 @@ def text_response(status: int, text: str, headers: list[tuple[bytes, bytes]] | N
     if headers:
         fields.extend(headers)
     return Response(status, fields, text.encode())
+
+
+def internal_error(request: Request) -> Response:
+    """The 500 for a fault already in the error log: nothing of it for the client but the
+    request id, which finds that log line."""
+    return text_response(500, f"Internal Server Error\nrequest id: {request.request_id}\n")

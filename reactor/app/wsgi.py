@@ -38,7 +38,7 @@ from reactor.app.types import (
     Response,
     StreamBody,
     Upload,
-    text_response,
+    internal_error,
 )
 
 SPOOL_BYTES = 1024 * 1024
@@ -100,8 +100,7 @@ class WsgiDispatch:
             self.host.on_error("handler-error", exc, {
                 "request_id": request.request_id, "conn_id": request.conn_id,
                 "method": request.method, "path": request.path})
-            return text_response(500, "Internal Server Error\n"
-                                      f"request id: {request.request_id}\n")
+            return internal_error(request)
 
 
 class ErrorStream:

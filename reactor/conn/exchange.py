@@ -25,6 +25,7 @@ from reactor.app.types import (
     StreamBody,
     Upload,
     UploadRefused,
+    internal_error,
 )
 from reactor.conn.clock import server_lines
 from reactor.conn.shared import AccessRecord
@@ -185,7 +186,7 @@ class Exchange(AccessRecord):
         self.conn.log.error("handler-error", exc, {
             "request_id": request.request_id, "conn_id": self.conn.conn_id,
             "method": request.method, "path": request.path})
-        self.respond(plain(500, "Internal Server Error\n"))
+        self.respond(internal_error(request))
 
     # ---- the response -------------------------------------------------------------------
     def respond(self, response: Response) -> None:
@@ -297,7 +298,7 @@ class Exchange(AccessRecord):
         self.conn.log.error("response-framing", exc, {
             "request_id": request.request_id, "conn_id": self.conn.conn_id,
             "method": request.method, "path": request.path, "status": status})
-        self.respond(plain(500, "Internal Server Error\n"))
+        self.respond(internal_error(request))
 
     def _done(self, response: Response, sent: int, keep_alive: bool) -> None:
         conn = self.conn
