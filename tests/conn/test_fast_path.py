@@ -74,6 +74,7 @@ def run_scripts(loop_thread: LoopThread, log_path: Path) -> list[bytes]:
 
 def normalized(answer: bytes) -> bytes:
     answer = re.sub(rb"Date: [^\r]*\r\n", b"Date: -\r\n", answer)
+    answer = re.sub(rb"request id: [0-9a-f]+-[0-9a-f]+\n", b"request id: -\n", answer)
     return re.sub(rb"X-Request-ID: [0-9a-f]+-[0-9a-f]+\r\n", b"X-Request-ID: -\r\n", answer)
 
 
