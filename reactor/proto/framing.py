@@ -74,6 +74,9 @@ def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length:
         kept = headers
         for name, _value in headers:
             if name not in _ORDINARY and not _is_ordinary(name):
+                if status == 426 and any(n.lower() == b"upgrade" for n, _ in headers):
+                    return _offering_upgrade(headers, body_length, head_request, keep_alive,
+                                             http10)
                 kept, app_length, keep_alive = _clean(headers, status, keep_alive)
                 break
         block = header_lines(kept)
@@ -111,6 +114,24 @@ def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length:
         return _CHUNKED, block, 0, True, True
     # HTTP/1.0 cannot read chunks: the close tells where the body ends (RFC 9112 6.3).
     return _CLOSE, block, CLOSE_DELIMITED, False, False
+
+
+def _offering_upgrade(headers: list[tuple[bytes, bytes]], body_length: int | None,
+                      head_request: bool, keep_alive: bool, http10: bool) -> Framing:
+    """A 426 framed as any response, plus the app's Upgrade fields: it MUST name the
+    protocols it requires there (RFC 9110 15.5.22), and a sender of Upgrade lists "upgrade"
+    in Connection (7.8) so that no intermediary forwards it."""
+    offers = [(name, value) for name, value in headers if name.lower() == b"upgrade"]
+    rest = [(name, value) for name, value in headers if name.lower() != b"upgrade"]
+    lines, block, length, chunked, keep_alive = frame_response(
+        426, rest, body_length, head_request, keep_alive, http10)
+    for connection in (_CLOSE, _KEEP_ALIVE):
+        if connection in lines:
+            lines = lines.replace(connection, connection[:-2] + b", upgrade\r\n")
+            break
+    else:
+        lines += _UPGRADE
+    return lines, block + header_lines(offers), length, chunked, keep_alive
 
 
 def _connection(keep_alive: bool, http10: bool) -> bytes:

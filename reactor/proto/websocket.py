@@ -79,6 +79,10 @@ def accept_key(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + _GUID).digest())
 
 
+# A 426 names what to upgrade to (RFC 9110 15.5.22) and the versions we speak (6455 4.4).
+_UPGRADE_TO_13 = [(b"Upgrade", b"websocket"), (b"Sec-WebSocket-Version", b"13")]
+
+
 def _tokens(values: list[bytes]) -> set[bytes]:
     return {token.strip().lower() for value in values for token in value.split(b",")}
 
@@ -90,8 +94,7 @@ def check_handshake(method: str, version: str, headers: Iterable[tuple[bytes, by
     for name, value in headers:
         fields.setdefault(name, []).append(value)
     if b"websocket" not in _tokens(fields.get(b"upgrade", [])):
-        raise HandshakeError(426, "websocket-upgrade-required",
-                             [(b"Sec-WebSocket-Version", b"13")])
+        raise HandshakeError(426, "websocket-upgrade-required", _UPGRADE_TO_13)
     if b"upgrade" not in _tokens(fields.get(b"connection", [])):
         raise HandshakeError(400, "connection-upgrade-missing")
     if method != "GET":
@@ -103,8 +106,7 @@ def check_handshake(method: str, version: str, headers: Iterable[tuple[bytes, by
         raise HandshakeError(400, "websocket-version-missing")
     if versions != [b"13"]:
         # 4.4: answer the versions we speak
-        raise HandshakeError(426, "websocket-version-unsupported",
-                             [(b"Sec-WebSocket-Version", b"13")])
+        raise HandshakeError(426, "websocket-version-unsupported", _UPGRADE_TO_13)
     keys = fields.get(b"sec-websocket-key", [])
     if len(keys) != 1:
         raise HandshakeError(400, "websocket-key-missing")

@@ -83,8 +83,9 @@ def test_bad_upgrade_is_refused_with_reason(ws_server: RunningServer, method: st
     assert data.startswith(b"HTTP/1.1 %d " % status)
     if method == "GET":
         assert reason in data
-    if status == 426:
+    if status == 426:  # what to upgrade to (RFC 9110 15.5.22), and the versions we speak
         assert b"Sec-WebSocket-Version: 13" in data
+        assert b"\r\nUpgrade: websocket\r\n" in data and b"\r\nConnection: upgrade\r\n" in data
 
 
 def test_plain_get_on_websocket_route_gets_426(ws_server: RunningServer) -> None:
@@ -94,6 +95,8 @@ def test_plain_get_on_websocket_route_gets_426(ws_server: RunningServer) -> None
         while chunk := sock.recv(4096):
             data += chunk
     assert data.startswith(b"HTTP/1.1 426 ") and b"websocket-upgrade-required" in data
+    assert b"\r\nUpgrade: websocket\r\n" in data
+    assert b"\r\nConnection: close, upgrade\r\n" in data
 
 
 def test_fragmented_message_across_many_reads(ws_server: RunningServer) -> None:

@@ -88,6 +88,31 @@ def test_101_keeps_upgrade_and_says_connection_upgrade() -> None:
     assert length == 0 and keep
 
 
+@pytest.mark.parametrize(("keep_alive", "http10", "connection"), [
+    (True, False, b"Connection: upgrade\r\n"),
+    (False, False, b"Connection: close, upgrade\r\n"),
+    (True, True, b"Connection: keep-alive, upgrade\r\n"),
+])
+def test_426_keeps_upgrade_and_lists_it_in_connection(keep_alive: bool, http10: bool,
+                                                      connection: bytes) -> None:
+    # RFC 9110 15.5.22: a 426 MUST send Upgrade; 7.8: its sender lists "upgrade" in Connection
+    lines, block, length, _, keep = frame(
+        426, [CT, (b"Upgrade", b"websocket"), (b"Content-Length", b"2")], 2,
+        keep_alive=keep_alive, http10=http10)
+    assert lines == b"Content-Length: 2\r\n" + connection
+    assert block == b"Content-Type: text/plain\r\nUpgrade: websocket\r\n"
+    assert (length, keep) == (2, keep_alive)
+
+
+def test_426_without_upgrade_is_framed_as_any_response() -> None:
+    assert frame(426, [CT, (b"Keep-Alive", b"x")], 2) == frame(426, [CT], 2)
+
+
+def test_426_whose_length_disagrees_is_still_an_app_error() -> None:
+    with pytest.raises(FramingError):
+        frame(426, [(b"Upgrade", b"websocket"), (b"Content-Length", b"9")], 2)
+
+
 def test_304_sends_no_body_and_no_invented_length() -> None:
     lines, _, length, chunked, _ = frame(304, [(b"ETag", b'"x"')], 0)
     assert lines == b"" and length == 0 and not chunked

@@ -96,6 +96,7 @@ def test_bad_handshakes(method: str, version: str, extra: dict[str, bytes], stat
     assert (info.value.status, info.value.reason) == (status, reason)
     if status == 426:
         assert (b"Sec-WebSocket-Version", b"13") in info.value.headers
+        assert (b"Upgrade", b"websocket") in info.value.headers
 
 
 # ---- permessage-deflate negotiation -----------------------------------------------------------
