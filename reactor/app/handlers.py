@@ -122,7 +122,7 @@ class FilesHandler:
         """POST or PUT: stream the body into the directory (see `FileUpload`)."""
         if not self.uploads:
             return text_response(405, "Method Not Allowed\n", [(b"Allow", b"GET, HEAD, OPTIONS")])
-        return _FilesUpload(self, request)
+        return partial_body_refused(request) or _FilesUpload(self, request)
 
     def delete(self, request: Request, name: bytes) -> Response:
         if not self.uploads:
@@ -166,6 +166,16 @@ class WriteTarget:
         if self.dir_fd >= 0:
             os.close(self.dir_fd)
             self.dir_fd = -1
+
+
+def partial_body_refused(request: Request) -> Response | None:
+    """The 400 for a write whose body is a range of the file (`Content-Range`), at head
+    time: RFC 9110 14.5 makes it a MUST for PUT, as partial content "mistakenly PUT as a full
+    representation" would replace the file with a piece of it; a POST that writes a whole
+    file is refused for the same reason."""
+    if b"content-range" in request.headers:
+        return text_response(400, "Bad Request: Content-Range on a whole-file write\n")
+    return None
 
 
 class FileUpload(Upload):

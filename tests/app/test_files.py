@@ -127,6 +127,16 @@ def test_post_replaces_an_existing_file(running_server, files_dir):
     assert sorted(p.name for p in files_dir.iterdir()) == ["doc.txt"]
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_write_of_a_range_is_400_and_the_file_kept(running_server, files_dir, method):
+    (files_dir / "doc.txt").write_bytes(b"whole content")
+    status, _, body = fetch(running_server, method, "/files/doc.txt", b"xx",
+                            {"Content-Range": "bytes 0-1/13"})
+    assert status == 400 and b"Content-Range" in body
+    assert (files_dir / "doc.txt").read_bytes() == b"whole content"
+    assert sorted(p.name for p in files_dir.iterdir()) == ["doc.txt"]
+
+
 def test_post_empty_body_creates_an_empty_file(running_server, files_dir):
     assert fetch(running_server, "POST", "/files/zero", b"",
                  {"Content-Length": "0"})[0] == 201

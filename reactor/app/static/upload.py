@@ -40,6 +40,7 @@ from reactor.app.handlers import (
     WriteTarget,
     file_system_error,
     is_a_directory,
+    partial_body_refused,
     print_error,
 )
 from reactor.app.static.conditional import make_etag, write_allowed
@@ -69,7 +70,7 @@ class MountWriter:
         segments = self._segments(request)
         if isinstance(segments, Response):
             return segments
-        return MountUpload(self, request, segments)
+        return partial_body_refused(request) or MountUpload(self, request, segments)
 
     def delete(self, request: Request) -> Response | Offload:
         segments = self._segments(request)

@@ -336,6 +336,20 @@ def test_a_refused_put_is_answered_before_the_body(serve: Serve, www: Path) -> N
     assert (www / "hello.txt").read_bytes() == b"hello, world\n"
 
 
+def test_a_put_of_a_range_is_refused_before_the_body_and_the_file_kept(serve: Serve,
+                                                                         www: Path) -> None:
+    # RFC 9110 14.5: a PUT with Content-Range MUST be a 400; writing it would replace the
+    # file with a piece of it.
+    server = serve(StaticMount("/", www, uploads=True))
+    with RawClient.to(server) as client:
+        client.send(request_bytes("PUT", "/hello.txt", {
+            "Content-Length": "2", "Content-Range": "bytes 0-1/13", "Expect": "100-continue"}))
+        response = client.read_response()
+        assert response.status == 400 and b"Content-Range" in response.body
+    assert (www / "hello.txt").read_bytes() == b"hello, world\n"
+    assert _temp_files(www) == []
+
+
 # ---- aborts, races, caches -----------------------------------------------------------------
 
 
