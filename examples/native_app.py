@@ -51,13 +51,17 @@ def show_user(request: Request, user_id: int) -> dict[str, object]:
 
 @app.get("/users")
 def list_users(request: Request) -> Response:
-    limit = int(request.query_params.get("limit", "10"))
-    return Response.json(list(USERS.values())[:limit])
+    limit = request.query_params.get("limit", "10")
+    if not limit.isdecimal():  # the client's mistake is a 400 that says so, not a 500
+        raise HTTPError(400, "limit must be a whole number")
+    return Response.json(list(USERS.values())[:int(limit)])
 
 
 @app.post("/users")
 def create_user(request: Request) -> Response:
-    data = request.json()
+    data = request.json()  # a body that is not JSON is a 400 already
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise HTTPError(400, 'send a JSON object with a "name" string')
     new_id = max(USERS) + 1
-    USERS[new_id] = user = {"id": new_id, "name": str(data["name"])}
+    USERS[new_id] = user = {"id": new_id, "name": data["name"]}
     return Response.json(user, 201, headers=[(b"Location", f"/users/{new_id}".encode())])

@@ -139,8 +139,14 @@ def test_the_native_example_runs_as_the_readme_shows(tmp_path: Path) -> None:
             created = client.request("POST", "/users", b'{"name": "Grace"}',
                                      headers={"X-API-Key": "let-me-in"})
             assert created.status == 201 and created.headers["location"] == "/users/3"
+            for body in (b"[1, 2]", b"null", b'{"name": 7}'):  # JSON, but not a user
+                wrong = client.request("POST", "/users", body,
+                                       headers={"X-API-Key": "let-me-in"})
+                assert wrong.status == 400 and b'"name" string' in wrong.body, body
         finally:
             client.close()
+        assert get(port, "/users?limit=1").body == b'[{"id":1,"name":"Ada"}]'
+        assert get(port, "/users?limit=abc").status == 400
     finally:
         proc.stop()
 
