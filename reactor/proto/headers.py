@@ -13,6 +13,7 @@ and work out which rule was broken.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import TypeAlias
 
@@ -61,6 +62,15 @@ MAX_CHUNK_SIZE_DIGITS = 16
 _MAX_CONTENT_LENGTH_DIGITS = 18
 _NAME_CACHE_MAX = 1024
 _WS = b" \t"
+# RFC 9110 7.2: Host = uri-host [ ":" port ], port = *DIGIT; uri-host (RFC 3986 3.2.2) is an
+# IP-literal in brackets (IPv6, or IPvFuture "v" 1*HEXDIG "." ...), or a reg-name of
+# unreserved, pct-encoded and sub-delims characters (an IPv4 address is one). Empty is valid:
+# a target without an authority (RFC 9110 7.2). No userinfo, no path, no space.
+_HOST_VALUE = re.compile(
+    rb"(?:\[(?:(?P<ipv6>[0-9A-Fa-f:.]+)|[Vv][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+    rb"(?::[0-9]*)?"
+)
 
 # Raw name -> validated lower-case name. Seeded with the usual spellings; grows (bounded) with
 # the names actually seen, so a client's odd casing is validated once.
@@ -280,6 +290,9 @@ def parse_header_block(block: bytes, max_fields: int) -> HeaderBlock:
         if lname in SPECIAL_FIELDS:
             if lname == b"host":
                 hosts += 1
+                if not _valid_host(field[1]):
+                    # RFC 9112 3.2: a Host "with an invalid field value" MUST be a 400.
+                    raise RemoteProtocolError("invalid-host")
             else:
                 special.append(field)
     specials = tuple(special) if special else None
@@ -294,6 +307,20 @@ def parse_header_block(block: bytes, max_fields: int) -> HeaderBlock:
             BLOCK_CACHE.clear()  # crude but bounded; the live blocks come back on next use
         BLOCK_CACHE[block] = result
     return result
+
+
+def _valid_host(value: bytes) -> bool:
+    match = _HOST_VALUE.fullmatch(value)
+    if match is None:
+        return False
+    ipv6 = match["ipv6"]
+    if ipv6 is None:
+        return True
+    try:  # only on a cache miss of its header block (see BLOCK_CACHE), never per request
+        ipaddress.IPv6Address(ipv6.decode("ascii"))
+    except ValueError:
+        return False
+    return True
 
 
 def _try_framing(fields: tuple[tuple[bytes, bytes], ...], is11: bool) -> Framing | None:

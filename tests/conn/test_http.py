@@ -358,6 +358,8 @@ PROTOCOL_ERRORS = [
     pytest.param(_head("POST /files/x HTTP/1.1", "Host: t",
                        "Transfer-Encoding: gzip, chunked"), 501,
                  "unsupported-transfer-coding", id="te-gzip-chunked"),
+    pytest.param(_head("GET / HTTP/1.1", "Host: evil.example/x?"), 400, "invalid-host",
+                 id="invalid-host"),
     pytest.param(_head("GET / HTTP/2.0", "Host: t"), 505, "unsupported-http-version",
                  id="http-2.0"),
     pytest.param(_head("GET / HTTP/0.9", "Host: t"), 505, "unsupported-http-version",

@@ -255,6 +255,16 @@ def test_valid_head(data: bytes, attrs: dict[str, Any]) -> None:
         assert getattr(head, name) == expected, name
 
 
+@pytest.mark.parametrize("host", [
+    b"", b"example.com", b"EXAMPLE.com:8080", b"localhost:", b"127.0.0.1:4221", b"a_b-c~d",
+    b"xn--nxasmq6b.example", b"%41b", b"[::1]", b"[::1]:443", b"[::ffff:192.0.2.1]",
+    b"[v1.fe]", b"a!$&'()*+,;=", b"x:99999",
+])
+def test_a_host_of_the_rfc_grammar_is_accepted(host: bytes) -> None:
+    (head,) = parse(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")[:1]
+    assert head.headers == [(b"host", host)]
+
+
 @pytest.mark.parametrize(
     ("data", "content_length", "chunked", "body", "trailers"),
     [
@@ -540,6 +550,13 @@ BAD_REQUESTS = [
     (b"GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", 400, "missing-host"),
     (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400, "duplicate-host"),
     (b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", 400, "duplicate-host"),
+    # RFC 9112 3.2: "a Host header field with an invalid field value" is a 400 too
+    *[(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", 400, "invalid-host") for host in (
+        b"a b", b"[::1", b"[::1]x", b"[:::]", b"[fe80::1%25eth0]", b"x:abc", b"x:8080:80",
+        b"user@host", b"exa/mple", b"h?q", b"h#f", b'x"y', b"x\\y", b"%4", b"%zz",
+        b"\xc3\xa9.example",
+    )],
+    (b"GET / HTTP/1.0\r\nHost: a/b\r\n\r\n", 400, "invalid-host"),
     # chunked bodies
     (
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
