@@ -66,9 +66,12 @@ _WS = b" \t"
 # IP-literal in brackets (IPv6, or IPvFuture "v" 1*HEXDIG "." ...), or a reg-name of
 # unreserved, pct-encoded and sub-delims characters (an IPv4 address is one). Empty is valid:
 # a target without an authority (RFC 9110 7.2). No userinfo, no path, no space.
-_HOST_VALUE = re.compile(
-    rb"(?:\[(?:(?P<ipv6>[0-9A-Fa-f:.]+)|[Vv][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
-    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+_VALID_HOSTS: set[bytes] = set()
+_VALID_HOSTS_MAX = 256
+_REG_NAME_PORT = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=%]*(?::[0-9]*)?")
+_PCT_ENCODED = re.compile(rb"(?:[^%]|%[0-9A-Fa-f]{2})*")
+_IP_LITERAL_PORT = re.compile(
+    rb"\[(?:(?P<ipv6>[0-9A-Fa-f:.]+)|[Vv][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
     rb"(?::[0-9]*)?"
 )
 
@@ -290,7 +293,7 @@ def parse_header_block(block: bytes, max_fields: int) -> HeaderBlock:
         if lname in SPECIAL_FIELDS:
             if lname == b"host":
                 hosts += 1
-                if not _valid_host(field[1]):
+                if field[1] not in _VALID_HOSTS and not _valid_host(field[1]):
                     # RFC 9112 3.2: a Host "with an invalid field value" MUST be a 400.
                     raise RemoteProtocolError("invalid-host")
             else:
@@ -310,14 +313,26 @@ def parse_header_block(block: bytes, max_fields: int) -> HeaderBlock:
 
 
 def _valid_host(value: bytes) -> bool:
-    match = _HOST_VALUE.fullmatch(value)
-    if match is None:
-        return False
-    ipv6 = match["ipv6"]
-    if ipv6 is None:
-        return True
-    try:  # only on a cache miss of its header block (see BLOCK_CACHE), never per request
-        ipaddress.IPv6Address(ipv6.decode("ascii"))
+    """The grammar check, remembered for valid values: a server sees few distinct Hosts,
+    while header blocks (cookies, trace ids) are often new and miss BLOCK_CACHE."""
+    if value[:1] != b"[":  # a name
+        valid = _REG_NAME_PORT.fullmatch(value) is not None and (
+            b"%" not in value or _PCT_ENCODED.fullmatch(value) is not None)
+    else:
+        match = _IP_LITERAL_PORT.fullmatch(value)
+        valid = match is not None and _valid_ipv6(match["ipv6"])
+    if valid:
+        if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+            _VALID_HOSTS.clear()
+        _VALID_HOSTS.add(value)
+    return valid
+
+
+def _valid_ipv6(text: bytes | None) -> bool:
+    if text is None:
+        return True  # IPvFuture
+    try:
+        ipaddress.IPv6Address(text.decode("ascii"))
     except ValueError:
         return False
     return True

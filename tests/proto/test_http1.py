@@ -265,6 +265,16 @@ def test_a_host_of_the_rfc_grammar_is_accepted(host: bytes) -> None:
     assert head.headers == [(b"host", host)]
 
 
+def test_valid_hosts_are_remembered_within_a_bound_and_invalid_ones_never() -> None:
+    from reactor.proto import headers
+    for n in range(3 * headers._VALID_HOSTS_MAX):
+        parse(b"GET / HTTP/1.1\r\nHost: h%d.example\r\n\r\n" % n)
+        assert len(headers._VALID_HOSTS) <= headers._VALID_HOSTS_MAX
+    for _ in range(2):
+        assert parse_error(b"GET / HTTP/1.1\r\nHost: a b\r\nX: 1\r\n\r\n").reason == "invalid-host"
+    assert b"a b" not in headers._VALID_HOSTS
+
+
 @pytest.mark.parametrize(
     ("data", "content_length", "chunked", "body", "trailers"),
     [
