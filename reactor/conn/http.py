@@ -31,6 +31,7 @@ from reactor.proto import (
     RequestHead,
     reason_phrase,
     response_head,
+    split_absolute_form,
 )
 
 if TYPE_CHECKING:
@@ -222,11 +223,12 @@ class HttpConnection:
 
     def _make_request(self, head: RequestHead) -> Request:
         target = head.target
+        fields = head.headers
         if target[:1] != b"/" and target != b"*":
-            # absolute-form (RFC 9112 3.2.2): route on the path, ignore the authority
-            scheme_end = target.find(b"://")
-            slash = target.find(b"/", scheme_end + 3) if scheme_end > 0 else -1
-            target = target[slash:] if slash > 0 else b"/"
+            # absolute-form (RFC 9112 3.2.2): route on the path; the target's authority is
+            # the host, the Host field "MUST" be ignored (the app's Host is the authority)
+            authority, target = split_absolute_form(target)
+            fields = [(name, authority if name == b"host" else value) for name, value in fields]
         path, _, query = target.partition(b"?")
         request_id = None
         for name, value in head.headers:  # head.get inlined: this runs for every request
@@ -244,7 +246,7 @@ class HttpConnection:
         request = Request(_TEXT.get(head.method) or head.method.decode("ascii"),
                           path.decode("latin-1"), query.decode("latin-1"),
                           _TEXT.get(head.version) or head.version.decode("ascii"),
-                          Headers(head.headers), b"", remote_addr=peer[0],
+                          Headers(fields), b"", remote_addr=peer[0],
                           remote_port=peer[1], conn_id=self.conn_id,
                           request_no=self._requests, request_id=rid)
         extra = transport.extra  # TLS facts, a PROXY-protocol source: see Request.conn_info

@@ -22,6 +22,7 @@ from reactor.proto.http1 import (
     header_lines,
     reason_phrase,
     response_head,
+    split_absolute_form,
     status_line,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "header_lines",
     "reason_phrase",
     "response_head",
+    "split_absolute_form",
     "status_line",
 ]

@@ -312,6 +312,11 @@ def parse_header_block(block: bytes, max_fields: int) -> HeaderBlock:
     return result
 
 
+def valid_host(value: bytes) -> bool:
+    """Whether `value` is a Host field value (RFC 9110 7.2: uri-host [":" port], or empty)."""
+    return value in _VALID_HOSTS or _valid_host(value)
+
+
 def _valid_host(value: bytes) -> bool:
     """The grammar check, remembered for valid values: a server sees few distinct Hosts,
     while header blocks (cookies, trace ids) are often new and miss BLOCK_CACHE."""

@@ -50,6 +50,7 @@ from reactor.proto.headers import (
     framing,
     parse_header_block,
     skip_empty_lines,
+    valid_host,
 )
 from reactor.proto.serialize import (
     CONTINUE_100,
@@ -505,14 +506,28 @@ def _other_target_ok(method: bytes, target: bytes) -> bool:
         return True
     if target[0] == 47:  # "/": origin-form
         return True
-    # RFC 9112 3.2.2: absolute-form = absolute-URI; the scheme is case-insensitive.
+    # RFC 9112 3.2.2: absolute-form = absolute-URI; the scheme is case-insensitive. RFC 9110
+    # 4.2.1: an http(s) URI with an empty host "MUST" be rejected as invalid; 4.2.4: userinfo
+    # is an error (no "@" in the host grammar).
     prefix = target[:8].lower()
-    if (prefix.startswith(b"http://") and len(target) > 7) or (
-        prefix == b"https://" and len(target) > 8
-    ):
-        return True
+    if prefix.startswith(b"http://") or prefix == b"https://":
+        authority = split_absolute_form(target)[0]
+        return bool(authority) and authority[0] != 58 and valid_host(authority)  # 58: ":"
     # RFC 9112 3.2.3: authority-form = uri-host ":" port, "only used for CONNECT requests".
     return method == b"CONNECT" and _is_authority(target)
+
+
+def split_absolute_form(target: bytes) -> tuple[bytes, bytes]:
+    """An absolute-form target as (authority, origin-form): the authority runs from "//" to
+    the first "/" or "?"; the rest is the path and query, "/" for an empty path."""
+    start = target.find(b"://") + 3
+    end = len(target)
+    for delimiter in (b"/", b"?"):
+        found = target.find(delimiter, start, end)
+        if found >= 0:
+            end = found
+    rest = target[end:]
+    return target[start:end], rest if rest[:1] == b"/" else b"/" + rest
 
 
 def _is_authority(target: bytes) -> bool:

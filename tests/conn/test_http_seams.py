@@ -50,6 +50,28 @@ def fields(head: bytes, name: bytes) -> list[bytes]:
             if line.partition(b":")[0].lower() == name]
 
 
+@pytest.mark.parametrize(("target", "host", "path", "query"), [
+    (b"http://a.example/x?q=1", b"a.example", "/x", "q=1"),
+    (b"HTTPS://A.example:8443", b"A.example:8443", "/", ""),
+    (b"http://a.example?next=/b", b"a.example", "/", "next=/b"),
+    (b"http://[::1]:8080/y", b"[::1]:8080", "/y", ""),
+])
+def test_an_absolute_form_target_is_the_host_the_app_sees(loop_thread, socket_pair, target,
+                                                          host, path, query) -> None:
+    # RFC 9112 3.2.2: the origin server "MUST ignore the received Host header field" and use
+    # the target's authority instead; the path and query are the rest of the target.
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        seen = [request.headers[b"host"], request.path.encode(), request.query.encode()]
+        return Response(200, [], b"|".join(seen))
+
+    serve(loop_thread, app, server_side)
+    client.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: b.example\r\n\r\n")
+    _, body = read_response(client)
+    assert body == b"|".join([host, path.encode(), query.encode()])
+
+
 def test_a_handler_that_sets_content_length_sends_exactly_one(loop_thread, socket_pair
                                                                ) -> None:
     server_side, client = socket_pair

@@ -19,6 +19,7 @@ from reactor.proto import (
     RemoteProtocolError,
     RequestHead,
     RequestParser,
+    split_absolute_form,
 )
 from reactor.proto.headers import BLOCK_CACHE
 
@@ -263,6 +264,16 @@ def test_valid_head(data: bytes, attrs: dict[str, Any]) -> None:
 def test_a_host_of_the_rfc_grammar_is_accepted(host: bytes) -> None:
     (head,) = parse(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")[:1]
     assert head.headers == [(b"host", host)]
+
+
+@pytest.mark.parametrize(("target", "authority", "rest"), [
+    (b"http://a.example/x?q=1", b"a.example", b"/x?q=1"),
+    (b"http://a.example", b"a.example", b"/"),
+    (b"http://a.example?q=/x", b"a.example", b"/?q=/x"),
+    (b"HTTPS://[::1]:8443/", b"[::1]:8443", b"/"),
+])
+def test_split_absolute_form(target: bytes, authority: bytes, rest: bytes) -> None:
+    assert split_absolute_form(target) == (authority, rest)
 
 
 def test_valid_hosts_are_remembered_within_a_bound_and_invalid_ones_never() -> None:
@@ -521,6 +532,10 @@ BAD_REQUESTS = [
     (b"CONNECT example.com HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
     (b"GET ftp://example.com/ HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
     (b"GET http:// HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
+    # RFC 9110 4.2.1: an empty host "MUST" be rejected; 4.2.4: userinfo is an error
+    *[(b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target")
+      for target in (b"http:///x", b"http://?q", b"http://:80/", b"https://user@a.example/",
+                     b"http://a.example:x/", b"http://[::1/", b"http://a\\b/")],
     (b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, "asterisk-form-without-options"),
     (b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505, "unsupported-http-version"),
     (b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "unsupported-http-version"),
