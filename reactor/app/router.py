@@ -116,8 +116,12 @@ _DECODERS: dict[str, Callable[[str], Any] | None] = {
 }
 
 
+# Longer digit strings are no id (and int() refuses past sys.get_int_max_str_digits(), 4300).
+_INT_MAX_DIGITS = 100
+
+
 def _to_int(raw: str) -> Any:
-    return int(raw) if raw.isascii() and raw.isdigit() else _NO
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= _INT_MAX_DIGITS else _NO
 
 
 def _to_float(raw: str) -> Any:

@@ -234,6 +234,8 @@ class Request:
             return json.loads(self.read())
         except ValueError:
             raise HTTPError(400, "the body is not valid JSON") from None
+        except RecursionError:  # "[[[[..." deeper than the interpreter's stack allows
+            raise HTTPError(400, "the body's JSON nests too deeply") from None
 
     def close_files(self) -> None:
         """Close the files `form()` spooled (the app calls this once the response is done)."""

@@ -91,6 +91,9 @@ def test_typed_parameters_convert_and_fall_back(tmp_path: Path) -> None:
         assert json.loads(get(running, f"/things/{key}")[2]) == {"key": str(key),
                                                                  "type": "UUID"}
         assert get(running, "/raw/a/b%20c/d")[2] == b"a/b c/d"
+        # past 100 digits it is no id (int() itself refuses 4,300): the next route gets it
+        digits = "9" * 5000
+        assert json.loads(get(running, f"/users/{digits}")[2]) == {"name": digits}
         # values that do not convert are 404s
         for path in ("/price/abc", "/price/1e5", "/things/not-a-uuid", "/users/%FF",
                      "/raw/", "/users/"):
@@ -284,6 +287,10 @@ def test_request_query_headers_cookies_json_and_addresses(
     status, _, raw = fetch(running, "POST", "/inspect?page=1", b"{not json",
                            {"Content-Type": "application/json", "User-Agent": "probe/1"})
     assert status == 400 and b"not valid JSON" in raw
+    # a client's bad JSON is a 400 however it is bad, never a 500 with a traceback
+    status, _, raw = fetch(running, "POST", "/inspect?page=1", b"[" * 100_000,
+                           {"Content-Type": "application/json", "User-Agent": "probe/1"})
+    assert (status, raw) == (400, b"Bad Request: the body's JSON nests too deeply\n")
     status, _, raw = fetch(running, "POST", "/inspect", b"{}", {"User-Agent": "probe/1"})
     assert (status, raw) == (400, b"Bad Request: missing parameter 'page'\n")
 
@@ -332,6 +339,11 @@ def test_forms_urlencoded_and_multipart_with_a_spooled_file(
     assert status == 400
     status, _, raw = fetch(running, "POST", "/form", b"<a/>", {"Content-Type": "text/xml"})
     assert status == 415
+    urlencoded = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, raw = fetch(running, "POST", "/form", b"&".join([b"a=1"] * 1000), urlencoded)
+    assert status == 200 and len(json.loads(raw)["fields"]) == 1000
+    status, _, raw = fetch(running, "POST", "/form", b"a&" * 500_000, urlencoded)
+    assert (status, raw) == (400, b"Bad Request: more than 1000 form fields\n")
 
 
 def test_a_chunked_upload_is_spooled_and_read_whole(served: tuple[App, RunningServer]
