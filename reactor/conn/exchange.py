@@ -207,20 +207,31 @@ class Exchange(AccessRecord):
             body_length = len(body)
         elif isinstance(body, (FileBody, PartsBody)):
             body_length = body.length
+        elif isinstance(body, StreamBody):
+            body_length = None  # produced as it is sent
         else:
-            body_length = None  # a StreamBody: produced as it is sent
+            self._framing_failed(FramingError(
+                "a response body is bytes, a FileBody, a PartsBody or a StreamBody, not "
+                f"{type(body).__name__}"), status, None)
+            return
         try:
             framing, block, length, chunked, keep_alive = frame_response(
                 status, response.headers, body_length, head.method == b"HEAD",
                 conn.may_keep_alive(head, status), head.version == b"1.0")
-            if status == 101 and (response.upgrade is None or head.version == b"1.0"):
-                raise FramingError("a 101 response needs an upgrade protocol and HTTP/1.1")
-        except LocalProtocolError as exc:  # framing that contradicts the body, a CR in a value
+            if status < 200 and (status != 101 or response.upgrade is None
+                                 or head.version == b"1.0"):
+                # an interim status as the answer would leave the client waiting for one
+                raise FramingError("a 1xx is no final response (a 101 needs an upgrade"
+                                   " protocol and HTTP/1.1)")
+            line = status_line(status)  # refuses a status outside 100-999
+        except (LocalProtocolError, TypeError) as exc:
+            # framing that contradicts the body, a CR in a value, a bad status, a header
+            # that is not bytes: the app's bug, answered with a logged 500
             self._framing_failed(exc, status, body)
             return
         conn.server.requests_served += 1
         head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
-            status_line(status), server_lines(conn.server.server_name), framing,
+            line, server_lines(conn.server.server_name), framing,
             self.request.request_id.encode("ascii"), block)
         if type(body) is bytes and length:
             if length <= _COPY_BODY_MAX:
@@ -267,7 +278,7 @@ class Exchange(AccessRecord):
                 head.keep_alive and not conn.peer_eof and not server.stopping
                 and not conn.parser.head_complete,
                 head.version == b"1.0")
-        except LocalProtocolError as exc:
+        except (LocalProtocolError, TypeError) as exc:
             self._framing_failed(exc, 200, body)
             return
         server.requests_served += 1
@@ -290,7 +301,7 @@ class Exchange(AccessRecord):
             transport.when_sent(conn.response_sent, self, self.started)
         conn.exchange_done(keep_alive)
 
-    def _framing_failed(self, exc: LocalProtocolError, status: int, body: object) -> None:
+    def _framing_failed(self, exc: Exception, status: int, body: object) -> None:
         """The app's response contradicts itself (framing fields vs body, a CR in a value):
         one logged error and a 500 instead of a stream the client would misread."""
         self._close_body(body)
@@ -356,6 +367,26 @@ class Exchange(AccessRecord):
     @property
     def upload_throttled(self) -> bool:
         return self.upload is not None and self.upload.throttled
+
+
+class FailedDispatch:
+    """The `Dispatch` of a request whose `Application.open` raised: each step raises that
+    error, so the exchange answers it as it answers any fault of the app (one logged
+    `handler-error`, a 500), instead of the error escaping into the loop mid-request."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def begin(self) -> Upload | Response | None:
+        raise self.error
+
+    def respond(self) -> Response | Offload:
+        raise self.error
+
+    def complete(self, response: Response) -> Response | Offload:
+        raise self.error
 
 
 def plain(status: int, text: str) -> Response:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from reactor.app.application import App
-from reactor.app.types import Offload, Request, Response, StreamBody
+from reactor.app.types import FunctionApp, Offload, Request, Response, StreamBody
 from reactor.conn.interfaces import Transport
 from reactor.conn.server import HttpServer
 from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog, recv_all, recv_until
@@ -48,6 +48,65 @@ def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
 def fields(head: bytes, name: bytes) -> list[bytes]:
     return [line.partition(b":")[2].strip() for line in head.split(b"\r\n")[1:]
             if line.partition(b":")[0].lower() == name]
+
+
+@pytest.mark.parametrize("bad", [
+    Response(200, [], "a str body"),  # type: ignore[arg-type]
+    Response(200, [], bytearray(b"x")),  # type: ignore[arg-type]
+    Response(99, [], b"x"),
+    Response(1000, [], b"x"),
+    Response(103, [(b"Link", b"</a.css>; rel=preload")]),
+    Response(101, [(b"Upgrade", b"toy")]),  # no upgrade protocol to hand over to
+    Response(200, [("X-Str", "value")], b"x"),  # type: ignore[list-item]
+    Response(404, [(b"X-Str", "value")], b"x"),  # type: ignore[list-item]
+    Response("200", [], b"x"),  # type: ignore[arg-type]
+], ids=["str-body", "bytearray-body", "status-99", "status-1000", "status-103", "bare-101",
+        "str-header-small", "str-header", "str-status"])
+def test_a_response_the_app_got_wrong_is_a_logged_500_and_the_connection_goes_on(
+        loop_thread, socket_pair, bad: Response) -> None:
+    server_side, client = socket_pair
+
+    def app(request: Request) -> Response:
+        return bad if request.path == "/bad" else Response(200, [], b"fine")
+
+    _, log = serve(loop_thread, app, server_side)
+    client.sendall(b"GET /bad HTTP/1.1\r\nHost: a\r\nX-Request-ID: bad-1\r\n\r\n")
+    head, body = read_response(client)
+    assert head.startswith(b"HTTP/1.1 500 ") and body.endswith(b"request id: bad-1\n")
+    errors = loop_thread.run(lambda: log.errors)
+    assert [(event, fields_["request_id"]) for event, _, fields_ in errors] == [
+        ("response-framing", "bad-1")]
+    assert loop_thread.run(lambda: loop_thread.errors) == []  # nothing reached the loop
+    client.sendall(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert read_response(client)[1] == b"fine"
+
+
+class OpenRaises:
+    """An Application whose `open` fails at head time (a router or a middleware's bug)."""
+
+    def open(self, request: Request) -> Any:
+        if request.path == "/fine":
+            return FunctionApp(lambda request: Response(200, [], b"fine")).open(request)
+        raise LookupError("open exploded")
+
+
+@pytest.mark.parametrize("body", [b"", b"hello"], ids=["no-body", "body"])
+def test_an_app_whose_open_raises_answers_a_logged_500_and_the_connection_goes_on(
+        loop_thread, socket_pair, body: bytes) -> None:
+    server_side, client = socket_pair
+    _, log = serve(loop_thread, OpenRaises(), server_side)
+    client.sendall(b"POST /x HTTP/1.1\r\nHost: a\r\nX-Request-ID: open-1\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    head, answer = read_response(client)
+    assert head.startswith(b"HTTP/1.1 500 ")
+    assert answer == b"Internal Server Error\nrequest id: open-1\n"
+    errors = loop_thread.run(lambda: log.errors)
+    assert [(event, type(exc), fields_["request_id"]) for event, exc, fields_ in errors] == [
+        ("handler-error", LookupError, "open-1")]
+    assert loop_thread.run(lambda: loop_thread.errors) == []  # nothing reached the loop
+    if not body:  # after a 500 with the body read, the connection is still usable
+        client.sendall(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(client)[1] == b"fine"
 
 
 @pytest.mark.parametrize(("target", "host", "path", "query"), [
