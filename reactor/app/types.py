@@ -449,7 +449,12 @@ def iter_body(chunks: Iterable[bytes | str]) -> StreamBody:
     def produce() -> bytes:
         for piece in iterator:
             if piece:
-                return piece.encode("utf-8") if isinstance(piece, str) else bytes(piece)
+                if isinstance(piece, str):
+                    return piece.encode("utf-8")
+                if isinstance(piece, bytes | bytearray | memoryview):
+                    return bytes(piece)
+                # bytes(5) would be five NULs on the wire: an app bug ends the stream, logged
+                raise TypeError(f"a stream piece is bytes or str, not {type(piece).__name__}")
         return b""
 
     close = getattr(iterator, "close", None)

@@ -270,6 +270,8 @@ class _Call:
     def write(self, data: bytes) -> None:
         if self.status is None:
             raise AssertionError("write() before start_response")
+        if not isinstance(data, bytes | bytearray):  # bytes(5) would be five NULs
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
         if data:
             self.written.append(bytes(data))
 

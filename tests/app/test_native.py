@@ -14,7 +14,7 @@ import pytest
 
 from reactor import App, HTTPError, Request, Response, Upload, UploadFile
 from reactor.app.router import RouteError, Router
-from reactor.app.types import Headers
+from reactor.app.types import Headers, iter_body
 from tests.conftest import (
     RawClient,
     RunningServer,
@@ -426,6 +426,13 @@ def test_response_helpers(served: tuple[App, RunningServer], tmp_path: Path) -> 
     assert headers["Transfer-Encoding"] == "chunked"
     assert body == b"piece 0\npiece 1\npiece 2\ndone\n"
     assert closed.wait(5)
+
+
+def test_a_stream_piece_that_is_not_bytes_ends_the_stream_instead_of_sending_nuls() -> None:
+    body = iter_body([b"a", bytearray(b"b"), memoryview(b"c"), 5, b"never"])
+    assert [body.produce() for _ in range(3)] == [b"a", b"b", b"c"]
+    with pytest.raises(TypeError, match="a stream piece is bytes or str, not int"):
+        body.produce()  # bytes(5) would have been five NULs on the wire
 
 
 def test_a_streamed_body_is_closed_when_the_client_goes_away(

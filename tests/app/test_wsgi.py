@@ -222,6 +222,23 @@ def test_close_runs_when_the_client_goes_away(tmp_path: Path) -> None:
         running.stop()
 
 
+@pytest.mark.expect_log("handler-error")
+def test_write_of_something_not_bytes_is_a_logged_500_not_nul_bytes(tmp_path: Path) -> None:
+    def writes_an_int(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(5)  # bytes(5) is five NULs: must be refused, not sent
+        return []
+
+    running = serve_wsgi(tmp_path, writes_an_int)
+    try:
+        status, _, body = fetch(running, "GET", "/")
+        assert status == 500 and b"\0" not in body
+        [line] = [x for x in read_log(running.error_log) if x["level"] == "error"]
+        assert "write() takes bytes, not int" in line["exception"]
+    finally:
+        running.stop()
+
+
 @pytest.mark.expect_log("wsgi-errors", "handler-error")
 def test_errors_stream_exc_info_and_crash(features: tuple[Features, RunningServer]) -> None:
     _app, running = features
