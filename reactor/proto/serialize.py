@@ -138,7 +138,9 @@ def encode_chunk(data: bytes) -> bytes:
 
 
 def _status_line(status: int, reason: bytes | None) -> bytes:
-    if type(status) is not int or not 100 <= status <= 999:
+    # RFC 9110 15: "Values outside the range 100..599 are invalid" (600-999 are for a
+    # library's internal use, and a client treats them as a 5xx).
+    if type(status) is not int or not 100 <= status <= 599:
         raise LocalProtocolError(f"invalid status code {status!r}")
     if reason is None:
         reason = _REASONS.get(status, b"")

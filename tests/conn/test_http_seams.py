@@ -54,13 +54,13 @@ def fields(head: bytes, name: bytes) -> list[bytes]:
     Response(200, [], "a str body"),  # type: ignore[arg-type]
     Response(200, [], bytearray(b"x")),  # type: ignore[arg-type]
     Response(99, [], b"x"),
-    Response(1000, [], b"x"),
+    Response(600, [], b"x"),
     Response(103, [(b"Link", b"</a.css>; rel=preload")]),
     Response(101, [(b"Upgrade", b"toy")]),  # no upgrade protocol to hand over to
     Response(200, [("X-Str", "value")], b"x"),  # type: ignore[list-item]
     Response(404, [(b"X-Str", "value")], b"x"),  # type: ignore[list-item]
     Response("200", [], b"x"),  # type: ignore[arg-type]
-], ids=["str-body", "bytearray-body", "status-99", "status-1000", "status-103", "bare-101",
+], ids=["str-body", "bytearray-body", "status-99", "status-600", "status-103", "bare-101",
         "str-header-small", "str-header", "str-status"])
 def test_a_response_the_app_got_wrong_is_a_logged_500_and_the_connection_goes_on(
         loop_thread, socket_pair, bad: Response) -> None:

@@ -71,7 +71,7 @@ def test_custom_reason() -> None:
     assert response_head(200, [], reason=b"") == b"HTTP/1.1 200 \r\n\r\n"
 
 
-@pytest.mark.parametrize("status", [99, 1000, -1, 0, "200", True])
+@pytest.mark.parametrize("status", [99, 600, 999, 1000, -1, 0, "200", True])
 def test_invalid_status(status: object) -> None:
     with pytest.raises(LocalProtocolError):
         response_head(status, [])  # type: ignore[arg-type]
