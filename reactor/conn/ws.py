@@ -41,6 +41,7 @@ from reactor.proto.websocket import (
     Pong,
     WebSocketParser,
     check_handshake,
+    message_payload,
     plain_message,
 )
 
@@ -307,6 +308,8 @@ class WebSocketConnection:
 
     def send(self, data: str | bytes) -> None:
         """Queue a message; from any thread. Dropped once the close handshake began."""
+        if type(data) is not str and type(data) is not bytes:
+            message_payload(data)  # a wrong type raises here, in the caller's thread
         if threading.get_ident() == self.loop_thread:
             self._send_message(data)
         elif self.deflate is not None:

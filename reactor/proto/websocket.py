@@ -525,10 +525,7 @@ class MessageEncoder:
         return self._mask_source() if self._mask_source is not None else None
 
     def message(self, data: str | bytes, *, compress: bool = True) -> bytes:
-        if isinstance(data, str):
-            opcode, payload = OP_TEXT, data.encode("utf-8")
-        else:
-            opcode, payload = OP_BINARY, bytes(data)
+        opcode, payload = message_payload(data)
         mask = self._mask()
         if compress and self._deflate is not None:
             return encode_frame(opcode, self._deflate.compress(payload), rsv1=True, mask=mask)
@@ -548,9 +545,17 @@ class MessageEncoder:
 def plain_message(data: str | bytes) -> bytes:
     """An uncompressed server frame: valid for every connection, deflate or not (RFC 7692
     6: an uncompressed message has RSV1 clear), so a broadcast encodes it once."""
+    return encode_frame(*message_payload(data))
+
+
+def message_payload(data: str | bytes) -> tuple[int, bytes]:
+    """(opcode, payload) of a message: str is text, bytes-like is binary. Anything else is
+    the caller's bug (`bytes(5)` would be a message of five NULs): TypeError."""
     if isinstance(data, str):
-        return encode_frame(OP_TEXT, data.encode("utf-8"))
-    return encode_frame(OP_BINARY, bytes(data))
+        return OP_TEXT, data.encode("utf-8")
+    if isinstance(data, bytes | bytearray | memoryview):
+        return OP_BINARY, bytes(data)
+    raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
 
 
 __all__ = [
@@ -559,6 +564,7 @@ __all__ = [
     "PROTOCOL_ERROR", "TOO_BIG", "UNSUPPORTED", "Close", "Deflate", "DeflateConfig",
     "DeflateParams", "Event", "Failure", "Handshake", "HandshakeError", "Message",
     "MessageEncoder", "Ping", "Pong", "WebSocketParser", "accept_key", "apply_mask",
-    "check_handshake", "encode_close", "encode_frame", "frame_head", "parse_close",
+    "check_handshake", "encode_close", "encode_frame", "frame_head", "message_payload",
+    "parse_close",
     "plain_message", "valid_close_code",
 ]

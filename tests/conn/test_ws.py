@@ -261,6 +261,26 @@ class Pusher(WebSocketHandler):
             self.ws.send(f"push {i}")
 
 
+class WrongType(WebSocketHandler):
+    """Sends an int from a thread of its own: the TypeError is raised there, not on the wire."""
+
+    def on_open(self) -> None:
+        threading.Thread(target=self.push).start()
+
+    def push(self) -> None:
+        try:
+            self.ws.send(5)  # type: ignore[arg-type]
+        except TypeError as exc:
+            self.ws.send(f"refused: {exc}")
+
+
+def test_a_send_of_the_wrong_type_raises_in_the_sender(ws_server: RunningServer) -> None:
+    add_route(ws_server, "/ws/wrong", WrongType)
+    with client(ws_server, "/ws/wrong") as ws:
+        event = ws.recv()
+    assert event.data == "refused: a WebSocket message is str or bytes, not int"  # type: ignore[union-attr]
+
+
 def test_send_from_any_thread_keeps_order(ws_server: RunningServer) -> None:
     add_route(ws_server, "/ws/push", Pusher)
     with client(ws_server, "/ws/push") as ws:

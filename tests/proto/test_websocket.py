@@ -351,3 +351,12 @@ def test_plain_message_and_client_parser() -> None:
     assert [e.data for e in events] == ["hi", b"\x01"]  # type: ignore[union-attr]
     [event] = WebSocketParser(client=True).receive(frame(OP_TEXT, b"x"))
     assert isinstance(event, Failure) and event.reason == "frame-masked"
+
+
+@pytest.mark.parametrize("bad", [5, None, 1.5, ["a"], {"a": 1}])
+def test_a_message_that_is_not_str_or_bytes_is_refused_not_sent_as_nuls(bad: object) -> None:
+    for encode in (plain_message, MessageEncoder().message):
+        with pytest.raises(TypeError, match="a WebSocket message is str or bytes"):
+            encode(bad)  # type: ignore[arg-type]
+    assert plain_message(bytearray(b"ab")) == plain_message(b"ab")  # bytes-like is binary
+    assert plain_message(memoryview(b"ab")) == encode_frame(OP_BINARY, b"ab")
