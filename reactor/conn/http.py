@@ -390,6 +390,21 @@ class HttpConnection:
         else:
             self._close()  # idle: keep-alive expiry, a stop's grace, or never sent a byte
 
+    @property
+    def idle_keep_alive(self) -> bool:
+        """Between requests after at least one answer, nothing read or unsent: closing it
+        now loses nothing a client does not expect to lose (RFC 9112 9.3.1: a keep-alive
+        connection may close at any time; the client retries on a new one)."""
+        transport = self.transport
+        return (self._requests > 0 and not self.busy and not self.closing
+                and not self._write_paused and transport is not None
+                and not self.parser.in_message and not self.parser.buffered
+                and not transport.pending_bytes and not transport.writing_blocked)
+
+    def close_idle(self) -> None:
+        """Close an `idle_keep_alive` connection, as its keep-alive expiry would."""
+        self._close()
+
     def shutdown(self) -> None:
         """Graceful stop: answer what the peer already sent, then close.
 

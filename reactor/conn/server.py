@@ -24,6 +24,13 @@ from reactor.conn.ws import WebSocketSettings, upgrade_response
 from reactor.loop import EventLoop
 from reactor.proto import response_head
 
+# At the connection limit, how many live connections to look at for an idle keep-alive one
+# to close (a bounded scan: with most of them busy, shedding must stay cheap).
+_REUSE_SCAN = 100
+# The warning about connections reused or shed at the limit: at most one per this many s.
+_LIMIT_REPORT_S = 10.0
+_LIMIT_COUNTERS = ("connections_reused_total", "connections_shed_total")
+
 
 class HttpServer:
     """What all HTTP connections share: app, settings, log sink, the live-connection registry."""
@@ -53,6 +60,9 @@ class HttpServer:
         # ops/metrics exports them. Names are "<what>_total".
         self.counters: dict[str, int] = {}
         self.websocket = WebSocketSettings()  # limits and timers of new WebSocket sessions
+        # At the limit since the last warning: [idle connections reused, connections shed].
+        self._at_limit = [0, 0]
+        self._next_limit_report = 0.0
 
     @property
     def connection_count(self) -> int:
@@ -106,8 +116,12 @@ class HttpServer:
         self._next_conn_id += 1
         conn_id = self._next_conn_id
         peer = (addr[0], addr[1]) if addr else ("", 0)
-        if self.stopping or len(self.connections) >= self.max_connections:
+        if self.stopping:
             self._shed(sock, conn_id, peer, answer=tls is None)
+            return
+        if len(self.connections) >= self.max_connections and not self._reuse_idle():
+            self._shed(sock, conn_id, peer, answer=tls is None)
+            self._limit_reached(1)
             return
         transport: SocketTransport
         if tls is None:
@@ -121,6 +135,35 @@ class HttpServer:
             transport.start(HttpConnection(self, conn_id))
         else:
             start(transport, conn_id)
+
+    def _reuse_idle(self) -> bool:
+        """At the limit: close an idle keep-alive connection to make room for the new one, as
+        nginx reuses keep-alive connections when its worker_connections run out. A client
+        expects a keep-alive connection to close (it retries); a 503 is a refusal."""
+        for looked, transport in enumerate(self.connections):
+            protocol = transport.protocol
+            if isinstance(protocol, HttpConnection) and protocol.idle_keep_alive:
+                protocol.close_idle()
+                self._limit_reached(0)
+                return True
+            if looked >= _REUSE_SCAN:
+                break
+        return False
+
+    def _limit_reached(self, outcome: int) -> None:
+        """Count a connection reused (0) or shed (1) at the limit; warn at most every 10 s."""
+        self._at_limit[outcome] += 1
+        self.counters[_LIMIT_COUNTERS[outcome]] = (
+            self.counters.get(_LIMIT_COUNTERS[outcome], 0) + 1)
+        now = self.loop.time()
+        if now >= self._next_limit_report:
+            self._next_limit_report = now + _LIMIT_REPORT_S
+            reused, shed = self._at_limit
+            self._at_limit = [0, 0]
+            self.loop.report("connection-limit-reached", {
+                "max_connections": self.max_connections, "idle_closed": reused,
+                "refused_503": shed,
+                "message": "raise server.max_connections, or add workers"})
 
     def _report_rejected(self, fields: dict[str, Any]) -> None:
         self.log.rejected(fields)  # the log in force now (a reload replaces it)

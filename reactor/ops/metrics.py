@@ -47,6 +47,9 @@ KNOWN_COUNTERS = {
     "upload_bytes_total": "Bytes of request bodies streamed to upload handlers.",
     "reloads_total": "Configuration reloads applied.",
     "reload_failures_total": "Configuration reloads refused.",
+    "connections_reused_total": "Idle keep-alive connections closed at server.max_connections"
+                                " to accept a new one.",
+    "connections_shed_total": "Connections refused (503) at server.max_connections.",
 }
 
 

@@ -110,7 +110,9 @@ class ServerConfig:
         "More listeners: [[server.listeners]] tables with an address (and per-listener options).")
     backlog: int = live(1024, Int(1, 65535), "Length of each listening socket's accept queue.")
     max_connections: int = live(
-        10000, Int(1, 1_000_000), "Open connections per worker; beyond it accepting pauses.")
+        10000, Int(1, 1_000_000),
+        "Open connections per worker; beyond it an idle keep-alive connection is closed to"
+        " make room, else the new one gets a 503.")
     pool_threads: int = needs_restart(
         4, Int(1, 256), "Threads per worker running blocking handlers, file reads, compression.")
     workers: int = needs_restart(

@@ -10,6 +10,8 @@ import socket
 import struct
 import threading
 
+import pytest
+
 from tests.conftest import RawClient, on_loop, request_bytes, start_server, wait_for_log, wait_until
 
 
@@ -137,6 +139,36 @@ def test_pipelined_large_files_hold_a_bounded_number_of_descriptors(running_serv
     assert wait_until(lambda: _open_descriptors_of(files_dir / "large.bin") == 0)
 
 
+@pytest.mark.expect_log("connection-limit-reached")
+def test_at_the_limit_an_idle_keep_alive_connection_makes_room(tmp_path):
+    # nginx's reuse of keep-alive connections when worker_connections run out: the new
+    # client is served, an idle one closes (a client expects that and retries), and the
+    # operator hears of it once, in a warning.
+    running = start_server(tmp_path, server={"max_connections": 2})
+    try:
+        with RawClient.to(running) as idle, RawClient.to(running) as busy:
+            idle.send(request_bytes("GET", "/echo/first"))
+            assert idle.read_response().body == b"first"  # now idle, kept alive
+            busy.send(b"GET /echo/half HTTP/1.1\r\nHost: t\r\n")  # mid-request: not idle
+            assert wait_until(lambda: open_connections(running) == 2)
+            with RawClient.to(running) as new:
+                new.send(request_bytes("GET", "/echo/new"))
+                assert new.read_response().body == b"new"
+            assert idle.is_closed_by_peer()
+            busy.send(b"\r\n")
+            assert busy.read_response().body == b"half"
+        line = wait_for_log(running.error_log,
+                            lambda x: x["event"] == "connection-limit-reached")[0]
+        assert (line["level"], line["max_connections"], line["idle_closed"],
+                line["refused_503"]) == ("warning", 2, 1, 0)
+        counters = running.server.http.counters
+        assert counters["connections_reused_total"] == 1
+        assert "connections_shed_total" not in counters
+    finally:
+        running.stop()
+
+
+@pytest.mark.expect_log("connection-limit-reached")
 def test_connections_over_the_limit_are_shed_with_503(tmp_path):
     running = start_server(tmp_path, server={"max_connections": 2})
     try:
@@ -153,6 +185,10 @@ def test_connections_over_the_limit_are_shed_with_503(tmp_path):
                 assert client.read_response().body == b"kept"
         line = wait_for_log(running.access_log, lambda x: x["event"] == "conn_shed")[0]
         assert (line["status"], line["reason"]) == (503, "connection-limit")
+        assert running.server.http.counters["connections_shed_total"] == 1
+        warning = wait_for_log(running.error_log,
+                               lambda x: x["event"] == "connection-limit-reached")[0]
+        assert (warning["idle_closed"], warning["refused_503"]) == (0, 1)
         assert wait_until(lambda: open_connections(running) == 0)
         with RawClient.to(running) as again:  # room again
             again.send(request_bytes("GET", "/echo/room"))

@@ -27,6 +27,7 @@ from tests.conftest import (
     request_bytes,
     start_server,
     wait_for_log,
+    wait_until,
 )
 
 
@@ -279,15 +280,17 @@ def test_server_listen_and_listeners(server_for: Callable[..., RunningServer]) -
         pass
 
 
+@pytest.mark.expect_log("connection-limit-reached")
 def test_server_max_connections(server_for: Callable[..., RunningServer]) -> None:
     running = server_for()
     reload(running, server={"max_connections": 1})
-    with RawClient.to(running) as held:
-        held.send(request_bytes("GET", "/echo/held"))
-        assert held.read_response().status == 200  # the one allowed connection, kept alive
+    with RawClient.to(running) as held:  # the one allowed connection, before its request
+        assert wait_until(lambda: running.server.http.connections)
         with RawClient.to(running) as shed:
             shed.send(request_bytes("GET", "/echo/shed"))
             assert shed.read_response().status == 503
+        held.send(request_bytes("GET", "/echo/held"))
+        assert held.read_response().status == 200
 
 
 def test_server_busy_poll(server_for: Callable[..., RunningServer]) -> None:
