@@ -223,7 +223,7 @@ class Exchange(AccessRecord):
                 # an interim status as the answer would leave the client waiting for one
                 raise FramingError("a 1xx is no final response (a 101 needs an upgrade"
                                    " protocol and HTTP/1.1)")
-            line = status_line(status)  # refuses a status outside 100-999
+            line = status_line(status)  # refuses a status outside 100-599
         except (LocalProtocolError, TypeError) as exc:
             # framing that contradicts the body, a CR in a value, a bad status, a header
             # that is not bytes: the app's bug, answered with a logged 500
