@@ -293,7 +293,7 @@ def parse_header_block(block: bytes, max_fields: int) -> HeaderBlock:
         if lname in SPECIAL_FIELDS:
             if lname == b"host":
                 hosts += 1
-                if field[1] not in _VALID_HOSTS and not _valid_host(field[1]):
+                if not valid_host(field[1]):
                     # RFC 9112 3.2: a Host "with an invalid field value" MUST be a 400.
                     raise RemoteProtocolError("invalid-host")
             else:
