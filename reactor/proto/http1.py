@@ -93,6 +93,9 @@ _HTTP10 = b"1.0"
 _DIGITS = b"0123456789"
 # Visible ASCII (0x21-0x7E): the bytes a request-target may contain.
 _TARGET_CHARS = bytes(range(0x21, 0x7F))
+# What a plain origin-form may hold without a second look: visible ASCII but "#", which
+# starts a fragment (see `_other_target`).
+_ORIGIN_CHARS = _TARGET_CHARS.replace(b"#", b"")
 
 
 class RequestParser:
@@ -322,10 +325,8 @@ class RequestParser:
             # RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ]; like every form it is
             # made of visible ASCII (RFC 3986), so controls, SP, HTAB and bytes > 0x7E are
             # refused.
-            if (
-                not target or target[0] != 47 or target.translate(None, _TARGET_CHARS)
-            ) and not _other_target_ok(method, target):
-                raise RemoteProtocolError("invalid-request-target")
+            if not target or target[0] != 47 or target.translate(None, _ORIGIN_CHARS):
+                target = _other_target(method, target)
 
             fields, nfields, hosts, special, frames = BLOCK_CACHE.get(block) or parse_header_block(
                 block, self._max_fields
@@ -493,6 +494,19 @@ def _version_error(version: bytes) -> RemoteProtocolError:
     ):
         return RemoteProtocolError("unsupported-http-version", 505)
     return RemoteProtocolError("invalid-http-version")
+
+
+def _other_target(method: bytes, target: bytes) -> bytes:
+    """A target that is not a plain origin-form, as the request uses it; RemoteProtocolError
+    when no form accepts it. A fragment ("#...") is no part of a request target (RFC 9112
+    3.2 has no place for one; RFC 3986 3.5: it is the client's), so one sent anyway is
+    dropped, as nginx, gunicorn and uvicorn do, rather than routed as part of the path."""
+    fragment = target.find(b"#")
+    if fragment >= 0:
+        target = target[:fragment]
+    if not _other_target_ok(method, target):
+        raise RemoteProtocolError("invalid-request-target")
+    return target
 
 
 def _other_target_ok(method: bytes, target: bytes) -> bool:

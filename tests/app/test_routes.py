@@ -51,6 +51,12 @@ def test_user_agent_is_returned(running_server):
     assert body == b"foobar/1.2.3 (test)"
 
 
+def test_a_fragment_a_client_sent_is_not_part_of_the_path(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("GET", "/echo/kept#dropped"))
+        assert client.read_response().body == b"kept"
+
+
 def test_absolute_form_target_is_routed_on_its_path(running_server):
     with RawClient.to(running_server) as client:
         client.send(request_bytes("GET", "http://test/echo/absolute"))

@@ -266,6 +266,26 @@ def test_a_host_of_the_rfc_grammar_is_accepted(host: bytes) -> None:
     assert head.headers == [(b"host", host)]
 
 
+@pytest.mark.parametrize(("target", "kept"), [
+    (b"/echo/a#frag", b"/echo/a"),
+    (b"/a?x=1#f", b"/a?x=1"),
+    (b"/a#b#c", b"/a"),
+    (b"http://h.example/p#f", b"http://h.example/p"),
+])
+def test_a_fragment_in_the_target_is_dropped(target: bytes, kept: bytes) -> None:
+    (head,) = parse(b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")[:1]
+    assert head.target == kept
+
+
+@pytest.mark.parametrize("target", [b"#frag", b"http://#f", b"/a\x7f#f"])
+def test_what_is_left_of_a_target_without_its_fragment_must_still_be_one(target: bytes
+                                                                          ) -> None:
+    error = parse_error(b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
+    assert error.reason == "invalid-request-target"
+    (head,) = parse(b"OPTIONS *#x HTTP/1.1\r\n" + H + b"\r\n")[:1]
+    assert head.target == b"*"
+
+
 @pytest.mark.parametrize(("target", "authority", "rest"), [
     (b"http://a.example/x?q=1", b"a.example", b"/x?q=1"),
     (b"http://a.example", b"a.example", b"/"),
