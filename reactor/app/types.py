@@ -358,7 +358,8 @@ class Response:
     @classmethod
     def json(cls, value: Any, status: int = 200, *,
              headers: list[tuple[bytes, bytes]] | None = None) -> Response:
-        """`value` as compact UTF-8 JSON, `Content-Type: application/json`."""
+        """`value` as compact UTF-8 JSON, `Content-Type: application/json`; strict: a NaN or
+        an infinity, which JSON cannot carry, raises ValueError."""
         fields = [JSON_TYPE]
         if headers:
             fields.extend(headers)
@@ -423,7 +424,9 @@ class Response:
 
 JSON_TYPE = (b"Content-Type", b"application/json")
 _TEXT_TYPE = (b"Content-Type", b"text/plain; charset=utf-8")
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Strict JSON (RFC 8259 has no NaN or Infinity; JSON.parse in a browser refuses them): such a
+# value is the app's error, a logged 500, not a body its client cannot read.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class FileResponse(Response):

@@ -428,6 +428,14 @@ def test_response_helpers(served: tuple[App, RunningServer], tmp_path: Path) -> 
     assert closed.wait(5)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), [1, float("-inf")]])
+def test_json_answers_are_strict_json(value: object) -> None:
+    # RFC 8259 has no NaN/Infinity and a browser's JSON.parse refuses them: the app's error
+    with pytest.raises(ValueError):
+        Response.json({"x": value})
+    assert Response.json({"x": 1.5, "y": "é"}).body == '{"x":1.5,"y":"é"}'.encode()
+
+
 def test_a_stream_piece_that_is_not_bytes_ends_the_stream_instead_of_sending_nuls() -> None:
     body = iter_body([b"a", bytearray(b"b"), memoryview(b"c"), 5, b"never"])
     assert [body.produce() for _ in range(3)] == [b"a", b"b", b"c"]
