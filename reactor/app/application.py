@@ -205,7 +205,10 @@ class App:
         """Response middleware, run once per response. Today: gzip by `Accept-Encoding`.
 
         A response whose encoding was already decided (a `Content-Encoding`, or a `Vary`
-        naming Accept-Encoding, as the static handler sets) is left as it is.
+        naming Accept-Encoding, as the static handler sets) is left as it is, and so is one
+        that says `Cache-Control: no-transform` (RFC 9110 7.7 binds proxies; the app asked).
+        A strong `ETag` on a compressed body becomes weak (`W/`, as nginx's gzip does): the
+        gzip bytes are another representation, and a strong tag must not name both.
         """
         policy = self.compression
         body = response.body
@@ -220,8 +223,9 @@ class App:
             if name == b"content-type":
                 content_type = value
             elif name == b"content-encoding" or (
-                    name == b"vary" and b"accept-encoding" in value.lower()):
-                return response  # already decided: never twice
+                    name == b"vary" and b"accept-encoding" in value.lower()) or (
+                    name == b"cache-control" and b"no-transform" in value.lower()):
+                return response  # already decided (never twice), or not ours to change
         if content_type not in policy.types:
             return response
         response.headers.append(VARY_ACCEPT_ENCODING)
@@ -444,7 +448,11 @@ def _gzip_response(response: Response, level: int) -> Response:
     assert isinstance(body, bytes)  # `finish` compresses bytes bodies only
     response.body = gzip_bytes(body, level)
     # A Content-Length the app set counted the identity bytes: the serializer counts anew.
-    response.headers = [f for f in response.headers if f[0].lower() != b"content-length"]
+    # A strong ETag named the identity bytes: weak now (RFC 9110 8.8.3).
+    response.headers = [
+        (name, b"W/" + value) if lower == b"etag" and value[:2] != b"W/" else (name, value)
+        for name, value in response.headers
+        if (lower := name.lower()) != b"content-length"]
     response.headers.append(CONTENT_ENCODING_GZIP)
     return response
 

@@ -9,6 +9,7 @@ import zlib
 import pytest
 
 from reactor.app.compression import CompressibleTypes, accepts_gzip, gzip_bytes
+from reactor.app.types import Headers, Request, Response
 from tests.conftest import RawClient, request_bytes, start_server, wait_for_log
 
 # ---- accepts_gzip ----------------------------------------------------------------------------
@@ -248,3 +249,27 @@ def test_compression_level_is_applied(tmp_path):
         assert response.body == expected.compress(text.encode()) + expected.flush()
     finally:
         running.stop()
+
+
+def _finished(*fields: tuple[bytes, bytes]) -> Response:
+    from reactor import App
+    app = App()
+    request = Request("GET", "/", "", "1.1", Headers([(b"accept-encoding", b"gzip")]), b"")
+    response = Response(200, [(b"Content-Type", b"text/plain"), *fields], b"hello " * 200)
+    result = app.finish(request, response, in_worker=True)
+    assert isinstance(result, Response)
+    return result
+
+
+def test_a_strong_etag_on_a_gzipped_body_becomes_weak() -> None:
+    # RFC 9110 8.8.3: the gzip bytes are another representation; nginx's gzip does the same
+    response = _finished((b"ETag", b'"v1"'))
+    assert response.header(b"content-encoding") == b"gzip"
+    assert response.header(b"etag") == b'W/"v1"'
+    assert _finished((b"ETag", b'W/"v2"')).header(b"etag") == b'W/"v2"'  # weak stays as is
+
+
+def test_no_transform_is_left_as_the_app_sent_it() -> None:
+    response = _finished((b"Cache-Control", b"public, No-Transform"))
+    assert response.header(b"content-encoding") is None
+    assert response.header(b"vary") is None and response.body == b"hello " * 200
