@@ -76,6 +76,8 @@ __all__ = [
 ENV_PREFIX = "REACTOR_"
 LISTEN = "server.listen"  # set by the --host/--port pair, not by one flag
 LISTENERS = "server.listeners"
+METRICS_LISTEN = "metrics.listen"
+TLS_LISTEN = "tls.listen"
 TLS_LISTEN = "tls.listen"  # set by --tls-port, on the host of --host (or of server.listen)
 
 # "section.key" -> (stored value, origin)
@@ -395,9 +397,23 @@ def load_config_with_origins(args: argparse.Namespace | None = None,
 
 
 def _check_listeners(values: Layer, cwd: Path) -> None:
-    """An address in both `server.listen` and `[[server.listeners]]` would be bound twice."""
+    """An address in both `server.listen` and `[[server.listeners]]` would be bound twice, and
+    the metrics listener on an address the server listens on would fail at start-up with
+    "address in use", as if another process held it."""
     listen = values[LISTEN][0]
     tables, origin = values[LISTENERS]
+    metrics, metrics_origin = values[METRICS_LISTEN]
+    if metrics is not None and parse_listen(metrics)[1] != 0:  # port 0: any free port
+        taken = [*listen, *(options.address for options in tables), *values[TLS_LISTEN][0]]
+        if metrics in taken:
+            reason = (f"{metrics} is also a server address (server.listen, server.listeners "
+                      "or tls.listen); metrics need an address of their own")
+            kind, _, where = metrics_origin.partition(":")
+            if kind == "file":
+                line = find_line(_read_text(where, cwd), "metrics", "listen")
+                raise ConfigError(where, reason, key=METRICS_LISTEN, line=line)
+            raise ConfigError(f"environment {where}" if kind == "env" else "configuration",
+                              reason, key=METRICS_LISTEN)
     for index, options in enumerate(tables):
         if options.address not in listen:
             continue

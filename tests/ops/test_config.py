@@ -543,6 +543,11 @@ def test_listeners_tables_add_to_listen(tmp_path: Path, nowhere: str) -> None:
     ('[[server.listeners]]\naddress = "127.0.0.2:80"\n[[server.listeners]]\n'
      'address = "127.0.0.2:80"\n',
      '4: server.listeners: listener #2: "127.0.0.2:80" is listed twice'),
+    # the metrics listener on a server address would fail as "address in use" at start-up
+    ('[server]\nlisten = ["127.0.0.1:80"]\n\n[metrics]\nlisten = "127.0.0.1:80"\n',
+     "5: metrics.listen: 127.0.0.1:80 is also a server address"),
+    ('[[server.listeners]]\naddress = "127.0.0.2:81"\n[metrics]\nlisten = "127.0.0.2:81"\n',
+     "4: metrics.listen: 127.0.0.2:81 is also a server address"),
     ('[[static.mounts]]\nprefix = "/a"\nroot = "."\n\n[[static.mounts]]\nprefix = "/b"\n'
      'root = "."\nindex = "i.html"\ncolour = "red"\n',
      "9: static.mounts: mount #2: unknown key 'colour'"),
