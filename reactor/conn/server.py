@@ -64,6 +64,11 @@ class HttpServer:
         self._at_limit = [0, 0]
         self._next_limit_report = 0.0
 
+    def set_server_name(self, server_name: bytes) -> None:
+        """The `Server` field value from now on (a reload turning version tokens off)."""
+        self.server_name = server_name
+        self.server_header = (b"Server", server_name)
+
     @property
     def connection_count(self) -> int:
         """Connections accepted so far (shed ones included)."""

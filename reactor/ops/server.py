@@ -71,6 +71,12 @@ from reactor.ops.tls import (
 # Longest a buffered log line waits before it is written (a crash loses at most this much).
 LOG_FLUSH_DELAY_S = 0.05
 SERVER_NAME = f"reactor/{__version__}".encode()
+
+
+def server_name(config: Config) -> bytes:
+    """The `Server` field: with the version unless `server.tokens = false` (nginx's
+    server_tokens: a scanner then learns the product, not which release to attack)."""
+    return SERVER_NAME if config.server.tokens else b"reactor"
 STATUS_INTERVAL_S = 2.0
 """How often STATUS= (connections, requests served) is refreshed under systemd."""
 
@@ -183,7 +189,7 @@ class Server:
         self.loop.add_before_select(self._flush_logs)
         self.app = make_app(config, self.app_error)
         self.http = HttpServer(self.loop, self.app, log, settings=http_settings(config),
-                               server_name=SERVER_NAME,
+                               server_name=server_name(config),
                                max_connections=config.server.max_connections)
         self.http.websocket = websocket_settings(config)
         plain = {a: sock for a, sock in bound.items() if not a.startswith(TLS_KEY)}
@@ -217,7 +223,7 @@ class Server:
         if metrics_sock is not None:
             self.metrics_http = HttpServer(
                 self.loop, MetricsApp(self.metrics), QuietLog(self._metrics_error),
-                server_name=SERVER_NAME, max_connections=64)
+                server_name=server_name(self.config), max_connections=64)
             self.metrics_listener = Listener(self.loop, metrics_sock, self.metrics_http.accept)
         self._apply_lb(self.config)
 
@@ -549,6 +555,9 @@ class Server:
         self.http.settings = http_settings(config)
         self.http.websocket = websocket_settings(config)
         self.http.max_connections = config.server.max_connections
+        self.http.set_server_name(server_name(config))
+        if self.metrics_http is not None:
+            self.metrics_http.set_server_name(server_name(config))
         self.loop.set_busy_poll(config.server.busy_poll_us / 1e6)
         changed = changed_settings(old, config)
         self.log.info("reloaded", changed=changed, listen_added=added, listen_removed=removed)

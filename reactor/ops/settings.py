@@ -121,6 +121,10 @@ class ServerConfig:
         0, Int(0, 100_000),
         "Longest time in microseconds to poll without sleeping after handling I/O (adapts"
         " to the traffic; lower latency, more CPU); 0 = off.")
+    tokens: bool = live(
+        True, Bool(),
+        'Name the version in the Server field ("reactor/0.1.0"); false = "reactor" only'
+        " (nginx's server_tokens).")
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,6 +293,16 @@ def test_server_max_connections(server_for: Callable[..., RunningServer]) -> Non
         assert held.read_response().status == 200
 
 
+def test_server_tokens(server_for: Callable[..., RunningServer]) -> None:
+    running = server_for()
+    assert status(running, "GET", "/echo/x")[1]["server"].startswith("reactor/")
+    reload(running, server={"tokens": False})
+    assert status(running, "GET", "/echo/x")[1]["server"] == "reactor"
+    assert status(running, "GET", "/nowhere")[1]["server"] == "reactor"  # the general path
+    reload(running, server={"tokens": True})
+    assert status(running, "GET", "/echo/x")[1]["server"].startswith("reactor/")
+
+
 def test_server_busy_poll(server_for: Callable[..., RunningServer]) -> None:
     # What the window does is tests/loop's; here: the setting reaches the loop, both ways.
     running = server_for(server={"busy_poll_us": 250})
@@ -347,7 +357,7 @@ def test_a_live_change_does_not_warn(server_for: Callable[..., RunningServer]) -
 
 SECTION_CASES = {
     "server": [test_server_listen_and_listeners, test_server_max_connections,
-               test_server_busy_poll, test_restart_only_settings_warn],
+               test_server_busy_poll, test_server_tokens, test_restart_only_settings_warn],
     "limits": [test_limits_smaller],
     "timeouts": [test_timeouts_header],
     "files": [test_files_new_directory],
