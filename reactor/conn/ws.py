@@ -41,6 +41,7 @@ from reactor.proto.websocket import (
     Pong,
     WebSocketParser,
     check_handshake,
+    close_payload,
     message_payload,
     plain_message,
 )
@@ -237,7 +238,9 @@ class WebSocketConnection:
             self.transport.close(linger=True)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the close handshake from our side (any thread)."""
+        """Start the close handshake from our side (any thread). A code or reason no peer
+        may accept raises ValueError here, in the caller's thread."""
+        close_payload(code, reason)
         if threading.get_ident() != self.loop_thread:
             self.loop.call_soon_threadsafe(self.close, code, reason)
             return

@@ -29,7 +29,6 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 NORMAL, GOING_AWAY, PROTOCOL_ERROR, UNSUPPORTED = 1000, 1001, 1002, 1003
 NO_STATUS, ABNORMAL, INVALID_DATA, POLICY, TOO_BIG = 1005, 1006, 1007, 1008, 1009
 INTERNAL_ERROR = 1011
-_NEVER_SENT = frozenset({NO_STATUS, ABNORMAL, 1015})  # 7.4.1: only reported locally
 
 
 def valid_close_code(code: int) -> bool:
@@ -238,16 +237,23 @@ def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = 
 
 def encode_close(code: int | None = NORMAL, reason: str = "", *,
                  mask: bytes | None = None) -> bytes:
-    """A Close frame; `code` None sends an empty one. Codes never sent on the wire and a
-    reason over 123 bytes are our bug, not the peer's."""
+    """A Close frame; `code` None sends an empty one. Raises ValueError (`close_payload`)."""
     if code is None:
         return encode_frame(OP_CLOSE, b"", mask=mask)
-    if code in _NEVER_SENT or not (1000 <= code <= 4999):
-        raise ValueError(f"close code {code} cannot be sent")
+    return encode_frame(OP_CLOSE, close_payload(code, reason), mask=mask)
+
+
+def close_payload(code: int, reason: str = "") -> bytes:
+    """A Close frame's payload. ValueError for what no peer may accept: a code outside the
+    ones a Close may carry (the same rule `parse_close` applies: 1004-1006, 1015 and the
+    unassigned 1000-2999 are never sent) or a reason over 123 bytes of UTF-8."""
+    if type(code) is not int or not valid_close_code(code):
+        raise ValueError(f"close code {code!r} cannot be sent (1000-1003, 1007-1014,"
+                         " 3000-4999)")
     payload = code.to_bytes(2, "big") + reason.encode("utf-8")
     if len(payload) > 125:
-        raise ValueError("close reason longer than 123 bytes")
-    return encode_frame(OP_CLOSE, payload, mask=mask)
+        raise ValueError("close reason longer than 123 bytes of UTF-8")
+    return payload
 
 
 def parse_close(payload: bytes) -> Close:
@@ -564,7 +570,8 @@ __all__ = [
     "PROTOCOL_ERROR", "TOO_BIG", "UNSUPPORTED", "Close", "Deflate", "DeflateConfig",
     "DeflateParams", "Event", "Failure", "Handshake", "HandshakeError", "Message",
     "MessageEncoder", "Ping", "Pong", "WebSocketParser", "accept_key", "apply_mask",
-    "check_handshake", "encode_close", "encode_frame", "frame_head", "message_payload",
+    "check_handshake", "close_payload", "encode_close", "encode_frame", "frame_head",
+    "message_payload",
     "parse_close",
     "plain_message", "valid_close_code",
 ]

@@ -66,6 +66,17 @@ class Failing(WebSocketHandler):
         raise RuntimeError("handler bug")
 
 
+class BadClose(WebSocketHandler):
+    inline = True
+
+    def on_message(self, data: str | bytes) -> None:
+        try:
+            self.ws.close(int(data))  # a code no peer may accept: raises here, in the caller
+        except ValueError as exc:
+            self.ws.send(f"refused: {exc}")
+            self.ws.close(4000, "app chose")
+
+
 @pytest.fixture
 def app_server(tmp_path: Path) -> Iterator[RunningServer]:
     ROOMS.clear()
@@ -78,6 +89,7 @@ def app_server(tmp_path: Path) -> Iterator[RunningServer]:
         app.websocket("/record")(Recorder)
         app.websocket("/inline", inline=True)(Recorder)
         app.websocket("/failing")(Failing)
+        app.websocket("/bad-close")(BadClose)
         app.websocket("/strict", origins=["https://ok.example"],
                       subprotocols=["v2", "v1"])(Recorder)
     on_loop(running, register)
@@ -149,6 +161,18 @@ def test_handler_error_closes_1011_and_is_logged(app_server: RunningServer) -> N
         event = ws.recv()
         assert isinstance(event, Close) and event.code == 1011
     assert wait_until(lambda: "websocket-handler-error" in app_server.error_log.read_text())
+
+
+@pytest.mark.parametrize("code", ["999", "1005", "2000", "5000"])
+def test_a_close_code_no_peer_may_accept_raises_in_the_app(app_server: RunningServer,
+                                                           code: str) -> None:
+    with connect(app_server, "/bad-close") as ws:
+        ws.send(code)
+        refused = ws.recv()
+        assert isinstance(refused, Message) and refused.data.startswith(
+            f"refused: close code {code} cannot be sent")
+        close = ws.recv()
+        assert isinstance(close, Close) and (close.code, close.reason) == (4000, "app chose")
 
 
 def test_origin_and_subprotocol(app_server: RunningServer) -> None:

@@ -33,8 +33,10 @@ from reactor.proto.websocket import (
     accept_key,
     apply_mask,
     check_handshake,
+    close_payload,
     encode_close,
     encode_frame,
+    parse_close,
     plain_message,
 )
 
@@ -230,9 +232,17 @@ def test_empty_close_reports_1005_and_input_after_close_is_ignored() -> None:
 
 
 def test_codes_never_sent() -> None:
-    for code in (1005, 1006, 1015, 999, 5000):
+    # what we send follows the rule we hold peers to (parse_close): no 1004-1006, 1015, no
+    # unassigned 1016-2999, nothing outside 1000-4999
+    for code in (1004, 1005, 1006, 1015, 1016, 2999, 999, 5000, True, "1000"):
         with pytest.raises(ValueError):
-            encode_close(code)
+            encode_close(code)  # type: ignore[arg-type]
+    for code in (1000, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4999):
+        close = parse_close(close_payload(code, "r"))
+        assert (close.code, close.reason) == (code, "r")
+    with pytest.raises(ValueError, match="123 bytes"):
+        close_payload(1000, "é" * 62)
+    assert close_payload(1000, "é" * 61)  # 2 + 122 bytes
     assert encode_close(None) == b"\x88\x00"
     assert encode_close(1000, "bye") == b"\x88\x05\x03\xe8bye"
 
