@@ -218,7 +218,8 @@ class App:
         if status < 200 or status in (204, 206, 304):
             return response
         content_type = None
-        for name, value in response.headers:  # one pass; names may come in any case
+        vary = -1  # the app's own Vary field, which Accept-Encoding joins
+        for index, (name, value) in enumerate(response.headers):  # names in any case
             name = name.lower()
             if name == b"content-type":
                 content_type = value
@@ -226,9 +227,16 @@ class App:
                     name == b"vary" and b"accept-encoding" in value.lower()) or (
                     name == b"cache-control" and b"no-transform" in value.lower()):
                 return response  # already decided (never twice), or not ours to change
+            elif name == b"vary":
+                vary = index
         if content_type not in policy.types:
             return response
-        response.headers.append(VARY_ACCEPT_ENCODING)
+        if vary < 0:
+            response.headers.append(VARY_ACCEPT_ENCODING)
+        else:  # one Vary list, not two field lines
+            name, value = response.headers[vary]
+            if value.strip() != b"*":  # "*" already says it varies on everything
+                response.headers[vary] = (name, value + b", Accept-Encoding")
         accept = _accept_encoding(request)
         if accept is None or not accepts_gzip(accept):
             return response

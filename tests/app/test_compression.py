@@ -273,3 +273,11 @@ def test_no_transform_is_left_as_the_app_sent_it() -> None:
     response = _finished((b"Cache-Control", b"public, No-Transform"))
     assert response.header(b"content-encoding") is None
     assert response.header(b"vary") is None and response.body == b"hello " * 200
+
+
+def test_the_apps_vary_gains_accept_encoding_as_one_list() -> None:
+    response = _finished((b"Vary", b"Cookie"))
+    assert [v for n, v in response.headers if n.lower() == b"vary"] == [
+        b"Cookie, Accept-Encoding"]
+    assert _finished((b"vary", b"*")).headers.count((b"vary", b"*")) == 1
+    assert [v for n, v in _finished().headers if n == b"Vary"] == [b"Accept-Encoding"]
