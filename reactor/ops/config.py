@@ -77,6 +77,7 @@ ENV_PREFIX = "REACTOR_"
 LISTEN = "server.listen"  # set by the --host/--port pair, not by one flag
 LISTENERS = "server.listeners"
 METRICS_LISTEN = "metrics.listen"
+WORKERS = "server.workers"
 TLS_LISTEN = "tls.listen"
 TLS_LISTEN = "tls.listen"  # set by --tls-port, on the host of --host (or of server.listen)
 
@@ -403,11 +404,17 @@ def _check_listeners(values: Layer, cwd: Path) -> None:
     listen = values[LISTEN][0]
     tables, origin = values[LISTENERS]
     metrics, metrics_origin = values[METRICS_LISTEN]
-    if metrics is not None and parse_listen(metrics)[1] != 0:  # port 0: any free port
-        taken = [*listen, *(options.address for options in tables), *values[TLS_LISTEN][0]]
-        if metrics in taken:
-            reason = (f"{metrics} is also a server address (server.listen, server.listeners "
-                      "or tls.listen); metrics need an address of their own")
+    host, port = parse_listen(metrics) if metrics is not None else ("", 0)
+    if port:  # port 0: any free port; each worker serves metrics on port + its number
+        taken = {parse_listen(address) for address in (
+            *listen, *(options.address for options in tables), *values[TLS_LISTEN][0])}
+        clash = next((worker for worker in range(values[WORKERS][0])
+                      if (host, port + worker) in taken), None)
+        if clash is not None:
+            address = format_listen(host, port + clash)
+            whose = "" if clash == 0 else f" (worker {clash}'s metrics port, port + {clash})"
+            reason = (f"{address}{whose} is also a server address (server.listen, "
+                      "server.listeners or tls.listen); metrics need an address of their own")
             kind, _, where = metrics_origin.partition(":")
             if kind == "file":
                 line = find_line(_read_text(where, cwd), "metrics", "listen")

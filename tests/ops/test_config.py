@@ -548,6 +548,9 @@ def test_listeners_tables_add_to_listen(tmp_path: Path, nowhere: str) -> None:
      "5: metrics.listen: 127.0.0.1:80 is also a server address"),
     ('[[server.listeners]]\naddress = "127.0.0.2:81"\n[metrics]\nlisten = "127.0.0.2:81"\n',
      "4: metrics.listen: 127.0.0.2:81 is also a server address"),
+    ('[server]\nlisten = ["127.0.0.1:9466"]\nworkers = 4\n[metrics]\nlisten = "127.0.0.1:9464"\n',
+     "5: metrics.listen: 127.0.0.1:9466 (worker 2's metrics port, port + 2) is also a server"
+     " address"),
     ('[[static.mounts]]\nprefix = "/a"\nroot = "."\n\n[[static.mounts]]\nprefix = "/b"\n'
      'root = "."\nindex = "i.html"\ncolour = "red"\n',
      "9: static.mounts: mount #2: unknown key 'colour'"),
