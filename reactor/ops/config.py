@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -394,45 +394,54 @@ def load_config_with_origins(args: argparse.Namespace | None = None,
     if args is not None:
         values.update(_read_cli(args, values, base))
     _check_listeners(values, base)
+    _check_metrics_address(values, base)
     return _build(values), {name: origin for name, (_value, origin) in values.items()}
 
 
 def _check_listeners(values: Layer, cwd: Path) -> None:
-    """An address in both `server.listen` and `[[server.listeners]]` would be bound twice, and
-    the metrics listener on an address the server listens on would fail at start-up with
-    "address in use", as if another process held it."""
+    """An address in both `server.listen` and `[[server.listeners]]` would be bound twice."""
     listen = values[LISTEN][0]
     tables, origin = values[LISTENERS]
-    metrics, metrics_origin = values[METRICS_LISTEN]
+    index = next((i for i, options in enumerate(tables) if options.address in listen), None)
+    if index is not None:
+        raise _error_at(
+            origin, LISTENERS, cwd,
+            f"listener #{index + 1}: {tables[index].address} is also in server.listen;"
+            " list each address once",
+            lambda text: find_item_line(text, "server", "listeners", index, "address"))
+
+
+def _check_metrics_address(values: Layer, cwd: Path) -> None:
+    """The metrics listener (each worker's: port + its number) on an address the server
+    listens on would fail at start-up as "address in use", as if another process held it."""
+    metrics, origin = values[METRICS_LISTEN]
     host, port = parse_listen(metrics) if metrics is not None else ("", 0)
-    if port:  # port 0: any free port; each worker serves metrics on port + its number
-        taken = {parse_listen(address) for address in (
-            *listen, *(options.address for options in tables), *values[TLS_LISTEN][0])}
-        clash = next((worker for worker in range(values[WORKERS][0])
-                      if (host, port + worker) in taken), None)
-        if clash is not None:
-            address = format_listen(host, port + clash)
-            whose = "" if clash == 0 else f" (worker {clash}'s metrics port, port + {clash})"
-            reason = (f"{address}{whose} is also a server address (server.listen, "
-                      "server.listeners or tls.listen); metrics need an address of their own")
-            kind, _, where = metrics_origin.partition(":")
-            if kind == "file":
-                line = find_line(_read_text(where, cwd), "metrics", "listen")
-                raise ConfigError(where, reason, key=METRICS_LISTEN, line=line)
-            raise ConfigError(f"environment {where}" if kind == "env" else "configuration",
-                              reason, key=METRICS_LISTEN)
-    for index, options in enumerate(tables):
-        if options.address not in listen:
-            continue
-        reason = (f"listener #{index + 1}: {options.address} is also in server.listen;"
-                  " list each address once")
-        kind, _, where = origin.partition(":")
-        if kind == "file":
-            line = find_item_line(_read_text(where, cwd), "server", "listeners", index,
-                                  "address")
-            raise ConfigError(where, reason, key=LISTENERS, line=line)
-        raise ConfigError(f"environment {where}" if kind == "env" else "configuration", reason,
-                          key=LISTENERS)
+    if not port:  # off, or port 0: any free port
+        return
+    taken = {parse_listen(address) for address in (
+        *values[LISTEN][0], *(options.address for options in values[LISTENERS][0]),
+        *values[TLS_LISTEN][0])}
+    clash = next((worker for worker in range(values[WORKERS][0])
+                  if (host, port + worker) in taken), None)
+    if clash is not None:
+        whose = "" if clash == 0 else f" (worker {clash}'s metrics port, port + {clash})"
+        raise _error_at(
+            origin, METRICS_LISTEN, cwd,
+            f"{format_listen(host, port + clash)}{whose} is also a server address "
+            "(server.listen, server.listeners or tls.listen); metrics need an address of "
+            "their own",
+            lambda text: find_line(text, "metrics", "listen"))
+
+
+def _error_at(origin: str, key: str, cwd: Path, reason: str,
+              line_in: Callable[[str], int | None]) -> ConfigError:
+    """The error for `key`, named where its value came from (`origin`): the file and the line
+    `line_in` finds in its text, the environment variable, or the configuration."""
+    kind, _, where = origin.partition(":")
+    if kind == "file":
+        return ConfigError(where, reason, key=key, line=line_in(_read_text(where, cwd)))
+    return ConfigError(f"environment {where}" if kind == "env" else "configuration", reason,
+                       key=key)
 
 
 def load_config(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
