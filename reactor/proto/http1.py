@@ -545,10 +545,6 @@ def split_absolute_form(target: bytes) -> tuple[bytes, bytes]:
 
 
 def _is_authority(target: bytes) -> bool:
+    """uri-host ":" port, by the Host grammar (`valid_host`), with both parts present."""
     host, colon, port = target.rpartition(b":")
-    return (
-        bool(host)
-        and bool(colon)
-        and port.isdigit()
-        and not any(char in target for char in (b"/", b"?", b"#", b"@"))
-    )
+    return bool(host) and bool(colon) and port.isdigit() and valid_host(target)

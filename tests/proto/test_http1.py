@@ -550,6 +550,9 @@ BAD_REQUESTS = [
     (b"GET foo HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
     (b"GET example.com:443 HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
     (b"CONNECT example.com HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
+    # the authority-form host follows the Host grammar too
+    *[(b"CONNECT " + target + b" HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target")
+      for target in (b"[::1:443", b"a^b:443", b"user@a:443", b":443", b"a:")],
     (b"GET ftp://example.com/ HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
     (b"GET http:// HTTP/1.1\r\n" + H + b"\r\n", 400, "invalid-request-target"),
     # RFC 9110 4.2.1: an empty host "MUST" be rejected; 4.2.4: userinfo is an error
