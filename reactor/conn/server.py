@@ -29,7 +29,7 @@ from reactor.proto import response_head
 _REUSE_SCAN = 100
 # The warning about connections reused or shed at the limit: at most one per this many s.
 _LIMIT_REPORT_S = 10.0
-_LIMIT_COUNTERS = ("connections_reused_total", "connections_shed_total")
+_REUSED, _SHED = "connections_reused_total", "connections_shed_total"
 
 
 class HttpServer:
@@ -60,8 +60,9 @@ class HttpServer:
         # ops/metrics exports them. Names are "<what>_total".
         self.counters: dict[str, int] = {}
         self.websocket = WebSocketSettings()  # limits and timers of new WebSocket sessions
-        # At the limit since the last warning: [idle connections reused, connections shed].
-        self._at_limit = [0, 0]
+        # At the limit: the two counters as the last warning told them, and when the next
+        # warning may come.
+        self._limit_reported = (0, 0)
         self._next_limit_report = 0.0
 
     def set_server_name(self, server_name: bytes) -> None:
@@ -126,7 +127,7 @@ class HttpServer:
             return
         if len(self.connections) >= self.max_connections and not self._reuse_idle():
             self._shed(sock, conn_id, peer, answer=tls is None)
-            self._limit_reached(1)
+            self._limit_reached(_SHED)
             return
         transport: SocketTransport
         if tls is None:
@@ -149,25 +150,26 @@ class HttpServer:
             protocol = transport.protocol
             if isinstance(protocol, HttpConnection) and protocol.idle_keep_alive:
                 protocol.close_idle()
-                self._limit_reached(0)
+                self._limit_reached(_REUSED)
                 return True
             if looked >= _REUSE_SCAN:
                 break
         return False
 
-    def _limit_reached(self, outcome: int) -> None:
-        """Count a connection reused (0) or shed (1) at the limit; warn at most every 10 s."""
-        self._at_limit[outcome] += 1
-        self.counters[_LIMIT_COUNTERS[outcome]] = (
-            self.counters.get(_LIMIT_COUNTERS[outcome], 0) + 1)
+    def _limit_reached(self, counter: str) -> None:
+        """Count a connection reused or shed at the limit; warn at most every 10 s, with
+        what the two counters gained since the last warning."""
+        counters = self.counters
+        counters[counter] = counters.get(counter, 0) + 1
         now = self.loop.time()
         if now >= self._next_limit_report:
             self._next_limit_report = now + _LIMIT_REPORT_S
-            reused, shed = self._at_limit
-            self._at_limit = [0, 0]
+            reused, shed = counters.get(_REUSED, 0), counters.get(_SHED, 0)
+            last_reused, last_shed = self._limit_reported
+            self._limit_reported = (reused, shed)
             self.loop.report("connection-limit-reached", {
-                "max_connections": self.max_connections, "idle_closed": reused,
-                "refused_503": shed,
+                "max_connections": self.max_connections, "idle_closed": reused - last_reused,
+                "refused_503": shed - last_shed,
                 "message": "raise server.max_connections, or add workers"})
 
     def _report_rejected(self, fields: dict[str, Any]) -> None:

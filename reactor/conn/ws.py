@@ -255,8 +255,8 @@ class WebSocketConnection:
         self._close_sent = True
         try:
             frame = self.encoder.close(code, reason)
-        except ValueError:  # a code the app may not send, or a reason too long
-            frame = self.encoder.close(INTERNAL_ERROR, "")
+        except ValueError:  # `close` checked the app's; ours, cut to 100 characters, could
+            frame = self.encoder.close(INTERNAL_ERROR, "")  # still pass 123 bytes of UTF-8
         self._write(frame)
 
     def _close_timed_out(self) -> None:

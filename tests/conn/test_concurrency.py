@@ -12,7 +12,11 @@ import threading
 
 import pytest
 
+from reactor.app.types import Response
+from reactor.conn.server import HttpServer
+from reactor.loop import EventLoop
 from tests.conftest import RawClient, on_loop, request_bytes, start_server, wait_for_log, wait_until
+from tests.conn.conftest import RecordingLog
 
 
 def open_connections(running) -> int:  # type: ignore[no-untyped-def]
@@ -195,3 +199,33 @@ def test_connections_over_the_limit_are_shed_with_503(tmp_path):
             assert again.read_response().body == b"room"
     finally:
         running.stop()
+
+
+def test_the_connection_limit_warning_comes_once_per_10_s_with_what_happened_since():
+    # Shedding driven by hand (max_connections=0: every new connection is over the limit) on
+    # a loop whose clock the test sets: the first shed warns at once, the ones within 10 s
+    # are only counted, and the next warning carries their number.
+    loop = EventLoop()
+    now = [100.0]
+    loop.time = lambda: now[0]  # type: ignore[method-assign]
+    reports: list[tuple[str, dict]] = []
+    loop.set_report_handler(lambda event, fields: reports.append((event, fields)))
+    server = HttpServer(loop, lambda request: Response(200), RecordingLog(), max_connections=0)
+
+    def shed_one() -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            server.accept(ours, ("127.0.0.1", 1))
+            assert theirs.recv(4096).startswith(b"HTTP/1.1 503 ")
+    try:
+        for _ in range(3):
+            shed_one()
+        assert [fields["refused_503"] for _, fields in reports] == [1]
+        now[0] += 10.0
+        shed_one()
+        assert [(event, fields["refused_503"], fields["idle_closed"])
+                for event, fields in reports] == [("connection-limit-reached", 1, 0),
+                                                  ("connection-limit-reached", 3, 0)]
+        assert server.counters["connections_shed_total"] == 4
+    finally:
+        loop.close()

@@ -282,6 +282,9 @@ def test_what_is_left_of_a_target_without_its_fragment_must_still_be_one(target:
                                                                           ) -> None:
     error = parse_error(b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n")
     assert error.reason == "invalid-request-target"
+
+
+def test_an_asterisk_form_keeps_its_asterisk_without_the_fragment() -> None:
     (head,) = parse(b"OPTIONS *#x HTTP/1.1\r\n" + H + b"\r\n")[:1]
     assert head.target == b"*"
 
