@@ -29,7 +29,7 @@ from reactor.app.types import (
 )
 from reactor.conn.clock import server_lines
 from reactor.conn.shared import AccessRecord
-from reactor.conn.stream import BodyStreamer
+from reactor.conn.stream import BodyStreamer, close_in_pool
 from reactor.conn.upload import UploadPump
 from reactor.proto import CONTINUE_100, LocalProtocolError, RequestHead, status_line
 from reactor.proto.framing import CLOSE_DELIMITED, FramingError, frame_response
@@ -169,9 +169,8 @@ class Exchange(AccessRecord):
     def _offload_done(self, result: Any, error: BaseException | None, started: float,
                       submitted: float) -> None:
         if self.conn.closing:
-            if isinstance(result, Response) and isinstance(result.body, (FileBody, PartsBody,
-                                                                         StreamBody)):
-                result.body.close()
+            if isinstance(result, Response):
+                self._close_body(result.body)
             return  # the peer left while we worked
         queued = (started - submitted) * 1000.0
         self.queue_ms = queued if self.queue_ms is None else self.queue_ms + queued
@@ -247,6 +246,7 @@ class Exchange(AccessRecord):
             self.streamer = BodyStreamer(
                 conn.loop, body, chunked=chunked, write=self._stream_write,
                 done=lambda error: self._stream_done(error, response, keep_alive),
+                close_failed=self._close_failed,
                 length=None if chunked or length == CLOSE_DELIMITED else length)
             return  # `_stream_done` finishes the exchange
         elif isinstance(body, FileBody):
@@ -341,10 +341,20 @@ class Exchange(AccessRecord):
         self._done(response, self.stream_sent, keep_alive)
         conn.resume_processing()
 
-    @staticmethod
-    def _close_body(body: object) -> None:
-        if isinstance(body, (FileBody, PartsBody, StreamBody)):
+    def _close_body(self, body: object) -> None:
+        """Release a body that will not be sent (or not whole): our files at once, an app's
+        stream through the pool (its `close()` is the app's code)."""
+        if isinstance(body, StreamBody):
+            close_in_pool(self.conn.loop, body, self._close_failed)
+        elif isinstance(body, (FileBody, PartsBody)):
             body.close()
+
+    def _close_failed(self, exc: BaseException) -> None:
+        """The app's stream raised in `close()`: its bug, logged once; what was sent stands."""
+        request = self.request
+        self.conn.log.error("stream-close-error", exc, {
+            "request_id": request.request_id, "conn_id": self.conn.conn_id,
+            "method": request.method, "path": request.path})
 
     # ---- the peer is gone -----------------------------------------------------------------
     def cancel(self) -> None:

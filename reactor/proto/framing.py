@@ -15,6 +15,10 @@ lines the connection writes plus the app's header block, cleaned, as h11's
   Transfer-Encoding, Upgrade) are the connection's business: an app's are dropped, except
   that `Connection: close` is honoured (the connection then closes after the response) and
   a 101 keeps its `Upgrade`.
+- `Date`, `Server` and `X-Request-ID` are the connection's too (it writes its own in every
+  response): an app's copy is dropped rather than sent as a second field line -- the way
+  nginx hides an upstream's Date and Server. Two Date fields are invalid (RFC 9110 5.3), and
+  the request id a client sees must be the one in the access log.
 - No-body statuses are enforced here: 1xx and 204 carry no Content-Length or
   Transfer-Encoding (RFC 9110 8.6, RFC 9112 6.1); 304 and HEAD send no body but may keep the
   length the GET would have had (RFC 9110 8.6).
@@ -36,6 +40,8 @@ CLOSE_DELIMITED = -1
 
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                          b"transfer-encoding", b"upgrade"})
+# Fields the connection itself writes in every response (conn/exchange.py).
+_SERVER_OWNED = frozenset({b"date", b"server", b"x-request-id"})
 _ORDINARY: set[bytes] = set()
 _ORDINARY_MAX = 1024
 # Handlers answer with the same few header lists again and again (a content type, a Vary):
@@ -143,7 +149,7 @@ def _connection(keep_alive: bool, http10: bool) -> bytes:
 def _is_ordinary(name: bytes) -> bool:
     """A field the connection passes through as it is (remembered when it is)."""
     lower = name.lower()
-    if lower in _HOP_BY_HOP or lower == b"content-length":
+    if lower in _HOP_BY_HOP or lower == b"content-length" or lower in _SERVER_OWNED:
         return False
     if len(_ORDINARY) < _ORDINARY_MAX:
         _ORDINARY.add(name)
@@ -166,7 +172,8 @@ def _clean(headers: list[tuple[bytes, bytes]], status: int, keep_alive: bool
         elif lower == b"connection":
             if b"close" in [token.strip() for token in value.lower().split(b",")]:
                 keep_alive = False
-        elif (lower == b"upgrade" and status == 101) or lower not in _HOP_BY_HOP:
+        elif ((lower == b"upgrade" and status == 101) or lower not in _HOP_BY_HOP) \
+                and lower not in _SERVER_OWNED:
             kept.append((name, value))
     return kept, app_length, keep_alive
 

@@ -318,3 +318,156 @@ def test_exc_info_after_the_head_went_out_aborts_the_response(tmp_path: Path) ->
         assert "too late to change my mind" in errors[0]["exception"]
     finally:
         running.stop()
+
+
+class _ClosingBody:
+    """A WSGI iterable (not a list, so it streams) that records its `close()` calls and any
+    `__next__` after one; `close_gate` makes `close()` block until the test opens it."""
+
+    def __init__(self, pieces: int | None, *, raise_on_close: bool = False) -> None:
+        self.left = pieces  # None: endless
+        self.raise_on_close = raise_on_close
+        self.closes = 0
+        self.next_after_close = 0
+        self.close_started = threading.Event()
+        self.close_gate = threading.Event()
+        self.close_gate.set()
+
+    def __iter__(self) -> _ClosingBody:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.closes:
+            self.next_after_close += 1
+        if self.left == 0:
+            raise StopIteration
+        if self.left is not None:
+            self.left -= 1
+        return b"x" * 65536
+
+    def close(self) -> None:
+        self.closes += 1
+        self.close_started.set()
+        assert self.close_gate.wait(10)
+        if self.raise_on_close:
+            raise RuntimeError("teardown failed")
+
+
+def _serve_body(tmp_path: Path, make: Callable[[], _ClosingBody]) -> tuple[RunningServer,
+                                                                          list[_ClosingBody]]:
+    bodies: list[_ClosingBody] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/fast":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"fast\n"]
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        bodies.append(make())
+        return bodies[-1]
+
+    return serve_wsgi(tmp_path, app), bodies
+
+
+def test_a_slow_close_runs_in_the_pool_after_the_body(tmp_path: Path) -> None:
+    """close() is the app's code: while one blocks, its response is already whole and every
+    other connection is served (on the loop it stalled the server, and came before the
+    last chunk)."""
+    def blocking() -> _ClosingBody:
+        body = _ClosingBody(2)
+        body.close_gate.clear()
+        return body
+
+    running, bodies = _serve_body(tmp_path, blocking)
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/slow"))
+            head = client.read_response(head=True)
+            assert head.header("transfer-encoding") == "chunked"
+            assert client.read_until(b"\r\n0\r\n\r\n").count(b"x") == 2 * 65536
+            assert bodies[0].close_started.wait(5)
+            assert fetch(running, "GET", "/fast")[2] == b"fast\n"  # while close() blocks
+            bodies[0].close_gate.set()
+            client.send(request_bytes("GET", "/fast"))  # the connection goes on after it
+            assert client.read_response().body == b"fast\n"
+        assert bodies[0].closes == 1
+    finally:
+        running.stop()
+
+
+@pytest.mark.expect_log("stream-close-error")
+def test_a_close_that_raises_is_logged_and_the_connection_goes_on(tmp_path: Path) -> None:
+    running, _bodies = _serve_body(tmp_path, lambda: _ClosingBody(1, raise_on_close=True))
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/raises", {"X-Request-ID": "teardown-1"})
+                        + request_bytes("GET", "/fast"))
+            client.read_response(head=True)
+            assert client.read_until(b"\r\n0\r\n\r\n").endswith(b"x\r\n0\r\n\r\n")
+            assert client.read_response().body == b"fast\n"  # the pipelined one is answered
+        [line] = wait_for_log(running.error_log, lambda x: x["event"] == "stream-close-error")
+        assert line["request_id"] == "teardown-1" and "teardown failed" in line["exception"]
+    finally:
+        running.stop()
+
+
+def test_write_keeps_working_while_the_iterable_streams(tmp_path: Path) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"w1 ")
+        yield b"y1 "
+        write(b"w2 ")
+        write(b"w3 ")
+        yield b"y2 "
+        write(b"w4")
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        assert fetch(running, "GET", "/")[2] == b"w1 y1 w2 w3 y2 w4"
+    finally:
+        running.stop()
+
+
+def test_head_of_a_body_the_app_strips_is_framed_as_its_get(tmp_path: Path) -> None:
+    """werkzeug answers HEAD with an empty iterable: that says nothing of the GET's length,
+    so the HEAD must not claim `Content-Length: 0` (RFC 9110 8.6)."""
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["REQUEST_METHOD"] != "HEAD":
+            yield b"streamed"
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/"))
+            get = client.read_response(head=True)
+            client.read_until(b"\r\n0\r\n\r\n")
+            client.send(request_bytes("HEAD", "/") + request_bytes("GET", "/"))
+            head = client.read_response(head=True)
+            assert head.header("content-length") is None
+            assert head.header("transfer-encoding") == get.header("transfer-encoding") \
+                == "chunked"
+            assert client.read_response(head=True).status == 200  # no stray body between
+    finally:
+        running.stop()
+
+
+def test_the_servers_date_server_and_request_id_are_sent_once(tmp_path: Path) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Date", "Thu, 01 Jan 1970 00:00:00 GMT"),
+                                  ("server", "myapp/1.0"), ("X-Request-ID", "app-made")])
+        return [b"ok"]
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/", {"X-Request-ID": "client-1"}))
+            response = client.read_response()
+        assert response.body == b"ok"
+        assert response.headers("Date") != ["Thu, 01 Jan 1970 00:00:00 GMT"]
+        assert len(response.headers("Date")) == 1
+        [server] = response.headers("Server")
+        assert server.startswith("reactor")
+        assert response.headers("X-Request-ID") == ["client-1"]  # the access log's id
+    finally:
+        running.stop()

@@ -11,6 +11,8 @@ import pytest
 
 from reactor.app.compression import GzipStream
 from reactor.app.types import Response, StreamBody
+from reactor.conn.stream import BodyStreamer
+from reactor.loop import EventLoop
 from tests.conftest import RawClient, request_bytes, wait_for_log, wait_until
 
 PIECE = b"0123456789abcdef" * 4096  # 64 KiB
@@ -128,3 +130,64 @@ def test_gzip_stream_compresses_a_file_piece_by_piece():
         pieces.append(piece)
     assert len(pieces) > 1 and produce() == b""
     assert gzip.decompress(b"".join(pieces)) == data
+
+
+def test_a_peer_lost_inside_a_write_closes_the_body_once_and_produces_no_more() -> None:
+    """The write of a piece can find the connection gone (a reset on send): the exchange
+    cancels the streamer from inside `write`. The body is then closed once, in the pool, and
+    never asked for another piece (it was: a second `close()` followed a `produce()` after
+    the first)."""
+    loop = EventLoop(pool_threads=2)
+    calls: list[str] = []
+    closed = threading.Event()
+
+    def produce() -> bytes:
+        calls.append("produce")
+        return b"piece"
+
+    def close() -> None:
+        calls.append("close")
+        closed.set()
+        loop.call_soon_threadsafe(loop.call_later, 0.05, loop.stop)
+
+    def write(data: bytes) -> None:
+        calls.append("write")
+        if calls.count("write") == 2:
+            streamer.cancel()  # what connection_lost -> Exchange.cancel does
+
+    streamer = BodyStreamer(loop, StreamBody(produce, close), chunked=True, write=write,
+                            done=lambda error: calls.append(f"done {error}"),
+                            close_failed=lambda exc: calls.append(f"close failed {exc}"))
+    guard = loop.call_later(5.0, loop.stop)
+    try:
+        loop.run_forever()
+    finally:
+        guard.cancel()
+        loop.close()
+    assert closed.is_set()
+    assert calls == ["produce", "write", "produce", "write", "close"]
+
+
+def test_close_runs_on_a_pool_thread_after_the_last_chunk() -> None:
+    loop = EventLoop(pool_threads=1)
+    events: list[str] = []
+    loop_thread = threading.current_thread()
+
+    def close() -> None:
+        events.append("close on loop" if threading.current_thread() is loop_thread
+                      else "close in pool")
+        loop.call_soon_threadsafe(loop.stop)
+
+    pieces = [b"a", b""]
+    BodyStreamer(loop, StreamBody(lambda: pieces.pop(0), close), chunked=True,
+                 write=lambda data: events.append(f"write {data!r}"),
+                 done=lambda error: events.append(f"done {error}"),
+                 close_failed=lambda exc: events.append(f"close failed {exc}"))
+    guard = loop.call_later(5.0, loop.stop)
+    try:
+        loop.run_forever()
+    finally:
+        guard.cancel()
+        loop.close()
+    assert events == ["write b'1\\r\\na\\r\\n'", "write b'0\\r\\n\\r\\n'", "done None",
+                      "close in pool"]
