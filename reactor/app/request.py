@@ -8,6 +8,7 @@ held in memory whole; its files are spooled again (memory, then disk past `FILE_
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 import tempfile
@@ -215,17 +216,62 @@ def format_cookie(name: str, value: str, *, max_age: int | None, expires: str | 
 
 
 def charset_of(content_type: bytes | None, default: str = "utf-8") -> str:
+    """The codec for the `charset` parameter of `content_type`: a usable text encoding's
+    canonical name, else `default` (missing, unknown or unusable, see `_codec_for`)."""
     if content_type:
         for param in content_type.split(b";")[1:]:
             key, _, value = param.strip().partition(b"=")
             if key.strip().lower() == b"charset":
-                name = value.strip().strip(b'"').decode("latin-1")
-                try:
-                    "".encode(name)
-                except LookupError:
-                    return default
-                return name
+                return _codec_for(value.strip().strip(b'"'), default)
     return default
+
+
+def decode_text(data: bytes, content_type: bytes | None) -> str:
+    """`data` as text in the Content-Type's charset (UTF-8 when it names none or one that is
+    no usable text encoding), bad bytes replaced. Never raises: the charset is the client's
+    choice, and a codec that still fails here is read as UTF-8 rather than answering 500."""
+    codec = charset_of(content_type)
+    try:
+        return data.decode(codec, "replace")
+    except (UnicodeError, LookupError, ValueError):
+        return data.decode("utf-8", "replace")
+
+
+# Python codecs that are no charset a client can mean: "undefined" always raises, idna
+# refuses errors="replace", punycode raises on bytes >= 0x80 whatever the handler, the escape
+# codecs read backslash sequences (and mbcs/oem exist on Windows only).
+_NOT_CHARSETS = frozenset({"undefined", "idna", "punycode", "unicode-escape",
+                           "raw-unicode-escape", "mbcs", "oem"})
+_PROBE = bytes(range(256))
+_CODECS: dict[bytes, str | None] = {}  # charset name as sent -> codec name, None: unusable
+_CODECS_MAX = 64  # a client may send any name: a bounded cache, emptied when full
+_CHARSET_MAX = 40  # IANA charset names are at most 40 characters (RFC 2978)
+
+
+def _codec_for(name: bytes, default: str) -> str:
+    """The verdict on one charset name, looked up and probed once, then cached."""
+    try:
+        codec = _CODECS[name]
+    except KeyError:
+        if len(_CODECS) >= _CODECS_MAX:
+            _CODECS.clear()
+        codec = _CODECS[name] = _usable_codec(name)
+    return codec if codec is not None else default
+
+
+def _usable_codec(name: bytes) -> str | None:
+    if not name or len(name) > _CHARSET_MAX or not name.isascii():
+        return None
+    try:
+        codec = codecs.lookup(name.decode("ascii")).name
+        if codec in _NOT_CHARSETS:
+            return None
+        # bytes.decode refuses what is not a text encoding (base64, rot13...) with
+        # LookupError; a codec that raises on arbitrary bytes despite "replace" is unusable
+        _PROBE.decode(codec, "replace")
+    except (LookupError, UnicodeError, ValueError):
+        return None
+    return codec
 
 
 def parse_form(request: Request) -> FormData:
@@ -235,8 +281,7 @@ def parse_form(request: Request) -> FormData:
     kind = request.content_type
     if kind == "application/x-www-form-urlencoded" or (kind == "" and not request.body_file
                                                        and not request.body):
-        text = request.read().decode(charset_of(request.headers.get(b"content-type")),
-                                     "replace")
+        text = decode_text(request.read(), request.headers.get(b"content-type"))
         try:
             # as many fields as a multipart form may have parts: a 16 MiB body of "a&a&..."
             # would otherwise be 8 million pairs, ~640 MB and seconds of a pool thread

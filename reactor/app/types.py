@@ -225,8 +225,8 @@ class Request:
 
     def text(self) -> str:
         """The body decoded (the Content-Type charset, else UTF-8; bad bytes replaced)."""
-        from reactor.app.request import charset_of
-        return self.read().decode(charset_of(self.headers.get(b"content-type")), "replace")
+        from reactor.app.request import decode_text
+        return decode_text(self.read(), self.headers.get(b"content-type"))
 
     def json(self) -> Any:
         """The body parsed as JSON; a body that is not JSON answers 400 (`HTTPError`)."""

@@ -1,0 +1,67 @@
+"""What a client chooses (charsets, JSON, cookies, filenames) never turns into a 500."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reactor import App, Request
+from reactor.app import request as request_module
+from reactor.app.request import charset_of
+from tests.conftest import RunningServer, fetch, on_loop, start_server
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[App, RunningServer]]:
+    app = App()
+    running = start_server(tmp_path)
+    app.on_error = running.server.app_error  # a 500 is logged, so the log guard sees it
+    on_loop(running, setattr, running.server.http, "app", app)
+    yield app, running
+    running.stop()
+
+
+# ---- charsets -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("charset", [
+    "undefined",  # "".encode() raises UnicodeError, not LookupError
+    "idna",  # refuses errors="replace"
+    "punycode",  # raises on bytes >= 0x80 whatever the error handler
+    "unicode_escape", "rot13", "base64", "no-such-charset", "\xfctf-8", "x" * 300, "",
+])
+def test_a_charset_that_is_no_usable_text_encoding_reads_as_utf8(
+        served: tuple[App, RunningServer], charset: str) -> None:
+    app, running = served
+
+    @app.post("/form")
+    def form(request: Request) -> dict:
+        return {"form": request.form().items(), "text": request.text()}
+
+    body = "a=\xff&b=é".encode("latin-1") + "&c=é".encode()
+    status, _, raw = fetch(running, "POST", "/form", body, {
+        "Content-Type": f"application/x-www-form-urlencoded; charset={charset}"})
+    assert status == 200, raw
+    assert json.loads(raw) == {"form": [["a", "\ufffd"], ["b", "\ufffd"], ["c", "é"]],
+                               "text": "a=\ufffd&b=\ufffd&c=é"}
+
+
+def test_a_usable_charset_is_honoured_and_each_verdict_is_cached_bounded(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.post("/text")
+    def text(request: Request) -> str:
+        return request.text()
+
+    for charset in ("latin-1", '"ISO-8859-1"', "cp1252"):
+        status, _, raw = fetch(running, "POST", "/text", b"caf\xe9",
+                               {"Content-Type": f"text/plain; charset={charset}"})
+        assert (status, raw.decode()) == (200, "café"), charset
+    assert charset_of(b"text/plain; charset=UTF-16") == "utf-16"
+    # a client may send any number of names: the cache stays bounded
+    for number in range(1000):
+        assert charset_of(b"text/plain; charset=bogus-%d" % number) == "utf-8"
+    assert len(request_module._CODECS) <= request_module._CODECS_MAX
