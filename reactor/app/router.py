@@ -392,7 +392,9 @@ class Router:
             if method == "OPTIONS" and path == "*":
                 return Response(204, [(b"Allow", b"GET, HEAD, POST, OPTIONS")])
             return text_response(404, "Not Found\n")
-        allow = seen[0].allow_header()
+        # Allow lists every method the path has (RFC 9110 10.2.1): with two parameter routes
+        # matching it (`{id:int}` GET, `{name}` POST), the union of their nodes' methods
+        allow = seen[0].allow_header() if len(seen) == 1 else _allow_union(seen)
         if method == "OPTIONS":
             return Response(204, [(b"Allow", allow)])
         if method not in KNOWN_METHODS:
@@ -406,3 +408,10 @@ def _allow_header(methods: dict[str, Route]) -> bytes:
         names.add("HEAD")
     names.add("OPTIONS")
     return ", ".join(sorted(names)).encode()
+
+
+def _allow_union(nodes: list[_Node]) -> bytes:
+    names: set[bytes] = set()
+    for node in nodes:
+        names.update(node.allow_header().split(b", "))
+    return b", ".join(sorted(names))

@@ -172,6 +172,23 @@ def test_router_405_lists_the_allowed_methods(router):
     assert answer.header(b"allow") == b"GET, HEAD, OPTIONS, POST"
 
 
+def test_405_and_options_list_the_methods_of_every_route_matching_the_path():
+    # two parameter routes match /items/5: Allow is the union (RFC 9110 15.5.6, 10.2.1)
+    router = Router()
+    router.get("/items/{item_id:int}", handler_a)
+    router.add("POST", "/items/{name:str}", handler_b)
+    router.add("PUT", "/items/{rest:path}", handler_b)
+    assert router.resolve(make_request("POST", "/items/5")).handler is handler_b
+    for method, status in (("DELETE", 405), ("OPTIONS", 204)):
+        answer = router.resolve(make_request(method, "/items/5"))
+        assert (answer.status, answer.header(b"allow")) == (
+            status, b"GET, HEAD, OPTIONS, POST, PUT"), method
+        # a path only the wider routes match lists only theirs
+        answer = router.resolve(make_request(method, "/items/x"))
+        assert (answer.status, answer.header(b"allow")) == (
+            status, b"OPTIONS, POST, PUT"), method
+
+
 def test_router_options_and_unknown_methods(router):
     answer = router.resolve(make_request("OPTIONS", "/"))
     assert (answer.status, answer.header(b"allow")) == (204, b"GET, HEAD, OPTIONS")
