@@ -13,6 +13,8 @@ import io
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime, formatdate
 from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar, overload
 from urllib.parse import parse_qsl
 
@@ -25,6 +27,17 @@ FILE_SPOOL_BYTES = 1024 * 1024
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 _SAMESITE = ("Strict", "Lax", "None")
+# RFC 6265 4.1.1: a path-value is any CHAR but CTLs and ";"; a domain is a domain name
+# (RFC 1034 labels: letters, digits, inner hyphens; a leading dot is allowed and ignored);
+# a cookie date is an rfc1123-date (the IMF-fixdate of RFC 9110 5.6.7)
+_COOKIE_PATH = re.compile(r"[\x20-\x3a\x3c-\x7e]*")
+_COOKIE_DOMAIN = re.compile(
+    r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_COOKIE_DATE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (?:0[1-9]|[12][0-9]|3[01]) "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] GMT")
 
 V = TypeVar("V")
 
@@ -181,11 +194,16 @@ def parse_cookies(request: Request) -> Cookies:
     return cookies
 
 
-def format_cookie(name: str, value: str, *, max_age: int | None, expires: str | None,
-                  path: str | None, domain: str | None, secure: bool, httponly: bool,
+def format_cookie(name: str, value: str, *, max_age: int | None,
+                  expires: str | datetime | float | None, path: str | None,
+                  domain: str | None, secure: bool, httponly: bool,
                   samesite: str | None) -> bytes:
-    """A Set-Cookie value (RFC 6265 4.1). Raises ValueError for a name or value that cannot
-    be sent as it is (a programming error; encode such values first)."""
+    """A Set-Cookie value (RFC 6265 4.1). Raises ValueError, naming the attribute, for
+    anything that cannot be sent as it is (a programming error: encode such values first):
+    an attribute carrying `;` or a control character would add attributes of its own.
+    `expires` is a datetime (naive means UTC), seconds since the epoch, or an IMF-fixdate
+    string ("Wed, 21 Oct 2015 07:28:00 GMT"); `samesite` is strict, lax or none (any case;
+    none adds Secure, without which browsers drop the cookie)."""
     if not _COOKIE_NAME.fullmatch(name):
         raise ValueError(f"cookie name {name!r} is not a token")
     if not _COOKIE_VALUE.fullmatch(value):
@@ -195,24 +213,47 @@ def format_cookie(name: str, value: str, *, max_age: int | None, expires: str | 
     if max_age is not None:
         parts.append(f"Max-Age={int(max_age)}")
     if expires is not None:
-        parts.append(f"Expires={expires}")
+        parts.append(f"Expires={_cookie_date(expires)}")
     if domain is not None:
+        if not _COOKIE_DOMAIN.fullmatch(domain) or len(domain) > 254:
+            raise ValueError(f"cookie domain {domain!r} is not a domain name (letters, digits,"
+                             " hyphens and dots; an IDN in its xn-- form)")
         parts.append(f"Domain={domain}")
     if path is not None:
+        if not _COOKIE_PATH.fullmatch(path):
+            raise ValueError(f"cookie path {path!r} has a ';', a control or a non-ASCII"
+                             " character; percent-encode it")
         parts.append(f"Path={path}")
+    if samesite is not None:
+        # normalised before the Secure test: "none" must add Secure as "None" does
+        samesite = samesite.capitalize()
+        if samesite not in _SAMESITE:
+            raise ValueError(f"cookie samesite {samesite!r} is not one of"
+                             f" {', '.join(_SAMESITE)}")
     if secure or samesite == "None":
         parts.append("Secure")
     if httponly:
         parts.append("HttpOnly")
     if samesite is not None:
-        samesite = samesite.capitalize()
-        if samesite not in _SAMESITE:
-            raise ValueError(f"samesite must be one of {', '.join(_SAMESITE)}")
         parts.append(f"SameSite={samesite}")
-    text = "; ".join(parts)
-    if any(ch in text for ch in "\r\n\0"):
-        raise ValueError("cookie attributes must not contain line breaks")
-    return text.encode("latin-1")
+    # every piece is ASCII by now (token, cookie-octets, digits, checked attributes)
+    return "; ".join(parts).encode("ascii")
+
+
+def _cookie_date(expires: str | datetime | float) -> str:
+    if isinstance(expires, str):
+        if not _COOKIE_DATE.fullmatch(expires):
+            raise ValueError(f"cookie expires {expires!r} is not a date like"
+                             " 'Wed, 21 Oct 2015 07:28:00 GMT'; pass a datetime or a"
+                             " timestamp")
+        return expires
+    if isinstance(expires, datetime):
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        return format_datetime(expires.astimezone(UTC), usegmt=True)
+    if isinstance(expires, int | float) and not isinstance(expires, bool):
+        return formatdate(expires, usegmt=True)
+    raise ValueError(f"cookie expires {expires!r} is not a datetime, a timestamp or a date")
 
 
 def charset_of(content_type: bytes | None, default: str = "utf-8") -> str:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, overload, runtime_che
 from urllib.parse import quote
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from reactor.app.request import Cookies, FormData, QueryParams
 
 
@@ -406,10 +408,12 @@ class Response:
         return FileResponse(os.fspath(path), content_type, download_name, headers)
 
     def set_cookie(self, name: str, value: str = "", *, max_age: int | None = None,
-                   expires: str | None = None, path: str | None = "/",
+                   expires: str | datetime | float | None = None, path: str | None = "/",
                    domain: str | None = None, secure: bool = False, httponly: bool = False,
                    samesite: str | None = "Lax") -> Response:
-        """Add a `Set-Cookie` field; returns the response for chaining."""
+        """Add a `Set-Cookie` field; returns the response for chaining. A name, value or
+        attribute that cannot be sent as it is raises ValueError here, naming it (see
+        `reactor.app.request.format_cookie`: a `;` in a path would add attributes)."""
         from reactor.app.request import format_cookie
         self.headers.append((b"Set-Cookie", format_cookie(
             name, value, max_age=max_age, expires=expires, path=path, domain=domain,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from reactor import App, Request
+from reactor import App, Request, Response
 from reactor.app import request as request_module
 from reactor.app.request import charset_of
 from tests.conftest import RunningServer, fetch, on_loop, start_server
@@ -65,3 +66,48 @@ def test_a_usable_charset_is_honoured_and_each_verdict_is_cached_bounded(
     for number in range(1000):
         assert charset_of(b"text/plain; charset=bogus-%d" % number) == "utf-8"
     assert len(request_module._CODECS) <= request_module._CODECS_MAX
+
+
+# ---- Set-Cookie attributes ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("attribute", "kwargs"), [
+    ("path", {"path": "/a; HttpOnly"}),
+    ("path", {"path": "/a\x7f"}),
+    ("path", {"path": "/caf\xe9"}),
+    ("domain", {"domain": "x.com; Secure"}),
+    ("domain", {"domain": "x .com"}),
+    ("domain", {"domain": "-x.com"}),
+    ("domain", {"domain": "x..com"}),
+    ("expires", {"expires": "Thu, 01 Jan 1970 00:00:00 GMT; Domain=evil"}),
+    ("expires", {"expires": "tomorrow"}),
+    ("expires", {"expires": True}),
+    ("samesite", {"samesite": "Lax; Secure"}),
+    ("samesite", {"samesite": "sometimes"}),
+])
+def test_a_cookie_attribute_that_would_inject_or_is_invalid_raises_naming_it(
+        attribute: str, kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=f"cookie {attribute}"):
+        Response().set_cookie("n", "v", **kwargs)
+
+
+def test_cookie_attributes_that_are_valid_are_sent_and_samesite_none_is_always_secure() -> None:
+    def cookie(**kwargs: object) -> bytes:
+        response = Response().set_cookie("n", "v", **kwargs)  # type: ignore[arg-type]
+        return response.headers[-1][1]
+
+    # normalised before deciding on Secure: browsers drop SameSite=None without it
+    for spelling in ("none", "None", "NONE"):
+        assert cookie(samesite=spelling) == b"n=v; Path=/; Secure; SameSite=None"
+    assert cookie(samesite="strict") == b"n=v; Path=/; SameSite=Strict"
+    assert cookie(domain=".Example.co.uk", path="/a b/%3B", samesite=None) == (
+        b"n=v; Domain=.Example.co.uk; Path=/a b/%3B")
+    moment = datetime(2030, 5, 17, 8, 9, 10, tzinfo=UTC)
+    expected = b"n=v; Expires=Fri, 17 May 2030 08:09:10 GMT; Path=/; SameSite=Lax"
+    assert cookie(expires=moment) == expected
+    assert cookie(expires=moment.replace(tzinfo=None)) == expected  # naive is UTC
+    assert cookie(expires=moment.astimezone(timezone(timedelta(hours=-5)))) == expected
+    assert cookie(expires=moment.timestamp()) == expected
+    assert cookie(expires=int(moment.timestamp())) == expected
+    assert cookie(expires="Fri, 17 May 2030 08:09:10 GMT") == expected
+    assert Response().delete_cookie("n").headers[-1][1] == (
+        b"n=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; SameSite=Lax")
