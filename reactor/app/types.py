@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, overload, runtime_checkable
@@ -231,9 +232,14 @@ class Request:
         return decode_text(self.read(), self.headers.get(b"content-type"))
 
     def json(self) -> Any:
-        """The body parsed as JSON; a body that is not JSON answers 400 (`HTTPError`)."""
+        """The body parsed as JSON; a body that is not JSON (RFC 8259) answers 400
+        (`HTTPError`): NaN, Infinity and numbers beyond a float's range included, which
+        Python's json module would take but JSON cannot carry back."""
         try:
-            return json.loads(self.read())
+            return json.loads(self.read(), parse_constant=_refuse_constant,
+                              parse_float=_finite_float)
+        except _NotJSON as exc:
+            raise HTTPError(400, str(exc)) from None
         except ValueError:
             raise HTTPError(400, "the body is not valid JSON") from None
         except RecursionError:  # "[[[[..." deeper than the interpreter's stack allows
@@ -365,7 +371,14 @@ class Response:
         fields = [JSON_TYPE]
         if headers:
             fields.extend(headers)
-        return cls(status, fields, _JSON.encode(value).encode("utf-8"))
+        text = _JSON.encode(value)
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:
+            # a lone surrogate (e.g. from a client's "\ud800", which is valid JSON) has no
+            # UTF-8 form: the ASCII escapes carry it as JSON does
+            body = _JSON_ASCII.encode(value).encode("ascii")
+        return cls(status, fields, body)
 
     @classmethod
     def binary(cls, data: bytes, status: int = 200, *,
@@ -431,6 +444,26 @@ _TEXT_TYPE = (b"Content-Type", b"text/plain; charset=utf-8")
 # Strict JSON (RFC 8259 has no NaN or Infinity; JSON.parse in a browser refuses them): such a
 # value is the app's error, a logged 500, not a body its client cannot read.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_JSON_ASCII = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+class _NotJSON(ValueError):
+    """A body Python's json module would take but JSON (RFC 8259) does not; str() is the
+    400's reason."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJSON(f"the body's JSON has {name}, which JSON does not allow")
+
+
+def _finite_float(text: str) -> float:
+    # "1e999999" is valid JSON grammar, but a float reads it as inf, which no JSON can carry
+    # back (Response.json refuses it): the client's number is out of range, a 400
+    value = float(text)
+    if math.isinf(value):
+        raise _NotJSON("the body's JSON has a number out of range")
+    return value
+
 
 
 class FileResponse(Response):

@@ -111,3 +111,44 @@ def test_cookie_attributes_that_are_valid_are_sent_and_samesite_none_is_always_s
     assert cookie(expires="Fri, 17 May 2030 08:09:10 GMT") == expected
     assert Response().delete_cookie("n").headers[-1][1] == (
         b"n=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; SameSite=Lax")
+
+
+# ---- JSON -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"NaN", b"the body's JSON has NaN, which JSON does not allow"),
+    (b"[1, Infinity]", b"the body's JSON has Infinity, which JSON does not allow"),
+    (b'{"x": -Infinity}', b"the body's JSON has -Infinity, which JSON does not allow"),
+    (b"1e999999", b"the body's JSON has a number out of range"),
+    (b"[-1.5e400]", b"the body's JSON has a number out of range"),
+])
+def test_json_that_python_takes_but_json_has_not_is_a_400_not_a_500(
+        served: tuple[App, RunningServer], body: bytes, reason: bytes) -> None:
+    app, running = served
+
+    @app.post("/echo")
+    def echo(request: Request) -> object:
+        return {"got": request.json()}  # Response.json would refuse NaN/inf: a 500
+
+    status, _, raw = fetch(running, "POST", "/echo", body,
+                           {"Content-Type": "application/json"})
+    assert (status, raw) == (400, b"Bad Request: " + reason + b"\n")
+    status, _, raw = fetch(running, "POST", "/echo", b"[1e308, -0.5, 1E-400]",
+                           {"Content-Type": "application/json"})
+    assert (status, json.loads(raw)) == (200, {"got": [1e308, -0.5, 0.0]})
+
+
+def test_a_lone_surrogate_a_client_sent_round_trips_as_an_ascii_escape(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.post("/echo")
+    def echo(request: Request) -> object:
+        return {"got": request.json()}
+
+    status, _, raw = fetch(running, "POST", "/echo", b'["\\ud800", "\\u00e9"]',
+                           {"Content-Type": "application/json"})
+    # valid UTF-8 JSON; the whole body escaped only because it had to be
+    assert (status, raw) == (200, b'{"got":["\\ud800","\\u00e9"]}')
+    assert json.loads(raw) == {"got": ["\ud800", "é"]}
+    assert Response.json(["é"]).body == '["é"]'.encode()  # the common case stays UTF-8
