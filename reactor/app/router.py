@@ -12,9 +12,10 @@ templates that match exactly the same paths) is an error naming both.
 
 Parameter kinds: `str` (the default for the native API: percent-decoded UTF-8; invalid
 UTF-8 does not match), `bytes` (percent-decoded bytes: the default of the low-level
-`Router.add`), `int` (ASCII digits), `float` (digits with an optional fraction), `uuid`, and
-`path` (the rest of the path, decoded like str, or like bytes for the low-level API). A
-value that does not convert does not match: the request is a 404 (or matches another route).
+`Router.add`), `int` (ASCII digits), `float` (digits with an optional fraction, finite),
+`uuid` (32 hex digits, or 8-4-4-4-12 with dashes), and `path` (the rest of the path,
+decoded like str, or like bytes for the low-level API). A value that does not convert does
+not match: the request is a 404 (or matches another route).
 
 HEAD is served by GET routes (the connection drops the body); OPTIONS and 405 answers carry
 `Allow`. A mount (`mount(prefix, handler)`) takes every method for `prefix` and below that no
@@ -25,6 +26,7 @@ then goes to it as a stream route, every other method still to the mount's handl
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -38,6 +40,9 @@ KNOWN_METHODS = frozenset(
 )
 PARAM_KINDS = ("str", "bytes", "int", "float", "uuid", "path")
 _FLOAT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# the two forms a uuid is written in: 32 hex digits, or 8-4-4-4-12 with dashes (either case)
+_UUID = re.compile(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"
+                   r"-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _NO = object()  # "does not convert"
 _HITS_MAX = 1024  # remembered route matches (see Router._hits)
 _HIT_PATH_MAX = 256  # longer paths are walked every time
@@ -125,16 +130,19 @@ def _to_int(raw: str) -> Any:
 
 
 def _to_float(raw: str) -> Any:
-    return float(raw) if _FLOAT.fullmatch(raw) else _NO
+    if not _FLOAT.fullmatch(raw):
+        return _NO
+    value = float(raw)
+    # 400 digits are valid syntax but read as inf: no number a handler can use
+    return value if not math.isinf(value) else _NO
 
 
 def _to_uuid(raw: str) -> Any:
-    if len(raw) not in (32, 36):
+    # uuid.UUID alone is too lenient: it drops dashes wherever they are and reads the hex
+    # with int(), which takes a sign ("+123...", "----0123..." would be ids)
+    if len(raw) not in (32, 36) or not _UUID.fullmatch(raw):
         return _NO
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return _NO
+    return uuid.UUID(raw)
 
 
 def _any(raw: str) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from reactor.app.router import RouteError, Router
@@ -187,6 +189,32 @@ def test_405_and_options_list_the_methods_of_every_route_matching_the_path():
         answer = router.resolve(make_request(method, "/items/x"))
         assert (answer.status, answer.header(b"allow")) == (
             status, b"OPTIONS, POST, PUT"), method
+
+
+def test_float_and_uuid_parameters_take_only_finite_numbers_and_the_two_uuid_forms():
+    router = Router()
+    router.get("/price/{amount:float}", handler_a)
+    router.get("/things/{key:uuid}", handler_a)
+    router.get("/things/{name:str}", handler_b)  # what is no uuid falls through to here
+    accepted = {
+        "/price/" + "9" * 300: float("9" * 300), "/price/0.5": 0.5,
+        "/things/0123456789abcdef0123456789ABCDEF": uuid.UUID(int=0x123456789ABCDEF << 64
+                                                              | 0x123456789ABCDEF),
+        "/things/01234567-89AB-cdef-0123-456789abcdef": uuid.UUID(
+            "0123456789abcdef0123456789abcdef"),
+    }
+    for path, value in accepted.items():
+        request = make_request("GET", path)
+        assert router.resolve(request).handler is handler_a, path
+        assert list(request.params.values()) == [value], path
+    assert router.resolve(make_request("GET", "/price/" + "9" * 400)).status == 404  # inf
+    for key in ("+123456789abcdef0123456789abcdef", "-123456789abcdef0123456789abcdef",
+                "----0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef----",
+                "0123-4567-89abcdef0123-456789abcdef", "{123456789abcdef0123456789abcdef}",
+                "0x23456789abcdef0123456789abcdef",
+                "0123456789_bcdef0123456789abcdef"):
+        request = make_request("GET", f"/things/{key}")
+        assert router.resolve(request).handler is handler_b, key
 
 
 def test_router_options_and_unknown_methods(router):
