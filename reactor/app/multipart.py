@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import BinaryIO
+from urllib.parse import unquote_to_bytes
 
 from reactor.app.request import FILE_SPOOL_BYTES, FormData, MultiDict, Spool, UploadFile
 
@@ -131,7 +132,7 @@ def parse_multipart(source: BinaryIO, boundary: bytes) -> FormData:
             name = params.get("name")
             if disposition != "form-data" or name is None:
                 raise MultipartError("a part without Content-Disposition: form-data; name=...")
-            filename = params.get("filename*") or params.get("filename")
+            filename = _filename_of(params)
             if filename is not None:
                 spool = Spool(FILE_SPOOL_BYTES)
                 size = _read_content(reader, delimiter, spool.write, None)
@@ -201,9 +202,31 @@ def _read_content(reader: _Reader, delimiter: bytes, out: Callable[[bytes], obje
             raise MultipartError("the body ends before the closing boundary")
 
 
+def _filename_of(params: dict[str, str]) -> str | None:
+    """The part's filename: `filename*` (an RFC 8187 ext-value) wins over `filename`; one
+    that does not decode gives way to `filename`, or is kept as sent when there is none."""
+    extended = params.get("filename*")
+    if extended is not None:
+        decoded = _ext_value(extended)
+        if decoded is not None:
+            return decoded
+    plain = params.get("filename")
+    return plain if plain is not None else extended
+
+
+def _ext_value(value: str) -> str | None:
+    """RFC 8187 3.2.1: charset'[language]'pct-encoded, the charset UTF-8 or ISO-8859-1 (the
+    two every recipient must support), the language ignored; None when it is no such value."""
+    charset, quote1, rest = value.partition("'")
+    _language, quote2, encoded = rest.partition("'")
+    if not (quote1 and quote2):
+        return None
+    charset = charset.lower()
+    if charset not in ("utf-8", "iso-8859-1"):
+        return None
+    return unquote_to_bytes(encoded).decode(charset, "replace")
+
+
 def _clean_filename(name: str) -> str:
     """The name a browser sent, without any directory part (never trust it as a path)."""
-    if name.lower().startswith("utf-8''"):
-        from urllib.parse import unquote
-        name = unquote(name[7:])
     return name.replace("\\", "/").rsplit("/", 1)[-1]

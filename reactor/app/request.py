@@ -179,19 +179,30 @@ def parse_query(request: Request) -> QueryParams:
 
 def parse_cookies(request: Request) -> Cookies:
     """Cookie header fields (RFC 6265 5.4), leniently: a malformed pair is skipped, not the
-    whole header; the first of two same-named cookies wins (the most specific path)."""
+    whole header; the first of two same-named cookies wins (the most specific path). Names
+    and values are UTF-8 (what `document.cookie` sends, as query strings are), each read as
+    latin-1 instead when its bytes are not valid UTF-8."""
     cookies: Cookies = {}
     for value in request.headers.get_all(b"cookie"):
-        for pair in value.decode("latin-1").split(";"):
-            name, eq, val = pair.partition("=")
+        # split and strip the bytes: str.strip() of latin-1 text would also take \x85 and
+        # \xa0, the last byte of a UTF-8 "à"
+        for pair in value.split(b";"):
+            name, eq, val = pair.partition(b"=")
             name = name.strip()
             if not eq or not name:
                 continue
             val = val.strip()
-            if len(val) >= 2 and val[0] == val[-1] == '"':
+            if len(val) >= 2 and val[:1] == val[-1:] == b'"':
                 val = val[1:-1]
-            cookies.setdefault(name, val)
+            cookies.setdefault(_cookie_text(name), _cookie_text(val))
     return cookies
+
+
+def _cookie_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # an older client's latin-1 bytes: kept, not U+FFFD
 
 
 def format_cookie(name: str, value: str, *, max_age: int | None,

@@ -152,3 +152,50 @@ def test_a_lone_surrogate_a_client_sent_round_trips_as_an_ascii_escape(
     assert (status, raw) == (200, b'{"got":["\\ud800","\\u00e9"]}')
     assert json.loads(raw) == {"got": ["\ud800", "é"]}
     assert Response.json(["é"]).body == '["é"]'.encode()  # the common case stays UTF-8
+
+
+# ---- multipart filenames and cookies: what browsers send, decoded --------------------------
+
+@pytest.mark.parametrize(("disposition", "expected"), [
+    ("filename*=UTF-8'en'%E2%82%AC.txt", "€.txt"),  # a language tag
+    ("filename*=iso-8859-1''%A3.txt", "£.txt"),
+    ("filename*=utf-8''%E2%82%AC%20rate.txt", "€ rate.txt"),
+    ('filename="fallback.txt"; filename*=UTF-8\'\'na%C3%AFve.txt', "naïve.txt"),  # * wins
+    ('filename*=UTF-8\'\'..%2F..%2Fetc%2Fpasswd', "passwd"),  # decoded, then no directory
+    ('filename="plain.txt"; filename*=koi8-r\'\'%C1.txt', "plain.txt"),  # not UTF-8/latin-1
+    ("filename*=%E2%82%AC.txt", "%E2%82%AC.txt"),  # no ext-value, nothing else: as sent
+    ('filename="utf-8\'\'%41.txt"', "utf-8''%41.txt"),  # a plain filename is not decoded
+])
+def test_a_multipart_filename_star_is_decoded_as_an_rfc_8187_ext_value(
+        served: tuple[App, RunningServer], disposition: str, expected: str) -> None:
+    app, running = served
+
+    @app.post("/upload")
+    def upload(request: Request) -> dict:
+        part = request.form().files["doc"]
+        return {"filename": part.filename, "content": part.read().decode()}
+
+    body = (f"--b\r\nContent-Disposition: form-data; name=\"doc\"; {disposition}\r\n\r\n"
+            "data\r\n--b--\r\n").encode()
+    status, _, raw = fetch(running, "POST", "/upload", body,
+                           {"Content-Type": "multipart/form-data; boundary=b"})
+    assert (status, json.loads(raw)) == (200, {"filename": expected, "content": "data"})
+
+
+def test_cookie_values_are_utf8_and_latin1_only_when_not_valid_utf8(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.get("/cookies")
+    def cookies(request: Request) -> dict:
+        return request.cookies
+
+    def raw(text: str, encoding: str = "utf-8") -> str:
+        return text.encode(encoding).decode("latin-1")  # http.client sends str as latin-1
+
+    header = "; ".join([raw("name=café"), raw('quoted="à"'), raw("old=café", "latin-1"),
+                        raw("ü=1"), "plain=v"])
+    status, _, body = fetch(running, "GET", "/cookies", headers={"Cookie": header})
+    # "à" is C3 A0 in UTF-8: no strip may take the A0 (a latin-1 no-break space)
+    assert (status, json.loads(body)) == (200, {"name": "café", "quoted": "à", "old": "café",
+                                                "ü": "1", "plain": "v"})
