@@ -40,6 +40,20 @@ KNOWN_METHODS = frozenset(
 )
 PARAM_KINDS = ("str", "bytes", "int", "float", "uuid", "path")
 _FLOAT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _escape_normalised(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else match.group(0).upper()
+
+
+def normalise_escapes(path: str) -> str:
+    """`path` with percent-encoded unreserved characters decoded (`%71` is `q`, `%7E` is
+    `~`) and other escapes upper-cased: RFC 3986 6.2.2 calls such URIs equivalent, so a
+    literal segment or an `{n:int}` must match them too. Reserved escapes (`%2F`) stay."""
+    return _ESCAPE.sub(_escape_normalised, path)
 # the two forms a uuid is written in: 32 hex digits, or 8-4-4-4-12 with dashes (either case)
 _UUID = re.compile(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"
                    r"-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -363,6 +377,8 @@ class Router:
     def resolve(self, request: Request) -> Route | Response:
         """The route for this request (params stored on it), or a 404/405/501/OPTIONS answer."""
         path = request.path
+        if "%" in path:
+            path = normalise_escapes(path)
         method = request.method
         methods = self._static.get(path)
         if methods is not None:

@@ -191,6 +191,23 @@ def test_405_and_options_list_the_methods_of_every_route_matching_the_path():
             status, b"OPTIONS, POST, PUT"), method
 
 
+def test_escaped_unreserved_characters_match_as_the_characters_themselves():
+    """RFC 3986 6.2.2.2: `/%71` and `/q` are the same URI; a literal segment and a typed
+    parameter see through such escapes, a reserved one (`%2F`) stays a part of a segment."""
+    router = Router()
+    router.get("/q", handler_a)
+    router.get("/items/{item_id:int}", handler_b)
+    router.get("/files/{name}", handler_a)
+    assert router.resolve(make_request("GET", "/%71")).handler is handler_a
+    request = make_request("GET", "/%69tems/%35")
+    assert router.resolve(request).handler is handler_b and request.params == {"item_id": 5}
+    request = make_request("GET", "/files/a%2fb%7e")
+    assert router.resolve(request).handler is handler_a
+    assert request.params == {"name": b"a/b~"}  # one segment: the escaped slash stays in it
+    assert request.path == "/files/a%2fb%7e"  # the request (and its log line) keeps the raw path
+    assert router.resolve(make_request("GET", "/%2571")).status == 404  # %25 is "%", not a q
+
+
 def test_float_and_uuid_parameters_take_only_finite_numbers_and_the_two_uuid_forms():
     router = Router()
     router.get("/price/{amount:float}", handler_a)
