@@ -12,7 +12,8 @@ and on any failure undoes itself and leaves the running configuration whole ("re
 in the error log, with the one-line reason). Committing only swaps objects: the HttpServer's
 settings, app and log, the listener set. What a changed setting needs comes from its declared
 reload class (reactor.ops.settings.Reload): the app is rebuilt when a Reload.APP setting
-changed, and changed Reload.RESTART settings are named in a `reload-needs-restart` warning.
+changed, and Reload.RESTART settings keep their running values -- those the file changes are
+named in a `reload-needs-restart` warning on every reload until a restart applies them.
 Connections in progress keep what they hold; new connections and new requests see the new
 objects.
 
@@ -55,7 +56,14 @@ from reactor.ops.kinds import format_listen
 from reactor.ops.listeners import ListenError, Listeners, Rebind, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog, open_error
 from reactor.ops.metrics import Metrics, MetricsApp, QuietLog
-from reactor.ops.settings import Config, Reload, listener_options, reload_class
+from reactor.ops.settings import (
+    Config,
+    Reload,
+    keep_running,
+    listener_options,
+    pending_restart,
+    reload_class,
+)
 from reactor.ops.systemd import Notifier
 from reactor.ops.tls import (
     WATCH_INTERVAL_S,
@@ -136,6 +144,7 @@ class _Staged:
     app: Application | None
     tls_rebind: Rebind
     tls_context: Any  # ssl.SSLContext | None: built afresh on every reload (files may change)
+    later: list[str]  # restart-only settings the file changes, kept at their running values
 
 
 class Server:
@@ -495,7 +504,11 @@ class Server:
         staged = self._stage(config)
         self._commit(staged)
 
-    def _stage(self, config: Config) -> _Staged:
+    def _stage(self, loaded: Config) -> _Staged:
+        # Restart-only settings keep their running values (self.config is what runs), so no
+        # later reload applies them, and each reload warns again while the file differs.
+        later = pending_restart(self.config, loaded)
+        config = keep_running(self.config, loaded)
         if self.daemonized:
             streams = [t for t in (config.log.access, config.log.error) if is_stream_target(t)]
             if streams:
@@ -526,7 +539,7 @@ class Server:
             except (OSError, ValueError) as exc:  # e.g. a document root removed meanwhile
                 raise ReloadError(f"cannot build the application: {exc}") from None
             undo.pop_all()
-        return _Staged(config, log, rebind, app, tls_rebind, tls_context)
+        return _Staged(config, log, rebind, app, tls_rebind, tls_context, later)
 
     def _count(self, name: str) -> None:
         counters = self.http.counters
@@ -561,9 +574,8 @@ class Server:
         self.loop.set_busy_poll(config.server.busy_poll_us / 1e6)
         changed = changed_settings(old, config)
         self.log.info("reloaded", changed=changed, listen_added=added, listen_removed=removed)
-        later = [name for name in changed if reload_class(name) is Reload.RESTART]
-        if later:
-            self.log.warning("reload-needs-restart", settings=later,
+        if staged.later:
+            self.log.warning("reload-needs-restart", settings=staged.later,
                              message="these settings take effect at the next start")
         if self.listeners.activated and {"server.listen", "server.listeners"} & set(changed):
             self.log.warning("reload-listen-ignored",

@@ -413,6 +413,26 @@ def reload_class(name: str) -> Reload:
     return BY_NAME[name].reload
 
 
+def pending_restart(running: Config, loaded: Config) -> list[str]:
+    """The restart-only settings whose `loaded` value differs from the `running` one."""
+    return [s.name for s in SETTINGS if s.reload is Reload.RESTART
+            and getattr(getattr(loaded, s.section), s.key)
+            != getattr(getattr(running, s.section), s.key)]
+
+
+def keep_running(running: Config, loaded: Config) -> Config:
+    """`loaded` with every restart-only setting at its `running` value: what a reload can
+    apply. Without it a later, unrelated reload would pick up a restart-only change (a new
+    [app] target imported by the rebuild) that the earlier reload said waits for a restart."""
+    sections: dict[str, Any] = {}
+    for name in pending_restart(running, loaded):
+        section, key = name.split(".", 1)
+        values = sections.setdefault(section, {})
+        values[key] = getattr(getattr(running, section), key)
+    return replace(loaded, **{section: replace(getattr(loaded, section), **values)
+                              for section, values in sections.items()})
+
+
 def listener_options(server: ServerConfig, proxy_protocol: bool = False
                      ) -> tuple[ListenerOptions, ...]:
     """Every listener to bind: `server.listen` addresses (plain options), then the

@@ -345,6 +345,42 @@ def test_app_code_is_imported_once_per_start(server_for: Callable[..., RunningSe
     assert status(running, "GET", "/echo/still-built-in")[0] == 200
 
 
+@pytest.mark.expect_log("reload-needs-restart")
+def test_restart_only_change_survives_a_later_reload(
+        server_for: Callable[..., RunningServer], tmp_path: Path) -> None:
+    """A restart-only [app] change stays pending through a later reload that rebuilds the
+    app for another reason: the running code keeps answering, and the warning comes again."""
+    code = "def app(environ, start_response):\n" \
+           "    start_response('200 OK', [('Content-Type', 'text/plain')])\n" \
+           "    return [b'%s']\n"
+    (tmp_path / "keep_run_a.py").write_text(code % "a")
+    (tmp_path / "keep_run_b.py").write_text(code % "b")
+    running = server_for(app={"wsgi": "keep_run_a:app", "path": (tmp_path,)})
+
+    def answer() -> bytes:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/"))
+            return client.read_response().body
+
+    assert answer() == b"a"
+    # the file as SIGHUP re-reads it: first appb, then appb and a compression level
+    started = running.server.config
+    first = dataclasses.replace(started, app=dataclasses.replace(started.app,
+                                                                 wsgi="keep_run_b:app"))
+    second = dataclasses.replace(first, compression=dataclasses.replace(started.compression,
+                                                                        level=5))
+    on_loop(running, running.server.apply_config, first)
+    on_loop(running, running.server.apply_config, second)
+    warnings = wait_for_log(running.error_log,
+                            lambda line: line.get("event") == "reload-needs-restart", count=2)
+    assert [w["settings"] for w in warnings] == [["app.wsgi"], ["app.wsgi"]]
+    reloads = [line for line in read_log(running.error_log) if line.get("event") == "reloaded"]
+    assert [r["changed"] for r in reloads] == [[], ["compression.level"]]
+    assert answer() == b"a"
+    assert running.server.config.app.wsgi == "keep_run_a:app"
+    assert running.server.config.compression.level == 5
+
+
 def test_a_live_change_does_not_warn(server_for: Callable[..., RunningServer]) -> None:
     running = server_for()
     reload(running, limits={"max_body_bytes": 10})
@@ -364,7 +400,8 @@ SECTION_CASES = {
     "static": [test_static_listing_off, test_static_uploads_off, test_static_new_root,
                test_static_cache_control],
     "compression": [test_compression_off],
-    "app": [test_app_code_is_imported_once_per_start],
+    "app": [test_app_code_is_imported_once_per_start,
+            test_restart_only_change_survives_a_later_reload],
     "tls": [test_tls_hsts_and_redirect],
     "websocket": [test_websocket_max_message_bytes],
     "proxy": [test_proxy_trusted, test_proxy_protocol_on_a_kept_listener],
