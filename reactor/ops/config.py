@@ -523,17 +523,21 @@ def run_check_config(args: argparse.Namespace, environ: Mapping[str, str] | None
                      stderr: TextIO | None = None) -> int:
     """`reactor check-config`: validate file + environment like `nginx -t`; exit code 0 or 2.
 
-    Beyond the values it opens the log files for appending and checks the pid file's
-    directory, so what `serve` would refuse as a configuration error is refused here too.
-    Errors go to stderr as `reactor: <the one-line reason>`, as `reactor serve` prints them.
+    Beyond the values it imports the [app] as `serve` does (from the working directory and
+    app.path, running its module code), loads the certificates, opens the log files for
+    appending and checks the pid file's directory, so what `serve` would refuse as a
+    configuration error is refused here too. Errors go to stderr as
+    `reactor: <the one-line reason>`, as `reactor serve` prints them.
     """
+    from reactor.ops import apploader
     from reactor.ops.tls import TlsError, build_tls
 
     try:
         path = find_config_file(args, default_path=default_path)
         config = load_config(args, environ, default_path=default_path)
+        apploader.load(config)  # serve's order: the app, then the certificates
         build_tls(config)  # every certificate/key pair loaded and checked
-    except (ConfigError, TlsError) as exc:
+    except (ConfigError, apploader.AppLoadError, TlsError) as exc:
         print(f"reactor: {exc}", file=sys.stderr if stderr is None else stderr)
         return 2
     problem = probe_files(config)

@@ -631,3 +631,39 @@ def test_check_config_fails_for_a_pidfile_in_a_missing_directory(tmp_path: Path,
     assert check_config(["--config", str(path)], {}, nowhere) == (
         2, "", f"reactor: cannot create pid file {pidfile}: directory {pidfile.parent} does"
                " not exist\n")
+
+
+@pytest.mark.parametrize(("app", "module_source"), [
+    ({"native": "nosuch_check_c1:app"}, None),
+    ({"native": "both_check_c2:app", "wsgi": "both_check_c2:app"}, "app = None\n"),
+    ({"wsgi": "raises_check_c3:make()"},
+     "def make():\n    raise RuntimeError('no database')\n"),
+])
+def test_check_config_refuses_the_app_serve_refuses(tmp_path: Path, app: dict[str, str],
+                                                    module_source: str | None) -> None:
+    """check-config imports the [app] as serve does (real processes, same working directory):
+    the same one line, exit 2, never a traceback."""
+    import subprocess
+    import sys
+
+    from tests.ops.serverproc import base_config, server_env, write_config
+    if module_source is not None:
+        name = next(iter(app.values())).split(":")[0]
+        (tmp_path / f"{name}.py").write_text(module_source)
+    config = write_config(tmp_path / "reactor.toml", base_config(tmp_path, app=app))
+    results = [subprocess.run([sys.executable, "-m", "reactor", command, "--config", str(config)],
+                              cwd=tmp_path, env=server_env(), capture_output=True, text=True,
+                              timeout=30)
+               for command in ("check-config", "serve")]
+    (check, serve) = results
+    assert serve.returncode == 2 and serve.stderr.startswith("reactor: "), serve.stderr
+    assert (check.returncode, check.stdout, check.stderr) == (2, "", serve.stderr)
+    assert check.stderr.count("\n") == 1 and "Traceback" not in check.stderr
+
+
+def test_check_config_passes_an_app_that_imports(tmp_path: Path, nowhere: str) -> None:
+    (tmp_path / "good_check_c4.py").write_text(
+        "from reactor import App\napp = App()\n")
+    path = write(tmp_path, f'[app]\nnative = "good_check_c4:app"\npath = ["{tmp_path}"]\n')
+    assert check_config(["--config", str(path)], {}, nowhere) == (
+        0, f"configuration file {path} test is successful\n", "")
