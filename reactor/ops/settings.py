@@ -258,7 +258,7 @@ class WebSocketConfig:
     """WebSocket sessions (/ws/echo and app routes): keep-alive pings, limits, deflate."""
 
     ping_interval_s: float = live(
-        20.0, Seconds(), "Send a ping after this long; 0 = no keep-alive pings.")
+        20.0, SecondsOrZero(), "Send a ping after this long; 0 = no keep-alive pings.")
     ping_timeout_s: float = live(
         20.0, Seconds(), "Close a session whose pong has not come back in this time.")
     max_message_bytes: int = live(

@@ -667,3 +667,32 @@ def test_check_config_passes_an_app_that_imports(tmp_path: Path, nowhere: str) -
     path = write(tmp_path, f'[app]\nnative = "good_check_c4:app"\npath = ["{tmp_path}"]\n')
     assert check_config(["--config", str(path)], {}, nowhere) == (
         0, f"configuration file {path} test is successful\n", "")
+
+
+def test_websocket_ping_interval_zero_loads_and_sends_no_pings(tmp_path: Path,
+                                                               nowhere: str) -> None:
+    """0 is the documented "no keep-alive pings": the file and the environment accept it, and
+    a session on a server so configured gets no ping (with a ping timeout that would show one
+    within the wait)."""
+    from reactor.proto.websocket import Message
+    from tests.conftest import start_server
+    from tests.wsclient import WsClient
+    path = write(tmp_path, "[websocket]\nping_interval_s = 0\nping_timeout_s = 0.1\n")
+    config = load_config(serve_args("--config", str(path)), {}, default_path=nowhere)
+    assert config.websocket.ping_interval_s == 0.0
+    from_env = load_config(serve_args(), {"REACTOR_WEBSOCKET_PING_INTERVAL_S": "0"},
+                           default_path=nowhere)
+    assert from_env.websocket.ping_interval_s == 0.0
+    running = start_server(tmp_path, websocket={
+        "ping_interval_s": config.websocket.ping_interval_s,
+        "ping_timeout_s": config.websocket.ping_timeout_s})
+    try:
+        with WsClient(running.host, running.port, "/ws/echo") as ws:
+            with pytest.raises(TimeoutError):  # nothing at all comes: no ping
+                ws.recv_event(timeout=0.5)
+            ws.send("still here")
+            event = ws.recv()
+            assert isinstance(event, Message) and event.data == "still here"
+            assert ws.pings == 0
+    finally:
+        running.stop()
