@@ -351,6 +351,8 @@ class ServerLog:
         # Who else sees each finished request (ops/metrics), and whether health checks
         # (HealthResponse) are written: off by default, a check a second drowns the log.
         self.observer: Any = None
+        # Who else sees each `rejected` event (ops/metrics: refusals answered with a status)
+        self.rejected_observer: Any = None
         self.log_health = False
 
     def request(self, record: AccessRecord) -> None:
@@ -368,6 +370,9 @@ class ServerLog:
                 self.access.info("request", record=record)
 
     def rejected(self, fields: dict[str, Any]) -> None:
+        observer = self.rejected_observer
+        if observer is not None:  # before event_kind is popped: it tells the kinds apart
+            observer(fields)
         if self._access_on:
             event = fields.pop("event_kind", "rejected")
             self.access.info(event, **fields)

@@ -3,8 +3,10 @@
 Strategy
 --------
 Request figures come from the access-log path: `ServerLog.request(record)` hands every
-finished exchange to `Metrics.observe`, so the connection layer knows nothing of metrics
-and a request costs a few dict and list updates. Everything else is read when scraped:
+finished exchange to `Metrics.observe`, and `ServerLog.rejected` the requests the connection
+layer refused with a status of its own (400, 408, 413, 414, 431) to `Metrics.observe_rejected`,
+so the connection layer knows nothing of metrics and a request costs a few dict and list
+updates. Everything else is read when scraped:
 open and total connections from the HttpServer, pool depth from the loop's thread pool,
 and `HttpServer.counters` -- plain `name -> int` that other layers bump (TLS handshakes,
 WebSocket sessions, upload bytes) without importing anything of ours.
@@ -94,6 +96,25 @@ class Metrics:
         self.latency_count += 1
         self.body_bytes_in += record.bytes_in
         self.bytes_out += record.bytes_out
+
+    def observe_rejected(self, fields: dict[str, Any]) -> None:
+        """A `rejected` access event: a request the connection layer answered itself (400
+        bad header, 408 header timeout, 413, 414, 431, 400 plain HTTP on a TLS port) counts
+        like any answer, by status class and the method when the request line got that far.
+        Not counted: 499 (the client left; nothing was answered), events without a status
+        (write timeout), and the other kinds (`event_kind`: connections shed at the limit --
+        no request was read, see connections_shed_total -- TLS handshakes, WebSocket
+        sessions), which have counters of their own."""
+        status = fields.get("status")
+        if "event_kind" in fields or not isinstance(status, int) or status == 499:
+            return
+        method = fields.get("method")
+        label = method if method in _METHODS else "OTHER"  # None (not known) too
+        status_class = status // 100
+        if 0 < status_class < 6:
+            self._rows.get(label, self._other)[status_class] += 1
+        else:
+            self._unusual[(label, status_class)] = self._unusual.get((label, status_class), 0) + 1
 
     @property
     def requests(self) -> dict[tuple[str, int], int]:

@@ -244,7 +244,9 @@ class Server:
         http.app = wrap_app(self._serving(self.app, config), config, self.readiness)
         # Counting costs every request; with no /metrics listener (a restart-only
         # setting) nobody could ever read the counts.
-        self.log.observer = self.metrics.observe if self.metrics_listener is not None else None
+        counted = self.metrics_listener is not None
+        self.log.observer = self.metrics.observe if counted else None
+        self.log.rejected_observer = self.metrics.observe_rejected if counted else None
         self.log.log_health = config.health.log
 
     def _metrics_error(self, event: str, exc: BaseException | None,

@@ -217,3 +217,42 @@ def test_request_counters_by_method_and_status_class_include_unusual_ones() -> N
                   w(worker="3", method="GET", status="9xx"))] == 1
     assert found[("reactor_http_request_duration_seconds_count", w(worker="3"))] == 7
     assert found[("reactor_http_response_bytes_total", w(worker="3"))] == 70
+
+
+def test_refusals_of_the_connection_layer_are_counted(tmp_path: Path) -> None:
+    """400/408/413/414 answered by the connection layer itself (never reaching the app) count
+    in reactor_http_requests_total like other answers; a client that leaves mid-request (499,
+    nothing answered) does not."""
+    from tests.conftest import RawClient, wait_for_log
+
+    running = start_server(tmp_path, metrics={"listen": "127.0.0.1:0"},
+                           limits={"max_body_bytes": 10, "max_request_line": 200},
+                           timeouts={"header_s": 0.3})
+    try:
+        refusals = {
+            b"GET /a HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n": 400,
+            b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\r\n folded\r\n\r\n": 400,
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n": 413,
+            b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n": 414,
+            b"PUT /slow HTTP/1.1\r\nHost: x\r\n": 408,  # the header never ends
+        }
+        for raw, expected in refusals.items():
+            with RawClient.to(running) as client:
+                client.send(raw)
+                assert client.read_response().status == expected
+        with RawClient.to(running) as client:  # leaves mid-header: 499 in the access log
+            client.send(b"GET /gone HTTP/1.1\r\nHost: x\r\n")
+
+        def requests() -> dict[tuple[tuple[str, str], ...], float]:
+            return {labels: value for (name, labels), value in metrics_of(running).items()
+                    if name == "reactor_http_requests_total"}
+        wait_for_log(running.access_log, lambda line: line.get("status") == 499)
+        assert wait_until(lambda: sum(requests().values()) >= 5)
+        # The method where the connection layer knew it (a refused header block does not
+        # say); an unknown one is OTHER, like a method outside the list.
+        assert requests() == {w(method="OTHER", status="4xx"): 3,
+                              w(method="POST", status="4xx"): 1,
+                              w(method="PUT", status="4xx"): 1}
+        assert metrics_of(running)[("reactor_connections_shed_total", w())] == 0
+    finally:
+        running.stop()
