@@ -154,7 +154,8 @@ def listen_fds(
     Returns [] when the process was not socket-activated (LISTEN_PID missing or not ours).
     Each socket is non-blocking and close-on-exec. With unset=True the LISTEN_* variables are
     removed from `environ` whatever the outcome, as sd_listen_fds(1) does, so child processes
-    do not inherit them. Raises ValueError for malformed variables or an fd that is not a socket.
+    do not inherit them. Raises ValueError for malformed variables or an fd that is not a
+    listening stream socket.
     """
     try:
         return _listen_fds(environ)
@@ -180,6 +181,7 @@ def _listen_fds(environ: Mapping[str, str]) -> list[tuple[str, socket.socket]]:
             raise ValueError(f"LISTEN_FDS: fd {fd} is not open ({exc.strerror})") from None
         if not stat.S_ISSOCK(mode):
             raise ValueError(f"LISTEN_FDS: fd {fd} is not a socket")
+        _check_listening_stream(fd)
     result = []
     for fd, name in zip(fds, names, strict=True):
         sock = socket.socket(fileno=fd)
@@ -187,6 +189,24 @@ def _listen_fds(environ: Mapping[str, str]) -> list[tuple[str, socket.socket]]:
         sock.set_inheritable(False)  # FD_CLOEXEC
         result.append((name, sock))
     return result
+
+
+def _check_listening_stream(fd: int) -> None:
+    """Only a listening stream socket can be served: a datagram socket would be announced and
+    never answer, and a connected one (Accept=yes) fails every accept() with EINVAL, a loop
+    error each time the loop polls it. Raises ValueError naming the fix."""
+    with socket.socket(fileno=os.dup(fd)) as probe:  # a duplicate: closing it keeps `fd`
+        kind = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+        accepting = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if kind != socket.SOCK_STREAM:
+        names = {int(t): t.name for t in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET,
+                                          socket.SOCK_RAW)}
+        name = names.get(kind, f"type {kind}")
+        raise ValueError(f"LISTEN_FDS: fd {fd} is a {name} socket, not a stream socket;"
+                         " reactor serves HTTP on ListenStream= sockets")
+    if not accepting:
+        raise ValueError(f"LISTEN_FDS: fd {fd} is a stream socket that is not listening (a"
+                         " connection, as Accept=yes passes); use Accept=no in the .socket unit")
 
 
 def _fd_names(value: str | None, count: int) -> list[str]:

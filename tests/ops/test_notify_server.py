@@ -165,3 +165,51 @@ def test_socket_activation_for_another_pid_binds_server_listen(tmp_path: Path) -
         assert not server.events("socket-activation")
     finally:
         server.stop()
+
+
+WRONG_ACTIVATOR = textwrap.dedent("""
+    import os, socket, sys
+    kind = sys.argv[1]
+    if kind == "udp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+    elif kind == "not-listening":
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+    else:  # "connected": what Accept=yes passes, one accepted connection
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.create_connection(listener.getsockname())
+        sock, _ = listener.accept()
+    if sock.fileno() != 3:
+        os.dup2(sock.fileno(), 3)
+    os.set_inheritable(3, True)
+    os.environ["LISTEN_FDS"] = "1"
+    os.environ["LISTEN_PID"] = str(os.getpid())
+    os.execv(sys.executable, sys.argv[2:])
+""")
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("udp", "fd 3 is a SOCK_DGRAM socket, not a stream socket"),
+    ("not-listening", "fd 3 is a stream socket that is not listening"),
+    ("connected", "fd 3 is a stream socket that is not listening"),
+])
+def test_socket_activation_of_a_socket_that_cannot_accept_is_one_line(
+        tmp_path: Path, kind: str, reason: str) -> None:
+    """A datagram socket would be announced and never serve; a connected or unlistened stream
+    socket made accept() fail on every poll (a loop-error each time). Both are refused at
+    start-up like a malformed LISTEN_FDS: one line, exit 1, nothing served."""
+    config = write_config(tmp_path / "reactor.toml", base_config(tmp_path))
+    wrapper = tmp_path / "activate.py"
+    wrapper.write_text(WRONG_ACTIVATOR)
+    argv = [sys.executable, str(wrapper), kind, *reactor_argv("--config", str(config))]
+    server = ServeProcess([], cwd=tmp_path, argv=argv)
+    try:
+        assert server.wait() == 1
+        assert len(server.stderr_text) == 1, server.stderr_text
+        assert server.stderr_text[0].startswith(
+            f"reactor: socket activation: LISTEN_FDS: {reason}"), server.stderr_text
+    finally:
+        server.stop()
