@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import re
 import signal
@@ -95,7 +96,10 @@ def parse_since(text: str, now: datetime) -> datetime:
     """An ISO 8601 time (naive = UTC) or an age like 30s, 10m, 2h, 1d before `now`."""
     match = _RELATIVE.fullmatch(text.strip())
     if match is not None:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        try:  # an age beyond datetime's range (year 1) or float's is bad usage, not a crash
+            return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+        except OverflowError:
+            raise UsageError(f"--since: the age {text!r} reaches back before year 1") from None
     moment = parse_ts(text.strip())
     if moment is None:
         raise UsageError(f"--since: expected an ISO time or an age like 10m, got {text!r}")
@@ -125,9 +129,16 @@ def parse_record(line: str) -> Record | None:
 
 
 def _number(value: object) -> float | None:
+    """A finite number from a record, else None: JSON may carry NaN, Infinity, 1e999 or an
+    integer too large for a float, which a sum or a sort must not see (bad values are
+    skipped like bad lines, never fatal)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _status(record: Record) -> int | None:

@@ -202,6 +202,27 @@ def test_stats_numbers(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
+def test_stats_skip_numbers_that_are_not_finite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NaN, Infinity, 1e999 and an integer beyond a float are skipped like a bad line's
+    fields (they were a traceback in int(bytes_out), and would poison the percentiles)."""
+    lines = [json.dumps(request(1)), json.dumps(request(2, duration_ms=7.0))]
+    for n, raw in enumerate(("1e999", "NaN", "-Infinity", "9" * 400), start=3):
+        lines.append(json.dumps(request(n)).replace('"bytes_out": 100', f'"bytes_out": {raw}')
+                     .replace(f'"duration_ms": {float(n)}', f'"duration_ms": {raw}'))
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines) + "\n")
+    code, out, err = run(["stats", str(log), "--json"], capsys)
+    assert (code, err) == (0, "")
+    stats = json.loads(out)
+    assert stats["count"] == 6
+    assert stats["bytes_out"] == 200
+    assert stats["latency_ms"]["count"] == 2 and stats["latency_ms"]["max"] == 7.0
+    code, out, _ = run([str(log), "--json", "--slower-than", "5ms"], capsys)
+    assert code == 0 and ids(out) == ["req0002"]
+
+
 def test_stats_percentiles_by_nearest_rank(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -286,6 +307,8 @@ class _Terminal(io.StringIO):
         ["x.log", "--slower-than", "fast"],
         ["x.log", "--slower-than", "5min"],
         ["x.log", "--since", "yesterday"],
+        ["x.log", "--since", "999999999d"],  # beyond year 1: was an OverflowError traceback
+        ["x.log", "--since", "9" * 400 + "s"],  # beyond a float
         ["x.log", "--method", " "],
         ["x.log", "--lines", "-1"],
         ["x.log", "--bogus"],
