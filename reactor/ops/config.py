@@ -395,7 +395,9 @@ def load_config_with_origins(args: argparse.Namespace | None = None,
         values.update(_read_cli(args, values, base))
     _check_listeners(values, base)
     _check_metrics_address(values, base)
-    return _build(values), {name: origin for name, (_value, origin) in values.items()}
+    config = _build(values)
+    _check_tls(config, values, base)
+    return config, {name: origin for name, (_value, origin) in values.items()}
 
 
 def _check_listeners(values: Layer, cwd: Path) -> None:
@@ -433,15 +435,29 @@ def _check_metrics_address(values: Layer, cwd: Path) -> None:
             lambda text: find_line(text, "metrics", "listen"))
 
 
+def _check_tls(config: Config, values: Layer, cwd: Path) -> None:
+    """[tls] settings that contradict each other (tls.listen without a certificate, ...),
+    named where the setting that makes it a problem came from, like any bad value."""
+    from reactor.ops.tls import contradiction  # the ssl-using module, only when loading
+
+    problem = contradiction(config)
+    if problem is not None:
+        section, key = problem.cause.split(".", 1)
+        raise _error_at(values[problem.cause][1], problem.key, cwd, problem.reason,
+                        lambda text: find_line(text, section, key))
+
+
 def _error_at(origin: str, key: str, cwd: Path, reason: str,
               line_in: Callable[[str], int | None]) -> ConfigError:
     """The error for `key`, named where its value came from (`origin`): the file and the line
-    `line_in` finds in its text, the environment variable, or the configuration."""
+    `line_in` finds in its text, the environment variable, the command-line flag, or the
+    configuration (a default)."""
     kind, _, where = origin.partition(":")
     if kind == "file":
         return ConfigError(where, reason, key=key, line=line_in(_read_text(where, cwd)))
-    return ConfigError(f"environment {where}" if kind == "env" else "configuration", reason,
-                       key=key)
+    source = {"env": f"environment {where}", "cli": f"command line {where}"}.get(
+        kind, "configuration")
+    return ConfigError(source, reason, key=key)
 
 
 def load_config(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,

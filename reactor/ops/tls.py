@@ -47,10 +47,45 @@ class Pair:
     names: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Contradiction:
+    """[tls] settings that cannot work together (found without reading a file): `key` and
+    `reason` make the message; `cause` is the setting whose value makes it a problem, for the
+    configuration loader to name where that value came from (file and line, environment)."""
+
+    cause: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}"
+
+
+def contradiction(config: Config) -> Contradiction | None:
+    """The first contradiction among the [tls] settings of `config`, or None."""
+    tls = config.tls
+    if (tls.cert is None) != (tls.key is None):
+        return Contradiction("tls.cert" if tls.cert is not None else "tls.key", "tls",
+                             "cert and key go together; set both (or neither)")
+    if tls.listen and tls.cert is None:
+        return Contradiction("tls.listen", "tls.cert",
+                             "tls.listen is set, so tls.cert and tls.key (the default"
+                             " certificate) must be too")
+    both = sorted(a for a in set(tls.listen) & set(config.server.listen)
+                  if parse_listen(a)[1] != 0)  # port 0: two different free ports
+    if both:
+        return Contradiction("tls.listen", "tls.listen", f"{both[0]} is also in server.listen")
+    if tls.verify_client != "none" and tls.client_ca is None:
+        return Contradiction("tls.verify_client", "tls.client_ca",
+                             f"verify_client = {tls.verify_client!r} needs the CA file that"
+                             " signs client certificates")
+    return None
+
+
 def pairs(tls: TlsConfig) -> list[Pair]:
     found = []
     if tls.cert is not None or tls.key is not None:
-        if tls.cert is None or tls.key is None:
+        if tls.cert is None or tls.key is None:  # the loader refuses it first (contradiction)
             raise TlsError("tls: cert and key go together; set both (or neither)")
         found.append(Pair("tls", tls.cert, tls.key, tls.key_password_file))
     for index, entry in enumerate(tls.certificates, 1):
@@ -175,16 +210,9 @@ def build_tls(config: Config, *, now: float | None = None) -> ssl.SSLContext | N
     found = pairs(tls)
     if not tls.listen and not found:
         return None
-    if tls.listen and (tls.cert is None or tls.key is None):
-        raise TlsError("tls.cert: tls.listen is set, so tls.cert and tls.key (the default "
-                       "certificate) must be too")
-    both = sorted(a for a in set(tls.listen) & set(config.server.listen)
-                  if parse_listen(a)[1] != 0)  # port 0: two different free ports
-    if both:
-        raise TlsError(f"tls.listen: {both[0]} is also in server.listen")
-    if tls.verify_client != "none" and tls.client_ca is None:
-        raise TlsError(f"tls.client_ca: verify_client = {tls.verify_client!r} needs the CA "
-                       "file that signs client certificates")
+    problem = contradiction(config)  # the loader refuses these first, naming the file
+    if problem is not None:
+        raise TlsError(str(problem))
     when = time.time() if now is None else now
     contexts = [(pair, _context(tls, pair, when)) for pair in found]
     default = contexts[0][1]

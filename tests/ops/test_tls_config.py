@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reactor.cli import build_parser
-from reactor.ops.config import load_config, run_check_config
+from reactor.ops.config import ConfigError, load_config, run_check_config
 from tests.conn.tlskit import Certs
 from tests.ops.serverproc import (
     ServeProcess,
@@ -111,14 +111,48 @@ def test_check_config_refuses_an_address_in_both_listen_lists(tmp_path: Path,
     assert code == 2 and "tls.listen: 127.0.0.1:8080 is also in server.listen" in err
 
 
+def test_contradicting_tls_settings_name_the_file_and_line(tmp_path: Path) -> None:
+    """tls.listen without a certificate (and the other [tls] contradictions) are refused like
+    any bad value: the file and the line of the setting that makes it one, the env variable
+    or the flag."""
+    path = tmp_path / "reactor.toml"
+    path.write_text('[server]\nbacklog = 5\n\n[tls]\nlisten = ["127.0.0.1:8443"]\n')
+    code, _, err = check_file(path)
+    assert (code, err) == (2, f"reactor: {path}:5: tls.cert: tls.listen is set, so tls.cert"
+                              " and tls.key (the default certificate) must be too\n")
+    path.write_text('[tls]\nkey = "k.pem"\nverify_client = "optional"\n')
+    assert check_file(path)[2] == (
+        f"reactor: {path}:2: tls: cert and key go together; set both (or neither)\n")
+    path.write_text('[tls]\n\nverify_client = "optional"\n')
+    assert check_file(path)[2].startswith(
+        f"reactor: {path}:3: tls.client_ca: verify_client = 'optional' needs the CA file")
+    path.write_text("[server]\nbacklog = 5\n")
+    code, _, err = check_file(path, {"REACTOR_TLS_LISTEN": "127.0.0.1:8443"})
+    assert (code, err) == (2, "reactor: environment REACTOR_TLS_LISTEN: tls.cert: tls.listen"
+                              " is set, so tls.cert and tls.key (the default certificate)"
+                              " must be too\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(build_parser().parse_args(["serve", "--no-config", "--tls-port", "8443"]),
+                    {}, cwd=str(tmp_path))
+    assert str(raised.value) == ("command line --tls-port: tls.cert: tls.listen is set, so"
+                                 " tls.cert and tls.key (the default certificate) must be too")
+
+
+def check_file(path: Path, environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    args = build_parser().parse_args(["check-config", "--config", str(path)])
+    out, err = io.StringIO(), io.StringIO()
+    code = run_check_config(args, environ or {}, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
 def test_tls_port_flag_serves_next_to_the_plain_port(tmp_path: Path) -> None:
     parse = build_parser().parse_args
     config = load_config(parse(["serve", "--no-config", "--tls-port", "8443", "--cert", "c.pem",
                                 "--key", "k.pem"]), {}, cwd=str(tmp_path))
     assert config.tls.listen == ("127.0.0.1:8443",)
     assert config.tls.cert == tmp_path / "c.pem" and config.tls.key == tmp_path / "k.pem"
-    config = load_config(parse(["serve", "--no-config", "--host", "::1", "--tls-port", "443"]),
-                         {}, cwd=str(tmp_path))
+    config = load_config(parse(["serve", "--no-config", "--host", "::1", "--tls-port", "443",
+                                "--cert", "c.pem", "--key", "k.pem"]), {}, cwd=str(tmp_path))
     assert config.tls.listen == ("[::1]:443",)
 
 
