@@ -309,15 +309,19 @@ class HttpConnection:
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
         """The peer broke the protocol: answer with the status hint and close."""
         head = exc.head
+        request_id = None
         exchange, self._exchange = self._exchange, None
-        if exchange is not None:
+        if exchange is not None:  # a broken body: the request (and its id) exists
             exchange.cancel()
             head = head or exchange.head
-        self._send_error(exc.status_hint, exc.reason, head)
+            request_id = exchange.request.request_id
+        self._send_error(exc.status_hint, exc.reason, head, request_id)
 
-    def _send_error(self, status: int, reason: str, head: RequestHead | None) -> None:
+    def _send_error(self, status: int, reason: str, head: RequestHead | None,
+                    request_id: str | None = None) -> None:
         """Answer a request we refuse (or time out) with a short text, log it, and close."""
-        request_id = self.server.new_request_id()
+        if request_id is None:
+            request_id = self.server.new_request_id()
         self._log_rejected(status, reason, head, request_id)
         body = b"%s (%s)\n" % (reason_phrase(status), reason.encode("ascii", "replace"))
         fields = [self.server.server_header, (b"Date", http_date()),
@@ -386,7 +390,9 @@ class HttpConnection:
             exchange, self._exchange = self._exchange, None
             if exchange is not None:
                 exchange.cancel()
-            self._send_error(408, reason, exchange.head if exchange is not None else None)
+                self._send_error(408, reason, exchange.head, exchange.request.request_id)
+            else:
+                self._send_error(408, reason, None)
         else:
             self._close()  # idle: keep-alive expiry, a stop's grace, or never sent a byte
 

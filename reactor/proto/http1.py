@@ -112,6 +112,7 @@ class RequestParser:
         "_buf",
         "_chunked",
         "_error",
+        "_error_in_head",
         "_max_body",
         "_max_fields",
         "_max_header",
@@ -137,6 +138,7 @@ class RequestParser:
         self._scan = 0  # head/trailers: first offset not yet searched for CRLFCRLF
         self._state = S_HEAD
         self._error: RemoteProtocolError | None = None
+        self._error_in_head = False  # the error was raised while reading a request head
         self._remaining = 0
         self._chunked = ChunkedReader()
         self._pending_limits: dict[str, int] | None = None
@@ -199,6 +201,8 @@ class RequestParser:
             assert self._error is not None
             raise self._error
         except RemoteProtocolError as exc:
+            if state != S_ERROR:
+                self._error_in_head = state == S_HEAD
             self._state = S_ERROR
             self._error = exc
             raise
@@ -233,9 +237,10 @@ class RequestParser:
         """(method, target) of a request whose line arrived but whose head did not end.
 
         For the logs of a request given up on (a header timeout, a client abort): says what
-        was asked. Only looks; the bytes are not validated here, so treat them as text.
+        was asked, also when the head was refused for a bad field after a good line. Only
+        looks; the bytes are not validated here, so treat them as text.
         """
-        if self._state != S_HEAD:
+        if self._state != S_HEAD and not (self._state == S_ERROR and self._error_in_head):
             return None
         buf = self._buf
         start = skip_empty_lines(buf, self._pos)

@@ -726,3 +726,24 @@ def test_head_is_logged_without_body_bytes(running_server):
         response = client.read_response(head=True)
     line = wait_for_log(running_server.access_log, lambda x: x["event"] == "request")[0]
     assert line["method"] == "HEAD" and line["bytes_out"] == len(response.raw)
+
+
+def test_a_refused_head_logs_the_request_line_it_had(running_server):
+    """A head refused for a bad field after a good request line: the operator still sees what
+    was asked (it was logged with method and path null)."""
+    with RawClient.to(running_server) as client:
+        client.send(b"GET /echo/a?q=1 HTTP/1.1\r\nHost: x\r\nBad Field: v\r\n\r\n")
+        assert client.read_response().status == 400
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
+    assert (line["reason"], line["method"], line["path"]) == ("invalid-field-name", "GET",
+                                                              "/echo/a")
+
+
+def test_a_broken_body_is_answered_under_the_requests_own_id(running_server):
+    with RawClient.to(running_server) as client:
+        client.send(b"POST /echo/a HTTP/1.1\r\nHost: x\r\nX-Request-ID: body-1\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")
+        response = client.read_response()
+        assert (response.status, response.header("x-request-id")) == (400, "body-1")
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
+    assert (line["reason"], line["request_id"]) == ("invalid-chunk-size", "body-1")
