@@ -26,6 +26,7 @@ OCTET_STREAM = (b"Content-Type", b"application/octet-stream")
 # Files up to this size are read whole in the worker and sent with the head in one write;
 # larger ones go out with sendfile from the loop.
 SMALL_FILE_BYTES = 64 * 1024
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 # open() failures that mean "no such servable file" rather than a server fault.
 _NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
                                errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP, errno.ENXIO})
@@ -94,21 +95,35 @@ class FilesHandler:
             return None  # a symlink that leads out (or into a subdirectory)
         return path
 
-    def get(self, _request: Request, name: bytes) -> Response:
+    def get(self, request: Request, name: bytes) -> Response:
         path = self._resolve(name)
         if path is None:
             return _not_found()
         try:
-            file = open(path, "rb")  # noqa: SIM115 - ownership passes to the response
+            # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, parking a pool
+            # thread per request until the whole pool (and every other request) hangs
+            fd = os.open(path, _READ_FLAGS)
         except OSError as exc:
             if exc.errno in _NOT_FOUND_ERRNOS:
                 return _not_found()
             raise
         try:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
+            info = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(info.st_mode):  # a directory, a FIFO, a device
+            os.close(fd)
+            return _not_found()
+        file = open(fd, "rb", buffering=0)  # noqa: SIM115 - ownership passes to the response
+        # (imported here: reactor.app.static imports this module)
+        from reactor.app.static.conditional import evaluate, make_etag
+        try:
+            status = evaluate(request.method, request.headers, make_etag(info),
+                              int(info.st_mtime))
+            if status is not None:  # /files sends no validators, but If-Match: "x" is a 412
                 file.close()
-                return _not_found()
+                return _precondition_failed() if status == 412 else Response(304)
             size = info.st_size
             if size <= SMALL_FILE_BYTES:
                 with file:
@@ -130,7 +145,11 @@ class FilesHandler:
         path = self._resolve(name)
         if path is None:
             return _not_found()
-        refused = _preconditions(request, os.path.exists(path))
+        try:
+            current: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        refused = _preconditions(request, current)
         if refused is not None:
             return refused
         try:
@@ -337,7 +356,7 @@ class _FilesUpload(FileUpload):
 
     def precondition(self, target: WriteTarget, current: os.stat_result | None
                      ) -> Response | None:
-        return _preconditions(self.request, current is not None)
+        return _preconditions(self.request, current)
 
 
 def file_system_error(exc: OSError, path: str | None, request: Request, event: str,
@@ -377,15 +396,17 @@ def create_only(request: Request) -> bool:
     return value is not None and value.strip() == b"*"
 
 
-def _preconditions(request: Request, exists: bool) -> Response | None:
-    """RFC 9110 13.1.1-2 for writes: `If-Match` needs the file to exist (any tag but `*`
-    never matches here: /files serves no ETags), `If-None-Match: *` needs it absent."""
-    if_match = request.headers.get(b"if-match")
-    if if_match is not None and (not exists or if_match.strip() != b"*"):
-        return _precondition_failed()
-    if create_only(request) and exists:
-        return _precondition_failed()
-    return None
+def _preconditions(request: Request, current: os.stat_result | None) -> Response | None:
+    """RFC 9110 13.2.2 steps 1-3 for a write to /files: `If-Match: *` needs the file, any
+    other tag never matches (/files sends no ETags), `If-None-Match: *` needs it absent, and
+    `If-Unmodified-Since` (without If-Match) refuses a file changed since that date."""
+    from reactor.app.static.conditional import make_etag, write_allowed
+    if current is None:
+        allowed = write_allowed(request.headers, (), None)
+    else:
+        allowed = write_allowed(request.headers, (make_etag(current),),
+                                int(current.st_mtime))
+    return None if allowed else _precondition_failed()
 
 
 def is_a_directory() -> Response:

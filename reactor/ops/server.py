@@ -35,6 +35,7 @@ from typing import Any
 from reactor import __version__
 from reactor.app.health import DRAINING, SERVING, Readiness
 from reactor.app.proxy import TrustedNetworks
+from reactor.app.static.filecache import sweep_all
 from reactor.app.types import Application
 from reactor.conn.listener import Listener, ListenerOptions
 from reactor.conn.server import HttpServer
@@ -87,6 +88,8 @@ def server_name(config: Config) -> bytes:
     return SERVER_NAME if config.server.tokens else b"reactor"
 STATUS_INTERVAL_S = 2.0
 """How often STATUS= (connections, requests served) is refreshed under systemd."""
+FILE_CACHE_SWEEP_S = 1.0
+"""How often the static open-file caches close entries past their 1 s validity."""
 
 
 
@@ -397,6 +400,8 @@ class Server:
         if self.notifier.enabled:
             self._timers.append(Periodic(self.loop, STATUS_INTERVAL_S, self._refresh_status))
         self._timers.append(Periodic(self.loop, WATCH_INTERVAL_S, self._watch_certificates))
+        # cached fds of static files nobody asked for lately: closed even when idle
+        self._timers.append(Periodic(self.loop, FILE_CACHE_SWEEP_S, sweep_all))
 
     def _status_text(self) -> str:
         http = self.http

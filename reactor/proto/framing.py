@@ -97,8 +97,10 @@ def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length:
 
     if status < 200 or status == 204:
         # RFC 9112 6.1: no Content-Length or Transfer-Encoding in 1xx and 204.
-        lines = _UPGRADE if status == 101 else b""
-        return lines, block, 0, False, keep_alive if status != 101 else True
+        if status == 101:
+            return _UPGRADE, block, 0, False, True
+        # a 204 says whether the connection stays, as every other answer (RFC 9112 9.6)
+        return _connection(keep_alive, http10), block, 0, False, keep_alive
     if status == 304 or head_request:
         # No body; the length is what a GET would have had (RFC 9110 8.6, 9.3.2). A 304's
         # own (empty) body says nothing about that, so only the app's field counts there.

@@ -27,6 +27,7 @@ _REASONS: dict[int, bytes] = {
     204: b"No Content",
     205: b"Reset Content",
     206: b"Partial Content",
+    207: b"Multi-Status",
     300: b"Multiple Choices",
     301: b"Moved Permanently",
     302: b"Found",
@@ -55,6 +56,9 @@ _REASONS: dict[int, bytes] = {
     417: b"Expectation Failed",
     421: b"Misdirected Request",
     422: b"Unprocessable Content",
+    423: b"Locked",
+    424: b"Failed Dependency",
+    425: b"Too Early",
     426: b"Upgrade Required",
     428: b"Precondition Required",
     429: b"Too Many Requests",
@@ -66,6 +70,8 @@ _REASONS: dict[int, bytes] = {
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
     505: b"HTTP Version Not Supported",
+    507: b"Insufficient Storage",  # RFC 4918 11.5: the upload paths answer it on ENOSPC
+    508: b"Loop Detected",
     511: b"Network Authentication Required",
 }
 # RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ]

@@ -308,3 +308,61 @@ def test_blocking_file_requests_report_queue_time(running_server, files_dir):
     fetch(running_server, "GET", "/files/q")
     line = wait_for_log(running_server.access_log, lambda x: x["event"] == "request")[0]
     assert isinstance(line["queue_ms"], float) and line["queue_ms"] >= 0
+
+
+# ---- odd files and preconditions ------------------------------------------------------------
+
+def test_a_fifo_is_404_at_once_and_parks_no_pool_thread(running_server, files_dir):
+    """A blocking open() of a FIFO waits for a writer: each such request held a pool thread
+    until the pool was full and every request on the server hung."""
+    fifo = files_dir / "pipe"
+    os.mkfifo(fifo)
+    try:
+        for _ in range(6):  # more than the pool has threads
+            assert fetch(running_server, "GET", "/files/pipe")[0] == 404
+        assert fetch(running_server, "HEAD", "/files/pipe")[0] == 404
+        assert fetch(running_server, "GET", "/echo/alive")[2] == b"alive"
+    finally:
+        # release any open() still waiting for a writer (the unfixed server), so it can stop
+        for _ in range(8):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                break
+
+
+def test_get_honours_if_match_and_if_none_match_star(running_server, files_dir):
+    (files_dir / "doc.txt").write_bytes(b"document\n")
+    # /files sends no ETag, so no tag a client sends can match (RFC 9110 13.1.1)
+    assert fetch(running_server, "GET", "/files/doc.txt", headers={"If-Match": '"x"'})[0] == 412
+    assert fetch(running_server, "GET", "/files/doc.txt", headers={"If-Match": "*"})[0] == 200
+    assert fetch(running_server, "GET", "/files/doc.txt",
+                 headers={"If-None-Match": "*"})[0] == 304
+    assert fetch(running_server, "GET", "/files/none.txt", headers={"If-Match": "*"})[0] == 404
+
+
+def test_writes_honour_if_unmodified_since(running_server, files_dir):
+    """DELETE or POST with an If-Unmodified-Since older than the file: 412, file kept
+    (RFC 9110 13.1.4); the date the file was last written lets them through."""
+    path = files_dir / "kept.txt"
+    path.write_bytes(b"original\n")
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+    before = "Sat, 01 Jan 2000 00:00:00 GMT"
+    assert fetch(running_server, "DELETE", "/files/kept.txt",
+                 headers={"If-Unmodified-Since": before})[0] == 412
+    assert fetch(running_server, "POST", "/files/kept.txt", b"replaced\n",
+                 headers={"If-Unmodified-Since": before})[0] == 412
+    assert path.read_bytes() == b"original\n"
+    at = "Tue, 14 Nov 2023 22:13:20 GMT"  # 1_700_000_000
+    assert fetch(running_server, "DELETE", "/files/kept.txt",
+                 headers={"If-Unmodified-Since": at})[0] == 204
+    assert not path.exists()
+
+
+def test_a_204_to_a_closing_request_says_connection_close(running_server, files_dir):
+    (files_dir / "gone.txt").write_bytes(b"x")
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("DELETE", "/files/gone.txt", {"Connection": "close"}))
+        response = client.read_response()
+        assert (response.status, response.header("connection")) == (204, "close")
+        assert client.is_closed_by_peer()

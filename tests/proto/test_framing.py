@@ -82,6 +82,17 @@ def test_no_framing_fields_on_1xx_and_204(status: int) -> None:
     assert lines == b"" and block == b"" and length == 0 and not chunked
 
 
+@pytest.mark.parametrize(("keep_alive", "http10", "connection"), [
+    (True, False, b""), (False, False, b"Connection: close\r\n"),
+    (True, True, b"Connection: keep-alive\r\n"), (False, True, b"Connection: close\r\n"),
+])
+def test_a_204_says_whether_the_connection_stays(keep_alive: bool, http10: bool,
+                                                 connection: bytes) -> None:
+    # RFC 9112 9.6: a server closing after the response sends "close" -- a 204 too
+    lines, _, _, _, keep = frame_response(204, [], 0, False, keep_alive, http10)
+    assert (lines, keep) == (connection, keep_alive)
+
+
 def test_101_keeps_upgrade_and_says_connection_upgrade() -> None:
     lines, block, length, _, keep = frame(101, [(b"Upgrade", b"toy")], 0)
     assert lines == b"Connection: upgrade\r\n" and block == b"Upgrade: toy\r\n"

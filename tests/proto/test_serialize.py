@@ -54,7 +54,7 @@ def test_status_lines(status: int, line: bytes) -> None:
 
 def test_every_rfc9110_status_has_a_reason() -> None:
     codes = [100, 101, *range(200, 207), *range(300, 306), 307, 308]
-    codes += [*range(400, 418), 421, 422, 426, *range(500, 506)]
+    codes += [*range(400, 418), 421, 422, 426, *range(500, 506), 507]  # 507: RFC 4918
     for code in codes:
         assert reason_phrase(code), code
 

@@ -10,13 +10,16 @@ of a `dup` of the fd. Anything else -- a stale or failed entry, a Range, a gzip 
 the pool way, which opens the path anew and refreshes the entry. Path-level changes (a
 directory or link changed, a new file renamed over a hard-linked one) are seen once the
 entry is `valid_s` old. Bounded: at most `max_entries` fds; entries past `valid_s` are
-closed when next asked for, or by a sweep every `_SWEEP_EVERY` lookups.
+closed when next asked for, by a sweep every `_SWEEP_EVERY` lookups, and by `sweep_all()`,
+which the server calls on a timer: an idle server must not keep a deleted file's space
+allocated (nginx's cache expires only on lookups; this one is on by default).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import weakref
 
 _CACHE_VALID_S = 1.0
 _CACHE_MAX = 256  # open fds held per mount at most (each one counts against RLIMIT_NOFILE)
@@ -57,6 +60,7 @@ class OpenFileCache:
         self._entries: dict[tuple[str, ...], CachedFile] = {}
         self._lookups = 0
         self.hits = 0  # answers given from the cache (tests, curiosity)
+        _LIVE.add(self)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -118,3 +122,15 @@ class OpenFileCache:
                 os.close(entry.fd)
             except OSError:
                 pass
+
+
+# Every cache of this process (one per static mount of the apps in use; an app replaced by
+# a reload takes its caches with it).
+_LIVE: weakref.WeakSet[OpenFileCache] = weakref.WeakSet()
+
+
+def sweep_all() -> None:
+    """On the loop: close every cache's entries past `valid_s` (the server's timer)."""
+    for cache in list(_LIVE):
+        if cache._entries:
+            cache.sweep()

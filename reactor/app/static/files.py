@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from typing import TYPE_CHECKING
 
 from reactor.app.compression import CompressibleTypes, GzipStream, accepts_gzip
@@ -71,8 +72,11 @@ class Representation:
                  gzip: bool = False, compress: bool = False, stream: bool = False) -> None:
         self.opened = opened
         self.etag = etag
-        self.mtime = mtime
-        self.last_modified = http_date(mtime)
+        # RFC 9110 8.8.2.1: a modification date in the future MUST be sent as the response's
+        # Date instead; kept as it was, If-Modified-Since would answer 304 until that date
+        # even after the file changed.
+        self.mtime = min(mtime, int(time.time()))
+        self.last_modified = http_date(self.mtime)
         self.size = size
         self.gzip = gzip  # sent with Content-Encoding: gzip
         self.compress = compress  # the fd holds identity bytes; gzip them via the cache

@@ -153,3 +153,41 @@ def test_entries_expire_after_valid_s_and_the_cache_is_bounded(tmp_path: Path) -
         cache.close()
     finally:
         os.close(fd)
+
+
+def test_an_idle_server_releases_a_deleted_files_space(serve, www: Path) -> None:
+    """The server's timer sweeps the caches: the fd of a file served once, then deleted,
+    is closed within about valid_s even if no request follows (only lookups did it)."""
+    from reactor.app.static import StaticMount
+    from tests.conftest import fetch, wait_until
+
+    big = www / "big.bin"
+    big.write_bytes(b"x" * 200_000)
+    running = serve(StaticMount("/", www))
+    assert fetch(running, "GET", "/big.bin")[0] == 200
+
+    def pinned() -> bool:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == f"{big} (deleted)":
+                    return True
+            except OSError:
+                continue
+        return False
+
+    os.unlink(big)
+    assert pinned()  # held by the cache entry right after the delete
+    assert wait_until(lambda: not pinned(), 5.0)
+
+
+def test_a_future_modification_date_is_sent_as_now(static_app: Callable[..., App],
+                                                   www: Path) -> None:
+    """RFC 9110 8.8.2.1: Last-Modified is never later than the response's Date."""
+    future = time.time() + 10 * 365 * 86400
+    os.utime(www / "hello.txt", (future, future))
+    from reactor.app.static.conditional import parse_http_date
+    answer = call(static_app(), "GET", "/hello.txt")
+    last_modified = header(answer, "Last-Modified")
+    assert last_modified is not None
+    assert parse_http_date(last_modified) <= time.time() + 1  # type: ignore[operator]
+    body_bytes(answer)
