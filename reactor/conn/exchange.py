@@ -51,8 +51,8 @@ class Exchange(AccessRecord):
     """The per-request state of an `HttpConnection`, and, once answered, the record the
     access log reads (`response` and `bytes_out` are set then): one object per request."""
 
-    __slots__ = ("body", "conn", "dispatch", "head", "started", "stream_sent", "streamer",
-                 "upload")
+    __slots__ = ("body", "conn", "dispatch", "head", "started", "stream_response",
+                 "stream_sent", "streamer", "upload")
 
     def __init__(self, conn: HttpConnection, head: RequestHead, request: Request,
                  dispatch: Dispatch, started: float) -> None:
@@ -69,7 +69,8 @@ class Exchange(AccessRecord):
         self.queue_ms = None
         self.upload: UploadPump | None = None
         self.streamer: BodyStreamer | None = None
-        self.stream_sent = 0
+        self.stream_sent = 0  # bytes of a streamed answer handed to the transport, less drops
+        self.stream_response: Response | None = None  # a stream under way: logged if cut
 
     # ---- the request body ---------------------------------------------------------------
     def begin(self) -> bool:
@@ -243,6 +244,7 @@ class Exchange(AccessRecord):
         elif isinstance(body, StreamBody):
             transport.write(head_bytes)
             self.stream_sent = len(head_bytes)
+            self.stream_response = response
             self.streamer = BodyStreamer(
                 conn.loop, body, chunked=chunked, write=self._stream_write,
                 done=lambda error: self._stream_done(error, response, keep_alive),
@@ -322,22 +324,45 @@ class Exchange(AccessRecord):
 
     def _stream_write(self, data: bytes) -> None:
         self.stream_sent += len(data)
-        if self.conn.transport is not None:
-            self.conn.transport.write(data)
+        transport = self.conn.transport
+        if transport is not None:
+            transport.write(data)
+            # one marker a piece: if the connection dies, each learns what of it was dropped
+            transport.when_sent(self._stream_piece_gone)
+
+    def _stream_piece_gone(self, unsent: int) -> None:
+        if unsent:
+            self.stream_sent -= unsent
+            if self.stream_response is None and self.streamer is None:
+                self.bytes_out -= unsent  # `_done` counted it, its marker has not run yet
+
+    def _log_cut_stream(self) -> None:
+        """A stream the connection lost before its end: its access line all the same (the
+        status sent, `bytes_out` what went out), as nginx logs an answer cut short."""
+        response = self.stream_response
+        if response is None:
+            return
+        self.stream_response = None
+        self.response = response
+        self.bytes_out = max(0, self.stream_sent)
+        self.conn.response_sent(self, self.started)
 
     def _stream_done(self, error: BaseException | None, response: Response,
                      keep_alive: bool) -> None:
         self.streamer = None
         conn = self.conn
         if conn.closing:
+            self._log_cut_stream()
             return
         if error is not None:
             # The head is out: the only honest signal left is to end the connection
             # without the rest of the body, so the client sees a truncated response.
             conn.log.error("stream-error", error, {
                 "request_id": self.request.request_id, "conn_id": conn.conn_id})
-            conn.abort()
+            conn.abort()  # drops what is unsent: the piece markers count it
+            self._log_cut_stream()
             return
+        self.stream_response = None
         self._done(response, self.stream_sent, keep_alive)
         conn.resume_processing()
 
@@ -365,6 +390,7 @@ class Exchange(AccessRecord):
         if self.streamer is not None:
             self.streamer.cancel()
             self.streamer = None
+            self._log_cut_stream()
 
     def pause(self) -> None:
         if self.streamer is not None:

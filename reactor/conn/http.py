@@ -280,8 +280,12 @@ class HttpConnection:
         else:
             self._close(linger=self.parser.in_message or self.parser.buffered > 0)
 
-    def response_sent(self, record: AccessRecord, started: float) -> None:
+    def response_sent(self, record: AccessRecord, started: float, unsent: int = 0) -> None:
+        """The answer reached the kernel (or the connection died: `unsent` bytes of it were
+        dropped, and the access line says what was really sent)."""
         record.duration_ms = (time.monotonic() - started) * 1000.0
+        if unsent:
+            record.bytes_out = max(0, record.bytes_out - unsent)
         self.log.request(record)
 
     def upload_throttled(self, throttled: bool) -> None:

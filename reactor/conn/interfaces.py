@@ -12,8 +12,12 @@ mypy holds the concrete classes to these shapes (`conn/transport.py`, `conn/http
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
+
+UNSENT_ALL = sys.maxsize
+"""`unsent` of a `when_sent` callback whose bytes all were dropped (the transport had closed)."""
 
 
 class StreamProtocol(Protocol):
@@ -52,7 +56,10 @@ class Transport(Protocol):
         queued before it), else what is left is queued as by `write` (False)."""
     def write_many(self, *chunks: bytes | memoryview) -> None: ...
     def write_file(self, file: BinaryIO, offset: int, length: int) -> None: ...
-    def when_sent(self, callback: Callable[..., Any], *args: Any) -> None: ...
+    def when_sent(self, callback: Callable[..., Any], *args: Any) -> None:
+        """`callback(*args, unsent)` once all written so far reached the kernel (`unsent`
+        0), or once the connection died first (`unsent`: the bytes written since the
+        previous marker that were dropped; `UNSENT_ALL` if it was closed already)."""
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
     def read_now(self) -> None:

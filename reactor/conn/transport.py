@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from reactor.conn.interfaces import StreamProtocol
+from reactor.conn.interfaces import UNSENT_ALL, StreamProtocol
 from reactor.conn.writebuf import WriteBuffer
 from reactor.loop import EventLoop, TimerHandle
 
@@ -145,9 +145,14 @@ class SocketTransport:
         except OSError as exc:
             self._close_now(exc)
             return
-        if self._closing:  # lingering: discard until EOF
+        if self._closing:  # input is discarded: the answer drains, or we linger after it
             if not data:
-                self._close_now(None)
+                if isinstance(self._linger, TimerHandle):
+                    self._close_now(None)  # lingering after our half-close: done
+                else:
+                    # The peer half-closed while our answer still drains: its end of input,
+                    # not an abort (RFC 9112 9.6); closing here would cut the answer short.
+                    self.pause_reading()
             return
         protocol = self._protocol
         assert protocol is not None
@@ -197,12 +202,13 @@ class SocketTransport:
         self._queued()
 
     def when_sent(self, callback: Callable[..., Any], *args: Any) -> None:
-        """Run `callback(*args)` once everything written so far has reached the kernel.
-
-        Also runs if the connection dies first (the response is still accounted for).
+        """Run `callback(*args, unsent)` once everything written so far has reached the
+        kernel (`unsent` 0). Also runs if the connection dies first (the response is still
+        accounted for): `unsent` is then how much of what was written since the previous
+        marker was dropped (`UNSENT_ALL` when the transport was closed already).
         """
         if self._closed:
-            callback(*args)
+            callback(*args, UNSENT_ALL)
             return
         self._buffer.append_marker(callback, *args)
         if not self._batching and not self._writing:

@@ -37,7 +37,9 @@ class FileRange:
 
 
 class Marker:
-    """A callback run when every entry queued before it has been sent."""
+    """A callback run when every entry queued before it has been sent: `callback(*args,
+    unsent)`, where `unsent` counts the bytes queued between the previous marker and this
+    one that never reached the kernel (0, unless the buffer was dropped: see `clear`)."""
 
     __slots__ = ("args", "callback")
 
@@ -105,7 +107,7 @@ class WriteBuffer:
             head = entries[0]
             if isinstance(head, Marker):
                 entries.popleft()
-                head.callback(*head.args)
+                head.callback(*head.args, 0)
             elif isinstance(head, FileRange):
                 if not self._send_file(sender, head):
                     return False
@@ -142,7 +144,7 @@ class WriteBuffer:
             entry = entries[0]
             if type(entry) is Marker:
                 entries.popleft()
-                entry.callback(*entry.args)
+                entry.callback(*entry.args, 0)
                 if entries is not self._entries:
                     return True  # the callback closed the connection (the buffer was cleared)
                 continue
@@ -182,16 +184,23 @@ class WriteBuffer:
         """Drop everything unsent (the connection is gone): close files, still run markers.
 
         Markers run so that every response is accounted for (logged) even when the peer
-        vanished before receiving it; their callbacks see a closed transport.
+        vanished before receiving it; their callbacks see a closed transport, and learn how
+        many of the bytes before them were dropped (the access log's `bytes_out` is what
+        was sent, as nginx's `$bytes_sent`).
         """
         entries, self._entries = self._entries, None
         self.pending_bytes = 0
         self.files = 0
         if entries is None:
             return
+        dropped = 0
         for entry in entries:
             if isinstance(entry, FileRange):
+                dropped += entry.length
                 entry.file.close()
             elif isinstance(entry, Marker):
-                entry.callback(*entry.args)
+                entry.callback(*entry.args, dropped)
+                dropped = 0
+            else:
+                dropped += len(entry)
         entries.clear()  # a `send` this interrupted (a marker closed us) must stop there

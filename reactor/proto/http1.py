@@ -250,6 +250,9 @@ class RequestParser:
         parts = bytes(buf[start:end]).rstrip(b"\r").split(b" ")
         if len(parts) != 3 or not parts[0] or not parts[1]:
             return None
+        if self._state == S_ERROR and (parts[0].translate(None, TOKEN_CHARS)
+                                       or parts[1].translate(None, _TARGET_CHARS)):
+            return None  # a refused stream (binary, a TLS hello) is no request line to log
         return parts[0], parts[1]
 
     @property

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
+import struct
+import time
 import urllib.parse
 
 import pytest
@@ -366,3 +369,42 @@ def test_a_204_to_a_closing_request_says_connection_close(running_server, files_
         response = client.read_response()
         assert (response.status, response.header("connection")) == (204, "close")
         assert client.is_closed_by_peer()
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+def test_a_half_close_after_a_closing_request_gets_the_whole_file(running_server, files_dir,
+                                                                  version):
+    data = os.urandom(3_100_000)
+    (files_dir / "big.bin").write_bytes(data)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect((running_server.host, running_server.port))
+    with sock:
+        sock.sendall(f"GET /files/big.bin {version}\r\nHost: x\r\nConnection: close\r\n\r\n"
+                     .encode())
+        time.sleep(0.2)  # the answer is under way, its tail still queued in the server
+        sock.shutdown(socket.SHUT_WR)
+        received = bytearray()
+        while chunk := sock.recv(1 << 16):
+            received += chunk
+    assert received.endswith(data) and b"Content-Length: 3100000" in received[:500]
+
+
+def test_a_file_cut_short_by_the_client_logs_the_bytes_sent(running_server, files_dir):
+    """`bytes_out` is what went out (nginx's $bytes_sent), not the planned length."""
+    size = 24 * 1024 * 1024
+    with open(files_dir / "huge.bin", "wb") as file:
+        file.truncate(size)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.settimeout(10)
+    sock.connect((running_server.host, running_server.port))
+    sock.sendall(b"GET /files/huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = 0
+    while received < 100_000:
+        received += len(sock.recv(65536))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset: the rest is never sent
+    [line] = wait_for_log(running_server.access_log, lambda r: r.get("path") == "/files/huge.bin")
+    assert line["status"] == 200 and received <= line["bytes_out"] < size - 8 * 1024 * 1024

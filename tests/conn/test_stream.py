@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import socket
+import struct
 import threading
 
 import pytest
@@ -191,3 +193,31 @@ def test_close_runs_on_a_pool_thread_after_the_last_chunk() -> None:
         loop.close()
     assert events == ["write b'1\\r\\na\\r\\n'", "write b'0\\r\\n\\r\\n'", "done None",
                       "close in pool"]
+
+
+def test_a_stream_cut_by_the_client_is_logged_with_what_went_out(streaming):
+    """Every request gets its access line: a client leaving mid-stream left none. nginx
+    logs such an answer with its status and the bytes it sent."""
+    running, producers = streaming
+    producers["f"] = Counting(10_000)
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/stream/f"))
+        client.read_exactly(300_000)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert producers["f"].closed.wait(5)
+    [line] = wait_for_log(running.access_log, lambda r: r.get("path") == "/stream/f")
+    produced = producers["f"].produced * len(PIECE)
+    assert line["status"] == 200 and 300_000 <= line["bytes_out"] < produced + 1000
+
+
+@pytest.mark.expect_log("stream-error")
+def test_a_failed_stream_is_logged_too(streaming):
+    running, producers = streaming
+    producers["g"] = Counting(10, fail_at=2)
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/stream/g"))
+        client.read_response(head=True)
+        received = len(client.read_to_eof())
+    [line] = wait_for_log(running.access_log, lambda r: r.get("path") == "/stream/g")
+    assert line["status"] == 200 and received <= line["bytes_out"] - 100  # the head counts
+    assert line["bytes_out"] <= 2 * (len(PIECE) + 20) + 300

@@ -105,9 +105,9 @@ def test_markers_run_in_order_once_bytes_are_sent(loop_thread, socket_pair) -> N
 
     def queue() -> None:
         transport.write(b"one")
-        transport.when_sent(seen.append, "after-one")
+        transport.when_sent(lambda label, unsent: seen.append(label), "after-one")
         transport.write_many(b"two", b"three")
-        transport.when_sent(seen.append, "after-three")
+        transport.when_sent(lambda label, unsent: seen.append(label), "after-three")
 
     loop_thread.run(queue)
     assert recv_until(client, b"three") == b"onetwothree"
@@ -322,3 +322,25 @@ def test_try_write_queues_the_part_a_full_socket_did_not_take(loop_thread, socke
     assert loop_thread.run(transport.try_write, big) is False
     assert 0 < loop_thread.run(lambda: transport.pending_bytes) < len(big)
     assert recv_exactly(client, len(big)) == big
+
+
+@pytest.mark.parametrize("linger", [False, True])
+def test_a_half_close_while_the_answer_drains_does_not_cut_it(loop_thread, socket_pair,
+                                                              linger: bool) -> None:
+    """The peer's EOF read while a closing transport still drains its answer is the end of
+    its input (RFC 9112 9.6), not an abort: every byte still goes out (the close came first
+    and dropped the rest: a clean FIN after a truncated body)."""
+    server_side, client = socket_pair
+    protocol = Recorder()
+    transport = start(loop_thread, server_side, protocol)
+    answer = bytes(range(256)) * (HIGH_WATER_BYTES // 64)  # 4x the high-water mark
+
+    def answer_and_close() -> None:
+        transport.write(answer)
+        transport.close(linger=linger)
+
+    loop_thread.run(answer_and_close)
+    client.shutdown(socket.SHUT_WR)  # the client is done sending; it reads on
+    loop_thread.run(transport.resume_reading)  # as the protocol does below the low water
+    assert recv_all(client) == answer
+    protocol.wait_for("lost")

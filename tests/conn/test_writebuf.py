@@ -69,10 +69,10 @@ def test_files_and_markers_keep_their_place_in_line(socket_pair, tmp_path) -> No
     buffer = WriteBuffer()
     seen: list[str] = []
     buffer.append(b"head:")
-    buffer.append_marker(seen.append, "head sent")
+    buffer.append_marker(lambda label, unsent: seen.append(label), "head sent")
     buffer.append_file(path.open("rb"), 0, 4)
     buffer.append(b":tail")
-    buffer.append_marker(seen.append, "all sent")
+    buffer.append_marker(lambda label, unsent: seen.append(label), "all sent")
     assert buffer.pending_bytes == 5 + 4 + 5
     assert buffer.send(sender)
     assert drain(client, 14) == b"head:FILE:tail"
@@ -88,11 +88,16 @@ def test_clear_closes_files_and_still_runs_markers(tmp_path) -> None:
     file = path.open("rb")
     buffer = WriteBuffer()
     seen: list[str] = []
+    dropped: list[int] = []
     buffer.append(b"never sent")
     buffer.append_file(file, 0, 10)
-    buffer.append_marker(seen.append, "accounted for")
+    buffer.append_marker(lambda label, unsent: (seen.append(label), dropped.append(unsent)),
+                         "accounted for")
+    buffer.append(b"later")
+    buffer.append_marker(lambda unsent: dropped.append(unsent))
     buffer.clear()
     assert file.closed and seen == ["accounted for"] and buffer.pending_bytes == 0
+    assert dropped == [10 + 10, 5]  # each marker learns what was dropped since the last
 
 
 def test_a_file_that_shrank_is_a_broken_connection(socket_pair, tmp_path) -> None:
@@ -129,7 +134,7 @@ def test_pipelined_answers_leave_in_one_gather_write_past_their_markers(socket_p
     seen: list[str] = []
     for answer in (b"one;", b"two;", b"three;"):
         buffer.append(answer)
-        buffer.append_marker(seen.append, answer.decode())
+        buffer.append_marker(lambda label, unsent: seen.append(label), answer.decode())
     assert buffer.send(sender) and not buffer
     assert sender.calls == [("chunks", 3)]  # one sendmsg, not one per answer
     assert seen == ["one;", "two;", "three;"]
@@ -142,7 +147,7 @@ def test_a_partial_gather_write_runs_only_the_markers_it_passed(socket_pair) -> 
     seen: list[str] = []
     for answer in (b"aaaa", b"bbbb", b"cccc"):
         buffer.append(answer)
-        buffer.append_marker(seen.append, answer[:1].decode())
+        buffer.append_marker(lambda label, unsent: seen.append(label), answer[:1].decode())
     assert not buffer.send(ShortSender(server_side, 6))  # all of a, half of b
     assert seen == ["a"] and buffer.pending_bytes == 6
     assert buffer.send(SocketSender(server_side))
@@ -156,12 +161,12 @@ def test_a_marker_that_clears_the_buffer_ends_the_send(socket_pair) -> None:
     buffer = WriteBuffer()
     seen: list[str] = []
     buffer.append(b"first")
-    buffer.append_marker(lambda: (seen.append("closing"), buffer.clear()))  # a close
+    buffer.append_marker(lambda unsent: (seen.append("closing"), buffer.clear()))  # a close
     buffer.append(b"second")
-    buffer.append_marker(seen.append, "second accounted for")
+    buffer.append_marker(lambda unsent: seen.append(f"second accounted for, {unsent} unsent"))
     assert buffer.send(sender)  # nothing left to send: the rest was dropped
     assert sender.calls == [("chunks", 2)]
-    assert seen == ["closing", "second accounted for"]  # each marker ran once
+    assert seen == ["closing", "second accounted for, 6 unsent"]  # each marker ran once
     assert not buffer and buffer.pending_bytes == 0 and buffer.files == 0
     client.setblocking(False)
     assert client.recv(100) == b"first"

@@ -1298,3 +1298,18 @@ def test_block_cache_is_bounded() -> None:
     big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 3000 + b"\r\n\r\n"
     parse(big)
     assert all(len(key) <= 2048 for key in BLOCK_CACHE)
+
+
+def test_partial_request_line_of_a_refused_head() -> None:
+    """A head refused for a field still says what was asked; a stream refused as no HTTP at
+    all (a TLS hello on the plain port) says nothing rather than binary garbage."""
+    parser = RequestParser()
+    parser.feed(b"GET /a?b HTTP/1.1\r\nBad Field: v\r\n\r\n")
+    with pytest.raises(RemoteProtocolError):
+        parser.next_event()
+    assert parser.partial_request_line() == (b"GET", b"/a?b")
+    parser = RequestParser()
+    parser.feed(b"\x16\x03\x01 \x02\x00 \x01\xfc\r\n")
+    with pytest.raises(RemoteProtocolError):
+        parser.next_event()
+    assert parser.partial_request_line() is None
