@@ -34,6 +34,20 @@ class StreamProtocol(Protocol):
         """Graceful stop: finish what is in progress, then close."""
 
 
+class PeekingProtocol(StreamProtocol, Protocol):
+    """A step before a TLS handshake that reads a preamble (the PROXY header) by peeking, so
+    the bytes after it stay in the socket for the handshake (`TlsTransport.start_preamble`).
+
+    The transport never calls `data_received`: it peeks at most `peek_bytes` waiting bytes
+    and passes them to `peeked`, which returns how many of them the step used; the transport
+    takes exactly those off the socket before its next read.
+    """
+
+    @property
+    def peek_bytes(self) -> int: ...
+    def peeked(self, data: bytes) -> int: ...
+
+
 class Transport(Protocol):
     """What a protocol may do with its connection (all on the loop thread)."""
 

@@ -10,10 +10,16 @@ any client address), reads the header under its own short deadline with the sans
 closes the connection with one access-log line (`event: proxy_rejected`) and nothing sent:
 the peer is a proxy, not a client that could read an HTTP error.
 
-The next step is any `NextStep(transport, conn_id, trailing_data)`: the server passes one
-that starts HTTP (`transport.set_protocol(HttpConnection(...), trailing_data)`); a TLS
-listener passes one that starts the handshake (feeding it the trailing bytes) and only then
-HTTP, because the PROXY header precedes the TLS ClientHello on the wire.
+The next step is any `NextStep(transport, conn_id, trailing_data)`. On a plain listener the
+transport reads and feeds `data_received`, and the server's next step starts HTTP with the
+bytes that followed the header (`transport.set_protocol(HttpConnection(...), trailing)`).
+On a TLS listener the header precedes the ClientHello on the wire, and `ssl` wraps the
+socket itself: the handshake cannot be fed bytes already read. There the same protocol
+runs in peek mode (`TlsTransport.start_preamble`): the transport peeks at the waiting bytes
+and calls `peeked`, which feeds the same parser and says how many of them were header; the
+transport takes exactly those off the socket, so the ClientHello stays there, and the next
+step (trailing data always empty) starts the handshake, whose timeout starts only then.
+Every rule (trusted peers, deadline, refusal line) is this one class's in both modes.
 
 `transport.extra` gets: `client_addr`, `client_port` (the header's source, when it has
 one), `proxy_source` (that (address, port), or None for LOCAL/UNKNOWN), `proxy_header` (the
@@ -36,7 +42,8 @@ NextStep = Callable[[Any, int, bytes], None]
 
 
 class ProxyHeaderProtocol:
-    """A `StreamProtocol` that only reads the PROXY header, then hands over."""
+    """A `StreamProtocol` that only reads the PROXY header, then hands over; also a
+    `PeekingProtocol`, for the header in front of a TLS handshake."""
 
     __slots__ = ("_parser", "_timer", "conn_id", "done", "log", "loop", "then", "timeout_s",
                  "transport", "trusted")
@@ -71,9 +78,34 @@ class ProxyHeaderProtocol:
             self._refuse(exc.reason)
             return
         if header is not None:
-            self._handover(header)
+            self._handover(header, self._parser.trailing_data)
 
-    def _handover(self, header: ProxyHeader) -> None:
+    # ---- peek mode (a TLS listener) -------------------------------------------------------
+    @property
+    def peek_bytes(self) -> int:
+        """No more than this can still be header: the transport peeks no further."""
+        return self._parser.max_wanted
+
+    def peeked(self, data: bytes) -> int:
+        """`data` waits in the socket, none of it taken: feed it to the parser and return
+        how many of its bytes are header bytes (all of them while the header is incomplete;
+        0 after a refusal). The transport must take exactly those off the socket before it
+        reads again; whatever follows the header stays there for the next step, which is
+        handed no trailing data."""
+        if self.done:
+            return 0
+        try:
+            header = self._parser.feed(data)
+        except ProxyProtocolError as exc:
+            self._refuse(exc.reason)
+            return 0
+        if header is None:
+            return len(data)  # a prefix of a header: consumed, so the socket is not readable
+        used = len(data) - len(self._parser.trailing_data)  # the rest: never in the buffer
+        self._handover(header, b"")
+        return used
+
+    def _handover(self, header: ProxyHeader, trailing_data: bytes) -> None:
         transport = self.transport
         assert transport is not None
         self.done = True
@@ -85,7 +117,7 @@ class ProxyHeaderProtocol:
             extra["client_addr"], extra["client_port"] = header.source
         if header.tls:
             extra["scheme"] = "https"
-        self.then(transport, self.conn_id, self._parser.trailing_data)
+        self.then(transport, self.conn_id, trailing_data)
 
     def eof_received(self) -> None:
         if not self.done:

@@ -89,12 +89,16 @@ class HttpServer:
     def acceptor(self, options: ListenerOptions) -> AcceptCallback:
         """The connection factory of a listener with `options` (see `ListenerOptions`).
 
-        TLS listeners terminate TLS in the transport. With `proxy_protocol` a plain
-        connection starts with the PROXY header step, whose next step starts HTTP. (PROXY in
-        front of TLS would need the handshake fed the bytes after the header: a MemoryBIO
-        transport; not supported yet, so a TLS listener ignores `proxy_protocol`.)"""
+        TLS listeners terminate TLS in the transport. With `proxy_protocol` a connection
+        starts with the PROXY header step (reactor/conn/proxy.py), whose next step starts
+        HTTP on a plain listener, and the handshake (then HTTP) on a TLS listener, where the
+        header precedes the ClientHello: the step peeks there, leaving the ClientHello in
+        the socket for `ssl`."""
         tls = options.tls
         if tls is not None:
+            if options.proxy_protocol:
+                return lambda sock, addr: self.accept(sock, addr, self.start_proxy_header,
+                                                      tls=tls)
             return lambda sock, addr: self.accept(sock, addr, tls=tls)
         if options.proxy_protocol:
             return self.accept_proxied
@@ -105,9 +109,22 @@ class HttpServer:
         self.accept(sock, addr, start=self.start_proxy_header)
 
     def start_proxy_header(self, transport: SocketTransport, conn_id: int) -> None:
+        """Run the PROXY header step, then HTTP (plain) or the handshake and HTTP (TLS)."""
+        if isinstance(transport, TlsTransport):
+            transport.start_preamble(ProxyHeaderProtocol(
+                self.loop, self.log, conn_id, trusted=self.trusted_proxies,
+                then=self.start_tls, timeout_s=self.proxy_header_s))
+            return
         transport.start(ProxyHeaderProtocol(
             self.loop, self.log, conn_id, trusted=self.trusted_proxies, then=self.start_http,
             timeout_s=self.proxy_header_s))
+
+    def start_tls(self, transport: SocketTransport, conn_id: int,
+                  trailing_data: bytes = b"") -> None:
+        """The handshake, then HTTP, after a step that left the ClientHello in the socket (a
+        peeking step hands over no bytes: there is nowhere to feed them to `ssl`)."""
+        assert not trailing_data
+        transport.start(HttpConnection(self, conn_id))
 
     def start_http(self, transport: SocketTransport, conn_id: int,
                    trailing_data: bytes = b"") -> None:

@@ -7,7 +7,9 @@ wait for, a timer bounds the whole handshake, and a failure is one `tls-handshak
 line, never a traceback. Before wrapping, the first bytes are peeked at: plain HTTP sent to
 the TLS port gets a readable 400 naming the https URL (nginx's 497), and a ClientHello that
 offers ALPN protocols without HTTP/1.x gets the fatal `no_application_protocol` alert
-(RFC 7301 3.2) instead of a handshake.
+(RFC 7301 3.2) instead of a handshake. Behind a PROXY-protocol listener a preamble step
+comes first (`start_preamble`): it reads the header by peeking too and takes only the
+header's bytes off the socket, so `ssl` finds the ClientHello there (reactor/conn/proxy.py).
 
 Writes: OpenSSL's `SSL_write` without partial writes must be retried with the same bytes
 after `SSLWantWriteError`, so the transport remembers the exact piece it handed over
@@ -33,7 +35,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
-from reactor.conn.interfaces import StreamProtocol, Transport
+from reactor.conn.interfaces import PeekingProtocol, StreamProtocol, Transport
 from reactor.conn.transport import RECV_BYTES, SocketTransport
 from reactor.loop import EventLoop, TimerHandle
 
@@ -216,8 +218,8 @@ class TlsTransport(SocketTransport):
 
     __slots__ = (
         "_app_protocol", "_close_notified", "_conn_id", "_context", "_established",
-        "_file_chunk", "_file_reading", "_file_waiting", "_handshake_timer", "_report",
-        "_retry", "_ssl", "_tls",
+        "_file_chunk", "_file_reading", "_file_waiting", "_handshake_timer", "_preamble",
+        "_report", "_retry", "_ssl", "_tls",
     )
 
     # A file's records follow its head only after a pool read: the head would leave alone.
@@ -235,6 +237,7 @@ class TlsTransport(SocketTransport):
         self._established = False
         self._close_notified = False
         self._app_protocol: StreamProtocol | None = None
+        self._preamble: PeekingProtocol | None = None  # the step before the handshake
         self._handshake_timer: TimerHandle | None = None
         self._retry: bytes | memoryview | None = None  # the piece OpenSSL must be given again
         self._file_chunk: tuple[BinaryIO, int, bytes | BaseException] | None = None
@@ -242,9 +245,50 @@ class TlsTransport(SocketTransport):
         self._file_waiting = False
         self.extra["scheme"] = "https"
 
+    # ---- a preamble (the PROXY header) ------------------------------------------------------
+    def start_preamble(self, step: PeekingProtocol) -> None:
+        """Before the handshake, `step` reads a preamble the peer sends in clear (a PROXY
+        header), by peeking: `ssl` reads from the socket itself, so the bytes after the
+        preamble (the ClientHello) must still be there when the step calls `start`."""
+        self._protocol = self._preamble = step
+        step.connection_made(self)
+        if not self._closing:
+            self._loop.add_reader(self._sock, self._preamble_readable)
+
+    def _preamble_readable(self) -> None:
+        step = self._preamble
+        assert step is not None  # `start` ends the step and replaces this reader
+        sock = self._sock
+        try:
+            data = sock.recv(step.peek_bytes, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close_now(exc)
+            return
+        if not data:
+            self._loop.remove_reader(sock)
+            step.eof_received()
+            return
+        used = step.peeked(data)
+        if self._closed:
+            return
+        # Take the step's bytes now, before the loop runs anything else: a partial header
+        # is taken too, or the socket would stay readable and spin the loop until the rest
+        # came. They were peeked, so these reads find them and never block.
+        try:
+            while used > 0:
+                taken = sock.recv(used)
+                if not taken:
+                    raise ConnectionResetError
+                used -= len(taken)
+        except OSError as exc:
+            self._close_now(exc)
+
     # ---- handshake ------------------------------------------------------------------------
     def start(self, protocol: StreamProtocol) -> None:
         """Run the handshake; `protocol` gets `connection_made` once it succeeded."""
+        self._preamble = None
         self._app_protocol = protocol
         self._protocol = _Handshaking(self)
         self._handshake_timer = self._loop.call_later(self._tls.handshake_timeout_s,
@@ -364,8 +408,10 @@ class TlsTransport(SocketTransport):
 
     def _rejected(self, fields: dict[str, Any]) -> None:
         if self._report is not None:
+            client = self.extra.get("client_addr")  # behind a PROXY header: the real client
+            where = {} if client is None else {"client_addr": client}
             self._report({"conn_id": self._conn_id, "remote_addr": self.peer[0],
-                          "remote_port": self.peer[1], **fields})
+                          "remote_port": self.peer[1], **where, **fields})
 
     def _refuse_alpn(self, offered: list[bytes]) -> None:
         try:

@@ -275,8 +275,10 @@ class Server:
         return [listener.address[:2] for listener in self.tls_listeners.all()]
 
     def _tls_options(self, config: Config) -> list[ListenerOptions]:
-        """The TLS listeners of [tls] listen, all on the shared, reloadable contexts."""
-        return [ListenerOptions(address, tls=self.tls) for address in config.tls.listen]
+        """The TLS listeners of [tls] listen, all on the shared, reloadable contexts;
+        [proxy] protocol puts the PROXY header in front of their handshakes too."""
+        return [ListenerOptions(address, proxy_protocol=config.proxy.protocol, tls=self.tls)
+                for address in config.tls.listen]
 
     def _serving(self, app: Application, config: Config) -> Application:
         """The app as served: with HSTS / the https redirect when [tls] asks for them."""

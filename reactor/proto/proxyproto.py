@@ -102,6 +102,12 @@ class ProxyHeaderParser:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    @property
+    def max_wanted(self) -> int:
+        """At most this many more bytes can still belong to the header (a reader that
+        peeks at its socket needs to look no further)."""
+        return max(MAX_V1_BYTES, V2_HEAD_BYTES + self.max_v2_payload) - len(self._buffer)
+
     def feed(self, data: bytes) -> ProxyHeader | None:
         """The header once complete (then `trailing_data` holds what followed), else None.
         Raises ProxyProtocolError. Not to be fed again after it returned a header."""

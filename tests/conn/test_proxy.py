@@ -1,4 +1,5 @@
-"""PROXY-protocol listeners on real sockets: trusted/untrusted peers, v1/v2, timeouts, hand-off."""
+"""PROXY-protocol listeners on real sockets: trusted/untrusted peers, v1/v2, timeouts, hand-off,
+and the header in front of a real TLS handshake on a TLS listener."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +20,16 @@ from reactor.conn.proxy import ProxyHeaderProtocol
 from reactor.conn.server import HttpServer
 from reactor.conn.transport import SocketTransport
 from reactor.proto.proxyproto import V2_SIGNATURE
-from tests.conftest import RawClient, RunningServer, request_bytes, start_server, wait_for_log
+from tests.conftest import (
+    RawClient,
+    RunningServer,
+    read_log,
+    request_bytes,
+    start_server,
+    wait_for_log,
+)
 from tests.conn.conftest import LoopThread, RecordingLog
+from tests.conn.tlskit import Certs, bio_exchange, https, tls_port, tls_server
 
 V1 = b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\n"
 
@@ -209,3 +219,147 @@ def test_acceptor_picks_the_proxy_step_per_listener() -> None:
             server.accept_proxied
     finally:
         loop.close()
+
+
+# ---- the header in front of a TLS handshake ---------------------------------------------------
+
+V2_LOCAL = v2_tcp4("198.51.100.9", 4000, command=0)
+
+
+@pytest.fixture
+def proxied_tls(tmp_path: Path, certs: Certs) -> Iterator[RunningServer]:
+    running = tls_server(tmp_path, certs, proxy={"protocol": True},
+                         timeouts={"proxy_header_s": 0.5, "tls_handshake_s": 1.0})
+    running.server.app.router.get("/who", who)
+    yield running
+    running.stop()
+
+
+def who_over_tls(running: RunningServer, certs: Certs, **how: Any) -> bytes:
+    """The /who body of one request sent through `bio_exchange(..., **how)`."""
+    answer = bio_exchange(tls_port(running), certs.client_context(),
+                          request_bytes("GET", "/who", {"Connection": "close"}), **how)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer
+    return body
+
+
+def request_lines(running: RunningServer, count: int = 1) -> list[dict]:
+    return wait_for_log(running.access_log, lambda x: x.get("event") == "request", count)
+
+
+@pytest.mark.parametrize(("header", "client"), [
+    (V1, "203.0.113.7"), (v2_tcp4("198.51.100.9", 4000), "198.51.100.9"),
+    (V2_LOCAL, "127.0.0.1")])  # LOCAL (a health check): the peer itself
+def test_a_header_before_a_tls_handshake(proxied_tls: RunningServer, certs: Certs,
+                                         header: bytes, client: str) -> None:
+    with RawClient("127.0.0.1", tls_port(proxied_tls)) as raw:
+        raw.send(header)
+        raw.sock = certs.client_context().wrap_socket(raw.sock, server_hostname="localhost")
+        for _ in range(2):  # keep-alive: the same connection facts
+            raw.send(request_bytes("GET", "/who"))
+            assert raw.read_response().body == f"{client} 127.0.0.1 https".encode()
+    for line in request_lines(proxied_tls, 2):
+        assert line["client_addr"] == client and line["peer_addr"] == "127.0.0.1"
+        assert line["scheme"] == "https" and line["tls_version"].startswith("TLS")
+
+
+@pytest.mark.parametrize("header", [V1, v2_tcp4("198.51.100.9", 4000)])
+def test_header_and_client_hello_in_one_segment(proxied_tls: RunningServer, certs: Certs,
+                                                header: bytes) -> None:
+    """The peek sees both at once and must take only the header off the socket."""
+    body = who_over_tls(proxied_tls, certs, preamble=header)
+    assert body.endswith(b" 127.0.0.1 https") and not body.startswith(b"127.0.0.1 ")
+
+
+def test_header_split_byte_by_byte_then_a_trickled_handshake(proxied_tls: RunningServer,
+                                                             certs: Certs) -> None:
+    header = v2_tcp4("198.51.100.9", 4000)
+    body = who_over_tls(proxied_tls, certs, preamble=header, preamble_pieces=len(header),
+                        preamble_pause_s=0.002, trickle_s=0.0005)
+    assert body == b"198.51.100.9 127.0.0.1 https"
+
+
+def test_a_partial_header_waits_without_spinning(proxied_tls: RunningServer,
+                                                 certs: Certs) -> None:
+    """The bytes of a partial header are taken off the socket: peeked and left there they
+    would keep it readable and the loop would spin until the rest came."""
+    with RawClient("127.0.0.1", tls_port(proxied_tls)) as raw:
+        raw.send(V1[:20])
+        cpu = time.process_time()
+        time.sleep(0.3)
+        cpu = time.process_time() - cpu
+        raw.send(V1[20:])
+        raw.sock = certs.client_context().wrap_socket(raw.sock, server_hostname="localhost")
+        raw.send(request_bytes("GET", "/who"))
+        assert raw.read_response().body == b"203.0.113.7 127.0.0.1 https"
+    assert cpu < 0.15, f"{cpu:.2f} s of CPU while waiting for the rest of the header"
+
+
+def test_a_tls_client_without_a_header_is_closed(proxied_tls: RunningServer,
+                                                 certs: Certs) -> None:
+    with pytest.raises(OSError):  # the server closes on the ClientHello, answering nothing
+        https(proxied_tls, certs.client_context(), "GET", "/who")
+    line = rejected(proxied_tls, "proxy-header-missing")
+    assert line["remote_addr"] == "127.0.0.1"
+    assert not [x for x in read_log(proxied_tls.access_log) if x.get("event") == "request"]
+
+
+def test_an_untrusted_peer_on_the_tls_port_is_closed(tmp_path: Path, certs: Certs) -> None:
+    running = tls_server(tmp_path, certs, proxy={"protocol": True, "trusted": ["10.0.0.0/8"]})
+    try:
+        with RawClient("127.0.0.1", tls_port(running)) as raw:
+            raw.send(V1)
+            assert closed_without_answer(raw)
+        rejected(running, "proxy-untrusted-peer")
+    finally:
+        running.stop()
+
+
+def test_a_late_header_on_the_tls_port_is_closed_at_its_deadline(
+        proxied_tls: RunningServer) -> None:
+    with RawClient("127.0.0.1", tls_port(proxied_tls)) as raw:
+        started = time.monotonic()
+        raw.send(V1[:10])  # and then nothing
+        assert raw.read_to_eof() == b""
+        waited = time.monotonic() - started
+    rejected(proxied_tls, "proxy-header-timeout")
+    assert 0.4 < waited < 0.9  # proxy_header_s (0.5), not tls_handshake_s (1.0)
+
+
+def test_the_handshake_timeout_starts_after_the_header(proxied_tls: RunningServer) -> None:
+    with RawClient("127.0.0.1", tls_port(proxied_tls)) as raw:
+        started = time.monotonic()
+        time.sleep(0.4)
+        raw.send(V1)  # within proxy_header_s; then no ClientHello
+        assert raw.read_to_eof() == b""
+        waited = time.monotonic() - started
+    line = wait_for_log(proxied_tls.access_log,
+                        lambda x: x.get("event") == "tls-handshake-failed")[0]
+    assert line["reason"] == "handshake-timeout"
+    assert line["client_addr"] == "203.0.113.7" and line["remote_addr"] == "127.0.0.1"
+    assert waited > 1.3  # 0.4 + tls_handshake_s (1.0)
+
+
+def test_plain_http_after_a_header_on_the_tls_port_gets_the_https_hint(
+        proxied_tls: RunningServer) -> None:
+    port = tls_port(proxied_tls)
+    with RawClient("127.0.0.1", port) as raw:
+        raw.send(V1 + request_bytes("GET", "/who", {"Host": f"localhost:{port}"}))
+        response = raw.read_response()
+        assert response.status == 400
+        assert f"https://localhost:{port}/who".encode() in response.body
+    line = wait_for_log(proxied_tls.access_log,
+                        lambda x: x.get("reason") == "plain-http-to-tls-port")[0]
+    assert line["client_addr"] == "203.0.113.7" and line["status"] == 400
+
+
+def test_graceful_stop_closes_a_tls_connection_waiting_for_its_header(tmp_path: Path,
+                                                                      certs: Certs) -> None:
+    running = tls_server(tmp_path, certs, proxy={"protocol": True})
+    with RawClient("127.0.0.1", tls_port(running)) as raw:
+        raw.send(V1[:5])
+        time.sleep(0.05)  # let the server take it; the stop must not wait 5 s for more
+        running.stop()
+        assert not running.thread.is_alive()
+        assert raw.read_to_eof() == b""

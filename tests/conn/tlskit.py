@@ -100,20 +100,43 @@ def trickled_handshake(port: int, context: ssl.SSLContext, request: bytes,
                        delay_s: float = 0.001) -> bytes:
     """Handshake sending every byte in its own segment, then `request`; returns what the
     server answered until it closed the connection."""
+    return bio_exchange(port, context, request, trickle_s=delay_s)
+
+
+def bio_exchange(port: int, context: ssl.SSLContext, request: bytes, *,
+                 trickle_s: float | None = None, preamble: bytes = b"",
+                 preamble_pieces: int = 1, preamble_pause_s: float = 0.0) -> bytes:
+    """A TLS exchange over memory BIOs, so the test decides how its bytes are cut into
+    segments: `preamble` (a PROXY header) goes first, in the same segment as the
+    ClientHello when `preamble_pieces` is 1, else in that many segments `preamble_pause_s`
+    apart before it; with `trickle_s` every handshake byte is a segment of its own. Then
+    `request`; returns what the server answered until it closed the connection."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
     sock = socket.create_connection(("127.0.0.1", port), timeout=RAW_TIMEOUT_S)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
+        if preamble_pieces > 1:
+            step = -(-len(preamble) // preamble_pieces)
+            for at in range(0, len(preamble), step):
+                sock.sendall(preamble[at:at + step])
+                time.sleep(preamble_pause_s)
+            preamble = b""
         while True:
             try:
                 tls.do_handshake()
                 done = True
             except ssl.SSLWantReadError:
                 done = False
-            for byte in outgoing.read():
-                sock.sendall(bytes([byte]))
-                time.sleep(delay_s)
+            flight = outgoing.read()
+            if trickle_s is None:
+                sock.sendall(preamble + flight)  # one send: one segment on loopback
+            else:
+                sock.sendall(preamble)
+                for byte in flight:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(trickle_s)
+            preamble = b""
             if done:
                 break
             data = sock.recv(65536)
