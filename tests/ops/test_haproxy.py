@@ -1,6 +1,7 @@
 """Real HAProxy (conf/haproxy.cfg, send-proxy-v2, checks on /readyz) in front of two reactor
 processes on loopback: the client address HAProxy saw reaches the access log, and a rolling
-restart under a steady load fails no request."""
+restart under a steady load fails no request. And HAProxy re-encrypting to a TLS listener
+with `send-proxy-v2`: the header precedes each handshake, checks included."""
 
 from __future__ import annotations
 
@@ -44,10 +45,12 @@ def free_port() -> int:
 class Instance:
     """One reactor process behind HAProxy on a fixed port; restartable."""
 
-    def __init__(self, tmp_path: Path, name: str, port: int) -> None:
+    def __init__(self, tmp_path: Path, name: str, port: int,
+                 **sections: dict[str, object]) -> None:
         self.dir = tmp_path / name
         self.dir.mkdir()
         self.port = port
+        self.sections = sections  # more config (a TLS listener)
         self.generation = 0
         self.proc: ServeProcess | None = None
 
@@ -59,7 +62,8 @@ class Instance:
         config = base_config(
             self.dir, server={"listen": [f"127.0.0.1:{self.port}"]},
             proxy={"protocol": True, "trusted": ["127.0.0.1"]},
-            timeouts={"drain_s": DRAIN_S}, log={"access": str(self.access_log())})
+            timeouts={"drain_s": DRAIN_S}, log={"access": str(self.access_log())},
+            **self.sections)
         path = write_config(self.dir / "reactor.toml", config)
         self.proc = ServeProcess(["--config", str(path)], cwd=self.dir)
         self.proc.wait_event("listening")
@@ -77,14 +81,17 @@ class Instance:
 
 
 class HAProxy:
-    def __init__(self, tmp_path: Path, front: int, backends: list[int]) -> None:
-        text = (REPO / "conf" / "haproxy.cfg").read_text()
+    def __init__(self, tmp_path: Path, front: int, backends: list[int],
+                 text: str | None = None) -> None:
+        """conf/haproxy.cfg (or `text`, written the same way) on these ports."""
+        if text is None:
+            text = (REPO / "conf" / "haproxy.cfg").read_text()
         self.socket = tmp_path / "haproxy.sock"
         replaced = (text.replace("/run/haproxy/reactor.sock", str(self.socket))
                     .replace("127.0.0.1:8080", f"127.0.0.1:{front}")
                     .replace("127.0.0.1:8001", f"127.0.0.1:{backends[0]}")
-                    .replace("127.0.0.1:8002", f"127.0.0.1:{backends[1]}"))
-        assert replaced.count(f":{backends[1]}") == 1
+                    .replace("127.0.0.1:8002", f"127.0.0.1:{backends[-1]}"))
+        assert replaced.count(f":{backends[-1]}") == 1
         config = tmp_path / "haproxy.cfg"
         config.write_text(replaced)
         assert HAPROXY is not None
@@ -252,3 +259,67 @@ def test_rolling_restart_under_load_fails_no_request(
     # and none needed HAProxy's safety net: without the drain the same restart shows up
     # here as hundreds of redispatches (or, with retries off, as failed requests)
     assert retries == [0, 0] and redispatches == [0, 0]
+
+
+# HAProxy re-encrypting to reactor's TLS listener: `ssl` to the server, the PROXY v2 header
+# first (`send-proxy-v2`), on the checks too (a LOCAL header, then a TLS handshake).
+TLS_BACKEND_CFG = """
+global
+    stats socket /run/haproxy/reactor.sock mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+    timeout check 2s
+
+frontend www
+    bind 127.0.0.1:8080
+    default_backend reactor
+
+backend reactor
+    option httpchk
+    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host reactor
+    http-check expect status 200
+    server reactor1 127.0.0.1:8001 ssl verify required ca-file CA_FILE sni str(localhost) \
+        alpn http/1.1 send-proxy-v2 check check-send-proxy inter 500ms rise 1
+"""
+
+
+def test_send_proxy_v2_to_a_tls_listener(tmp_path: Path) -> None:
+    from tests.conn.tlskit import Certs  # trustme: only the TLS tests need it
+
+    certs = Certs(tmp_path / "certs")
+    cert, key = certs.issue("server", "localhost", "127.0.0.1")
+    tls_port = free_port()
+    instance = Instance(tmp_path, "r1", free_port(),
+                        tls={"listen": [f"127.0.0.1:{tls_port}"], "cert": str(cert),
+                             "key": str(key)})
+    instance.start()
+    haproxy = None
+    try:
+        haproxy = HAProxy(tmp_path, free_port(), [tls_port],
+                          TLS_BACKEND_CFG.replace("CA_FILE", str(certs.ca_file)))
+        haproxy.wait_status("reactor1", "UP")  # its checks: LOCAL header, TLS, /readyz
+        for n in range(3):
+            connection = http.client.HTTPConnection("127.0.0.1", haproxy.port, timeout=10,
+                                                    source_address=(CLIENT_SOURCE, 0))
+            connection.request("GET", f"/echo/{n}")
+            assert connection.getresponse().read() == str(n).encode()
+            connection.close()
+        lines = wait_until(lambda: [x for x in instance.requests()
+                                    if x["path"].startswith("/echo/")],
+                           what="requests in the access log")
+        for line in lines:
+            assert line["client_addr"] == CLIENT_SOURCE  # from the PROXY v2 header
+            assert line["peer_addr"] == "127.0.0.1"  # HAProxy itself
+            assert line["scheme"] == "https" and line["tls_version"].startswith("TLS")
+        refused = [x for x in read_json_lines(instance.access_log())
+                   if x.get("event") in ("proxy_rejected", "tls-handshake-failed")]
+        assert refused == []
+    finally:
+        if haproxy is not None:
+            haproxy.close()
+        assert instance.proc is not None
+        instance.proc.stop()
