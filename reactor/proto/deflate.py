@@ -71,25 +71,30 @@ class DeflateParams:
         return b"; ".join(parts)
 
 
-def parse_extensions(values: Iterable[bytes]) -> list[tuple[bytes, dict[bytes, bytes | None]]]:
-    """`Sec-WebSocket-Extensions` field values -> [(name, {param: value or None})]."""
-    offers: list[tuple[bytes, dict[bytes, bytes | None]]] = []
+Params = list[tuple[bytes, bytes | None]]
+"""An element's parameters in order, repeats kept: (name, value or None)."""
+
+
+def parse_extensions(values: Iterable[bytes]) -> list[tuple[bytes, Params]]:
+    """`Sec-WebSocket-Extensions` field values -> [(name, [(param, value or None)])]."""
+    offers: list[tuple[bytes, Params]] = []
     for value in values:
         for element in value.split(b","):
             items = [item.strip() for item in element.split(b";")]
             if not items[0]:
                 continue
-            params: dict[bytes, bytes | None] = {}
+            params: Params = []
             for item in items[1:]:
                 key, eq, val = item.partition(b"=")
-                params[key.strip().lower()] = val.strip().strip(b'"') if eq else None
+                params.append((key.strip().lower(), val.strip().strip(b'"') if eq else None))
             offers.append((items[0].lower(), params))
     return offers
 
 
 def _window_bits(value: bytes | None) -> int | None:
-    """A window-bits parameter value 8..15, else None (refuses the offer)."""
-    if value is None or not value.isdigit() or len(value) > 2:
+    """A window-bits parameter value 8..15, else None (refuses the offer). RFC 7692
+    7.1.2.1: a decimal integer "without leading zeros" (`09` is no value)."""
+    if value is None or not value.isdigit() or len(value) > 2 or value[:1] == b"0":
         return None
     bits = int(value)
     return bits if 8 <= bits <= _MAX_BITS else None
@@ -110,11 +115,12 @@ def negotiate(values: Iterable[bytes], config: DeflateConfig) -> DeflateParams |
     return None
 
 
-def _accept_offer(params: dict[bytes, bytes | None], config: DeflateConfig
-                  ) -> DeflateParams | None:
+def _accept_offer(params: Params, config: DeflateConfig) -> DeflateParams | None:
+    if len({key for key, _ in params}) != len(params):
+        return None  # RFC 7692 7.1: a parameter given twice MUST be declined
     agreed = DeflateParams(server_no_context_takeover=config.server_no_context_takeover,
                            client_no_context_takeover=config.client_no_context_takeover)
-    for key, value in params.items():
+    for key, value in params:
         if key == b"server_no_context_takeover":
             if value is not None:
                 return None
@@ -143,7 +149,8 @@ def _accept_offer(params: dict[bytes, bytes | None], config: DeflateConfig
 def negotiate_client(value: bytes) -> DeflateParams:
     """A client's view of the server's `Sec-WebSocket-Extensions` answer (its one element)."""
     agreed = DeflateParams()
-    for name, params in parse_extensions([value]):
+    for name, pairs in parse_extensions([value]):
+        params = dict(pairs)
         if name != EXTENSION:
             raise DeflateError(1010, f"unexpected extension {name!r}")
         agreed.server_no_context_takeover = b"server_no_context_takeover" in params

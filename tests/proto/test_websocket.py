@@ -106,7 +106,7 @@ def test_bad_handshakes(method: str, version: str, extra: dict[str, bytes], stat
 
 def test_parse_extensions() -> None:
     assert parse_extensions([b"permessage-deflate; client_max_window_bits, foo;a=\"1\""]) == [
-        (b"permessage-deflate", {b"client_max_window_bits": None}), (b"foo", {b"a": b"1"})]
+        (b"permessage-deflate", [(b"client_max_window_bits", None)]), (b"foo", [(b"a", b"1")])]
 
 
 @pytest.mark.parametrize(("offer", "answer"), [
@@ -126,6 +126,13 @@ def test_parse_extensions() -> None:
     (b"permessage-deflate; server_max_window_bits=16", None),
     (b"permessage-deflate; bogus", None),
     (b"permessage-deflate; server_no_context_takeover=1", None),
+    # RFC 7692 7.1: a repeated parameter declines the offer; 7.1.2.1: no leading zeros
+    (b"permessage-deflate; server_max_window_bits=10; server_max_window_bits=12", None),
+    (b"permessage-deflate; server_no_context_takeover; server_no_context_takeover", None),
+    (b"permessage-deflate; client_max_window_bits=10; client_max_window_bits=11", None),
+    (b"permessage-deflate; Server_Max_Window_Bits=10; server_max_window_bits=10", None),
+    (b"permessage-deflate; server_max_window_bits=09", None),
+    (b"permessage-deflate; client_max_window_bits=09", None),
     (b"x-webkit-deflate-frame", None),
 ])
 def test_negotiation(offer: bytes, answer: bytes | None) -> None:
