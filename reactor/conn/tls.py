@@ -586,7 +586,7 @@ def _ssl_reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     if reason:
         return str(reason).lower()
-    return str(exc) or type(exc).__name__
+    return _slug(str(exc) or type(exc).__name__)
 
 
 def _os_reason(exc: OSError) -> str:
@@ -594,4 +594,11 @@ def _os_reason(exc: OSError) -> str:
         return "connection-reset"
     if isinstance(exc, BrokenPipeError):
         return "broken-pipe"
-    return exc.strerror or type(exc).__name__
+    return _slug(exc.strerror or type(exc).__name__)
+
+
+def _slug(text: str) -> str:
+    """A reason operators can match: "Closed before TLS handshake with data in recv buffer."
+    becomes "closed-before-tls-handshake-with-data-in-recv-buffer", as the other reasons."""
+    words = "".join(char if char.isalnum() else " " for char in text.lower()).split()
+    return "-".join(words)[:80] or "unknown"

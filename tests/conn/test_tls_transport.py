@@ -135,3 +135,11 @@ def test_a_file_answer_over_tls_is_corked_until_it_is_all_sent(
         loop_thread.run(transport.abort)
         client.close()
         probe.close()
+
+
+def test_handshake_failure_reasons_are_slugs_like_the_others() -> None:
+    from reactor.conn.tls import _os_reason, _ssl_reason
+    assert _ssl_reason(ssl.SSLError("closed before TLS handshake with data in recv buffer.")
+                       ) == "closed-before-tls-handshake-with-data-in-recv-buffer"
+    assert _os_reason(OSError(113, "No route to host")) == "no-route-to-host"
+    assert _os_reason(ConnectionResetError()) == "connection-reset"
