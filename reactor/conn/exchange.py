@@ -45,13 +45,15 @@ _STATUS_200 = status_line(200)
 # A 200 whose bytes body is at most this long takes `_respond_small` (tests set it to -1 to
 # compare that path with the general one byte for byte).
 _FUSED_MAX = _COPY_BODY_MAX
+# What the access log records for a request whose client left before its answer.
+_CLIENT_CLOSED = Response(499)
 
 
 class Exchange(AccessRecord):
     """The per-request state of an `HttpConnection`, and, once answered, the record the
     access log reads (`response` and `bytes_out` are set then): one object per request."""
 
-    __slots__ = ("body", "conn", "dispatch", "head", "started", "stream_response",
+    __slots__ = ("answered", "body", "conn", "dispatch", "head", "started", "stream_response",
                  "stream_sent", "streamer", "upload")
 
     def __init__(self, conn: HttpConnection, head: RequestHead, request: Request,
@@ -71,6 +73,7 @@ class Exchange(AccessRecord):
         self.streamer: BodyStreamer | None = None
         self.stream_sent = 0  # bytes of a streamed answer handed to the transport, less drops
         self.stream_response: Response | None = None  # a stream under way: logged if cut
+        self.answered = False  # a response is being written (or was)
 
     # ---- the request body ---------------------------------------------------------------
     def begin(self) -> bool:
@@ -191,6 +194,7 @@ class Exchange(AccessRecord):
     # ---- the response -------------------------------------------------------------------
     def respond(self, response: Response) -> None:
         """Frame and queue the response, then hand the connection back."""
+        self.answered = True
         conn = self.conn
         head = self.head
         transport = conn.transport
@@ -268,6 +272,7 @@ class Exchange(AccessRecord):
     def _respond_small(self, response: Response, body: bytes) -> None:
         """`respond` for the common answer, a 200 with a small bytes body: the same framing,
         head, write and log record, without the general path's body-kind branches."""
+        self.answered = True
         conn = self.conn
         head = self.head
         transport = conn.transport
@@ -391,6 +396,16 @@ class Exchange(AccessRecord):
             self.streamer.cancel()
             self.streamer = None
             self._log_cut_stream()
+        elif self.conn.busy and not self.answered:
+            self._log_abandoned()
+
+    def _log_abandoned(self) -> None:
+        """The client left while the app worked on its request: the access line all the
+        same, status 499 ("client closed request", as nginx logs it), nothing sent."""
+        self.answered = True
+        self.response = _CLIENT_CLOSED
+        self.bytes_out = 0
+        self.conn.response_sent(self, self.started)
 
     def pause(self) -> None:
         if self.streamer is not None:

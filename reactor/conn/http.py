@@ -117,6 +117,8 @@ class HttpConnection:
         self._close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.closing and not self.busy and self.parser.in_message:
+            self._log_rejected(499, "client-abort")  # gone mid-head or mid-body (a reset)
         self.closing = True
         if self._exchange is not None:
             self._exchange.cancel()

@@ -8,6 +8,7 @@ import re
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 
@@ -19,7 +20,9 @@ from tests.conftest import (
     EVENT_WAIT_S,
     RAW_TIMEOUT_S,
     RawClient,
+    fetch,
     on_loop,
+    read_log,
     request_bytes,
     start_server,
     wait_for_log,
@@ -747,3 +750,41 @@ def test_a_broken_body_is_answered_under_the_requests_own_id(running_server):
         assert (response.status, response.header("x-request-id")) == (400, "body-1")
     line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
     assert (line["reason"], line["request_id"]) == ("invalid-chunk-size", "body-1")
+
+
+def _reset(client: RawClient) -> None:
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+
+
+def test_a_request_abandoned_while_the_app_works_is_logged_499(running_server):
+    """nginx's 499 "client closed request": the request reached the app, the client left
+    before the answer; without it the access log had no line for the request at all."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow(_request):  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(10)
+        return Response(200, [], b"too late")
+
+    running_server.server.http.app.router.get("/slow", slow, blocking=True)
+    client = RawClient.to(running_server)
+    client.send(request_bytes("GET", "/slow?x=1", {"X-Request-ID": "gone-1"}))
+    assert started.wait(5)
+    _reset(client)
+    [line] = wait_for_log(running_server.access_log, lambda r: r.get("path") == "/slow")
+    assert (line["event"], line["status"], line["bytes_out"]) == ("request", 499, 0)
+    assert (line["request_id"], line["query"]) == ("gone-1", "x=1")
+    release.set()
+    assert fetch(running_server, "GET", "/echo/after")[2] == b"after"
+    lines = [r for r in read_log(running_server.access_log) if r.get("path") == "/slow"]
+    assert len(lines) == 1  # the late answer adds nothing
+
+
+def test_a_reset_mid_body_is_logged_as_a_client_abort(running_server):
+    client = RawClient.to(running_server)
+    client.send(b"POST /files/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf")
+    time.sleep(0.2)  # the head is read and the body started
+    _reset(client)
+    [line] = wait_for_log(running_server.access_log, lambda r: r.get("event") == "rejected")
+    assert (line["status"], line["reason"], line["path"]) == (499, "client-abort", "/files/x")
