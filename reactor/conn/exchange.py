@@ -47,6 +47,7 @@ _STATUS_200 = status_line(200)
 _FUSED_MAX = _COPY_BODY_MAX
 # What the access log records for a request whose client left before its answer.
 _CLIENT_CLOSED = Response(499)
+_SERVER_GAVE_UP = Response(503)
 
 
 class Exchange(AccessRecord):
@@ -387,8 +388,10 @@ class Exchange(AccessRecord):
             "method": request.method, "path": request.path})
 
     # ---- the peer is gone -----------------------------------------------------------------
-    def cancel(self) -> None:
-        """No more body will be read and no response written: release what is held."""
+    def cancel(self, *, dropped_by_us: bool = False) -> None:
+        """No more body will be read and no response written: release what is held.
+        A request the app was working on is logged 499 (the client left) or, when the
+        server dropped the connection itself (`dropped_by_us`: a stop's deadline), 503."""
         if self.upload is not None:
             self.upload.abort()
             self.upload = None
@@ -397,13 +400,14 @@ class Exchange(AccessRecord):
             self.streamer = None
             self._log_cut_stream()
         elif self.conn.busy and not self.answered:
-            self._log_abandoned()
+            self._log_abandoned(_SERVER_GAVE_UP if dropped_by_us else _CLIENT_CLOSED)
 
-    def _log_abandoned(self) -> None:
-        """The client left while the app worked on its request: the access line all the
-        same, status 499 ("client closed request", as nginx logs it), nothing sent."""
+    def _log_abandoned(self, response: Response) -> None:
+        """No answer will go out for a request the app was working on: the access line all
+        the same, nothing sent, status 499 when the client left ("client closed request",
+        as nginx logs it), 503 when the server gave up on it."""
         self.answered = True
-        self.response = _CLIENT_CLOSED
+        self.response = response
         self.bytes_out = 0
         self.conn.response_sent(self, self.started)
 

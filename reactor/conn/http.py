@@ -121,7 +121,8 @@ class HttpConnection:
             self._log_rejected(499, "client-abort")  # gone mid-head or mid-body (a reset)
         self.closing = True
         if self._exchange is not None:
-            self._exchange.cancel()
+            # no error: we dropped the connection ourselves (a stop's deadline), not the peer
+            self._exchange.cancel(dropped_by_us=exc is None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

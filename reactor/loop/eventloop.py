@@ -292,15 +292,16 @@ class EventLoop:
         except Exception:
             _print_exception(context, exc)
 
-    def close(self) -> None:
-        """Join the pool, then run what it handed back and anything still scheduled.
+    def close(self, *, pool_wait_s: float = 5.0) -> None:
+        """Join the pool (at most `pool_wait_s`: a job stuck longer is left to its daemon
+        thread), then run what it handed back and anything still scheduled.
 
         After the loop stopped, pool results arrive with no loop to deliver them; a result
         may be what finishes a clean-up (an upload aborted while one of its writes ran
         schedules its abort from that write's callback), so they run here, on the stopping
         thread, with the pool now running jobs inline.
         """
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, timeout_s=pool_wait_s)
         for _ in range(_CLOSE_DRAIN_ROUNDS):  # a callback may schedule another; not forever
             if not self._threadsafe and not self._ready:
                 break

@@ -88,6 +88,8 @@ def server_name(config: Config) -> bytes:
     return SERVER_NAME if config.server.tokens else b"reactor"
 STATUS_INTERVAL_S = 2.0
 """How often STATUS= (connections, requests served) is refreshed under systemd."""
+POOL_GRACE_S = 0.5
+"""After a stop's deadline, how long pool threads still get to finish (clean-ups)."""
 FILE_CACHE_SWEEP_S = 1.0
 """How often the static open-file caches close entries past their 1 s validity."""
 
@@ -475,7 +477,9 @@ class Server:
             steps.callback(lambda: self.log.close())  # the log in force at the end
             # "stopped" comes last: every abort has run and its log lines are in
             steps.callback(self._log_stopped)
-            steps.callback(self.loop.close)  # runs queued clean-up, joins the pool threads
+            # runs queued clean-up, joins the pool threads: past a stop's deadline only
+            # briefly (handlers stuck in the pool must not stretch shutdown_s by seconds)
+            steps.callback(lambda: self.loop.close(pool_wait_s=self._pool_wait_s()))
             # whatever way the loop ended, no connection outlives it: their uploads abort
             steps.callback(self.http.abort_connections)
             steps.callback(self.listeners.close)
@@ -483,6 +487,14 @@ class Server:
             for timer in self._timers:
                 steps.callback(timer.cancel)
             steps.callback(self._remove_signals)
+
+    def _pool_wait_s(self) -> float:
+        """How long the pool's threads may take to finish at exit: what is left of the stop's
+        deadline (at least POOL_GRACE_S, for upload clean-ups queued by the final aborts),
+        at most the pool's own default."""
+        if self._stop_deadline is None:
+            return 5.0
+        return min(5.0, max(POOL_GRACE_S, self._stop_deadline - time.monotonic()))
 
     def _log_stopped(self) -> None:
         self.log.info("stopped", requests=self.http.requests_served,

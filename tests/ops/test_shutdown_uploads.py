@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tests.ops.serverproc import (
     Client,
     ServeProcess,
     base_config,
+    read_json_lines,
     request_bytes,
     wait_until,
     write_config,
@@ -111,3 +113,44 @@ def test_sighup_with_workers_removes_the_old_workers_upload_temp_file(
     assert temp_files(files_dir) == []
     server.send_signal(signal.SIGTERM)
     assert server.wait() == 0
+
+
+STUCK_APP = '''
+import threading
+from reactor import App, Response
+
+app = App()
+never = threading.Event()
+
+@app.get("/stuck")
+def stuck(request):
+    never.wait()  # a handler that never returns
+    return Response.text("unreachable")
+'''
+
+
+@pytest.mark.expect_log("shutdown-timeout")
+def test_a_handler_stuck_in_the_pool_does_not_stretch_the_stop(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    """timeouts.shutdown_s bounds the stop: the pool's threads got 5 s more after it (a
+    systemd TimeoutStopSec sized from the setting would SIGKILL). The request the server
+    gave up on is logged 503 (not 499: the client did not leave)."""
+    (tmp_path / "stuckapp.py").write_text(STUCK_APP)
+    sections = base_config(tmp_path, timeouts={"shutdown_s": 1},
+                           app={"native": "stuckapp:app", "path": [str(tmp_path)]})
+    process = ServeProcess(["--config", str(write_config(tmp_path / "reactor.toml", sections))],
+                           cwd=tmp_path)
+    started.append(process)
+    client = Client(process.port)
+    try:
+        client.send(request_bytes("GET", "/stuck"))
+        time.sleep(0.3)  # the handler is running in the pool
+        stop_sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+        # shutdown_s (1) + the pool's grace (0.5) + exiting; it was 1 + 5 + exiting
+        assert time.monotonic() - stop_sent < 4.0
+    finally:
+        client.close()
+    [line] = [x for x in read_json_lines(tmp_path / "access.log") if x.get("path") == "/stuck"]
+    assert (line["status"], line["bytes_out"]) == (503, 0)
