@@ -88,7 +88,7 @@ class Listener:
     """Accepts connections on one listening socket and hands them to `on_accept`."""
 
     __slots__ = ("_loop", "_next_report", "_nodelay_each", "_on_accept", "_paused_timer",
-                 "_pauses", "options", "sock")
+                 "_pauses", "_report_timer", "options", "sock")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, on_accept: AcceptCallback,
                  options: ListenerOptions | None = None) -> None:
@@ -99,6 +99,7 @@ class Listener:
         self._paused_timer: TimerHandle | None = None
         self._pauses = 0  # back-offs not yet reported
         self._next_report = 0.0
+        self._report_timer: TimerHandle | None = None  # the window's closing report
         # Whether each accepted socket needs its own TCP_NODELAY: not when it inherits the
         # listener's, and never for a unix socket (no Nagle there).
         self._nodelay_each = sock.family in _TCP
@@ -126,6 +127,9 @@ class Listener:
     def close(self) -> None:
         if self.sock.fileno() < 0:
             return  # already closed
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
         self.stop()
         self.sock.close()
 
@@ -157,10 +161,20 @@ class Listener:
         loop.remove_reader(self.sock)
         self._paused_timer = loop.call_later(EMFILE_BACKOFF_S, self._resume)
         self._pauses += 1
-        now = loop.time()
-        if now < self._next_report:
+        if loop.time() >= self._next_report:
+            self._report_pauses(code)
+        elif self._report_timer is None:
+            # back-offs within the window are told when it ends, not with the next episode
+            self._report_timer = loop.call_at(self._next_report, self._report_pauses, code)
+
+    def _report_pauses(self, code: int) -> None:
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        if not self._pauses:
             return
-        self._next_report = now + PAUSED_REPORT_INTERVAL_S
+        loop = self._loop
+        self._next_report = loop.time() + PAUSED_REPORT_INTERVAL_S
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         loop.report("accept-paused", {
             "errno": errno.errorcode.get(code, str(code)), "open_files_limit": soft,

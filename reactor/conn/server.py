@@ -21,7 +21,7 @@ from reactor.conn.shared import HttpSettings, RequestLog
 from reactor.conn.tls import TlsContexts, TlsTransport
 from reactor.conn.transport import SocketTransport
 from reactor.conn.ws import WebSocketSettings, upgrade_response
-from reactor.loop import EventLoop
+from reactor.loop import EventLoop, TimerHandle
 from reactor.proto import response_head
 
 # At the connection limit, how many live connections to look at for an idle keep-alive one
@@ -64,6 +64,7 @@ class HttpServer:
         # warning may come.
         self._limit_reported = (0, 0)
         self._next_limit_report = 0.0
+        self._limit_timer: TimerHandle | None = None  # the window's closing report
 
     def set_server_name(self, server_name: bytes) -> None:
         """The `Server` field value from now on (a reload turning version tokens off)."""
@@ -178,16 +179,28 @@ class HttpServer:
         what the two counters gained since the last warning."""
         counters = self.counters
         counters[counter] = counters.get(counter, 0) + 1
-        now = self.loop.time()
-        if now >= self._next_limit_report:
-            self._next_limit_report = now + _LIMIT_REPORT_S
-            reused, shed = counters.get(_REUSED, 0), counters.get(_SHED, 0)
-            last_reused, last_shed = self._limit_reported
-            self._limit_reported = (reused, shed)
-            self.loop.report("connection-limit-reached", {
-                "max_connections": self.max_connections, "idle_closed": reused - last_reused,
-                "refused_503": shed - last_shed,
-                "message": "raise server.max_connections, or add workers"})
+        if self.loop.time() >= self._next_limit_report:
+            self._report_limit()
+        elif self._limit_timer is None:
+            # what happens within the window is told when it ends, not at the next event
+            # (which may come much later, or never)
+            self._limit_timer = self.loop.call_at(self._next_limit_report, self._report_limit)
+
+    def _report_limit(self) -> None:
+        if self._limit_timer is not None:
+            self._limit_timer.cancel()
+            self._limit_timer = None
+        counters = self.counters
+        reused, shed = counters.get(_REUSED, 0), counters.get(_SHED, 0)
+        last_reused, last_shed = self._limit_reported
+        if (reused, shed) == (last_reused, last_shed):
+            return
+        self._next_limit_report = self.loop.time() + _LIMIT_REPORT_S
+        self._limit_reported = (reused, shed)
+        self.loop.report("connection-limit-reached", {
+            "max_connections": self.max_connections, "idle_closed": reused - last_reused,
+            "refused_503": shed - last_shed,
+            "message": "raise server.max_connections, or add workers"})
 
     def _report_rejected(self, fields: dict[str, Any]) -> None:
         self.log.rejected(fields)  # the log in force now (a reload replaces it)

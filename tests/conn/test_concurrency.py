@@ -229,3 +229,32 @@ def test_the_connection_limit_warning_comes_once_per_10_s_with_what_happened_sin
         assert server.counters["connections_shed_total"] == 4
     finally:
         loop.close()
+
+
+def test_what_happens_within_the_window_is_told_when_it_ends():
+    # Without another event after the window (the burst is over), the warning still comes:
+    # it used to wait for the next shed, maybe hours later, and then mix the two bursts.
+    loop = EventLoop()
+    now = [100.0]
+    loop.time = lambda: now[0]  # type: ignore[method-assign]
+    reports: list[tuple[str, dict]] = []
+    loop.set_report_handler(lambda event, fields: reports.append((event, fields)))
+    server = HttpServer(loop, lambda request: Response(200), RecordingLog(), max_connections=0)
+
+    def shed_one() -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            server.accept(ours, ("127.0.0.1", 1))
+            assert theirs.recv(4096).startswith(b"HTTP/1.1 503 ")
+    try:
+        for _ in range(3):
+            shed_one()
+        assert [fields["refused_503"] for _, fields in reports] == [1]
+        now[0] += 10.0
+        loop._run_once()  # the window's timer is due: no new event needed
+        assert [fields["refused_503"] for _, fields in reports] == [1, 2]
+        now[0] += 20.0
+        loop._run_once()  # nothing new: nothing said
+        assert len(reports) == 2
+    finally:
+        loop.close()
