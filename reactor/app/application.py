@@ -182,8 +182,9 @@ class App:
         return chain
 
     def report_storage(self, event: str, fields: dict[str, Any]) -> None:
-        """An upload's expected file-system failure (full, read-only, forbidden): one line
-        through `on_error`, no traceback (standard error without a server)."""
+        """An upload's expected file-system failure (full, read-only, forbidden) or a resource
+        shortage: one line through `on_error`, no traceback (standard error without a
+        server)."""
         if self.on_error is not None:
             self.on_error(event, None, fields)
         else:
@@ -191,9 +192,14 @@ class App:
 
     def failed(self, request: Request, exc: Exception) -> Response:
         """The answer to an exception from handler or middleware, logged once via on_error
-        (the caller re-raises instead when there is no on_error)."""
+        (the caller re-raises instead when there is no on_error); a resource shortage is a
+        503 with one line and no traceback (`handlers.unavailable`)."""
         if isinstance(exc, HTTPError | MissingKey):
             return exc.response()
+        if handlers.is_shortage(exc):
+            # out of fds or memory (a static file, `Response.file`, a form's spool, the
+            # handler's own open): the server's temporary state, not a bug -- 503, one line
+            return handlers.unavailable(exc, exc.filename, request, self.report_storage)
         assert self.on_error is not None
         self.on_error("handler-error", exc, {
             "request_id": request.request_id, "conn_id": request.conn_id,
@@ -323,7 +329,8 @@ class RouteDispatch:
         if found.kwargs and found.blocking:
             length = request.headers.get(b"content-length")
             if length is None or int(length) > self.app.spool_bytes:
-                return SpoolThenRun(request, self.app.spool_bytes, self._run_spooled)
+                return SpoolThenRun(request, self.app.spool_bytes, self._run_spooled,
+                                    self.app.report_storage)
         return None
 
     def respond(self) -> Response | Offload:

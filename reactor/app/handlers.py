@@ -8,7 +8,7 @@ import secrets
 import stat
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from reactor.app.types import (
     FileBody,
@@ -42,6 +42,11 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
 _STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # 507
 _FORBIDDEN = frozenset({errno.EACCES, errno.EPERM})  # 403
 _FILE_SYSTEM_ERRORS = _STORAGE_FULL | _FORBIDDEN | {errno.EROFS}  # EROFS: 500
+SHORTAGE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+"""OS errors meaning the server is short of a resource right now -- its fd table (EMFILE),
+the system's file table (ENFILE), kernel memory (ENOMEM) -- rather than a fault of the
+request or the code: answered by `unavailable` (503, one line, no traceback), since a
+traceback per request is an error storm exactly when the server can least afford one."""
 
 StorageReporter = Callable[[str, dict[str, Any]], None]
 """`(event, fields)`: where uploads report an expected file-system failure (one line, no
@@ -106,6 +111,8 @@ class FilesHandler:
         except OSError as exc:
             if exc.errno in _NOT_FOUND_ERRNOS:
                 return _not_found()
+            if exc.errno in SHORTAGE_ERRNOS:
+                return unavailable(exc, path, request, self.report)
             raise
         try:
             info = os.fstat(fd)
@@ -362,9 +369,12 @@ class _FilesUpload(FileUpload):
 def file_system_error(exc: OSError, path: str | None, request: Request, event: str,
                       report: StorageReporter) -> Response:
     """The answer to an expected OS error of a write (full, read-only, forbidden), after one
-    `event` line naming path and errno (through `report`). Anything else is a fault:
-    re-raised, for the traceback. Call it inside the `except` block."""
+    `event` line naming path and errno (through `report`); a resource shortage is
+    `unavailable`'s 503. Anything else is a fault: re-raised, for the traceback. Call it
+    inside the `except` block."""
     code = exc.errno
+    if code in SHORTAGE_ERRNOS:
+        return unavailable(exc, path, request, report)
     if code not in _FILE_SYSTEM_ERRORS:
         raise exc
     report(event, {
@@ -375,6 +385,27 @@ def file_system_error(exc: OSError, path: str | None, request: Request, event: s
     if code in _FORBIDDEN:
         return text_response(403, "Forbidden\n")
     return internal_error(request)
+
+
+def is_shortage(exc: BaseException) -> TypeGuard[OSError]:
+    """`exc` is an OSError of a resource shortage (`SHORTAGE_ERRNOS`)."""
+    return isinstance(exc, OSError) and exc.errno in SHORTAGE_ERRNOS
+
+
+def unavailable(exc: OSError, path: str | bytes | int | None, request: Request,
+                report: StorageReporter) -> Response:
+    """The answer to a resource shortage (`is_shortage(exc)`): one `resource-shortage` line
+    naming `path` (what needed the fd or memory; None: unknown) and the errno, through
+    `report`, then 503 with `Retry-After: 1`: the condition is the server's and usually
+    passes within a second (connections close, cache entries expire), so the client may
+    retry; a 500 would call it a fault."""
+    code = exc.errno
+    assert code is not None
+    report("resource-shortage", {
+        "path": os.fsdecode(path) if isinstance(path, str | bytes) else None,
+        "errno": errno.errorcode.get(code, str(code)), "reason": exc.strerror,
+        "request_id": request.request_id, "method": request.method, "target": request.path})
+    return text_response(503, "Service Unavailable\n", [(b"Retry-After", b"1")])
 
 
 def _create_temp(dir_fd: int) -> tuple[int, str]:

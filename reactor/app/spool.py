@@ -10,19 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from reactor.app.handlers import StorageReporter, is_shortage, print_error, unavailable
 from reactor.app.request import Spool
-from reactor.app.types import Request, Response, StreamBody, Upload
+from reactor.app.types import Request, Response, StreamBody, Upload, UploadRefused
 
 
 class SpoolThenRun(Upload):
     """Spool the body of `request` (memory up to `limit` bytes, then disk), then `run()` —
     on the worker that finishes the upload — with it in `request.body` (small) or
-    `request.body_file` (spooled)."""
+    `request.body_file` (spooled). Out of fds or memory for the spool file, the body is
+    refused at once with `handlers.unavailable`'s 503, reported through `report`."""
 
-    def __init__(self, request: Request, limit: int, run: Callable[[], Response]) -> None:
+    def __init__(self, request: Request, limit: int, run: Callable[[], Response],
+                 report: StorageReporter = print_error) -> None:
         self.request = request
         self.limit = limit
         self.run = run
+        self.report = report
         self.spool: Spool | None = None
 
     def start(self) -> Response | None:
@@ -31,7 +35,15 @@ class SpoolThenRun(Upload):
 
     def write(self, chunk: bytes) -> None:
         assert self.spool is not None
-        self.spool.write(chunk)
+        try:
+            self.spool.write(chunk)
+        except OSError as exc:
+            if not is_shortage(exc):
+                raise
+            # the temporary file could not be made (EMFILE): answer now, the rest of the
+            # body unread; `abort` closes the spool, and an unnamed file leaves nothing
+            raise UploadRefused(
+                unavailable(exc, "request body spool", self.request, self.report)) from None
 
     def finish(self) -> Response:
         spool, self.spool = self.spool, None

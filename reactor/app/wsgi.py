@@ -14,7 +14,8 @@ The iterable's `close()` is always called: at once for a bytes or file body, els
 `StreamBody` when the body is done with (sent, failed, or the client went away).
 `write()` pieces are kept in order in front of the iterable's pieces. What the app writes to
 `wsgi.errors` goes to the error log (event "wsgi-errors", one per flush). An exception
-before the head is committed is a 500 naming the request id with one logged traceback;
+before the head is committed is a 500 naming the request id with one logged traceback (an
+OSError of a resource shortage, EMFILE say, a 503 with one line: `handlers.unavailable`);
 `start_response(..., exc_info)` after the head is committed re-raises, which aborts the
 response.
 """
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import unquote_to_bytes
 
+from reactor.app.handlers import is_shortage, print_error, unavailable
 from reactor.app.spool import SpoolThenRun
 from reactor.app.types import (
     FileBody,
@@ -65,6 +67,13 @@ class WsgiApp:
     def open(self, request: Request) -> WsgiDispatch:
         return WsgiDispatch(self, request)
 
+    def report(self, event: str, fields: dict[str, Any]) -> None:
+        """An expected failure (a resource shortage): one line, no traceback."""
+        if self.on_error is not None:
+            self.on_error(event, None, fields)
+        else:
+            print_error(event, fields)
+
 
 class WsgiDispatch:
     """One request through a `WsgiApp` (see the `Dispatch` protocol)."""
@@ -78,7 +87,7 @@ class WsgiDispatch:
     def begin(self) -> Upload | Response | None:
         length = self.request.headers.get(b"content-length")
         if length is None or int(length) > self.host.spool_bytes:
-            return SpoolThenRun(self.request, self.host.spool_bytes, self.run)
+            return SpoolThenRun(self.request, self.host.spool_bytes, self.run, self.host.report)
         return None
 
     def respond(self) -> Response | Offload:
@@ -97,6 +106,8 @@ class WsgiDispatch:
             call.errors.flush()
             if self.host.on_error is None:
                 raise
+            if is_shortage(exc):  # out of fds or memory: the server's state, not a bug
+                return unavailable(exc, exc.filename, request, self.host.report)
             self.host.on_error("handler-error", exc, {
                 "request_id": request.request_id, "conn_id": request.conn_id,
                 "method": request.method, "path": request.path})

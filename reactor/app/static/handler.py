@@ -11,12 +11,13 @@ which only finishes results of blocking routes, never sees these responses.
 
 from __future__ import annotations
 
+import os
 import stat
 from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_from_bytes
 
 from reactor.app.compression import CompressibleTypes, accepts_gzip, gzip_bytes
-from reactor.app.handlers import StorageReporter, print_error
+from reactor.app.handlers import SHORTAGE_ERRNOS, StorageReporter, print_error, unavailable
 from reactor.app.static import listing
 from reactor.app.static.conditional import field_list
 from reactor.app.static.files import FileServer
@@ -52,6 +53,7 @@ class StaticHandler:
         self.files = FileServer(mount, cache if cache is not None else GzipCache(),
                                 types=types if types is not None else CompressibleTypes(),
                                 gzip_enabled=gzip_enabled, level=level, min_size=min_size)
+        self.report = report
         self.writer = MountWriter(mount, self.files.cache, report) if mount.uploads else None
         self.allow = ALLOW_WRITES if mount.uploads else ALLOW
 
@@ -81,7 +83,17 @@ class StaticHandler:
         return self.writer.upload(request)
 
     def serve(self, request: Request, segments: list[str], slash: bool) -> Response:
-        """Blocking: open the target and answer for a file or a directory."""
+        """Blocking: open the target and answer for a file or a directory; out of fds (or
+        memory) on the way, the 503 of `handlers.unavailable`, naming the path asked for."""
+        try:
+            return self._serve(request, segments, slash)
+        except OSError as exc:
+            if exc.errno not in SHORTAGE_ERRNOS:
+                raise
+            return unavailable(exc, os.path.join(self.mount.root, *segments), request,
+                               self.report)
+
+    def _serve(self, request: Request, segments: list[str], slash: bool) -> Response:
         mount = self.mount
         opened = open_under(mount.root, segments, mount.symlinks)
         if opened is None:

@@ -36,7 +36,8 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY
 _DIR_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECTORY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
-# errnos that mean "no such servable file here"; anything else (EMFILE, EIO) is a real error.
+# errnos that mean "no such servable file here". Anything else is raised: a shortage (EMFILE)
+# for the handler to answer 503 (`handlers.unavailable`), a real error (EIO) as a fault.
 _MISSING = frozenset({
     errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENAMETOOLONG,
     errno.ENXIO, errno.EISDIR, errno.ENODEV, errno.EINVAL,
