@@ -9,21 +9,63 @@ rewritten, deleted or replaced by a rename fails this), then the body leaves by 
 of a `dup` of the fd. Anything else -- a stale or failed entry, a Range, a gzip answer -- goes
 the pool way, which opens the path anew and refreshes the entry. Path-level changes (a
 directory or link changed, a new file renamed over a hard-linked one) are seen once the
-entry is `valid_s` old. Bounded: at most `max_entries` fds; entries past `valid_s` are
-closed when next asked for, by a sweep every `_SWEEP_EVERY` lookups, and by `sweep_all()`,
-which the server calls on a timer: an idle server must not keep a deleted file's space
-allocated (nginx's cache expires only on lookups; this one is on by default).
+entry is `valid_s` old. Entries past `valid_s` are closed when next asked for, by a sweep
+every `_SWEEP_EVERY` lookups, and by `sweep_all()`, which the server calls on a timer: an
+idle server must not keep a deleted file's space allocated (nginx's cache expires only on
+lookups; this one is on by default).
+
+Bounded by the process's fd limit, since every entry holds an fd the connections, uploads
+and spools need too (nginx's `open_file_cache` is off unless sized; this one is on, so it
+must be conservative): at most `default_max_entries()` fds per cache, and no new entry while
+the process is short of fds -- when the dup lands in the top quarter of the fd table, or for
+`valid_s` after an EMFILE (`short_of_fds`). Entries are only closed on the loop, so a
+shortage is relieved by expiry (within `valid_s`, by the timer), not by a worker.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
+import sys
 import time
 import weakref
 
 _CACHE_VALID_S = 1.0
-_CACHE_MAX = 256  # open fds held per mount at most (each one counts against RLIMIT_NOFILE)
+_CACHE_MAX = 256  # open fds held per mount at most, whatever the fd limit
+# ...and at most this share of RLIMIT_NOFILE: 1/16 keeps the caches of four mounts (more than
+# most servers have) within a quarter of the table, the rest for connections and files in
+# flight; at the common limit of 1024 that is 64 per mount, at 256 it is 16, and from 4096
+# up it is _CACHE_MAX.
+_LIMIT_SHARE = 16
 _SWEEP_EVERY = 1024  # lookups between sweeps of entries past `valid_s`
+_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE})
+
+_soft_limit: list[int] = []
+_short_until = 0.0  # monotonic time until which no cache adds entries (see `short_of_fds`)
+
+
+def process_fd_limit() -> int:
+    """RLIMIT_NOFILE's soft limit (sys.maxsize for none), read once: reactor never changes
+    it, and a cache is made per mount and per app rebuild."""
+    if not _soft_limit:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _soft_limit.append(sys.maxsize if soft == resource.RLIM_INFINITY or soft < 0 else soft)
+    return _soft_limit[0]
+
+
+def default_max_entries(fd_limit: int | None = None) -> int:
+    """The fds one cache may hold: `_CACHE_MAX`, or 1/`_LIMIT_SHARE` of the fd limit."""
+    limit = process_fd_limit() if fd_limit is None else fd_limit
+    return min(_CACHE_MAX, limit // _LIMIT_SHARE)
+
+
+def short_of_fds(hold_s: float = _CACHE_VALID_S) -> None:
+    """From any thread: the process just ran out of fds (EMFILE) or memory; no cache adds an
+    entry for `hold_s`, while the ones it holds expire. A plain assignment: atomic under the
+    GIL."""
+    global _short_until
+    _short_until = time.monotonic() + hold_s
 
 
 class CachedFile:
@@ -53,10 +95,14 @@ class OpenFileCache:
     so an fd is never closed under the `dup` that reads it.
     """
 
-    def __init__(self, *, valid_s: float = _CACHE_VALID_S, max_entries: int = _CACHE_MAX
-                 ) -> None:
+    def __init__(self, *, valid_s: float = _CACHE_VALID_S, max_entries: int | None = None,
+                 fd_limit: int | None = None) -> None:
+        limit = process_fd_limit() if fd_limit is None else fd_limit
         self.valid_s = valid_s
-        self.max_entries = max_entries
+        self.max_entries = default_max_entries(limit) if max_entries is None else max_entries
+        # An fd is always the lowest free number, so a dup numbered here or above means
+        # three quarters of the table are in use: too short of fds to keep one idle.
+        self.crowded_fd = limit - limit // 4
         self._entries: dict[tuple[str, ...], CachedFile] = {}
         self._lookups = 0
         self.hits = 0  # answers given from the cache (tests, curiosity)
@@ -67,11 +113,24 @@ class OpenFileCache:
 
     def put(self, key: tuple[str, ...], fd: int, info: os.stat_result) -> None:
         """In a worker: remember a dup of `fd` (a regular file just opened safely) for `key`,
-        unless it has an entry already or the cache is full."""
+        unless it has an entry already, the cache is full or the process short of fds."""
         entries = self._entries
         if key in entries or len(entries) >= self.max_entries or self.valid_s <= 0:
             return
-        entry = CachedFile(os.dup(fd), info, time.monotonic())
+        now = time.monotonic()
+        if now < _short_until:
+            return
+        try:
+            copy = os.dup(fd)
+        except OSError as exc:
+            if exc.errno not in _SHORTAGE:
+                raise
+            short_of_fds()  # the file is served all the same, uncached
+            return
+        if copy >= self.crowded_fd:
+            os.close(copy)
+            return
+        entry = CachedFile(copy, info, now)
         if entries.setdefault(key, entry) is not entry:
             os.close(entry.fd)  # another worker was first
 
@@ -95,8 +154,14 @@ class OpenFileCache:
                 or info.st_mtime_ns != entry.mtime_ns or info.st_ino != entry.ino):
             self._drop(key, entry)
             return None
+        try:
+            copy = os.dup(entry.fd)
+        except OSError as exc:
+            if exc.errno not in _SHORTAGE:
+                raise
+            return None  # the pool path answers it (a 503 if it cannot open the file either)
         self.hits += 1
-        return os.dup(entry.fd), info, entry
+        return copy, info, entry
 
     def sweep(self) -> None:
         """On the loop: close the entries past `valid_s` (a deleted file's space is

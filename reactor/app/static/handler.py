@@ -20,6 +20,7 @@ from reactor.app.compression import CompressibleTypes, accepts_gzip, gzip_bytes
 from reactor.app.handlers import SHORTAGE_ERRNOS, StorageReporter, print_error, unavailable
 from reactor.app.static import listing
 from reactor.app.static.conditional import field_list
+from reactor.app.static.filecache import short_of_fds
 from reactor.app.static.files import FileServer
 from reactor.app.static.gzcache import GzipCache
 from reactor.app.static.paths import Opened, clean_segments, open_under
@@ -90,6 +91,7 @@ class StaticHandler:
         except OSError as exc:
             if exc.errno not in SHORTAGE_ERRNOS:
                 raise
+            short_of_fds()  # no open-file cache entries while it lasts
             return unavailable(exc, os.path.join(self.mount.root, *segments), request,
                                self.report)
 
