@@ -168,6 +168,13 @@ class Detached:
         os.close(self._pipe_fd)
         self._pipe_fd = -1
 
+    def forget(self) -> None:
+        """In a forked worker: close our copy of the pipe without a word (the master
+        reports; a worker holding the write end kept the terminal waiting for EOF)."""
+        if self._pipe_fd >= 0:
+            os.close(self._pipe_fd)
+            self._pipe_fd = -1
+
     def close(self) -> None:
         """At exit: close the pipe if still open, then the context (removes the pid file)."""
         self._report(b"")
@@ -222,8 +229,10 @@ def _await_daemon(read_fd: int, child: int) -> int:
 
 
 def _read_report(read_fd: int, deadline: float) -> str:
+    """The daemon's report: its first line, or "" if the pipe closed without one. Not
+    EOF: whatever the daemon forked (its workers) may still hold the pipe's write end."""
     data = b""
-    while True:
+    while b"\n" not in data:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return "timeout"
@@ -235,8 +244,9 @@ def _read_report(read_fd: int, deadline: float) -> str:
         except InterruptedError:
             continue
         if not chunk:
-            return data.decode("utf-8", "replace").strip()
+            break
         data += chunk
+    return data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
 
 
 # --- privileges ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,26 @@ def test_daemon_detaches_serves_refuses_a_second_start_and_cleans_up(
     assert error_events(tmp_path, "stopped")[0]["exit_code"] == 0
     assert [line["path"] for line in read_json_lines(tmp_path / "access.log")] == [
         "/echo/daemon", "/echo/still"]
+
+
+def test_daemon_with_workers_reports_ready_at_once_and_its_workers_stop_with_it(
+        tmp_path: Path, daemons: list[int]) -> None:
+    """The forked workers must not keep the terminal waiting (they used to inherit the
+    start-up pipe's write end, and the terminal waited for EOF: failure after 60 s)."""
+    config = daemon_config(tmp_path, server={"workers": 2})
+    started = time.monotonic()
+    result = start_daemon(tmp_path, config)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert time.monotonic() - started < 10
+    pid = int((tmp_path / "reactor.pid").read_text())
+    daemons.append(pid)
+    workers = error_events(tmp_path, "workers-started")[0]["pids"]
+    daemons.extend(workers)
+    port = error_events(tmp_path, "listening")[0]["port"]
+    assert get(port, "/echo/workers").body == b"workers"
+    stop_daemon(pid)
+    assert not any(process_alive(worker) for worker in workers)
+    assert not (tmp_path / "reactor.pid").exists()
 
 
 def test_daemon_reloads_relative_paths_against_the_start_up_directory(
