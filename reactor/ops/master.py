@@ -1,12 +1,16 @@
 """The master process: binds once, forks N single-threaded workers, supervises them.
 
 Strategy: the master binds one `SO_REUSEPORT` socket per worker slot and per address (so
-the kernel spreads connections evenly and a bind error reaches the terminal), forks a worker
-per slot, and then only waits for signals with `sigtimedwait` — it never serves. A worker
-that dies is replaced on the same slot sockets, so connections queued on them survive. TERM
-and INT are forwarded (each worker stops gracefully) and awaited; USR1 is forwarded; HUP
-re-reads the config and replaces the workers one at a time, each new worker reporting ready
-on a pipe before its predecessor is told to stop.
+the kernel spreads connections evenly and a bind error reaches the terminal) and each slot's
+/metrics socket, forks a worker per slot, and then only waits for signals with
+`sigtimedwait` -- it never serves. Each worker reports on a pipe that it serves, or why it
+cannot (reactor.ops.workerlink); a worker that fails at start-up fails `reactor serve` with
+its reason. A worker that dies later is replaced on the same slot sockets (so connections
+queued on them survive), after a back-off that doubles while it keeps dying right away.
+TERM, INT and QUIT stop the workers gracefully and wait for them; USR1 reopens the master's
+log and is forwarded; HUP re-reads the config, starts a full set of new workers with it, and
+only once every one of them serves stops the old ones -- or, if one cannot start, stops the
+new ones and keeps the old configuration (`reload-failed`, with the worker's reason).
 """
 
 from __future__ import annotations
@@ -18,26 +22,41 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from reactor.conn.listener import bind_tcp
+from reactor.ops.assembly import bind_metrics
+from reactor.ops.daemon import is_stream_target
+from reactor.ops.kinds import parse_listen
+from reactor.ops.listeners import ListenError
+from reactor.ops.server import LogOpenError, ServerLog, open_log
 from reactor.ops.settings import SETTINGS, Config, Reload, ServerConfig, listener_options
 from reactor.ops.systemd import Notifier
+from reactor.ops.workerlink import WorkerLink, leftover_reason, read_report, reason_of
 
-WorkerMain = Callable[[Config, "Slot", Callable[[], None]], int]
-MasterLog = Callable[..., None]
-"""`log(event, level="info", **fields)`: one line of the master's error log."""
+WorkerMain = Callable[[Config, "Slot", WorkerLink], int]
 
-_HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+_HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+            signal.SIGUSR1)
+_STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # QUIT: graceful, as nginx's
 READY_TIMEOUT_S = 15.0
-# A worker that dies sooner than this after starting is crashing: wait before the next try.
+# A worker that dies sooner than this after starting (or before it serves) is crashing: wait
+# before the next try, twice as long each time it happens again in a row, up to the maximum.
 CRASH_WINDOW_S = 1.0
 CRASH_BACKOFF_S = 1.0
-# Restart-only in one process, but every reload starts fresh workers, which read them anew.
-_PER_WORKER = frozenset({"server.pool_threads"})
+MAX_BACKOFF_S = 30.0
+# Restart-only in one process, but every reload starts fresh workers, which read them anew
+# (metrics.listen: the master binds the new addresses, the new workers serve them).
+_PER_WORKER = frozenset({"server.pool_threads", "metrics.listen"})
+RELOAD_COUNTERS = ("reloads_total", "reload_failures_total")
 
 
 Slot = tuple[list[socket.socket], dict[str, socket.socket]]
 """One worker's listening sockets: (socket-activated sockets, {address: bound socket})."""
+
+
+class WorkerStartError(Exception):
+    """A worker could not start at start-up; str() is its one-line reason."""
 
 
 def make_slots(activated: list[socket.socket], bound: dict[str, socket.socket],
@@ -68,94 +87,238 @@ def close_slots(slots: list[Slot]) -> None:
                 sock.close()
 
 
+MetricsSockets = list[socket.socket | None]
+
+
+def bind_worker_metrics(config: Config, workers: int,
+                        held: MetricsSockets | None = None) -> MetricsSockets:
+    """Each slot's /metrics socket (`metrics.listen`, port + slot), all or none; raises
+    ListenError.
+
+    The master binds them, once, like the listening sockets, and every generation of a
+    slot's worker inherits its slot's socket: a reload's new worker never races its
+    predecessor for the port (binding it itself, it finds it taken until the old worker
+    exits -- the bug this replaced), nothing needs retrying, and no SO_REUSEPORT mixes two
+    slots' figures behind one port; only during a reload's hand-over do a slot's old and
+    new worker both accept on it. A socket in `held` already on a wanted address is reused,
+    so a reload moving the ports by one does not collide with itself."""
+    if config.metrics.listen is None:
+        none: MetricsSockets = [None] * workers
+        return none
+    host, port = parse_listen(config.metrics.listen)
+    by_address = {sock.getsockname()[:2]: sock for sock in held or [] if sock is not None}
+    sockets: MetricsSockets = []
+    try:
+        for slot in range(workers):
+            reused = by_address.get((host, port + slot)) if port else None
+            sockets.append(reused if reused is not None else bind_metrics(config, slot))
+    except BaseException:
+        close_metrics(sockets, keep=held or [])
+        raise
+    return sockets
+
+
+def close_metrics(sockets: MetricsSockets, keep: MetricsSockets | None = None) -> None:
+    """Close the master's copy of `sockets`, except those also in `keep`."""
+    kept = {id(sock) for sock in keep or []}
+    for sock in sockets:
+        if sock is not None and id(sock) not in kept:
+            sock.close()
+
+
+class MasterLog:
+    """The master's own error log (`log(event, level="info", **fields)`): the log start-up
+    opened, reopened on USR1 like the workers', replaced by a reload that changes [log]."""
+
+    def __init__(self, log: ServerLog) -> None:
+        self.current = log
+
+    def __call__(self, event: str, level: str = "info", **fields: Any) -> None:
+        log = self.current
+        if level == "error":
+            log.error(event, None, fields)
+        elif level == "warning":
+            log.warning(event, **fields)
+        else:
+            log.info(event, **fields)
+        log.flush()  # nothing buffered may be inherited by a worker and written twice
+
+    def reopen(self) -> None:
+        """USR1: after logrotate moved the files, write to new files at the same paths."""
+        for sink in (self.current.access_sink, self.current.error_sink):
+            try:
+                sink.reopen()
+            except OSError as exc:
+                self("logs-reopen-failed", "error", reason=f"{sink.target}: {exc.strerror}")
+                return
+        self("logs-reopened")
+
+    def stage(self, old: Config, new: Config) -> ServerLog | None:
+        """The log `new` names, opened if [log] changed (else None); raises LogOpenError."""
+        return open_log(new) if new.log != old.log else None
+
+    def commit(self, staged: ServerLog | None) -> None:
+        if staged is not None:
+            previous, self.current = self.current, staged
+            previous.close()
+
+    def close(self) -> None:
+        self.current.close()
+
+
 class Worker:
-    """One forked worker: its pid, slot, start time and readiness pipe."""
+    """One forked worker: its pid, slot, start time and report pipe; `reason` is why it
+    did not start (None: it started, or is still starting)."""
 
-    __slots__ = ("pid", "ready_fd", "slot", "started")
+    __slots__ = ("pid", "reason", "report_fd", "slot", "started")
 
-    def __init__(self, pid: int, slot: int, ready_fd: int) -> None:
+    def __init__(self, pid: int, slot: int, report_fd: int) -> None:
         self.pid = pid
         self.slot = slot
-        self.ready_fd = ready_fd
+        self.report_fd = report_fd
         self.started = time.monotonic()
+        self.reason: str | None = None
+
+
+class ReloadRefused(Exception):
+    """The reload cannot be applied; str() is the reason (the old configuration stays)."""
+
+    def __init__(self, reason: str, **fields: Any) -> None:
+        super().__init__(reason)
+        self.fields = fields
 
 
 class Master:
-    """Supervises `len(slots)` workers running `worker_main(config, sockets, ready)`."""
+    """Supervises `len(slots)` workers running `worker_main(config, sockets, link)`."""
 
     def __init__(self, config: Config, slots: list[Slot], worker_main: WorkerMain,
-                 log: MasterLog, *, reload_config: Callable[[], Config] | None = None,
+                 log: MasterLog, *, metrics: MetricsSockets | None = None,
+                 reload_config: Callable[[], Config] | None = None,
                  on_ready: Callable[[], None] | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, daemonized: bool = False,
+                 in_child: Callable[[], None] | None = None) -> None:
         self.config = config
         self.slots = slots
+        self.metrics: MetricsSockets = (metrics if metrics is not None
+                                        else [None] * len(slots))
         self.worker_main = worker_main
         self.log = log
         self.reload_config = reload_config
         self.on_ready = on_ready
         self.notifier = notifier if notifier is not None else Notifier({})
+        self.daemonized = daemonized
+        self.in_child = in_child
+        """Run in each forked worker first (start-up closes what workers must not hold)."""
         self._next_ping = 0.0
         self.workers: dict[int, Worker] = {}
+        """Every live child by pid: current workers, and old ones a reload is retiring."""
+        self.current: dict[int, Worker] = {}
+        """The worker serving each slot (by slot number)."""
         self.stopping = False
+        self.counters = dict.fromkeys(RELOAD_COUNTERS, 0)
+        self._respawn_at: dict[int, float] = {}
+        self._quick_deaths: dict[int, int] = {}
+        self._staged_metrics: MetricsSockets = []
+        self._lifeline = (-1, -1)
 
     # ---- workers --------------------------------------------------------------------------
-    def spawn(self, slot: int) -> Worker:
+    def spawn(self, slot: int, config: Config, metrics: socket.socket | None,
+              counters: dict[str, int] | None = None) -> Worker:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the worker
+        if pid == 0:  # the worker; never returns
             os.close(read_fd)
-            code = 1
-            try:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
-                for sig in _HANDLED:
-                    signal.signal(sig, signal.SIG_DFL)
-                os.environ.pop("NOTIFY_SOCKET", None)  # only the master talks to systemd
-                for index, (_shared, bound) in enumerate(self.slots):
-                    if index != slot:  # other slots' twins; shared activated sockets stay
-                        for sock in bound.values():
-                            sock.close()
-                code = self.worker_main(self.config, self.slots[slot],
-                                        lambda: _say_ready(write_fd))
-            finally:
-                os._exit(code)
+            self._run_child(slot, config, WorkerLink(
+                slot, metrics, write_fd, self._lifeline[0],
+                dict(counters if counters is not None else self.counters)))
         os.close(write_fd)
         worker = Worker(pid, slot, read_fd)
         self.workers[pid] = worker
         return worker
 
-    def wait_ready(self, worker: Worker, timeout_s: float = READY_TIMEOUT_S) -> bool:
-        """Block until `worker` reports ready (True) or dies/times out (False)."""
-        deadline = time.monotonic() + timeout_s
-        fd = worker.ready_fd
-        os.set_blocking(fd, False)
-        while time.monotonic() < deadline:
-            try:
-                return bool(os.read(fd, 1))  # b"" (EOF): it exited before becoming ready
-            except BlockingIOError:
-                time.sleep(0.01)
-        return False
+    def _run_child(self, slot: int, config: Config, link: WorkerLink) -> None:
+        code = 1
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+            for sig in _HANDLED:
+                signal.signal(sig, signal.SIG_DFL)
+            os.environ.pop("NOTIFY_SOCKET", None)  # only the master talks to systemd
+            self._close_in_child(slot, link.metrics)
+            code = self.worker_main(config, self.slots[slot], link)
+        except BaseException as exc:  # its reason goes to the master's error log
+            link.failed(reason_of(exc))
+        finally:
+            os._exit(code)
+
+    def _close_in_child(self, slot: int, metrics: socket.socket | None) -> None:
+        """What the master holds that this worker must not: other slots' sockets, other
+        workers' report pipes, the lifeline's write end (else the worker's own copy would
+        keep it open after the master died)."""
+        os.close(self._lifeline[1])
+        for worker in self.workers.values():
+            os.close(worker.report_fd)
+        for index, (_shared, bound) in enumerate(self.slots):
+            if index != slot:  # other slots' twins; shared activated sockets stay
+                for sock in bound.values():
+                    sock.close()
+        close_metrics([*self.metrics, *self._staged_metrics], keep=[metrics])
+        if self.in_child is not None:
+            self.in_child()
+
+    def wait_ready(self, worker: Worker, deadline: float | None = None) -> str | None:
+        """Block until `worker` reports ready (None) or why it is not (its reason, or that
+        it exited or timed out); a worker that did not start is killed."""
+        if deadline is None:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+        reason = read_report(worker.report_fd, deadline)
+        if reason is not None:
+            worker.reason = reason
+            _kill(worker.pid, signal.SIGKILL)  # hung, or exiting anyway
+        return reason
 
     # ---- main loop ------------------------------------------------------------------------
     def run(self) -> int:
+        """Start the workers (WorkerStartError if one cannot), then supervise until stopped."""
         signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        self._lifeline = os.pipe()
         try:
-            for slot in range(len(self.slots)):
-                self.wait_ready(self.spawn(slot))
+            self._start()
             self.log("workers-started", workers=len(self.workers),
                      pids=sorted(self.workers))
             if self.on_ready is not None:
                 self.on_ready()
             self.notifier.ready(f"{len(self.workers)} workers")
             while self.workers or not self.stopping:
-                info = signal.sigtimedwait(_HANDLED, 1.0)
+                info = signal.sigtimedwait(_HANDLED, self._wait_s())
                 if info is not None:
                     self._dispatch(info.si_signo)
                 self._reap()
+                self._respawn_due()
                 self._ping_watchdog()
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
             close_slots(self.slots)
+            close_metrics(self.metrics)
+            for fd in self._lifeline:
+                os.close(fd)
         return 0
+
+    def _start(self) -> None:
+        for slot in range(len(self.slots)):
+            self.current[slot] = self.spawn(slot, self.config, self.metrics[slot])
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for worker in list(self.current.values()):
+            reason = self.wait_ready(worker, deadline)
+            if reason is not None:  # as in one process: the reason, exit 1
+                self.stopping = True
+                self._terminate(list(self.workers.values()))
+                raise WorkerStartError(reason)
+
+    def _wait_s(self) -> float:
+        """How long to wait for a signal: at most 1 s (watchdog), less if a respawn is due."""
+        if not self._respawn_at:
+            return 1.0
+        return max(0.0, min(1.0, min(self._respawn_at.values()) - time.monotonic()))
 
     def _ping_watchdog(self) -> None:
         interval = self.notifier.watchdog_interval_s()
@@ -165,9 +328,10 @@ class Master:
             self._next_ping = now + min(interval, 1.0)
 
     def _dispatch(self, signo: int) -> None:
-        if signo in (signal.SIGTERM, signal.SIGINT):
+        if signo in _STOP:
             self.stop()
         elif signo == signal.SIGUSR1:
+            self.log.reopen()
             self._forward(signal.SIGUSR1)
         elif signo == signal.SIGHUP:
             self.reload()
@@ -176,51 +340,121 @@ class Master:
         if self.stopping:
             return
         self.stopping = True
+        self._respawn_at.clear()
         self.notifier.stopping()
         self.log("master-stopping", workers=len(self.workers))
-        self._forward(signal.SIGTERM)
+        self._terminate(list(self.workers.values()))
+
+    def _terminate(self, workers: list[Worker]) -> None:
+        """TERM `workers`, wait for them to stop (as long as a graceful stop may take),
+        then KILL what is left."""
+        for worker in workers:
+            _kill(worker.pid, signal.SIGTERM)
         deadline = (time.monotonic() + self.config.timeouts.drain_s
                     + self.config.timeouts.shutdown_s + 5.0)
-        while self.workers and time.monotonic() < deadline:
+        while any(w.pid in self.workers for w in workers) and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.02)
-        self._forward(signal.SIGKILL)
-        while self.workers:
+        for worker in workers:
+            if worker.pid in self.workers:
+                _kill(worker.pid, signal.SIGKILL)
+        while any(w.pid in self.workers for w in workers):
             self._reap(block=True)
 
+    # ---- reload ---------------------------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the config; replace workers one at a time on the same sockets."""
+        """Re-read the config; start new workers with it; once all serve, retire the old."""
         if self.reload_config is None or self.stopping:
             return
         self.notifier.reloading()
         try:
+            self._reload()
+        except ReloadRefused as exc:
+            self.counters["reload_failures_total"] += 1
+            self.log("reload-failed", level="error", reason=str(exc), **exc.fields)
+        finally:  # systemd must not be left in "reloading", whatever happened
+            self.notifier.ready(f"{len(self.slots)} workers")
+
+    def _reload(self) -> None:
+        config = self._load()
+        try:
+            staged_log = self.log.stage(self.config, config)
+        except LogOpenError as exc:
+            raise ReloadRefused(str(exc)) from None
+        try:
+            self._staged_metrics = self._stage_metrics(config)
+            new = self._start_generation(config)
+        except BaseException:
+            if staged_log is not None:
+                staged_log.close()
+            close_metrics(self._staged_metrics, keep=self.metrics)
+            raise
+        finally:
+            staged, self._staged_metrics = self._staged_metrics, []
+        old, self.config = self.config, config
+        for slot, worker in new.items():  # the new ones serve: retire their predecessors
+            previous = self.current.get(slot)
+            self.current[slot] = worker
+            if previous is not None:
+                _kill(previous.pid, signal.SIGTERM)
+        self._respawn_at.clear()
+        self._quick_deaths.clear()
+        close_metrics(self.metrics, keep=staged)
+        self.metrics = staged
+        self.log.commit(staged_log)
+        self.counters["reloads_total"] += 1
+        self.log("reloaded", workers=len(new), pids=sorted(w.pid for w in new.values()))
+        later = [s.name for s in SETTINGS if s.reload is Reload.RESTART
+                 and s.name not in _PER_WORKER
+                 and getattr(getattr(config, s.section), s.key)
+                 != getattr(getattr(old, s.section), s.key)]
+        if later:
+            self.log("reload-needs-restart", level="warning", settings=later,
+                     message="these settings take effect at the next start")
+
+    def _load(self) -> Config:
+        """The re-read configuration, with the running listeners (bound once, by us)."""
+        assert self.reload_config is not None
+        try:
             config = self.reload_config()
-        except Exception as exc:  # the config error is already one line
-            self.log("reload-failed", level="error", reason=str(exc))
-            self.notifier.ready()
-            return
+        except Exception as exc:  # a ConfigError is one line already
+            raise ReloadRefused(str(exc)) from None
+        if self.daemonized:
+            streams = [t for t in (config.log.access, config.log.error) if is_stream_target(t)]
+            if streams:
+                raise ReloadRefused(f"log target {streams[0]!r} is not possible in daemon"
+                                    " mode; set log.access and log.error to files")
         if (listener_options(config.server, config.proxy.protocol)
                 != listener_options(self.config.server, self.config.proxy.protocol)):
             self.log("reload-listen-unchanged", level="warning",
                      reason="listen addresses change only on restart with workers > 1")
             config = _with_listen(config, self.config.server)
-        later = [s.name for s in SETTINGS if s.reload is Reload.RESTART
-                 and s.name not in _PER_WORKER
-                 and getattr(getattr(config, s.section), s.key)
-                 != getattr(getattr(self.config, s.section), s.key)]
-        if later:
-            self.log("reload-needs-restart", level="warning", settings=later,
-                     message="these settings take effect at the next start")
-        self.config = config
-        for old in sorted(self.workers.values(), key=lambda w: w.slot):
-            new = self.spawn(old.slot)
-            if not self.wait_ready(new):
-                self.log("reload-worker-failed", level="error", slot=old.slot, pid=new.pid)
-                continue
-            _kill(old.pid, signal.SIGTERM)
-        self.log("reloaded", workers=len(self.slots))
-        self.notifier.ready(f"{len(self.slots)} workers")
+        return config
 
+    def _stage_metrics(self, config: Config) -> MetricsSockets:
+        if config.metrics.listen == self.config.metrics.listen:
+            return list(self.metrics)
+        try:
+            return bind_worker_metrics(config, len(self.slots), held=self.metrics)
+        except ListenError as exc:
+            raise ReloadRefused(str(exc)) from None
+
+    def _start_generation(self, config: Config) -> dict[int, Worker]:
+        """A new worker per slot running `config`, all serving; or ReloadRefused, having
+        stopped those that started (the old workers serve on, untouched)."""
+        counters = {**self.counters, "reloads_total": self.counters["reloads_total"] + 1}
+        new = {slot: self.spawn(slot, config, self._staged_metrics[slot], counters)
+               for slot in range(len(self.slots))}
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for slot, worker in new.items():
+            reason = self.wait_ready(worker, deadline)
+            if reason is not None:
+                for started in new.values():  # not current: reaped without a word
+                    _kill(started.pid, signal.SIGTERM)
+                raise ReloadRefused(f"a new worker could not start: {reason}", slot=slot)
+        return new
+
+    # ---- dead workers ---------------------------------------------------------------------
     def _forward(self, signo: int) -> None:
         for pid in list(self.workers):
             _kill(pid, signo)
@@ -237,30 +471,37 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
-            os.close(worker.ready_fd)
-            self._worker_exited(worker, status)
+            reason = worker.reason or leftover_reason(worker.report_fd)
+            os.close(worker.report_fd)
+            self._worker_exited(worker, status, reason)
             if block:
                 return
 
-    def _worker_exited(self, worker: Worker, status: int) -> None:
+    def _worker_exited(self, worker: Worker, status: int, reason: str | None) -> None:
+        if self.stopping or self.current.get(worker.slot) is not worker:
+            return  # stopping, or retired by a reload, or a reload's new one that failed
         code = os.waitstatus_to_exitcode(status)
-        if self.stopping:
-            return
-        if any(w.slot == worker.slot for w in self.workers.values()):
-            return  # replaced during a reload: its successor already serves the slot
+        now = time.monotonic()
+        crashing = worker.reason is not None or now - worker.started < CRASH_WINDOW_S
+        deaths = self._quick_deaths.get(worker.slot, 0) + 1 if crashing else 0
+        self._quick_deaths[worker.slot] = deaths
+        delay = min(CRASH_BACKOFF_S * 2 ** (deaths - 1), MAX_BACKOFF_S) if deaths else 0.0
         fields: dict[str, object] = {"pid": worker.pid, "slot": worker.slot, "exit_code": code}
         if code < 0:  # killed by a signal: a crash, an OOM kill, an operator's kill -9
             fields["signal"] = signal.Signals(-code).name
-        self.log("worker-died", level="error" if code != 0 else "warning", **fields)
-        if time.monotonic() - worker.started < CRASH_WINDOW_S:
-            time.sleep(CRASH_BACKOFF_S)
-        self.wait_ready(self.spawn(worker.slot))
+        if reason is not None:
+            fields["reason"] = reason
+        self.log("worker-died", level="error" if code != 0 else "warning",
+                 respawn_in_s=delay, **fields)
+        self._respawn_at[worker.slot] = now + delay
 
-
-def _say_ready(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.write(fd, b"R")
-        os.close(fd)
+    def _respawn_due(self) -> None:
+        now = time.monotonic()
+        for slot, when in sorted(self._respawn_at.items()):
+            if when <= now and not self.stopping:
+                del self._respawn_at[slot]
+                worker = self.current[slot] = self.spawn(slot, self.config, self.metrics[slot])
+                self.wait_ready(worker)  # if it fails, its death is logged when reaped
 
 
 def _kill(pid: int, signo: int) -> None:

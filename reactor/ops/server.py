@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from reactor import __version__
 from reactor.app.health import DRAINING, SERVING, Readiness
@@ -159,13 +159,15 @@ class Server:
     `config.tls.listen` under `TLS_KEY` + address, as `tls_bound_key` makes), `listen_sockets`
     sockets passed by socket activation (never re-bound); with neither, the server binds.
     `log` is an already open ServerLog; `source` is where SIGHUP re-reads the configuration.
+    `metrics` is the /metrics socket already bound (None: none), or "bind": `metrics.listen`.
     The server owns (and closes) everything passed to it once the constructor returns.
     """
 
     def __init__(self, config: Config, *, listen_sockets: Sequence[socket.socket] | None = None,
                  bound: dict[str, socket.socket] | None = None, log: ServerLog | None = None,
                  source: ConfigSource | None = None, notifier: Notifier | None = None,
-                 daemonized: bool = False, worker: int = 0) -> None:
+                 daemonized: bool = False, worker: int = 0,
+                 metrics: socket.socket | Literal["bind"] | None = "bind") -> None:
         self.config = config
         self.source = source
         self.daemonized = daemonized
@@ -178,7 +180,8 @@ class Server:
                 addresses = [o.address for o in listener_options(config.server)]
                 bound = bind_addresses(addresses, config.server.backlog)
                 owned.callback(close_sockets, list(bound.values()))
-            metrics_sock = bind_metrics(config, worker)
+            # a worker's comes from its master (bound once per slot, see ops/master.py)
+            metrics_sock = bind_metrics(config, worker) if metrics == "bind" else metrics
             if metrics_sock is not None:
                 owned.callback(metrics_sock.close)
             bound = dict(bound or {})

@@ -32,11 +32,21 @@ from reactor.ops.daemon import (
 )
 from reactor.ops.listeners import ListenError, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog
-from reactor.ops.master import Master, Slot, make_slots
+from reactor.ops.master import (
+    Master,
+    MasterLog,
+    MetricsSockets,
+    Slot,
+    WorkerStartError,
+    bind_worker_metrics,
+    close_slots,
+    make_slots,
+)
 from reactor.ops.server import LogOpenError, Server, open_log, tls_bound_key
 from reactor.ops.settings import Config, listener_options
 from reactor.ops.systemd import Notifier, listen_fds
 from reactor.ops.tls import TlsError, build_tls
+from reactor.ops.workerlink import WorkerLink
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -83,9 +93,9 @@ def serve(args: argparse.Namespace) -> int:
                                   pidfile=pidfile, umask=config.daemon.umask)
             _switch_user(config, notes)
             if workers > 1:
-                slots = _worker_slots(config, activated, bound)
+                slots, metrics = _worker_slots(config, activated, bound)
                 opened.pop_all()  # the master owns them now
-                return _run_master(config, source, slots, log, notes, detached)
+                return _run_master(config, source, slots, metrics, log, notes, detached)
             try:
                 server = Server(config, listen_sockets=activated or None, bound=bound, log=log,
                                 source=source, daemonized=daemon_mode)
@@ -178,40 +188,51 @@ def _acquire(pidfile: PidFile) -> None:
 
 
 def _worker_slots(config: Config, activated: list[socket.socket],
-                  bound: dict[str, socket.socket]) -> list[Slot]:
+                  bound: dict[str, socket.socket]) -> tuple[list[Slot], MetricsSockets]:
+    """The listening sockets of every worker slot, and each slot's /metrics socket."""
     try:
-        return make_slots(activated, bound, config.server.workers, config.server.backlog)
+        slots = make_slots(activated, bound, config.server.workers, config.server.backlog)
     except OSError as exc:
         raise StartupError(f"cannot listen for worker processes: {exc.strerror or exc}"
                            ) from None
+    try:
+        return slots, bind_worker_metrics(config, config.server.workers)
+    except ListenError as exc:  # metrics.listen (+ a worker's number)
+        close_slots(slots[1:])  # the first slot's sockets are closed by the caller
+        raise StartupError(str(exc)) from None
 
 
-def _run_master(config: Config, source: ConfigSource, slots: list[Slot], log: ServerLog,
-                notes: list[Note], detached: Detached | None) -> int:
+def _run_master(config: Config, source: ConfigSource, slots: list[Slot],
+                metrics: MetricsSockets, log: ServerLog, notes: list[Note],
+                detached: Detached | None) -> int:
     """server.workers > 1: this process supervises forked single-threaded workers."""
-    def say(event: str, level: str = "info", **fields: Any) -> None:
-        if level == "error":
-            log.error(event, None, fields)
-        elif level == "warning":
-            log.warning(event, **fields)
-        else:
-            log.info(event, **fields)
-        log.flush()
-
-    def worker_main(config: Config, slot: Slot, ready: Any) -> int:
+    def worker_main(config: Config, slot: Slot, link: WorkerLink) -> int:
         activated, bound = slot
-        worker = next(index for index, each in enumerate(slots) if each is slot)
         server = Server(config, listen_sockets=activated or None, bound=bound or None,
-                        log=open_log(config), notifier=Notifier({}), worker=worker)
-        return server.run(on_ready=ready)
+                        log=open_log(config), notifier=Notifier({}), worker=link.worker,
+                        metrics=link.metrics)
+        server.http.counters.update(link.counters)  # the master counts the reloads
 
+        def master_gone() -> None:  # SIGKILLed, OOM-killed: do not serve on, orphaned
+            server.log.warning("master-gone", message="the master process exited; stopping")
+            server.stop()
+
+        link.watch_master(server.loop, master_gone)
+        return server.run(on_ready=link.ready)
+
+    master_log = MasterLog(log)
     log.flush()  # nothing buffered may be inherited and written twice by a worker
-    master = Master(config, slots, worker_main, say, reload_config=source.load,
-                    on_ready=lambda: _ready(log, notes, detached), notifier=Notifier())
+    master = Master(config, slots, worker_main, master_log, metrics=metrics,
+                    reload_config=source.load, notifier=Notifier(),
+                    on_ready=lambda: _ready(master_log.current, notes, detached),
+                    daemonized=detached is not None,
+                    in_child=detached.forget if detached is not None else None)
     try:
         return master.run()
+    except WorkerStartError as exc:  # as in one process: the reason, exit 1
+        raise StartupError(str(exc)) from None
     finally:
-        log.close()
+        master_log.close()
 
 
 def _listen(config: Config, opened: contextlib.ExitStack, notes: list[Note], *,

@@ -81,7 +81,7 @@ def test_two_workers_serve_one_port_and_a_dead_worker_is_replaced(workers_server
         [f"/echo/{i}" for i in range(20)] + ["/echo/after"])
 
 
-def test_sighup_replaces_every_worker_one_at_a_time(workers_server):
+def test_sighup_replaces_every_worker(workers_server):
     process, _tmp_path = workers_server
     port = process.port
     process.wait_event("workers-started")

@@ -1,0 +1,295 @@
+"""The master with workers, for real: reloads that really replace the workers (with
+/metrics), workers that cannot start, crash back-off, the master's own log, QUIT, a dead
+master."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reactor.ops.daemon import process_alive
+from tests.ops.serverproc import (
+    ServeProcess,
+    base_config,
+    get,
+    post,
+    read_json_lines,
+    server_env,
+    wait_until,
+    write_config,
+)
+from tests.ops.test_metrics import samples, scrape, two_free_ports
+from tests.ops.test_workers import children
+
+PICKY_APP = '''
+"""An app that imports fine in the master but cannot be built in a worker while the
+file named by PICKY_MARKER exists (or always, without PICKY_MARKER)."""
+import os
+from reactor.app.application import App
+
+class Picky(App):
+    @property
+    def compression(self):
+        return self._compression
+
+    @compression.setter
+    def compression(self, value):  # set once by App() at import, again by each worker
+        marker = os.environ.get("PICKY_MARKER")
+        if hasattr(self, "_compression") and (marker is None or os.path.exists(marker)):
+            raise RuntimeError("this worker refuses to start")
+        self._compression = value
+
+app = Picky()
+
+@app.get("/hello", inline=True)
+def hello(request):
+    return "hello"
+'''
+
+
+def picky_app(tmp_path: Path) -> dict[str, object]:
+    (tmp_path / "picky.py").write_text(PICKY_APP)
+    return {"native": "picky:app", "path": [str(tmp_path)]}
+
+
+@pytest.fixture
+def started() -> Iterator[list[ServeProcess]]:
+    """Servers a test starts; a master still running is stopped gracefully (its workers
+    hold the stderr pipe), then killed."""
+    processes: list[ServeProcess] = []
+    yield processes
+    for process in processes:
+        if process.proc.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        process.stop()
+
+
+def serve(started: list[ServeProcess], tmp_path: Path, sections: dict, *args: str,
+          env: dict[str, str] | None = None, name: str = "reactor.toml") -> ServeProcess:
+    config = write_config(tmp_path / name, sections)
+    process = ServeProcess(["--config", str(config), *args], cwd=tmp_path, env=env)
+    started.append(process)
+    return process
+
+
+def metric(port: int, name: str, worker: int) -> float:
+    status, _, text = scrape("127.0.0.1", port)
+    assert status == 200
+    return samples(text)[(f"reactor_{name}", (("worker", str(worker)),))]
+
+
+# --- 1, 5, 8: a reload really replaces the workers, /metrics included -------------------------
+
+
+def test_sighup_with_metrics_replaces_the_workers_and_they_run_the_new_config(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    base = two_free_ports()
+    sections = base_config(tmp_path, server={"workers": 2},
+                           metrics={"listen": f"127.0.0.1:{base}"})
+    process = serve(started, tmp_path, sections)
+    port = process.port
+    process.wait_event("workers-started")
+    master = process.proc.pid
+    before = children(master)
+    assert post(port, "/nothing", b"x" * 100).status == 404  # routed: within the limit
+
+    sections["limits"] = {"max_body_bytes": 10}
+    write_config(tmp_path / "reactor.toml", sections)
+    process.send_signal(signal.SIGHUP)
+    reloaded = process.wait_event("reloaded")
+    assert not process.events("reload-worker-failed")
+    assert set(reloaded["pids"]) == wait_until(
+        lambda: children(master) if len(children(master)) == 2
+        and not children(master) & before else None, what="only the new workers")
+    assert post(port, "/nothing", b"x" * 100).status == 413  # the new limit is in force
+    for worker in (0, 1):  # each new worker serves its slot's port, counting the reload
+        assert metric(base + worker, "reloads_total", worker) == 1
+        assert metric(base + worker, "reload_failures_total", worker) == 0
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+@pytest.mark.expect_log({"event": "reload-failed", "level": "error"})
+def test_a_reload_whose_new_workers_cannot_start_says_why_and_keeps_the_old_ones(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    base = two_free_ports()
+    sections = base_config(tmp_path, server={"workers": 2},
+                           metrics={"listen": f"127.0.0.1:{base}"})
+    process = serve(started, tmp_path, sections)
+    port = process.port
+    process.wait_event("workers-started")
+    master = process.proc.pid
+    before = children(master)
+
+    write_config(tmp_path / "reactor.toml", {**sections, "app": {"wsgi": "nosuchmodule:app"}})
+    process.send_signal(signal.SIGHUP)
+    failed = process.wait_event("reload-failed")
+    assert failed["reason"].startswith("a new worker could not start: cannot import"
+                                       " 'nosuchmodule:app': no module named 'nosuchmodule'")
+    assert not process.events("reloaded")
+    assert wait_until(lambda: children(master) == before, what="the old workers alone")
+    assert get(port, "/echo/still").body == b"still"
+
+    write_config(tmp_path / "reactor.toml", sections)  # fixed: the next reload succeeds
+    process.send_signal(signal.SIGHUP)
+    process.wait_event("reloaded")
+    for worker in (0, 1):  # the master's counts reach the new workers
+        assert metric(base + worker, "reloads_total", worker) == 1
+        assert metric(base + worker, "reload_failures_total", worker) == 1
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+def test_a_reload_adding_metrics_under_workers_serves_them_without_a_restart_warning(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    sections = base_config(tmp_path, server={"workers": 2})
+    process = serve(started, tmp_path, sections)
+    process.wait_event("workers-started")
+    base = two_free_ports()
+    write_config(tmp_path / "reactor.toml",
+                 {**sections, "metrics": {"listen": f"127.0.0.1:{base}"}})
+    process.send_signal(signal.SIGHUP)
+    process.wait_event("reloaded")
+    assert not process.events("reload-needs-restart")  # the log guard checks it too
+    for worker in (0, 1):
+        assert metric(base + worker, "ready", worker) == 1
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+# --- 2: workers that cannot start ---------------------------------------------------------------
+
+
+def test_a_taken_metrics_port_under_workers_is_one_line_and_exit_1(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = serve(started, tmp_path, base_config(
+            tmp_path, server={"workers": 2}, metrics={"listen": f"127.0.0.1:{port - 1}"}))
+        assert process.wait(20) == 1
+    assert process.stderr_text == [
+        f"reactor: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+def test_workers_that_cannot_start_fail_serve_with_their_reason(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    process = serve(started, tmp_path, base_config(
+        tmp_path, server={"workers": 2}, app=picky_app(tmp_path)))
+    assert process.wait(20) == 1
+    assert process.stderr_text == ["reactor: RuntimeError: this worker refuses to start"]
+
+
+@pytest.mark.expect_log("worker-died")
+def test_a_worker_that_keeps_failing_is_respawned_with_back_off_and_its_reason(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    marker = tmp_path / "refuse"
+    process = serve(started, tmp_path, base_config(
+        tmp_path, server={"workers": 2}, app=picky_app(tmp_path)),
+        env=server_env(PICKY_MARKER=str(marker)))
+    process.wait_event("workers-started")
+    master = process.proc.pid
+    marker.touch()
+    victim = min(children(master))
+    os.kill(victim, signal.SIGKILL)
+    killed = process.wait_event("worker-died")
+    assert (killed["pid"], killed["signal"]) == (victim, "SIGKILL")
+    first, second = process.wait_event("worker-died", 2), process.wait_event("worker-died", 3)
+    for line in (first, second):
+        assert line["reason"] == "RuntimeError: this worker refuses to start"
+        assert line["slot"] == killed["slot"]
+    assert second["respawn_in_s"] == 2 * first["respawn_in_s"] > 0
+    marker.unlink()  # the next try starts
+    assert wait_until(lambda: len(children(master)) == 2, timeout=15)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+# --- 4: the master's own log --------------------------------------------------------------------
+
+
+def test_the_master_reopens_its_log_on_usr1_and_follows_a_reload_to_a_new_one(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    error_log = tmp_path / "error.log"
+    sections = base_config(tmp_path, server={"workers": 2}, log={"error": str(error_log)})
+    process = serve(started, tmp_path, sections)
+    master = process.proc.pid
+
+    def events(path: Path, event: str) -> list[dict]:
+        return [line for line in read_json_lines(path) if line["event"] == event]
+
+    wait_until(lambda: events(error_log, "workers-started"))
+    error_log.rename(tmp_path / "error.log.1")
+    process.send_signal(signal.SIGUSR1)
+    wait_until(lambda: len(events(error_log, "logs-reopened")) == 3, what="3 reopens")
+    victim = min(children(master))
+    os.kill(victim, signal.SIGKILL)
+    died = wait_until(lambda: events(error_log, "worker-died"), what="worker-died")
+    assert died[0]["pid"] == victim
+    assert not events(tmp_path / "error.log.1", "worker-died")
+
+    moved = tmp_path / "error2.log"
+    sections["log"] = {**sections["log"], "error": str(moved), "level": "warning"}
+    write_config(tmp_path / "reactor.toml", sections)
+    wait_until(lambda: len(children(master)) == 2)
+    process.send_signal(signal.SIGHUP)
+    wait_until(lambda: moved.exists() and len(children(master)) == 2
+               and not children(master) & {victim}, what="the reload")
+    victim = min(children(master))
+    time.sleep(0.2)
+    os.kill(victim, signal.SIGKILL)
+    died = wait_until(lambda: events(moved, "worker-died"), what="worker-died in error2.log")
+    assert died[0]["pid"] == victim
+    assert not events(moved, "reloaded")  # info: below the new level
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+# --- 6: QUIT, and a master that dies ------------------------------------------------------------
+
+
+def test_sigquit_stops_master_and_workers_gracefully(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    pidfile = tmp_path / "reactor.pid"
+    process = serve(started, tmp_path, base_config(tmp_path, server={"workers": 2}),
+                    "--pidfile", str(pidfile))
+    process.wait_event("workers-started")
+    workers = children(process.proc.pid)
+    process.send_signal(signal.SIGQUIT)
+    assert process.wait() == 0
+    process.wait_event("master-stopping")
+    assert not any(process_alive(pid) for pid in workers)
+    assert not pidfile.exists()
+
+
+@pytest.mark.expect_log("master-gone")
+def test_workers_stop_when_the_master_is_killed(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    process = serve(started, tmp_path, base_config(tmp_path, server={"workers": 2}))
+    port = process.port
+    process.wait_event("workers-started")
+    workers = children(process.proc.pid)
+    process.send_signal(signal.SIGKILL)
+    try:
+        assert process.proc.wait(10) == -signal.SIGKILL
+        wait_until(lambda: not any(process_alive(pid) for pid in workers),
+                   what="the orphaned workers to exit")
+    finally:
+        for pid in workers:
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert len(process.events("master-gone")) == 2
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
+        pass
