@@ -41,6 +41,8 @@ def bind_addresses(addresses: Iterable[str], backlog: int, *, reuse_port: bool =
         for address in addresses:
             host, port = parse_listen(address)
             try:
+                if reuse_port and port:
+                    _probe(host, port)
                 bound[address] = bind_tcp(host, port, backlog=backlog, reuse_port=reuse_port)
             except OSError as exc:
                 raise ListenError(address, exc.strerror or str(exc)) from None
@@ -48,6 +50,23 @@ def bind_addresses(addresses: Iterable[str], backlog: int, *, reuse_port: bool =
         close_sockets(bound.values())
         raise
     return bound
+
+
+def _probe(host: str, port: int) -> None:
+    """Raise OSError (EADDRINUSE) if someone already listens on (host, port).
+
+    With SO_REUSEPORT the kernel lets any socket of the same user join a listening group:
+    a second instance (workers > 1, so SO_REUSEPORT) would bind "successfully" and take a
+    share of the first one's connections. A socket bound without SO_REUSEPORT is refused
+    by any listener there, reuse-port or not, as a one-process server's is. It is bound
+    only (never listening, so it cannot take a connection) and closed again at once; a
+    start racing ours in between is not caught (rare, and no worse than before)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as bind_tcp's
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((host, port))
 
 
 def close_sockets(sockets: Iterable[socket.socket]) -> None:

@@ -1,6 +1,6 @@
 """The master with workers, for real: reloads that really replace the workers (with
 /metrics), workers that cannot start, crash back-off, the master's own log, QUIT, a dead
-master."""
+master, a second instance on the same port."""
 
 from __future__ import annotations
 
@@ -293,3 +293,22 @@ def test_workers_stop_when_the_master_is_killed(
     assert len(process.events("master-gone")) == 2
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
         pass
+
+
+# --- 7: a second instance on the same port -----------------------------------------------------
+
+
+@pytest.mark.parametrize("second_workers", [2, 1])
+def test_a_second_instance_on_a_port_held_by_workers_is_refused(
+        started: list[ServeProcess], tmp_path: Path, second_workers: int) -> None:
+    first = serve(started, tmp_path, base_config(tmp_path, server={"workers": 2}))
+    port = first.port
+    first.wait_event("workers-started")
+    second = serve(started, tmp_path, base_config(
+        tmp_path, server={"workers": second_workers, "listen": [f"127.0.0.1:{port}"]}),
+        name="second.toml")
+    assert second.wait(20) == 1
+    assert second.stderr_text == [
+        f"reactor: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    first.send_signal(signal.SIGTERM)
+    assert first.wait() == 0
