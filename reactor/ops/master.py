@@ -30,7 +30,13 @@ from reactor.ops.daemon import is_stream_target
 from reactor.ops.kinds import parse_listen
 from reactor.ops.listeners import ListenError
 from reactor.ops.server import LogOpenError, ServerLog, open_log
-from reactor.ops.settings import SETTINGS, Config, Reload, ServerConfig, listener_options
+from reactor.ops.settings import (
+    Config,
+    ServerConfig,
+    keep_running,
+    listener_options,
+    pending_restart,
+)
 from reactor.ops.systemd import Notifier
 from reactor.ops.workerlink import WorkerLink, leftover_reason, read_report, reason_of
 
@@ -376,7 +382,13 @@ class Master:
             self.notifier.ready(f"{len(self.slots)} workers")
 
     def _reload(self) -> None:
-        config = self._load()
+        loaded = self._load()
+        # As in one process (ops/server.py): restart-only settings keep their running values
+        # (new workers would otherwise import a changed [app] the warning says waits), and
+        # the warning repeats for as long as the file differs from what runs.
+        later = [name for name in pending_restart(self.config, loaded)
+                 if name not in _PER_WORKER]
+        config = keep_running(self.config, loaded, applied=_PER_WORKER)
         try:
             staged_log = self.log.stage(self.config, config)
         except LogOpenError as exc:
@@ -391,7 +403,7 @@ class Master:
             raise
         finally:
             staged, self._staged_metrics = self._staged_metrics, []
-        old, self.config = self.config, config
+        self.config = config
         for slot, worker in new.items():  # the new ones serve: retire their predecessors
             previous = self.current.get(slot)
             self.current[slot] = worker
@@ -404,10 +416,6 @@ class Master:
         self.log.commit(staged_log)
         self.counters["reloads_total"] += 1
         self.log("reloaded", workers=len(new), pids=sorted(w.pid for w in new.values()))
-        later = [s.name for s in SETTINGS if s.reload is Reload.RESTART
-                 and s.name not in _PER_WORKER
-                 and getattr(getattr(config, s.section), s.key)
-                 != getattr(getattr(old, s.section), s.key)]
         if later:
             self.log("reload-needs-restart", level="warning", settings=later,
                      message="these settings take effect at the next start")

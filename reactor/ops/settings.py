@@ -11,6 +11,7 @@ the flags of `reactor serve`, conf/reactor.toml, the README table -- is derived 
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
@@ -420,12 +421,15 @@ def pending_restart(running: Config, loaded: Config) -> list[str]:
             != getattr(getattr(running, s.section), s.key)]
 
 
-def keep_running(running: Config, loaded: Config) -> Config:
-    """`loaded` with every restart-only setting at its `running` value: what a reload can
-    apply. Without it a later, unrelated reload would pick up a restart-only change (a new
-    [app] target imported by the rebuild) that the earlier reload said waits for a restart."""
+def keep_running(running: Config, loaded: Config, *, applied: Container[str] = ()) -> Config:
+    """`loaded` with every restart-only setting at its `running` value, but those named in
+    `applied` (new workers pick those up): what a reload can apply. Without it a later,
+    unrelated reload would pick up a restart-only change (a new [app] target imported by
+    the rebuild) that the earlier reload said waits for a restart."""
     sections: dict[str, Any] = {}
     for name in pending_restart(running, loaded):
+        if name in applied:
+            continue
         section, key = name.split(".", 1)
         values = sections.setdefault(section, {})
         values[key] = getattr(getattr(running, section), key)
