@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 from tests.ops.serverproc import (
     Client,
     ServeProcess,
     base_config,
+    limited_argv,
     wait_until,
     write_config,
 )
@@ -25,14 +25,6 @@ from tests.ops.serverproc import (
 FD_LIMIT = 256
 FILES = 300
 
-
-def limited_argv(*args: str) -> list[str]:
-    """`reactor serve ARGS` in a Python whose descriptor limit is FD_LIMIT."""
-    code = ("import resource, runpy, sys;"
-            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({FD_LIMIT}, {FD_LIMIT}));"
-            f"sys.argv = ['reactor', 'serve', *{list(args)!r}];"
-            "runpy.run_module('reactor', run_name='__main__', alter_sys=True)")
-    return [sys.executable, "-c", code]
 
 
 def serve(tmp_path: Path) -> tuple[ServeProcess, Path]:
@@ -43,7 +35,7 @@ def serve(tmp_path: Path) -> tuple[ServeProcess, Path]:
     sections = base_config(tmp_path, static={"root": str(www), "prefix": "/s"})
     sections["log"]["access"] = "off"
     config = write_config(tmp_path / "reactor.toml", sections)
-    return ServeProcess([], cwd=tmp_path, argv=limited_argv("--config", str(config))), www
+    return ServeProcess([], cwd=tmp_path, argv=limited_argv(FD_LIMIT, "--config", str(config))), www
 
 
 def open_fds(process: ServeProcess) -> int:

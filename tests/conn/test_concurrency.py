@@ -201,59 +201,60 @@ def test_connections_over_the_limit_are_shed_with_503(tmp_path):
         running.stop()
 
 
-def test_the_connection_limit_warning_comes_once_per_10_s_with_what_happened_since():
-    # Shedding driven by hand (max_connections=0: every new connection is over the limit) on
-    # a loop whose clock the test sets: the first shed warns at once, the ones within 10 s
-    # are only counted, and the next warning carries their number.
-    loop = EventLoop()
-    now = [100.0]
-    loop.time = lambda: now[0]  # type: ignore[method-assign]
-    reports: list[tuple[str, dict]] = []
-    loop.set_report_handler(lambda event, fields: reports.append((event, fields)))
-    server = HttpServer(loop, lambda request: Response(200), RecordingLog(), max_connections=0)
+class _SheddingServer:
+    """A server at its connection limit (max_connections=0: every new connection is over
+    it) on a loop whose clock the test sets; `shed_one()` sheds one by hand and `reports`
+    collects the loop's warnings."""
 
-    def shed_one() -> None:
+    def __init__(self) -> None:
+        self.loop = EventLoop()
+        self.now = 100.0
+        self.loop.time = lambda: self.now  # type: ignore[method-assign]
+        self.reports: list[tuple[str, dict]] = []
+        self.loop.set_report_handler(lambda event, fields: self.reports.append((event, fields)))
+        self.server = HttpServer(self.loop, lambda request: Response(200), RecordingLog(),
+                                 max_connections=0)
+
+    def shed_one(self) -> None:
         ours, theirs = socket.socketpair()
         with theirs:
-            server.accept(ours, ("127.0.0.1", 1))
+            self.server.accept(ours, ("127.0.0.1", 1))
             assert theirs.recv(4096).startswith(b"HTTP/1.1 503 ")
+
+    def refused(self) -> list[int]:
+        return [fields["refused_503"] for _, fields in self.reports]
+
+
+def test_the_connection_limit_warning_comes_once_per_10_s_with_what_happened_since():
+    # the first shed warns at once, the ones within 10 s are only counted, and the next
+    # warning carries their number
+    shedding = _SheddingServer()
     try:
         for _ in range(3):
-            shed_one()
-        assert [fields["refused_503"] for _, fields in reports] == [1]
-        now[0] += 10.0
-        shed_one()
+            shedding.shed_one()
+        assert shedding.refused() == [1]
+        shedding.now += 10.0
+        shedding.shed_one()
         assert [(event, fields["refused_503"], fields["idle_closed"])
-                for event, fields in reports] == [("connection-limit-reached", 1, 0),
-                                                  ("connection-limit-reached", 3, 0)]
-        assert server.counters["connections_shed_total"] == 4
+                for event, fields in shedding.reports] == [("connection-limit-reached", 1, 0),
+                                                           ("connection-limit-reached", 3, 0)]
+        assert shedding.server.counters["connections_shed_total"] == 4
     finally:
-        loop.close()
+        shedding.loop.close()
 
 
 def test_what_happens_within_the_window_is_told_when_it_ends():
     # Without another event after the window (the burst is over), the warning still comes:
     # it used to wait for the next shed, maybe hours later, and then mix the two bursts.
-    loop = EventLoop()
-    now = [100.0]
-    loop.time = lambda: now[0]  # type: ignore[method-assign]
-    reports: list[tuple[str, dict]] = []
-    loop.set_report_handler(lambda event, fields: reports.append((event, fields)))
-    server = HttpServer(loop, lambda request: Response(200), RecordingLog(), max_connections=0)
-
-    def shed_one() -> None:
-        ours, theirs = socket.socketpair()
-        with theirs:
-            server.accept(ours, ("127.0.0.1", 1))
-            assert theirs.recv(4096).startswith(b"HTTP/1.1 503 ")
+    shedding = _SheddingServer()
     try:
         for _ in range(3):
-            shed_one()
-        assert [fields["refused_503"] for _, fields in reports] == [1]
-        now[0] += 10.0
-        loop.call_soon(lambda: None)  # a pass that does not wait for I/O
-        loop._run_once()  # the window's timer is due: no new event needed
-        assert [fields["refused_503"] for _, fields in reports] == [1, 2]
-        assert server._limit_timer is None  # nothing more pending: nothing more to say
+            shedding.shed_one()
+        assert shedding.refused() == [1]
+        shedding.now += 10.0
+        shedding.loop.call_soon(lambda: None)  # a pass that does not wait for I/O
+        shedding.loop._run_once()  # the window's timer is due: no new event needed
+        assert shedding.refused() == [1, 2]
+        assert shedding.server._limit_timer is None  # nothing more pending, nothing to say
     finally:
-        loop.close()
+        shedding.loop.close()

@@ -19,6 +19,7 @@ from tests.ops.serverproc import (
     ServeProcess,
     base_config,
     get,
+    limited_argv,
     wait_until,
     write_config,
 )
@@ -27,19 +28,11 @@ FD_LIMIT = 64
 CLIENTS = 100
 
 
-def limited_argv(*args: str) -> list[str]:
-    """`reactor serve ARGS` in a Python whose descriptor limit is FD_LIMIT (as `ulimit -n`)."""
-    code = ("import resource, runpy, sys;"
-            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({FD_LIMIT}, {FD_LIMIT}));"
-            f"sys.argv = ['reactor', 'serve', *{list(args)!r}];"
-            "runpy.run_module('reactor', run_name='__main__', alter_sys=True)")
-    return [sys.executable, "-c", code]
-
 
 @pytest.mark.expect_log("accept-paused")
 def test_descriptor_exhaustion_is_logged_once_and_the_server_recovers(tmp_path: Path) -> None:
     config = write_config(tmp_path / "reactor.toml", base_config(tmp_path))
-    process = ServeProcess([], cwd=tmp_path, argv=limited_argv("--config", str(config)))
+    process = ServeProcess([], cwd=tmp_path, argv=limited_argv(FD_LIMIT, "--config", str(config)))
     clients: list[socket.socket] = []
     try:
         port = process.port

@@ -134,6 +134,16 @@ def test_gzip_stream_compresses_a_file_piece_by_piece():
     assert gzip.decompress(b"".join(pieces)) == data
 
 
+def run_until_stopped(loop: EventLoop) -> None:
+    """Run `loop` until the test's callbacks stop it (at most 5 s), then close it."""
+    guard = loop.call_later(5.0, loop.stop)
+    try:
+        loop.run_forever()
+    finally:
+        guard.cancel()
+        loop.close()
+
+
 def test_a_peer_lost_inside_a_write_closes_the_body_once_and_produces_no_more() -> None:
     """The write of a piece can find the connection gone (a reset on send): the exchange
     cancels the streamer from inside `write`. The body is then closed once, in the pool, and
@@ -160,12 +170,7 @@ def test_a_peer_lost_inside_a_write_closes_the_body_once_and_produces_no_more() 
     streamer = BodyStreamer(loop, StreamBody(produce, close), chunked=True, write=write,
                             done=lambda error: calls.append(f"done {error}"),
                             close_failed=lambda exc: calls.append(f"close failed {exc}"))
-    guard = loop.call_later(5.0, loop.stop)
-    try:
-        loop.run_forever()
-    finally:
-        guard.cancel()
-        loop.close()
+    run_until_stopped(loop)
     assert closed.is_set()
     assert calls == ["produce", "write", "produce", "write", "close"]
 
@@ -185,12 +190,7 @@ def test_close_runs_on_a_pool_thread_after_the_last_chunk() -> None:
                  write=lambda data: events.append(f"write {data!r}"),
                  done=lambda error: events.append(f"done {error}"),
                  close_failed=lambda exc: events.append(f"close failed {exc}"))
-    guard = loop.call_later(5.0, loop.stop)
-    try:
-        loop.run_forever()
-    finally:
-        guard.cancel()
-        loop.close()
+    run_until_stopped(loop)
     assert events == ["write b'1\\r\\na\\r\\n'", "write b'0\\r\\n\\r\\n'", "done None",
                       "close in pool"]
 

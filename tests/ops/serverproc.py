@@ -71,6 +71,27 @@ def reactor_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "reactor", "serve", *args]
 
 
+def limited_argv(fd_limit: int, *args: str) -> list[str]:
+    """`reactor serve ARGS` in a Python whose descriptor limit is `fd_limit` (`ulimit -n`)."""
+    code = ("import resource, runpy, sys;"
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({fd_limit}, {fd_limit}));"
+            f"sys.argv = ['reactor', 'serve', *{list(args)!r}];"
+            "runpy.run_module('reactor', run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", code]
+
+
+def stop_gracefully(process: ServeProcess) -> None:
+    """SIGTERM a server still running and wait for it, then reap it: a master killed
+    outright would orphan its workers (which hold the stderr pipe)."""
+    if process.proc.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+    process.stop()
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE_S,
                what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.ops.serverproc import (
     post,
     read_json_lines,
     server_env,
+    stop_gracefully,
     wait_until,
     write_config,
 )
@@ -66,13 +66,7 @@ def started() -> Iterator[list[ServeProcess]]:
     processes: list[ServeProcess] = []
     yield processes
     for process in processes:
-        if process.proc.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
-        process.stop()
+        stop_gracefully(process)
 
 
 def serve(started: list[ServeProcess], tmp_path: Path, sections: dict, *args: str,

@@ -4,7 +4,6 @@ SIGTERM of one process, and SIGHUP of a master whose old worker held the upload.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from tests.ops.serverproc import (
     base_config,
     read_json_lines,
     request_bytes,
+    stop_gracefully,
     wait_until,
     write_config,
 )
@@ -30,14 +30,7 @@ def started() -> Iterator[list[ServeProcess]]:
     processes: list[ServeProcess] = []
     yield processes
     for process in processes:
-        # a master killed outright would orphan its workers (and their hold on stderr)
-        if process.proc.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait()
-            except subprocess.TimeoutExpired:
-                pass
-        process.stop()
+        stop_gracefully(process)
 
 
 def serve(started: list[ServeProcess], tmp_path: Path, files_dir: Path,

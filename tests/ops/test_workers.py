@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from tests.ops.serverproc import (
     base_config,
     get,
     read_json_lines,
+    stop_gracefully,
     wait_until,
     write_config,
 )
@@ -43,15 +43,7 @@ def workers_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     try:
         yield process, tmp_path
     finally:
-        # The workers hold the stderr pipe: a SIGKILLed master would leave them behind (and
-        # the pipe open), so a test that failed early still stops the master gracefully.
-        if process.proc.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
-        process.stop()
+        stop_gracefully(process)  # a test that failed early still stops the master
 
 
 @pytest.mark.expect_log("worker-died")
