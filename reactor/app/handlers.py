@@ -42,6 +42,11 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
 _STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # 507
 _FORBIDDEN = frozenset({errno.EACCES, errno.EPERM})  # 403
 _FILE_SYSTEM_ERRORS = _STORAGE_FULL | _FORBIDDEN | {errno.EROFS}  # EROFS: 500
+def is_storage_full(exc: OSError) -> bool:
+    """A full disk or quota, or a file grown past its limit (answered 507)."""
+    return exc.errno in _STORAGE_FULL
+
+
 SHORTAGE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 """OS errors meaning the server is short of a resource right now -- its fd table (EMFILE),
 the system's file table (ENFILE), kernel memory (ENOMEM) -- rather than a fault of the

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from reactor.app.handlers import StorageReporter, is_shortage, print_error, unavailable
+from reactor.app.handlers import (
+    StorageReporter,
+    file_system_error,
+    is_shortage,
+    is_storage_full,
+    print_error,
+    unavailable,
+)
 from reactor.app.request import Spool
 from reactor.app.types import Request, Response, StreamBody, Upload, UploadRefused
 
@@ -19,7 +26,8 @@ class SpoolThenRun(Upload):
     """Spool the body of `request` (memory up to `limit` bytes, then disk), then `run()` —
     on the worker that finishes the upload — with it in `request.body` (small) or
     `request.body_file` (spooled). Out of fds or memory for the spool file, the body is
-    refused at once with `handlers.unavailable`'s 503, reported through `report`."""
+    refused at once with `handlers.unavailable`'s 503; a full temporary directory with 507
+    (`file_system_error`); each reported through `report`."""
 
     def __init__(self, request: Request, limit: int, run: Callable[[], Response],
                  report: StorageReporter = print_error) -> None:
@@ -38,12 +46,16 @@ class SpoolThenRun(Upload):
         try:
             self.spool.write(chunk)
         except OSError as exc:
-            if not is_shortage(exc):
-                raise
-            # the temporary file could not be made (EMFILE): answer now, the rest of the
-            # body unread; `abort` closes the spool, and an unnamed file leaves nothing
-            raise UploadRefused(
-                unavailable(exc, "request body spool", self.request, self.report)) from None
+            # answered now, the rest of the body unread; `abort` closes the spool, and an
+            # unnamed file leaves nothing behind
+            if is_shortage(exc):  # the temporary file could not be made (EMFILE)
+                raise UploadRefused(
+                    unavailable(exc, "request body spool", self.request, self.report)) from None
+            if is_storage_full(exc):  # the temporary directory is full: 507, one line
+                raise UploadRefused(file_system_error(
+                    exc, "request body spool", self.request, "spool-failed", self.report)
+                ) from None
+            raise  # a temporary directory we may not write: the server's fault, traceback
 
     def finish(self) -> Response:
         spool, self.spool = self.spool, None

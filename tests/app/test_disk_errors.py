@@ -26,6 +26,7 @@ from tests.ops.serverproc import (
     ServeProcess,
     base_config,
     request_bytes,
+    server_env,
     write_config,
 )
 
@@ -75,10 +76,14 @@ def serve(started: list[ServeProcess], tmp_path: Path, files: Path, *,
 def put(port: int, path: str, body: bytes) -> Response:
     """A PUT sent whole in the background of reading: the answer may come before the body
     is all sent (the server then closes), so the send may fail; the answer counts."""
+    return put_or_post(port, "PUT", path, body)
+
+
+def put_or_post(port: int, method: str, path: str, body: bytes) -> Response:
     client = Client(port)
     try:
         try:
-            client.send(request_bytes("PUT", path, body))
+            client.send(request_bytes(method, path, body))
         except OSError:
             pass
         return client.read_response()
@@ -212,4 +217,43 @@ def test_permission_denied_is_403_with_one_error_line(
     assert line["event"] == "upload-failed"
     assert line["errno"] == "EACCES"
     assert line["path"] == str(files / "existing")
+    no_traceback(server)
+
+
+BIG_BODY_APP = '''
+from reactor import App, Response
+
+app = App()
+
+@app.post("/size")
+def size(request):
+    return Response.text(str(len(request.read())))
+'''
+
+
+@pytest.mark.expect_log("spool-failed")
+def test_a_full_temporary_directory_while_spooling_a_body_is_507(
+        started: list[ServeProcess], tmp_path: Path, tmpfs: Path) -> None:
+    """A native route's body past `app.spool_bytes` goes to a temporary file: a full TMPDIR
+    is a 507 and one line, as for uploads (it was a 500 with a traceback)."""
+    (tmp_path / "bigbody.py").write_text(BIG_BODY_APP)
+    sections = base_config(tmp_path, limits={"max_body_bytes": 8 * TMPFS_BYTES},
+                           app={"native": "bigbody:app", "path": [str(tmp_path)]})
+    config = write_config(tmp_path / "reactor.toml", sections)
+    server = ServeProcess(["--config", str(config)], cwd=tmp_path,
+                          env=server_env(TMPDIR=str(tmpfs)))
+    started.append(server)
+    response = put_or_post(server.port, "POST", "/size", b"x" * (3 * TMPFS_BYTES))
+    assert (response.status, response.body) == (507, b"Insufficient Storage\n")
+    assert list(tmpfs.iterdir()) == []  # the spool is an unnamed file: nothing stays
+    client = Client(server.port)
+    try:  # the space came back: a body that fits is spooled and read
+        assert client.request("POST", "/size", b"y" * (TMPFS_BYTES // 2)).body == \
+            str(TMPFS_BYTES // 2).encode()
+    finally:
+        client.close()
+    stop(server)
+    [line] = error_lines(server)
+    assert (line["event"], line["errno"], line["path"]) == ("spool-failed", "ENOSPC",
+                                                           "request body spool")
     no_traceback(server)
