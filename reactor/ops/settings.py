@@ -183,7 +183,8 @@ class StaticConfig:
         None, OptionalPath(directory=True),
         "Directory served under `prefix`; unset = no document root.", metavar="DIR",
         example="/srv/www")
-    prefix: str = rebuilds_app("/", Text(), "URL path the root is mounted at; app routes win.")
+    prefix: str = rebuilds_app("/", Text(), "URL path the root is mounted at; the built-in"
+                               " routes win over it, a mount answers before your own app.")
     index: str | None = rebuilds_app(
         "index.html", Text(optional=True), 'File served for a directory URL; "" = none.')
     listing: bool = rebuilds_app(False, Bool(), "List directories without an index file.")
