@@ -319,6 +319,11 @@ class RouteDispatch:
                 return found
             return None
         request = self.request
+        if (found.head_answer is not None and not self.app.middlewares
+                and _waits_for_continue(request)):
+            answer = found.head_answer(request)  # e.g. a mount's 405: the body cannot change it
+            if answer is not None:
+                return answer
         if found.stream:
             answer = (found.handler(request, **request.params) if found.kwargs
                       else found.handler(request))
@@ -507,7 +512,8 @@ def add_mounts(app: App, mounts: list[StaticMount], cache: GzipCache) -> None:
                                 level=policy.level, min_size=policy.min_size,
                                 report=app.report_storage)
         app.router.mount(mount.prefix, handler,
-                         upload_handler=handler.upload if mount.uploads else None)
+                         upload_handler=handler.upload if mount.uploads else None,
+                         head_answer=handler.answer_at_head)
 
 
 class FrontApp:

@@ -78,8 +78,8 @@ class Route:
     wrapped in the app's middleware, composed on first use.
     """
 
-    __slots__ = ("blocking", "chain", "decoders", "handler", "kind", "kwargs", "method",
-                 "names", "stream", "template")
+    __slots__ = ("blocking", "chain", "decoders", "handler", "head_answer", "kind", "kwargs",
+                 "method", "names", "stream", "template")
 
     def __init__(self, method: str, template: str, handler: Callable[..., Any],
                  blocking: bool, stream: bool = False, *, kwargs: bool = False,
@@ -94,6 +94,9 @@ class Route:
         self.names: tuple[tuple[str, str], ...] = ()  # (name, kind) of each parameter
         self.decoders: tuple[tuple[str, Callable[[str], Any] | None], ...] = ()
         self.chain: Callable[[Request], Any] | None = None
+        # For a request holding its body back for 100 Continue: the answer the handler
+        # gives whatever the body (a mount's 405), or None (see RouteDispatch.begin).
+        self.head_answer: Callable[[Request], Response | None] | None = None
 
     def __repr__(self) -> str:
         return f"<Route {self.method} {self.template}>"
@@ -287,7 +290,8 @@ class Router:
         self.add("POST", template, handler, blocking=blocking)
 
     def mount(self, prefix: str, handler: Callable[..., Any], *, blocking: bool = False,
-              upload_handler: Callable[..., Any] | None = None) -> None:
+              upload_handler: Callable[..., Any] | None = None,
+              head_answer: Callable[[Request], Response | None] | None = None) -> None:
         """Send every method for `prefix` and below (when no route matches) to `handler`;
         with `upload_handler`, PUT goes there instead, called at head time for an `Upload`."""
         if not prefix.startswith("/") or "{" in prefix:
@@ -298,9 +302,22 @@ class Router:
         upload = None
         if upload_handler is not None:
             upload = Route("PUT", prefix, upload_handler, False, stream=True)
-        self._mounts.append((prefix, Route("*", prefix, handler, blocking), upload))
+        route = Route("*", prefix, handler, blocking)
+        route.head_answer = head_answer
+        self._mounts.append((prefix, route, upload))
         self._mounts.sort(key=lambda item: len(item[0]), reverse=True)
         self._hits = {}
+
+    def server_allow(self) -> bytes:
+        """`OPTIONS *`'s Allow: every method some route or mount takes (RFC 9110 9.3.7,
+        the server's capabilities), not a fixed list."""
+        names = {route.method for route in self.routes if route.kind == "http"}
+        for _prefix, _route, upload in self._mounts:
+            names |= {"GET", "HEAD"} | ({"PUT", "DELETE"} if upload is not None else set())
+        if "GET" in names:
+            names.add("HEAD")
+        names.add("OPTIONS")
+        return ", ".join(sorted(names)).encode()
 
     @property
     def mounts(self) -> list[str]:
@@ -414,7 +431,7 @@ class Router:
             if method not in KNOWN_METHODS:
                 return text_response(501, "Not Implemented\n")
             if method == "OPTIONS" and path == "*":
-                return Response(204, [(b"Allow", b"GET, HEAD, POST, OPTIONS")])
+                return Response(204, [(b"Allow", self.server_allow())])
             return text_response(404, "Not Found\n")
         # Allow lists every method the path has (RFC 9110 10.2.1): with two parameter routes
         # matching it (`{id:int}` GET, `{name}` POST), the union of their nodes' methods

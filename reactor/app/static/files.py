@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from reactor.app.compression import CompressibleTypes, GzipStream, accepts_gzip
 from reactor.app.static.conditional import (
@@ -254,15 +254,12 @@ class FileServer:
             if len(data) == size:
                 opened.close()
                 return Response(206, fields, multipart.from_bytes(data, ranges))
-        files: list[FileBody] = []  # one fd each: the connection closes each part's file
-        try:
-            for first, last in ranges:
-                files.append(as_file(os.dup(opened.fd), first, last - first + 1))
-        except BaseException:
-            for body in files:
-                body.close()
-            raise
-        opened.close()
+        # One fd for every part: each part's FileBody closes the shared file once, the fd
+        # goes with the last (a dup per range held up to max_ranges fds per answer: 50
+        # clients asking 16 ranges each took 650 fds where nginx takes 50)
+        shared = cast(BinaryIO, SharedFile(opened.fd, len(ranges)))
+        opened.fd = -1
+        files = [FileBody(shared, first, last - first + 1) for first, last in ranges]
         return Response(206, fields, PartsBody(multipart.from_files(files, ranges)))
 
 
@@ -278,6 +275,32 @@ def body_of(opened: Opened, offset: int, length: int, method: str) -> bytes | Fi
     body = as_file(opened.fd, offset, length)
     opened.fd = -1
     return body
+
+
+class SharedFile:
+    """An fd read by several parts of one answer (`fileno()`, as the connection reads a
+    FileBody's file); closed when each of its `users` has closed it. Closes come from the
+    thread that owns the answer (the loop, or the worker dropping it), never two at once."""
+
+    __slots__ = ("_fd", "_users")
+
+    def __init__(self, fd: int, users: int) -> None:
+        self._fd = fd
+        self._users = users
+
+    def fileno(self) -> int:
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def close(self) -> None:
+        if self._users > 0:
+            self._users -= 1
+            if self._users == 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def as_file(fd: int, offset: int, length: int) -> FileBody:

@@ -77,6 +77,16 @@ class StaticHandler:
                 return cached
         return Offload(self.serve, request, segments, slash)
 
+    def answer_at_head(self, request: Request) -> Response | None:
+        """The answer whatever the body, for a client waiting for 100 Continue: a method
+        the mount does not take is a 405 now (RFC 9110 10.1.1: no 100 and an upload for
+        nothing); None for the rest."""
+        method = request.method
+        if method in ("GET", "HEAD", "OPTIONS") or (method == "DELETE"
+                                                    and self.writer is not None):
+            return None
+        return text_response(405, "Method Not Allowed\n", [self.allow])
+
     def upload(self, request: Request) -> Upload | Response:
         """PUT at head time (the router's `upload_handler`): an `Upload`, or a refusal."""
         if self.writer is None:

@@ -156,3 +156,57 @@ def test_keep_alive_sequence(serve: Callable[..., RunningServer], www: Path) -> 
         assert conn.getresponse().read() == b"hello, world\n"
     finally:
         conn.close()
+
+
+def test_a_many_range_request_holds_one_descriptor(serve: Callable[..., RunningServer],
+                                                   www: Path) -> None:
+    """Range amplification of file descriptors: 16 ranges of a large file, from clients
+    that do not read, held one fd per range (nginx holds one per answer)."""
+    import socket
+
+    from tests.conftest import wait_until
+    big = www / "big.bin"
+    with open(big, "wb") as file:
+        file.truncate(40 * 1024 * 1024)  # 16 ranges of 2 MiB: more than the socket takes
+    running = serve(StaticMount("/", www))
+    ranges = "bytes=" + ",".join(f"{i * 2_500_000}-{i * 2_500_000 + 2_000_000}"
+                                 for i in range(16))
+    clients = []
+
+    def held() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                count += os.readlink(f"/proc/self/fd/{fd}") == str(big)
+            except OSError:
+                pass
+        return count
+    try:
+        for _ in range(5):
+            client = socket.create_connection((running.host, running.port))
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.sendall(f"GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: {ranges}\r\n\r\n"
+                           .encode())
+            clients.append(client)
+        wait_until(lambda: held() > 40, timeout=1.0)  # what the old code reached: 5 x 16
+        assert held() <= 5 + 1  # one per answer, and the open-file cache's entry
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_method_the_mount_refuses_is_answered_before_100_continue(
+        serve: Callable[..., RunningServer], www: Path) -> None:
+    """RFC 9110 10.1.1: the final status known at head time goes out instead of 100
+    Continue (the whole body was uploaded for a 405), as for the router's own answers."""
+    from tests.conftest import RawClient, request_bytes
+    running = serve(StaticMount("/s", www))
+    for method in ("POST", "PUT", "PATCH"):
+        with RawClient.to(running) as client:
+            head = request_bytes(method, "/s/hello.txt", {"Expect": "100-continue",
+                                                          "Content-Length": "2000000"})
+            client.send(head)
+            response = client.read_response()  # no body was sent: a 100 would wait here
+            assert response.status == 405, (method, response)
+            assert "GET" in (response.header("allow") or "")
+            assert client.is_closed_by_peer()  # the body stays unread
