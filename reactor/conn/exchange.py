@@ -54,8 +54,8 @@ class Exchange(AccessRecord):
     """The per-request state of an `HttpConnection`, and, once answered, the record the
     access log reads (`response` and `bytes_out` are set then): one object per request."""
 
-    __slots__ = ("answered", "body", "conn", "dispatch", "head", "started", "stream_response",
-                 "stream_sent", "streamer", "upload")
+    __slots__ = ("answered", "body", "conn", "dispatch", "head", "started", "stream_sent",
+                 "streamer", "upload")
 
     def __init__(self, conn: HttpConnection, head: RequestHead, request: Request,
                  dispatch: Dispatch, started: float) -> None:
@@ -73,7 +73,6 @@ class Exchange(AccessRecord):
         self.upload: UploadPump | None = None
         self.streamer: BodyStreamer | None = None
         self.stream_sent = 0  # bytes of a streamed answer handed to the transport, less drops
-        self.stream_response: Response | None = None  # a stream under way: logged if cut
         self.answered = False  # a response is being written (or was)
 
     # ---- the request body ---------------------------------------------------------------
@@ -249,10 +248,10 @@ class Exchange(AccessRecord):
         elif isinstance(body, StreamBody):
             transport.write(head_bytes)
             self.stream_sent = len(head_bytes)
-            self.stream_response = response
+            self.response = response  # the record's, also if the stream is cut short
             self.streamer = BodyStreamer(
                 conn.loop, body, chunked=chunked, write=self._stream_write,
-                done=lambda error: self._stream_done(error, response, keep_alive),
+                done=lambda error: self._stream_done(error, keep_alive),
                 close_failed=self._close_failed,
                 length=None if chunked or length == CLOSE_DELIMITED else length)
             return  # `_stream_done` finishes the exchange
@@ -337,28 +336,20 @@ class Exchange(AccessRecord):
             transport.when_sent(self._stream_piece_gone)
 
     def _stream_piece_gone(self, unsent: int) -> None:
-        if unsent:
-            self.stream_sent -= unsent
-            if self.stream_response is None and self.streamer is None:
-                self.bytes_out -= unsent  # `_done` counted it, its marker has not run yet
+        self.stream_sent -= unsent
 
-    def _log_cut_stream(self) -> None:
-        """A stream the connection lost before its end: its access line all the same (the
-        status sent, `bytes_out` what went out), as nginx logs an answer cut short."""
-        response = self.stream_response
-        if response is None:
-            return
-        self.stream_response = None
-        self.response = response
-        self.bytes_out = max(0, self.stream_sent)
+    def _log_stream(self, unsent: int = 0) -> None:
+        """The access line of a streamed answer, `bytes_out` what went out (the piece markers
+        took off what was dropped); also for a stream the connection lost before its end,
+        as nginx logs an answer cut short."""
+        self.bytes_out = max(0, self.stream_sent - unsent)
         self.conn.response_sent(self, self.started)
 
-    def _stream_done(self, error: BaseException | None, response: Response,
-                     keep_alive: bool) -> None:
+    def _stream_done(self, error: BaseException | None, keep_alive: bool) -> None:
         self.streamer = None
         conn = self.conn
         if conn.closing:
-            self._log_cut_stream()
+            self._log_stream()
             return
         if error is not None:
             # The head is out: the only honest signal left is to end the connection
@@ -366,10 +357,12 @@ class Exchange(AccessRecord):
             conn.log.error("stream-error", error, {
                 "request_id": self.request.request_id, "conn_id": conn.conn_id})
             conn.abort()  # drops what is unsent: the piece markers count it
-            self._log_cut_stream()
+            self._log_stream()
             return
-        self.stream_response = None
-        self._done(response, self.stream_sent, keep_alive)
+        transport = conn.transport
+        assert transport is not None
+        transport.when_sent(self._log_stream)  # after the last piece: logs what went out
+        conn.exchange_done(keep_alive)
         conn.resume_processing()
 
     def _close_body(self, body: object) -> None:
@@ -398,7 +391,7 @@ class Exchange(AccessRecord):
         if self.streamer is not None:
             self.streamer.cancel()
             self.streamer = None
-            self._log_cut_stream()
+            self._log_stream()
         elif self.conn.busy and not self.answered:
             self._log_abandoned(_SERVER_GAVE_UP if dropped_by_us else _CLIENT_CLOSED)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reactor.loop import EventLoop, TimerHandle
+from reactor.loop.window import ReportWindow
 
 if TYPE_CHECKING:
     from reactor.conn.tls import TlsContexts
@@ -87,8 +88,8 @@ def bind_tcp(host: str, port: int, *, backlog: int = 1024, reuse_port: bool = Fa
 class Listener:
     """Accepts connections on one listening socket and hands them to `on_accept`."""
 
-    __slots__ = ("_loop", "_next_report", "_nodelay_each", "_on_accept", "_paused_timer",
-                 "_pauses", "_report_timer", "options", "sock")
+    __slots__ = ("_errno", "_loop", "_nodelay_each", "_on_accept", "_paused_timer", "_pauses",
+                 "_report_window", "options", "sock")
 
     def __init__(self, loop: EventLoop, sock: socket.socket, on_accept: AcceptCallback,
                  options: ListenerOptions | None = None) -> None:
@@ -98,8 +99,8 @@ class Listener:
         self.options = options if options is not None else ListenerOptions("")
         self._paused_timer: TimerHandle | None = None
         self._pauses = 0  # back-offs not yet reported
-        self._next_report = 0.0
-        self._report_timer: TimerHandle | None = None  # the window's closing report
+        self._errno = 0  # of the last one
+        self._report_window = ReportWindow(loop, PAUSED_REPORT_INTERVAL_S, self._report_pauses)
         # Whether each accepted socket needs its own TCP_NODELAY: not when it inherits the
         # listener's, and never for a unix socket (no Nagle there).
         self._nodelay_each = sock.family in _TCP
@@ -127,9 +128,7 @@ class Listener:
     def close(self) -> None:
         if self.sock.fileno() < 0:
             return  # already closed
-        if self._report_timer is not None:
-            self._report_timer.cancel()
-            self._report_timer = None
+        self._report_window.cancel()
         self.stop()
         self.sock.close()
 
@@ -161,26 +160,20 @@ class Listener:
         loop.remove_reader(self.sock)
         self._paused_timer = loop.call_later(EMFILE_BACKOFF_S, self._resume)
         self._pauses += 1
-        if loop.time() >= self._next_report:
-            self._report_pauses(code)
-        elif self._report_timer is None:
-            # back-offs within the window are told when it ends, not with the next episode
-            self._report_timer = loop.call_at(self._next_report, self._report_pauses, code)
+        self._errno = code
+        self._report_window.note()
 
-    def _report_pauses(self, code: int) -> None:
-        if self._report_timer is not None:
-            self._report_timer.cancel()
-            self._report_timer = None
+    def _report_pauses(self) -> bool:
         if not self._pauses:
-            return
-        loop = self._loop
-        self._next_report = loop.time() + PAUSED_REPORT_INTERVAL_S
+            return False
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        loop.report("accept-paused", {
+        code = self._errno
+        self._loop.report("accept-paused", {
             "errno": errno.errorcode.get(code, str(code)), "open_files_limit": soft,
             "backoff_s": EMFILE_BACKOFF_S, "pauses": self._pauses,
             "listen": self.options.address or _describe(self.sock)})
         self._pauses = 0
+        return True
 
     def _resume(self) -> None:
         self._paused_timer = None

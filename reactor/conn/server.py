@@ -21,7 +21,8 @@ from reactor.conn.shared import HttpSettings, RequestLog
 from reactor.conn.tls import TlsContexts, TlsTransport
 from reactor.conn.transport import SocketTransport
 from reactor.conn.ws import WebSocketSettings, upgrade_response
-from reactor.loop import EventLoop, TimerHandle
+from reactor.loop import EventLoop
+from reactor.loop.window import ReportWindow
 from reactor.proto import response_head
 
 # At the connection limit, how many live connections to look at for an idle keep-alive one
@@ -60,11 +61,10 @@ class HttpServer:
         # ops/metrics exports them. Names are "<what>_total".
         self.counters: dict[str, int] = {}
         self.websocket = WebSocketSettings()  # limits and timers of new WebSocket sessions
-        # At the limit: the two counters as the last warning told them, and when the next
-        # warning may come.
+        # At the limit: the two counters as the last warning told them; one warning per
+        # window at most.
         self._limit_reported = (0, 0)
-        self._next_limit_report = 0.0
-        self._limit_timer: TimerHandle | None = None  # the window's closing report
+        self._limit_window = ReportWindow(loop, _LIMIT_REPORT_S, self._report_limit)
 
     def set_server_name(self, server_name: bytes) -> None:
         """The `Server` field value from now on (a reload turning version tokens off)."""
@@ -179,28 +179,20 @@ class HttpServer:
         what the two counters gained since the last warning."""
         counters = self.counters
         counters[counter] = counters.get(counter, 0) + 1
-        if self.loop.time() >= self._next_limit_report:
-            self._report_limit()
-        elif self._limit_timer is None:
-            # what happens within the window is told when it ends, not at the next event
-            # (which may come much later, or never)
-            self._limit_timer = self.loop.call_at(self._next_limit_report, self._report_limit)
+        self._limit_window.note()
 
-    def _report_limit(self) -> None:
-        if self._limit_timer is not None:
-            self._limit_timer.cancel()
-            self._limit_timer = None
+    def _report_limit(self) -> bool:
         counters = self.counters
         reused, shed = counters.get(_REUSED, 0), counters.get(_SHED, 0)
         last_reused, last_shed = self._limit_reported
         if (reused, shed) == (last_reused, last_shed):
-            return
-        self._next_limit_report = self.loop.time() + _LIMIT_REPORT_S
+            return False
         self._limit_reported = (reused, shed)
         self.loop.report("connection-limit-reached", {
             "max_connections": self.max_connections, "idle_closed": reused - last_reused,
             "refused_503": shed - last_shed,
             "message": "raise server.max_connections, or add workers"})
+        return True
 
     def _report_rejected(self, fields: dict[str, Any]) -> None:
         self.log.rejected(fields)  # the log in force now (a reload replaces it)

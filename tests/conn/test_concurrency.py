@@ -255,6 +255,6 @@ def test_what_happens_within_the_window_is_told_when_it_ends():
         shedding.loop.call_soon(lambda: None)  # a pass that does not wait for I/O
         shedding.loop._run_once()  # the window's timer is due: no new event needed
         assert shedding.refused() == [1, 2]
-        assert shedding.server._limit_timer is None  # nothing more pending, nothing to say
+        assert not shedding.server._limit_window.pending  # nothing more pending, nothing to say
     finally:
         shedding.loop.close()

@@ -24,12 +24,13 @@ shortage is relieved by expiry (within `valid_s`, by the timer), not by a worker
 
 from __future__ import annotations
 
-import errno
 import os
 import resource
 import sys
 import time
 import weakref
+
+from reactor.app.handlers import SHORTAGE_ERRNOS
 
 _CACHE_VALID_S = 1.0
 _CACHE_MAX = 256  # open fds held per mount at most, whatever the fd limit
@@ -39,7 +40,6 @@ _CACHE_MAX = 256  # open fds held per mount at most, whatever the fd limit
 # up it is _CACHE_MAX.
 _LIMIT_SHARE = 16
 _SWEEP_EVERY = 1024  # lookups between sweeps of entries past `valid_s`
-_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE})
 
 _soft_limit: list[int] = []
 _short_until = 0.0  # monotonic time until which no cache adds entries (see `short_of_fds`)
@@ -123,7 +123,7 @@ class OpenFileCache:
         try:
             copy = os.dup(fd)
         except OSError as exc:
-            if exc.errno not in _SHORTAGE:
+            if exc.errno not in SHORTAGE_ERRNOS:
                 raise
             short_of_fds()  # the file is served all the same, uncached
             return
@@ -157,7 +157,7 @@ class OpenFileCache:
         try:
             copy = os.dup(entry.fd)
         except OSError as exc:
-            if exc.errno not in _SHORTAGE:
+            if exc.errno not in SHORTAGE_ERRNOS:
                 raise
             return None  # the pool path answers it (a 503 if it cannot open the file either)
         self.hits += 1
