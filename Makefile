@@ -40,9 +40,15 @@ test-tools:
 	  || echo "could not install$$missing; their tests will skip"; fi
 
 # Every Autobahn|Testsuite case 1-13 against /ws/echo, the permessage-deflate ones (12.x,
-# 13.x) included; they take several minutes. `make test` runs cases 1-10.
+# 13.x) included; they take several minutes. `make test` runs cases 1-10. Then testssl.sh
+# against an HTTPS listener on the default TLS settings (~40 s; installed when missing).
 conformance: $(STAMP)
+	@command -v testssl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get install -y -qq testssl.sh >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 \
+	  && apt-get install -y -qq testssl.sh >/dev/null 2>&1)); } \
+	  || echo "testssl.sh not installed; its test will skip"
 	REACTOR_AUTOBAHN_FULL=1 $(PY) -m pytest -q -s tests/conn/test_ws_autobahn.py
+	REACTOR_TESTSSL=1 $(PY) -m pytest -q -s tests/conn/test_testssl.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reactor tests bench

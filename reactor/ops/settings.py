@@ -36,7 +36,7 @@ from reactor.ops.kinds import (
 )
 from reactor.ops.lb_kinds import Networks, OptionalListen, SecondsOrZero, UrlPath
 from reactor.ops.static_kinds import MimeOverrides, Mounts, Text
-from reactor.ops.tls_kinds import Certificates
+from reactor.ops.tls_kinds import INTERMEDIATE_CIPHERS, Certificates, CipherList
 
 DEFAULT_CONFIG_PATH = "/etc/reactor/reactor.toml"  # read when it exists and no --config
 MiB = 1 << 20
@@ -240,6 +240,10 @@ class TlsConfig:
         (), Certificates(),
         "Certificates chosen by SNI: [[tls.certificates]] tables with names, cert, key.")
     min_version: str = live("1.2", Choice(("1.2", "1.3")), "Oldest TLS version accepted.")
+    ciphers: str = live(
+        INTERMEDIATE_CIPHERS, CipherList(),
+        "TLS 1.2 ciphers, OpenSSL syntax (TLS 1.3's are all AEAD); default: Mozilla's "
+        "intermediate, ECDHE + AEAD only.")
     client_ca: Path | None = live(  # noqa: RUF009 -- setting() is dataclasses.field()
         None, OptionalPath(), "CA certificates (PEM) that client certificates must chain to.",
         example="/etc/reactor/tls/clients-ca.pem")

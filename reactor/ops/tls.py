@@ -8,7 +8,8 @@ and raises `TlsError` whose text is one line naming the setting and the file. On
 the caller swap the result into the listeners' `TlsContexts` (one assignment: connections
 already made keep the context they were wrapped with). The stdlib server context is the
 base: TLS 1.2 minimum (1.3 preferred, as OpenSSL negotiates the highest), no compression,
-no renegotiation, the server's cipher order, ALPN http/1.1.
+no renegotiation, the server's cipher order over `tls.ciphers` (AEAD with forward secrecy by
+default), ALPN http/1.1.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def _context(tls: TlsConfig, pair: Pair, now: float) -> ssl.SSLContext:
     context.minimum_version = _VERSIONS[tls.min_version]
     context.options |= (ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
                         | ssl.OP_NO_RENEGOTIATION | ssl.OP_SINGLE_ECDH_USE)
+    context.set_ciphers(tls.ciphers)  # checked by the setting's kind (CipherList)
     context.set_alpn_protocols(list(ALPN_PROTOCOLS))
     password = _read_password(pair)
     try:

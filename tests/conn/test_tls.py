@@ -222,6 +222,44 @@ def test_alpn_http11_is_selected_and_old_versions_are_refused(server: RunningSer
         https(server, old, "GET", "/")
 
 
+_CBC_SUITE = "ECDHE-ECDSA-AES128-SHA256"  # offered by the stdlib's default server list
+
+
+def _tls12_client(certs: Certs, ciphers: str) -> ssl.SSLContext:
+    context = certs.client_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    return context
+
+
+def test_tls12_offers_only_aead_ciphers_with_forward_secrecy_by_default(
+        server: RunningServer, certs: Certs) -> None:
+    # testssl.sh flags CBC suites ("obsolete", LUCKY13): a client offering nothing else
+    # is refused, one offering an AEAD suite gets it
+    with pytest.raises(ssl.SSLError):
+        https(server, _tls12_client(certs, _CBC_SUITE), "GET", "/")
+    assert handshake_failures(server)[0]["event"] == "tls-handshake-failed"
+    with tls_client(server, _tls12_client(certs, f"{_CBC_SUITE}:ECDHE-ECDSA-AES256-GCM-SHA384")
+                    ) as client:
+        assert isinstance(client.sock, ssl.SSLSocket)
+        assert client.sock.cipher()[0] == "ECDHE-ECDSA-AES256-GCM-SHA384"
+
+
+def test_tls_ciphers_setting_is_the_tls12_list(tmp_path: Path, certs: Certs) -> None:
+    running = tls_server(tmp_path, certs, tls={"ciphers": f"{_CBC_SUITE}"})
+    try:
+        with tls_client(running, _tls12_client(certs, f"ECDHE-ECDSA-AES256-GCM-SHA384:"
+                                                      f"{_CBC_SUITE}")) as client:
+            assert isinstance(client.sock, ssl.SSLSocket)
+            assert client.sock.cipher()[0] == _CBC_SUITE
+        # TLS 1.3 keeps its own (AEAD) suites whatever the list says
+        with tls_client(running, certs.client_context()) as client:
+            assert isinstance(client.sock, ssl.SSLSocket)
+            assert client.sock.version() == "TLSv1.3"
+    finally:
+        running.stop()
+
+
 # ---- SNI -------------------------------------------------------------------------------------
 
 

@@ -289,6 +289,9 @@ FILE_ERRORS = [
      '2: daemon.group: unknown group "no-such-group-reactor"'),
     ("[log]\nlevel = \"a\\nb\"\n", '2: log.level: must be one of "debug", "info", "warning", '
      '"error", got "a\\nb"'),
+    ("[tls]\nciphers = \"RC5-MD7\"\n",
+     '2: tls.ciphers: selects no cipher OpenSSL knows: "RC5-MD7"'),
+    ("[tls]\nciphers = \"\"\n", '2: tls.ciphers: must be an OpenSSL cipher list string, got ""'),
     ("server = 5\n", "1: server: must be a table ([server]), got 5"),
     ("[server]\nbacklog = \n", "2: TOML syntax error: Invalid value (column 11)"),
     ("[server\n", "1: TOML syntax error: Expected ']' at the end of a table declaration "
