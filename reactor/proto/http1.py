@@ -349,11 +349,15 @@ class RequestParser:
         if hosts != 1 and (is11 or hosts):
             raise RemoteProtocolError("missing-host" if hosts == 0 else "duplicate-host")
 
-        self._pos = end + 4
         if special is None:
+            self._pos = end + 4
             self._state = S_NO_BODY
             return RequestHead(method, target, version, list(fields), is11, False, 0, False)
+        # Framing is judged before the head is consumed: a refused head (CL with TE, a bad
+        # Content-Length) leaves `_pos` on its request line for `partial_request_line`,
+        # which would otherwise read the body that follows as the request that was refused.
         frame = frames[is11] or framing(special, is11)
+        self._pos = end + 4
         head = RequestHead(
             method,
             target,

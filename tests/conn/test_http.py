@@ -788,3 +788,20 @@ def test_a_reset_mid_body_is_logged_as_a_client_abort(running_server):
     _reset(client)
     [line] = wait_for_log(running_server.access_log, lambda r: r.get("event") == "rejected")
     assert (line["status"], line["reason"], line["path"]) == (499, "client-abort", "/files/x")
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param(("Content-Length: abc",), id="non-digit-cl"),
+    pytest.param(("Content-Length: 5", "Transfer-Encoding: chunked"), id="cl-and-te"),
+    pytest.param(("Transfer-Encoding: gzip",), id="te-gzip"),
+])
+def test_a_head_refused_for_its_framing_is_logged_as_the_request_it_was(running_server, fields):
+    # The rejected line names the refused request, not the bytes of the body behind it (it
+    # logged method "helloGET", path "/smuggled": a request nobody sent).
+    with RawClient.to(running_server) as client:
+        client.send(_head("POST /files/x?y HTTP/1.1", "Host: t", *fields)
+                    + b"helloGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert client.read_response().status in (400, 501)
+        assert client.is_closed_by_peer()
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
+    assert (line["method"], line["path"]) == ("POST", "/files/x")

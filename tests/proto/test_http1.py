@@ -1313,3 +1313,27 @@ def test_partial_request_line_of_a_refused_head() -> None:
     with pytest.raises(RemoteProtocolError):
         parser.next_event()
     assert parser.partial_request_line() is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        (b"Content-Length: 5\r\nTransfer-Encoding: chunked",
+         "content-length-and-transfer-encoding"),
+        (b"Content-Length: abc", "invalid-content-length"),
+        (b"Content-Length: 5\r\nContent-Length: 6", "conflicting-content-length"),
+        (b"Content-Length: " + b"9" * 40, "content-length-too-long"),
+        (b"Transfer-Encoding: gzip", "unsupported-transfer-coding"),
+        (b"Transfer-Encoding: chunked, chunked", "chunked-twice"),
+    ],
+)
+def test_partial_request_line_of_a_head_refused_for_its_framing(fields: bytes, reason: str) -> None:
+    """A head refused for its framing fields says what was asked, not what its body holds
+    (the access log showed "helloGET /smuggled" for a bad Content-Length with a body)."""
+    parser = RequestParser()
+    parser.feed(b"POST /upload?x HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n\r\n"
+                b"helloGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+    with pytest.raises(RemoteProtocolError) as caught:
+        parser.next_event()
+    assert caught.value.reason == reason
+    assert parser.partial_request_line() == (b"POST", b"/upload?x")
