@@ -432,6 +432,12 @@ def _is_chunked(values: list[bytes]) -> bool:
         raise RemoteProtocolError("chunked-twice")
     if not codings:
         raise RemoteProtocolError("empty-transfer-encoding")
+    # RFC 9112 6.3: "If a Transfer-Encoding header field is present in a request and the
+    # chunked transfer coding is not the final encoding, the message body length cannot be
+    # determined reliably; the server MUST respond with the 400 (Bad Request) status code"
+    # -- whether or not we know the coding after it.
+    if b"chunked" in codings and codings[-1] != b"chunked":
+        raise RemoteProtocolError("chunked-not-last")
     # RFC 9112 6.1: "A server that receives a request message with a transfer coding it does
     # not understand SHOULD respond with 501 (Not Implemented)." We decode nothing but chunked.
     raise RemoteProtocolError("unsupported-transfer-coding", 501)

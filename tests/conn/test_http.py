@@ -361,6 +361,10 @@ PROTOCOL_ERRORS = [
     pytest.param(_head("POST /files/x HTTP/1.1", "Host: t",
                        "Transfer-Encoding: gzip, chunked"), 501,
                  "unsupported-transfer-coding", id="te-gzip-chunked"),
+    # RFC 9112 6.3: chunked, but not as the final coding: a 400, not a 501
+    pytest.param(_head("POST /files/x HTTP/1.1", "Host: t",
+                       "Transfer-Encoding: chunked, identity"), 400,
+                 "chunked-not-last", id="te-chunked-identity"),
     pytest.param(_head("GET / HTTP/1.1", "Host: evil.example/x?"), 400, "invalid-host",
                  id="invalid-host"),
     pytest.param(_head("GET / HTTP/2.0", "Host: t"), 505, "unsupported-http-version",

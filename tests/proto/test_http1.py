@@ -490,8 +490,20 @@ BAD_REQUESTS = [
     ),
     (
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n",
-        501,
-        "unsupported-transfer-coding",
+        400,
+        "chunked-not-last",
+    ),
+    # RFC 9112 6.3: chunked not the final coding is a 400, also before a coding we do not know
+    (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, identity\r\n\r\n",
+        400,
+        "chunked-not-last",
+    ),
+    (
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: x\r\n\r\n",
+        400,
+        "chunked-not-last",
     ),
     (
         b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\n\r\n",
