@@ -230,9 +230,12 @@ class HttpConnection:
     def _make_request(self, head: RequestHead) -> Request:
         target = head.target
         fields = head.headers
-        if target[:1] != b"/" and target != b"*":
+        if target[:1] != b"/" and target != b"*" and head.method != b"CONNECT":
             # absolute-form (RFC 9112 3.2.2): route on the path; the target's authority is
-            # the host, the Host field "MUST" be ignored (the app's Host is the authority)
+            # the host, the Host field "MUST" be ignored (the app's Host is the authority).
+            # A CONNECT's authority-form ("host:port", 3.2.3) is no URI: it stays the target
+            # and its Host stays as sent (cut as a URI, "a.example:443" became Host
+            # "example:443" and path "/").
             authority, target = split_absolute_form(target)
             fields = [(name, authority if name == b"host" else value) for name, value in fields]
         path, _, query = target.partition(b"?")

@@ -445,6 +445,9 @@ def test_connect_method_is_not_implemented(running_server):
     with RawClient.to(running_server) as client:
         client.send(_head("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"))
         assert client.read_response().status == 501
+    # the authority-form target is what was asked, not a URI cut at its third byte
+    line = wait_for_log(running_server.access_log, lambda x: x["event"] == "request")[0]
+    assert (line["method"], line["path"]) == ("CONNECT", "example.com:443")
 
 
 # ---- timeouts ----------------------------------------------------------------------------------
