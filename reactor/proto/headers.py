@@ -456,12 +456,15 @@ def _content_length(values: list[bytes]) -> int:
             item = item.strip(_WS)
             if not item.isdigit():
                 raise RemoteProtocolError("invalid-content-length")
-            if len(item) > _MAX_CONTENT_LENGTH_DIGITS:
+            # Leading zeros are digits like any other (1*DIGIT): "000...05" is 5, as for
+            # nginx and HAProxy (which forwards it as it came); only the significant digits
+            # count against the limit (and int() never sees more than that).
+            if len(item.lstrip(b"0")) > _MAX_CONTENT_LENGTH_DIGITS:
                 raise RemoteProtocolError("content-length-too-long")
             if first and item != first:
                 raise RemoteProtocolError("conflicting-content-length")
             first = item
-    return int(first)
+    return int(first.lstrip(b"0") or b"0")
 
 
 def _wants_continue(values: list[bytes]) -> bool:

@@ -70,7 +70,7 @@ def _catalog() -> list[tuple[str, bytes]]:
     add("te-http10", _post("te-http10", [te + b"chunked"], b"0\r\n\r\n" + _smuggled("te-http10"),
                            b"HTTP/1.0"))
     for tag, value in [("cl-zero", b"05"), ("cl-list", b"5, 5"), ("cl-diff", b"5,6"),
-                       ("cl-plus", b"+5"), ("cl-huge", b"9" * 30)]:
+                       ("cl-plus", b"+5"), ("cl-huge", b"9" * 30), ("cl-zeros", b"0" * 30 + b"5")]:
         add(tag, _post(tag, [b"Content-Length: " + value], b"hello" + _smuggled(tag)))
     add("cl-twice", _post("cl-twice", [b"Content-Length: 5", b"Content-Length: 6"],
                           b"hello" + _smuggled("cl-twice")))

@@ -337,6 +337,22 @@ def test_valid_hosts_are_remembered_within_a_bound_and_invalid_ones_never() -> N
             id="identical-list-content-length",
         ),
         pytest.param(
+            b"POST / HTTP/1.1\r\n" + H + b"Content-Length: " + b"0" * 30 + b"5\r\n\r\nhello",
+            5,
+            False,
+            b"hello",
+            (),
+            id="content-length-leading-zeros",  # 1*DIGIT: HAProxy forwards it as it came
+        ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\n" + H + b"Content-Length: " + b"0" * 5000 + b"\r\n\r\n",
+            0,
+            False,
+            b"",
+            (),
+            id="content-length-many-zeros",  # more digits than int() takes from a string
+        ),
+        pytest.param(
             b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
             5,
             False,
@@ -547,6 +563,11 @@ BAD_REQUESTS = [
     ),
     (
         b"POST / HTTP/1.1\r\n" + H + b"Content-Length: " + b"9" * 40 + b"\r\n\r\n",
+        400,
+        "content-length-too-long",
+    ),
+    (
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 0" + b"9" * 19 + b"\r\n\r\n",
         400,
         "content-length-too-long",
     ),
