@@ -32,7 +32,7 @@ def close_in_pool(loop: EventLoop, body: StreamBody, failed: CloseFailed) -> Non
     def closed(_result: object, error: BaseException | None, _started: float) -> None:
         if error is not None:
             failed(error)
-    loop.run_in_pool(body.close, (), closed)
+    loop.run_in_pool(body.close, (), closed, cleanup=True)
 
 
 class BodyStreamer:

@@ -101,7 +101,7 @@ class UploadPump:
         self._done = True
         self._jobs.clear()
         if not self._running:
-            self._loop.run_in_pool(self._upload.abort, (), _ignore)
+            self._loop.run_in_pool(self._upload.abort, (), _ignore, cleanup=True)
 
     def _pump(self) -> None:
         if self._running or not self._jobs or self._done:
@@ -126,7 +126,7 @@ class UploadPump:
         self._running = False
         self.queue_s += waited_s
         if self._done:  # aborted while this job ran: clean up now that it has returned
-            self._loop.run_in_pool(self._upload.abort, (), _ignore)
+            self._loop.run_in_pool(self._upload.abort, (), _ignore, cleanup=True)
             return
         kind = job.kind
         if kind == _WRITE:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from reactor.app.types import Request, Response
 from reactor.app.websocket import WebSocket, WebSocketHandler, WebSocketUpgrade
 from reactor.conn.interfaces import Transport
-from reactor.loop import TimerHandle
+from reactor.loop import PoolClosed, TimerHandle
 from reactor.proto.deflate import Deflate, DeflateConfig, DeflateParams
 from reactor.proto.websocket import (
     GOING_AWAY,
@@ -377,6 +377,9 @@ class WebSocketConnection:
 
     def _callback_done(self, _value: Any, error: BaseException | None, _started: float) -> None:
         self._busy = False
+        if isinstance(error, PoolClosed):  # never ran: the server is exiting, nor will the rest
+            self._queue.clear()
+            return
         if error is not None:
             self._handler_failed(error)
         if self._queue:

@@ -129,9 +129,10 @@ class EventLoop:
         return self._timers.push(TimerHandle(when, callback, args))
 
     def run_in_pool(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                    callback: PoolCallback) -> None:
-        """Run `fn(*args)` on a worker; `callback(result, error, started_at)` on the loop."""
-        self._pool.submit(fn, args, callback)
+                    callback: PoolCallback, *, cleanup: bool = False) -> None:
+        """Run `fn(*args)` on a worker; `callback(result, error, started_at)` on the loop.
+        `cleanup`: run it even if the pool is abandoned at exit (ThreadPool.submit)."""
+        self._pool.submit(fn, args, callback, cleanup=cleanup)
 
     @property
     def pool(self) -> ThreadPool:

@@ -7,7 +7,11 @@ Workers never touch sockets or loop state. A job is `(fn, args, callback)`; the 
 At shutdown every job already queued still runs (the stop markers queue behind them) before
 the threads are joined; a job submitted once shutdown has begun runs at once on the calling
 thread, its callback too. So clean-up queued by a stopping server (an upload's abort that
-removes its temp file) is done before the process exits, never dropped.
+removes its temp file) is done before the process exits, never dropped. When the join times
+out (a handler stuck in the pool), the jobs still queued behind it would be lost with the
+process: a clean-up job (`cleanup=True`) then runs on the stopping thread, and any other is
+not run but its callback gets `PoolClosed`, so its owner can clean up (an upload whose write
+never ran still removes its temp file).
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 PoolCallback = Callable[[Any, BaseException | None, float], None]
-Job = tuple[Callable[..., Any], tuple[Any, ...], PoolCallback]
+Job = tuple[Callable[..., Any], tuple[Any, ...], PoolCallback, bool]
 _STOP = None
+
+
+class PoolClosed(Exception):
+    """The job was never run: the pool was abandoned at shutdown with it still queued."""
 
 
 class ThreadPool:
@@ -50,10 +58,12 @@ class ThreadPool:
     def pending(self) -> int:
         return self._pending
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], callback: PoolCallback) -> None:
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], callback: PoolCallback,
+               *, cleanup: bool = False) -> None:
         """Queue `fn(*args)`; `callback` runs later on the loop thread (loop thread only).
 
-        After `shutdown` began: run both now, on this thread."""
+        After `shutdown` began: run both now, on this thread. `cleanup`: a job that must run
+        even when the pool is abandoned at shutdown (see the module docstring)."""
         if self._closed:
             started_at = time.monotonic()
             try:
@@ -63,7 +73,7 @@ class ThreadPool:
             callback(result, error, started_at)
             return
         self._pending += 1
-        self._jobs.put((fn, args, callback))
+        self._jobs.put((fn, args, callback, cleanup))
 
     def _finished(self, callback: PoolCallback, result: Any, error: BaseException | None,
                   started_at: float) -> None:
@@ -76,7 +86,7 @@ class ThreadPool:
             job = jobs.get()
             if job is _STOP:
                 return
-            fn, args, callback = job
+            fn, args, callback, _cleanup = job
             started_at = time.monotonic()
             try:
                 result, error = fn(*args), None
@@ -97,3 +107,29 @@ class ThreadPool:
             deadline = time.monotonic() + timeout_s
             for thread in self._threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
+            if any(thread.is_alive() for thread in self._threads):
+                self._abandon_queued()
+
+    def _abandon_queued(self) -> None:
+        """The threads did not finish in time: the jobs still queued will never run on them.
+        A clean-up job runs now, on this thread; any other is dropped and its callback told
+        (`PoolClosed`). The stop markers go back for the threads still busy."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                continue
+            fn, args, callback, cleanup = job
+            started_at = time.monotonic()
+            result: Any = None
+            error: BaseException | None = PoolClosed("the pool was abandoned at shutdown")
+            if cleanup:
+                try:
+                    result, error = fn(*args), None
+                except BaseException as exc:
+                    error = exc
+            self._finished(callback, result, error, started_at)
+        for _ in self._threads:
+            self._jobs.put(_STOP)

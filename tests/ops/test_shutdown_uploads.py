@@ -48,11 +48,11 @@ def temp_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(".upload-"))
 
 
-def start_slow_upload(port: int, files_dir: Path) -> Client:
+def start_slow_upload(port: int, files_dir: Path, name: str = "slow") -> Client:
     """A PUT accepted (100 Continue: the temp file exists) with part of its body sent; the
     rest never comes."""
     client = Client(port)
-    client.send(request_bytes("PUT", "/files/slow", headers={
+    client.send(request_bytes("PUT", f"/files/{name}", headers={
         "Content-Length": str(BODY_BYTES), "Expect": "100-continue"}))
     assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 100 ")
     client.send(b"x" * 65536)
@@ -147,3 +147,49 @@ def test_a_handler_stuck_in_the_pool_does_not_stretch_the_stop(
         client.close()
     [line] = [x for x in read_json_lines(tmp_path / "access.log") if x.get("path") == "/stuck"]
     assert (line["status"], line["bytes_out"]) == (503, 0)
+
+
+STUCK_FILES_APP = '''
+import threading
+from reactor import Response
+from reactor.app.application import build_app
+
+app = build_app(directory={directory!r})
+never = threading.Event()
+
+@app.get("/stuck")
+def stuck(request):
+    never.wait()  # a handler that never returns: it holds the pool's only thread
+    return Response.text("unreachable")
+'''
+
+
+@pytest.mark.expect_log("shutdown-timeout")
+def test_a_stop_past_its_deadline_with_the_pool_stuck_removes_the_upload_temp_files(
+        started: list[ServeProcess], tmp_path: Path, files_dir: Path) -> None:
+    """The aborts of the uploads cut at the deadline are pool jobs queued behind a handler
+    that never returns; the pool's threads get only a short grace, then the process exits.
+    Neither the abort of an idle upload nor that of one whose write is still queued may be
+    lost with the queue: both temp files go (they stayed in the directory, forever)."""
+    (tmp_path / "stuckfiles.py").write_text(STUCK_FILES_APP.format(directory=str(files_dir)))
+    sections = base_config(tmp_path, server={"pool_threads": 1},
+                           timeouts={"shutdown_s": 0.5, "body_s": 60},
+                           app={"native": "stuckfiles:app", "path": [str(tmp_path)]})
+    process = ServeProcess(["--config", str(write_config(tmp_path / "reactor.toml", sections))],
+                           cwd=tmp_path)
+    started.append(process)
+    idle = start_slow_upload(process.port, files_dir, "idle")  # nothing of it in the pool
+    queued = start_slow_upload(process.port, files_dir, "queued")
+    wait_until(lambda: len(temp_files(files_dir)) == 2, what="two temp files")
+    stuck = Client(process.port)
+    try:
+        stuck.send(request_bytes("GET", "/stuck"))
+        time.sleep(0.2)  # the pool's only thread is taken
+        queued.send(b"y" * 65536)  # its write waits in the pool's queue
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait() == 0
+    finally:
+        for client in (idle, queued, stuck):
+            client.close()
+    assert temp_files(files_dir) == []
