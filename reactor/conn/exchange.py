@@ -164,7 +164,7 @@ class Exchange(AccessRecord):
         if isinstance(result, Offload):
             submitted = time.monotonic()
             self.conn.loop.run_in_pool(
-                result.fn, result.args,
+                _run_unless_gone, (self.conn, result.fn, result.args),
                 lambda value, error, started: self._offload_done(value, error, started,
                                                                  submitted))
             return
@@ -415,6 +415,15 @@ class Exchange(AccessRecord):
     @property
     def upload_throttled(self) -> bool:
         return self.upload is not None and self.upload.throttled
+
+
+def _run_unless_gone(conn: HttpConnection, fn: Any, args: tuple[Any, ...]) -> Any:
+    """On a worker: the app's call, unless its connection closed while the call waited for
+    a thread -- nobody would get the answer (`_offload_done` drops it), and clients that
+    reset queued requests would keep the pool busy for nothing, the live ones waiting."""
+    if conn.closing:  # a flag only the loop sets: reading it here is safe
+        return None
+    return fn(*args)
 
 
 class FailedDispatch:

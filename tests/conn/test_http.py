@@ -788,6 +788,48 @@ def test_a_request_abandoned_while_the_app_works_is_logged_499(running_server):
     assert len(lines) == 1  # the late answer adds nothing
 
 
+def test_a_request_reset_before_a_pool_thread_took_it_is_not_run(tmp_path, files_dir):
+    """Clients that reset requests still queued for the pool: each was run all the same
+    when a thread came free, its answer thrown away, the live clients queued behind the
+    dead ones. They are logged 499 and never run; the live request after them is."""
+    running = start_server(tmp_path, server={"pool_threads": 1},
+                           files={"directory": files_dir})
+    try:
+        started, release = threading.Event(), threading.Event()
+        ran: list[str] = []
+
+        def blocker(_request):  # type: ignore[no-untyped-def]
+            started.set()
+            release.wait(10)
+            return Response(200, [], b"done")
+
+        def counted(request):  # type: ignore[no-untyped-def]
+            ran.append(request.headers.get(b"x-request-id", b"").decode())
+            return Response(200, [], b"ran")
+
+        router = running.server.http.app.router
+        router.get("/block", blocker, blocking=True)
+        router.get("/counted", counted, blocking=True)
+        holder = RawClient.to(running)
+        holder.send(request_bytes("GET", "/block"))
+        assert started.wait(5)  # the pool's only thread is taken
+        for index in range(5):
+            client = RawClient.to(running)
+            client.send(request_bytes("GET", "/counted", {"X-Request-ID": f"gone-{index}"}))
+            # queued for the pool (pending: the blocker and the queued ones)
+            assert wait_until(lambda: running.server.loop.pool.pending >= index + 2)  # noqa: B023
+            _reset(client)
+        assert wait_until(lambda: [r["status"] for r in read_log(running.access_log)
+                                   if r.get("path") == "/counted"] == [499] * 5)
+        release.set()
+        assert holder.read_response().status == 200
+        assert fetch(running, "GET", "/counted", headers={"X-Request-ID": "live"})[2] == b"ran"
+        assert ran == ["live"]
+        holder.close()
+    finally:
+        running.stop()
+
+
 def test_a_reset_mid_body_is_logged_as_a_client_abort(running_server):
     client = RawClient.to(running_server)
     client.send(b"POST /files/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf")
