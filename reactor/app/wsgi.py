@@ -4,8 +4,8 @@ Strategy: `WsgiApp` is an `Application`. Every request runs the WSGI app on a wo
 (an `Offload`); a body larger than `spool_bytes` or chunked is first written to a `Spool`
 as it arrives (through an `Upload`, so the loop never holds it), and `wsgi.input` reads the
 buffered bytes or the spool, with CONTENT_LENGTH set to the real length even when the
-client sent it chunked. The app's iterable is consumed on the worker up to the first
-non-empty piece (so `start_response` has been called), then:
+client sent it chunked (and no HTTP_TRANSFER_ENCODING). The app's iterable is consumed on
+the worker up to the first non-empty piece (so `start_response` has been called), then:
 - a list or tuple, or an iterable that ends early, becomes one bytes body;
 - `wsgi.file_wrapper` over a real file becomes a `FileBody` (sendfile, or the TLS path);
 - anything else becomes a `StreamBody`: the rest is produced piece by piece in the pool,
@@ -46,7 +46,10 @@ from reactor.app.types import (
 SPOOL_BYTES = 1024 * 1024
 WsgiCallable = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ErrorHook = Callable[[str, BaseException | None, dict[str, Any]], None]
-_SKIPPED = frozenset({b"content-type", b"content-length"})
+# CONTENT_TYPE and CONTENT_LENGTH carry these; the body is de-chunked before the app runs
+# (CONTENT_LENGTH is its real length), so a Transfer-Encoding would tell the app to de-chunk
+# it again (Bottle does) or to ignore CONTENT_LENGTH (werkzeug does): waitress drops it too.
+_SKIPPED = frozenset({b"content-type", b"content-length", b"transfer-encoding"})
 
 
 class WsgiApp:

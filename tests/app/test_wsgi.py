@@ -187,6 +187,38 @@ def test_chunked_upload_gets_a_content_length_and_a_spooled_input(
         connection.close()
 
 
+def test_a_chunked_upload_reaches_the_app_as_a_plain_body(tmp_path: Path) -> None:
+    """The server de-chunks the body and sets CONTENT_LENGTH: an HTTP_TRANSFER_ENCODING
+    left in the environ made Bottle de-chunk `wsgi.input` again (a 400, "Error while
+    parsing chunked transfer body") and werkzeug report no content length."""
+    from werkzeug.wsgi import get_content_length
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():  # as Bottle
+            size = int(stream.readline().split(b";")[0], 16)  # raises on a plain body
+            body = stream.read(size)
+        else:
+            body = stream.read(int(environ["CONTENT_LENGTH"]))
+        payload = json.dumps({"body": body.decode(), "length": get_content_length(environ),
+                              "te": environ.get("HTTP_TRANSFER_ENCODING")}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [payload]
+
+    running = serve_wsgi(tmp_path, validator(app))
+    try:
+        connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
+        connection.request("POST", "/", body=iter([b"hello", b" world"]),
+                           headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        assert response.status == 200, body
+        assert json.loads(body) == {"body": "hello world", "length": 11, "te": None}
+    finally:
+        running.stop()
+
+
 def test_write_callable_stream_and_close(features: tuple[Features, RunningServer]) -> None:
     app, running = features
     status, _, body = fetch(running, "GET", "/write")
