@@ -301,17 +301,18 @@ class _Call:
                 body = self._file_body(result)
                 if body is not None:
                     return self._response(body)
-            if isinstance(result, list | tuple):
+            if isinstance(result, list | tuple) and (
+                    any(result) or self.written or not self._stripped_head()):
                 pieces = [*self.written, *result]
                 self._check_pieces(pieces)
                 return self._response(b"".join(pieces))
             iterator = context.run(iter, result)
             piece = context.run(_first_piece, iterator)
-            if piece or (self.request.method == "HEAD" and not self.written
-                         and not self._has_length()):
-                # A HEAD answered by an app that strips the body (werkzeug does) is framed
-                # as the GET's stream would be, not as an empty body (Content-Length: 0
-                # would misstate the GET's length: RFC 9110 8.6).
+            if piece or (not self.written and self._stripped_head()):
+                # A HEAD answered by an app that strips the body (werkzeug returns an empty
+                # iterable, Bottle an empty list) is framed as the GET's stream would be, not
+                # as an empty body (Content-Length: 0 would misstate the GET's length: RFC
+                # 9110 8.6).
                 if piece:
                     self._check_pieces([piece])
                     self.written.append(bytes(piece))
@@ -354,8 +355,10 @@ class _Call:
         file: BinaryIO = open(os.dup(fd), "rb", buffering=0)  # noqa: SIM115 - body owns it
         return FileBody(file, offset, length)
 
-    def _has_length(self) -> bool:
-        return any(name.lower() == b"content-length" for name, _ in self.headers)
+    def _stripped_head(self) -> bool:
+        """A HEAD whose length the app did not say: an empty answer says nothing of it."""
+        return self.request.method == "HEAD" and not any(
+            name.lower() == b"content-length" for name, _ in self.headers)
 
     def _stream(self, iterator: Iterator[Any], result: Any) -> StreamBody:
         # `write()` keeps working while the body streams: what it queues (in `written`)

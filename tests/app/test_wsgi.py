@@ -483,6 +483,31 @@ def test_head_of_a_body_the_app_strips_is_framed_as_its_get(tmp_path: Path) -> N
         running.stop()
 
 
+def test_head_answered_with_an_empty_list_is_framed_as_its_get(tmp_path: Path) -> None:
+    """Bottle answers every HEAD with `[]` (and no Content-Length unless it knows the body):
+    that was sent as `Content-Length: 0` for a GET that streams, or one of a whole file."""
+    document = tmp_path / "doc.bin"
+    document.write_bytes(b"x" * 5000)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return []  # as Bottle: the body dropped, its length unknown
+        return environ["wsgi.file_wrapper"](open(document, "rb"))  # type: ignore[no-any-return]
+
+    running = serve_wsgi(tmp_path, app)  # not under validator, which hides that it is a list
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("HEAD", "/") + request_bytes("GET", "/"))
+            head = client.read_response(head=True)
+            assert head.status == 200
+            assert head.header("content-length") is None  # not "0": the GET has 5000 bytes
+            get = client.read_response(head=True)  # no stray bytes in between
+            assert get.status == 200
+    finally:
+        running.stop()
+
+
 def test_the_servers_date_server_and_request_id_are_sent_once(tmp_path: Path) -> None:
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain"),
