@@ -16,8 +16,8 @@ The iterable's `close()` is always called: at once for a bytes or file body, els
 `wsgi.errors` goes to the error log (event "wsgi-errors", one per flush). An exception
 before the head is committed is a 500 naming the request id with one logged traceback (an
 OSError of a resource shortage, EMFILE say, a 503 with one line: `handlers.unavailable`);
-`start_response(..., exc_info)` after the head is committed re-raises, which aborts the
-response.
+`start_response(..., exc_info)` before the head is committed replaces status and headers
+and drops what `write()` queued; after, it re-raises, which aborts the response.
 """
 
 from __future__ import annotations
@@ -267,6 +267,8 @@ class _Call:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None  # no reference cycle through the traceback
+            # Nothing went out yet: what write() queued belongs to the response given up.
+            self.written.clear()
         elif self.status is not None:
             raise AssertionError("start_response called twice without exc_info")
         code = status[:3]

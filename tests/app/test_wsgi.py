@@ -352,6 +352,27 @@ def test_exc_info_after_the_head_went_out_aborts_the_response(tmp_path: Path) ->
         running.stop()
 
 
+def test_exc_info_drops_what_write_queued_for_the_response_given_up(tmp_path: Path) -> None:
+    """write() output is held until the head is committed; an app that then changes its
+    mind (start_response with exc_info) got its partial page glued to the error page."""
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"<half of the page>")
+        try:
+            raise ValueError("the template failed")
+        except ValueError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")],
+                           sys.exc_info())
+        return [b"error page\n"]
+
+    running = serve_wsgi(tmp_path, validator(app))
+    try:
+        status, _, body = fetch(running, "GET", "/")
+        assert (status, body) == (500, b"error page\n")
+    finally:
+        running.stop()
+
+
 class _ClosingBody:
     """A WSGI iterable (not a list, so it streams) that records its `close()` calls and any
     `__next__` after one; `close_gate` makes `close()` block until the test opens it."""
