@@ -131,6 +131,8 @@ class ErrorStream:
         self._size = 0
 
     def write(self, text: str) -> int:
+        if not isinstance(text, str):  # refused at the app's call, as a text file does
+            raise TypeError(f"wsgi.errors.write() takes str, not {type(text).__name__}")
         self._pending.append(text)
         self._size += len(text)
         if self._size > self._MAX_PENDING:

@@ -289,6 +289,28 @@ def test_errors_stream_exc_info_and_crash(features: tuple[Features, RunningServe
     assert len(errors) == 1 and "wsgi app exploded" in errors[0]["exception"]
 
 
+@pytest.mark.expect_log("handler-error")
+def test_bytes_written_to_wsgi_errors_are_refused_at_the_call(tmp_path: Path) -> None:
+    """wsgi.errors is a text stream: bytes were taken, then broke the flush when the
+    response was built, so the 500's traceback (twice over) named the server, not the app's
+    line, and the str lines written beside them were lost."""
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        environ["wsgi.errors"].write(b"bytes, not text\n")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        status, _, _body = fetch(running, "GET", "/")
+        assert status == 500
+        [line] = wait_for_log(running.error_log, lambda x: x["event"] == "handler-error")
+        assert line["exception"].count("Traceback") == 1
+        assert "wsgi.errors.write() takes str, not bytes" in line["exception"]
+        assert 'environ["wsgi.errors"].write(b"bytes, not text' in line["exception"]
+    finally:
+        running.stop()
+
+
 def test_file_wrapper_goes_out_with_sendfile(tmp_path: Path) -> None:
     document = tmp_path / "doc.bin"
     document.write_bytes(bytes(range(256)) * 1024)
