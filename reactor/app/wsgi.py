@@ -11,7 +11,8 @@ the worker up to the first non-empty piece (so `start_response` has been called)
 - anything else becomes a `StreamBody`: the rest is produced piece by piece in the pool,
   one piece in flight and paused while the client is slow.
 The iterable's `close()` is always called: at once for a bytes or file body, else by the
-`StreamBody` when the body is done with (sent, failed, or the client went away).
+`StreamBody` when the body is done with (sent, failed, or the client went away); one that
+raises is logged (`stream-close-error`) and the response stands.
 `write()` pieces are kept in order in front of the iterable's pieces. What the app writes to
 `wsgi.errors` goes to the error log (event "wsgi-errors", one per flush). An exception
 before the head is committed is a 500 naming the request id with one logged traceback (an
@@ -326,7 +327,7 @@ class _Call:
             return self._response(b"".join(self.written))
         finally:
             if not streaming:  # else the StreamBody closes it once the body is done with
-                context.run(self._close, result)
+                self._close_held(result)
 
     def _response(self, body: Any) -> Response:
         if self.status is None:
@@ -395,6 +396,20 @@ class _Call:
             finally:
                 self.errors.flush()
         return StreamBody(produce, close)
+
+    def _close_held(self, result: Any) -> None:
+        """close() of an answer held whole (or of one that failed): the app's teardown, as
+        a streamed body's close() after its last chunk. One that raises is logged the same
+        way (`stream-close-error`) and the response the app made stands."""
+        try:
+            self.context.run(self._close, result)
+        except Exception as exc:
+            if self.host.on_error is None:
+                raise
+            request = self.request
+            self.host.on_error("stream-close-error", exc, {
+                "request_id": request.request_id, "conn_id": request.conn_id,
+                "method": request.method, "path": request.path})
 
     @staticmethod
     def _close(result: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import sys
 import threading
@@ -481,6 +482,50 @@ def test_a_close_that_raises_is_logged_and_the_connection_goes_on(tmp_path: Path
             assert client.read_response().body == b"fast\n"  # the pipelined one is answered
         [line] = wait_for_log(running.error_log, lambda x: x["event"] == "stream-close-error")
         assert line["request_id"] == "teardown-1" and "teardown failed" in line["exception"]
+    finally:
+        running.stop()
+
+
+class _RaisingCloseList(list[bytes]):
+    def close(self) -> None:
+        raise RuntimeError("teardown failed")
+
+
+@pytest.mark.expect_log("stream-close-error")
+def test_a_raising_close_of_a_whole_answer_is_logged_and_the_response_stands(
+        tmp_path: Path) -> None:
+    """A list (or file) answer is closed before it is sent; a close() that raised threw the
+    finished response away for a 500 (gunicorn and waitress send it, as reactor does for
+    a streamed body), and a file answer's descriptor was left to the garbage collector."""
+    document = tmp_path / "doc.bin"
+    document.write_bytes(b"f" * 3000)
+
+    class RaisingFile(io.FileIO):
+        def close(self) -> None:
+            if not self.closed:  # once: not again when collected
+                super().close()
+                raise RuntimeError("file teardown failed")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/file":
+            return environ["wsgi.file_wrapper"](RaisingFile(document))  # type: ignore[no-any-return]
+        return _RaisingCloseList([b"the whole page\n"])
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/list", {"X-Request-ID": "teardown-2"})
+                        + request_bytes("GET", "/file"))
+            page = client.read_response()
+            assert (page.status, page.body) == (200, b"the whole page\n")
+            file = client.read_response()
+            assert (file.status, file.body) == (200, b"f" * 3000)
+        lines = wait_for_log(running.error_log,
+                             lambda x: x["event"] == "stream-close-error", count=2)
+        assert lines[0]["request_id"] == "teardown-2"
+        assert "teardown failed" in lines[0]["exception"]
+        assert "file teardown failed" in lines[1]["exception"]
     finally:
         running.stop()
 
