@@ -160,18 +160,32 @@ class ErrorStream:
 
 class FileWrapper:
     """`wsgi.file_wrapper`: iterates a file in blocks; served with sendfile when the file
-    is a regular file with a descriptor."""
+    is a regular file with a descriptor. Its own iterator (as wsgiref's), seekable when the
+    file is (as werkzeug's): werkzeug answers a Range by seeking the iterator it wraps, and
+    without `seek` reads and drops every byte before the range."""
 
     def __init__(self, filelike: Any, block_size: int = 64 * 1024) -> None:
         self.filelike = filelike
         self.block_size = block_size
 
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            block = self.filelike.read(self.block_size)
-            if not block:
-                return
-            yield block
+    def __iter__(self) -> FileWrapper:
+        return self
+
+    def __next__(self) -> bytes:
+        block: bytes = self.filelike.read(self.block_size)
+        if not block:
+            raise StopIteration
+        return block
+
+    def seekable(self) -> bool:
+        seekable = getattr(self.filelike, "seekable", None)
+        return bool(seekable()) if seekable is not None else False
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return int(self.filelike.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.filelike.tell())
 
     def close(self) -> None:
         close = getattr(self.filelike, "close", None)

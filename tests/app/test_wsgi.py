@@ -343,6 +343,37 @@ def test_file_wrapper_goes_out_with_sendfile(tmp_path: Path) -> None:
         running.stop()
 
 
+def test_a_range_of_a_wrapped_file_seeks_to_it(tmp_path: Path) -> None:
+    """werkzeug (Flask's send_file) answers a Range by seeking the iterator over
+    wsgi.file_wrapper; reactor's could not seek, so the last 100 bytes of a file cost
+    reading (and dropping) all of it, on every request."""
+    from flask import Flask, send_file
+
+    data = bytes(range(256)) * 4096  # 1 MiB
+    reads: list[int] = []
+
+    class CountingFile(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            block = super().read(size)
+            reads.append(len(block))
+            return block
+
+    flask_app = Flask(__name__)
+
+    @flask_app.get("/doc")
+    def doc() -> Any:
+        return send_file(CountingFile(data), mimetype="application/octet-stream")
+
+    running = serve_wsgi(tmp_path, flask_app)
+    try:
+        status, headers, body = fetch(running, "GET", "/doc", headers={"Range": "bytes=-100"})
+        assert status == 206 and body == data[-100:], (status, headers)
+        assert headers["Content-Range"] == f"bytes {len(data) - 100}-{len(data) - 1}/{len(data)}"
+        assert sum(reads) < 100_000  # a block or two after a seek, not the whole MiB
+    finally:
+        running.stop()
+
+
 @pytest.mark.expect_log("stream-error")
 def test_exc_info_after_the_head_went_out_aborts_the_response(tmp_path: Path) -> None:
     closed = threading.Event()
