@@ -289,7 +289,8 @@ class _Call:
         elif self.status is not None:
             raise AssertionError("start_response called twice without exc_info")
         code = status[:3]
-        if not (isinstance(status, str) and code.isdigit() and status[3:4] in (" ", "")):
+        if not (isinstance(status, str) and len(code) == 3 and code.isascii()
+                and code.isdigit() and status[3:4] in (" ", "")):  # not "20", not fullwidth
             raise ValueError(f"bad WSGI status {status!r}")
         fields = []
         for name, value in headers:

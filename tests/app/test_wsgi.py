@@ -272,6 +272,26 @@ def test_write_of_something_not_bytes_is_a_logged_500_not_nul_bytes(tmp_path: Pa
         running.stop()
 
 
+@pytest.mark.expect_log("handler-error")
+@pytest.mark.parametrize("status", ["20", "20 OK", "\uff12\uff10\uff10 OK"])
+def test_a_status_without_three_ascii_digits_is_the_apps_error(tmp_path: Path,
+                                                               status: str) -> None:
+    """"20" was sent on as status 20 and refused by the serializer as "a 1xx is no final
+    response"; fullwidth digits ("\\uff12\\uff10\\uff10 OK") went out as 200 OK."""
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response(status, [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        assert fetch(running, "GET", "/")[0] == 500
+        [line] = wait_for_log(running.error_log, lambda x: x["level"] == "error")
+        assert line["event"] == "handler-error"
+        assert f"bad WSGI status {status!r}" in line["exception"]
+    finally:
+        running.stop()
+
+
 @pytest.mark.expect_log("wsgi-errors", "handler-error")
 def test_errors_stream_exc_info_and_crash(features: tuple[Features, RunningServer]) -> None:
     _app, running = features
