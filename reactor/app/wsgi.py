@@ -415,7 +415,8 @@ class _Call:
     def _close_held(self, result: Any) -> None:
         """close() of an answer held whole (or of one that failed): the app's teardown, as
         a streamed body's close() after its last chunk. One that raises is logged the same
-        way (`stream-close-error`) and the response the app made stands."""
+        way (`stream-close-error`) and the response the app made stands; what it wrote to
+        `wsgi.errors` is flushed after it, as a stream's."""
         try:
             self.context.run(self._close, result)
         except Exception as exc:
@@ -425,6 +426,8 @@ class _Call:
             self.host.on_error("stream-close-error", exc, {
                 "request_id": request.request_id, "conn_id": request.conn_id,
                 "method": request.method, "path": request.path})
+        finally:
+            self.errors.flush()
 
     @staticmethod
     def _close(result: Any) -> None:

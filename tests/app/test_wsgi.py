@@ -581,6 +581,31 @@ def test_a_raising_close_of_a_whole_answer_is_logged_and_the_response_stands(
         running.stop()
 
 
+@pytest.mark.expect_log("wsgi-errors")
+def test_what_close_writes_to_wsgi_errors_is_logged_for_a_whole_answer(tmp_path: Path) -> None:
+    """A list answer is closed after the head is built, when wsgi.errors was last flushed:
+    what its close() wrote (a timing middleware's line, say) never reached the log."""
+    class Body(list[bytes]):
+        def __init__(self, errors: Any) -> None:
+            super().__init__([b"page\n"])
+            self.errors = errors
+
+        def close(self) -> None:
+            self.errors.write("request done in 3 ms\n")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body(environ["wsgi.errors"])
+
+    running = serve_wsgi(tmp_path, app)
+    try:
+        assert fetch(running, "GET", "/", headers={"X-Request-ID": "timed-1"})[2] == b"page\n"
+        [line] = wait_for_log(running.error_log, lambda x: x["event"] == "wsgi-errors")
+        assert (line["request_id"], line["message"]) == ("timed-1", "request done in 3 ms")
+    finally:
+        running.stop()
+
+
 def test_write_keeps_working_while_the_iterable_streams(tmp_path: Path) -> None:
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
         write = start_response("200 OK", [("Content-Type", "text/plain")])
