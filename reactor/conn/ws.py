@@ -310,9 +310,11 @@ class WebSocketConnection:
         return not self._close_sent and not self._closed
 
     def send(self, data: str | bytes) -> None:
-        """Queue a message; from any thread. Dropped once the close handshake began."""
+        """Queue a message; from any thread. Dropped once the close handshake began.
+        A bytearray or memoryview is copied now: the caller may reuse it once this returns."""
         if type(data) is not str and type(data) is not bytes:
-            message_payload(data)  # a wrong type raises here, in the caller's thread
+            # a wrong type raises here, in the caller's thread
+            data = str(data) if isinstance(data, str) else message_payload(data)[1]
         if threading.get_ident() == self.loop_thread:
             self._send_message(data)
         elif self.deflate is not None:

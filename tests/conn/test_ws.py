@@ -261,6 +261,20 @@ class Pusher(WebSocketHandler):
             self.ws.send(f"push {i}")
 
 
+class BufferReuser(WebSocketHandler):
+    """Sends one bytearray from a thread of its own, rewriting it after each send (a reused
+    read buffer)."""
+
+    def on_open(self) -> None:
+        threading.Thread(target=self.push).start()
+
+    def push(self) -> None:
+        buffer = bytearray(100)
+        for i in range(50):
+            buffer[:] = b"%03d" % i * 33 + b"."
+            self.ws.send(buffer)
+
+
 class WrongType(WebSocketHandler):
     """Sends an int from a thread of its own: the TypeError is raised there, not on the wire."""
 
@@ -286,6 +300,15 @@ def test_send_from_any_thread_keeps_order(ws_server: RunningServer) -> None:
     with client(ws_server, "/ws/push") as ws:
         got = [ws.recv() for _ in range(50)]
     assert [e.data for e in got] == [f"push {i}" for i in range(50)]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_a_buffer_reused_after_send_does_not_change_the_message(ws_server: RunningServer,
+                                                                 deflate: bool) -> None:
+    add_route(ws_server, "/ws/reuse", BufferReuser)
+    with client(ws_server, "/ws/reuse", deflate=deflate) as ws:
+        got = [ws.recv() for _ in range(50)]
+    assert [e.data for e in got] == [b"%03d" % i * 33 + b"." for i in range(50)]  # type: ignore[union-attr]
 
 
 def test_refused_upgrade_raises(ws_server: RunningServer) -> None:
