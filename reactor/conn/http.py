@@ -55,14 +55,13 @@ class HttpConnection:
 
     __slots__ = (
         "_body_mark", "_deadline", "_exchange", "_fed", "_head_started", "_requests",
-        "_settings", "_timer", "_write_paused", "busy", "closing", "conn_id", "log", "loop",
+        "_settings", "_timer", "_write_paused", "busy", "closing", "conn_id", "loop",
         "parser", "peer_eof", "server", "transport",
     )
 
     def __init__(self, server: HttpServer, conn_id: int) -> None:
         self.server = server
         self.loop: EventLoop = server.loop
-        self.log: RequestLog = server.log
         self.conn_id = conn_id
         self.transport: Transport | None = None
         self._settings = server.settings
@@ -78,6 +77,12 @@ class HttpConnection:
         self._head_started = 0.0
         self._deadline = 0.0
         self._timer: TimerHandle | None = None
+
+    @property
+    def log(self) -> RequestLog:
+        """The server's log now: a reload that changes [log] closes the one this connection
+        started under, and a keep-alive connection may outlive many reloads."""
+        return self.server.log
 
     # ---- transport callbacks ----------------------------------------------------------
     def connection_made(self, transport: Transport) -> None:
@@ -292,7 +297,7 @@ class HttpConnection:
         record.duration_ms = (time.monotonic() - started) * 1000.0
         if unsent:
             record.bytes_out = max(0, record.bytes_out - unsent)
-        self.log.request(record)
+        self.server.log.request(record)
 
     def upload_throttled(self, throttled: bool) -> None:
         transport = self.transport

@@ -17,7 +17,7 @@ from reactor.conn.clock import http_date
 from reactor.conn.http import HttpConnection
 from reactor.conn.listener import AcceptCallback, ListenerOptions
 from reactor.conn.proxy import PROXY_HEADER_S, ProxyHeaderProtocol
-from reactor.conn.shared import HttpSettings, RequestLog
+from reactor.conn.shared import AccessRecord, HttpSettings, RequestLog
 from reactor.conn.tls import TlsContexts, TlsTransport
 from reactor.conn.transport import SocketTransport
 from reactor.conn.ws import WebSocketSettings, upgrade_response
@@ -33,6 +33,25 @@ _LIMIT_REPORT_S = 10.0
 _REUSED, _SHED = "connections_reused_total", "connections_shed_total"
 
 
+class _LogInForce:
+    """The server's log at the time of each call (a `RequestLog`): a protocol made before a
+    reload that changed [log] reports to the new log, not to the closed one."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+
+    def request(self, record: AccessRecord) -> None:
+        self._server.log.request(record)
+
+    def rejected(self, fields: dict[str, Any]) -> None:
+        self._server.log.rejected(fields)
+
+    def error(self, event: str, exc: BaseException | None, fields: dict[str, Any]) -> None:
+        self._server.log.error(event, exc, fields)
+
+
 class HttpServer:
     """What all HTTP connections share: app, settings, log sink, the live-connection registry."""
 
@@ -41,7 +60,8 @@ class HttpServer:
                  max_connections: int = 10000) -> None:
         self.loop = loop
         self.app: Application = as_application(app)  # new requests go to it
-        self.log = log
+        self.log = log  # replaced by a reload: protocols read it when they log
+        self._log_in_force = _LogInForce(self)
         self.settings = settings if settings is not None else HttpSettings()
         self.server_name = server_name
         self.server_header = (b"Server", server_name)
@@ -113,12 +133,12 @@ class HttpServer:
         """Run the PROXY header step, then HTTP (plain) or the handshake and HTTP (TLS)."""
         if isinstance(transport, TlsTransport):
             transport.start_preamble(ProxyHeaderProtocol(
-                self.loop, self.log, conn_id, trusted=self.trusted_proxies,
+                self.loop, self._log_in_force, conn_id, trusted=self.trusted_proxies,
                 then=self.start_tls, timeout_s=self.proxy_header_s))
             return
         transport.start(ProxyHeaderProtocol(
-            self.loop, self.log, conn_id, trusted=self.trusted_proxies, then=self.start_http,
-            timeout_s=self.proxy_header_s))
+            self.loop, self._log_in_force, conn_id, trusted=self.trusted_proxies,
+            then=self.start_http, timeout_s=self.proxy_header_s))
 
     def start_tls(self, transport: SocketTransport, conn_id: int,
                   trailing_data: bytes = b"") -> None:

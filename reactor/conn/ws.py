@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from reactor.app.types import Request, Response
 from reactor.app.websocket import WebSocket, WebSocketHandler, WebSocketUpgrade
 from reactor.conn.interfaces import Transport
+from reactor.conn.shared import RequestLog
 from reactor.loop import PoolClosed, TimerHandle
 from reactor.proto.deflate import Deflate, DeflateConfig, DeflateParams
 from reactor.proto.websocket import (
@@ -112,7 +113,7 @@ class WebSocketConnection:
         "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_factory_error",
         "_handler_closed",
         "_ping_sent_at", "_ping_timer", "_queue", "_slow_timer", "_write_paused", "bytes_in",
-        "bytes_out", "close_code", "closed_by", "deflate", "encoder", "handler", "inline", "log",
+        "bytes_out", "close_code", "closed_by", "deflate", "encoder", "handler", "inline",
         "loop", "loop_thread", "messages_in", "messages_out", "parser", "request", "server",
         "settings", "started", "transport", "ws",
     )
@@ -121,7 +122,6 @@ class WebSocketConnection:
                  deflate_params: DeflateParams | None, subprotocol: str | None = None) -> None:
         self.server = server
         self.loop = server.loop
-        self.log = server.log
         self.settings = settings = server.websocket
         self.request = request
         self.deflate = Deflate(deflate_params) if deflate_params is not None else None
@@ -153,6 +153,11 @@ class WebSocketConnection:
         self._ping_timer: TimerHandle | None = None
         self._close_timer: TimerHandle | None = None
         self._slow_timer: TimerHandle | None = None
+
+    @property
+    def log(self) -> RequestLog:
+        """The server's log now (a session may outlive a reload that replaced it)."""
+        return self.server.log
 
     # ---- transport callbacks ------------------------------------------------------------------
     def connection_made(self, transport: Transport) -> None:

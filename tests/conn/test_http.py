@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import http.client
 import re
@@ -854,3 +855,32 @@ def test_a_head_refused_for_its_framing_is_logged_as_the_request_it_was(running_
         assert client.is_closed_by_peer()
     line = wait_for_log(running_server.access_log, lambda x: x["event"] == "rejected")[0]
     assert (line["method"], line["path"]) == ("POST", "/files/x")
+
+
+def test_connections_open_across_a_log_reload_log_to_the_new_log(tmp_path):
+    """A reload that changes [log] closes the old log: a keep-alive connection and a
+    WebSocket session made before it must write their lines to the new one, not lose them."""
+    from tests.wsclient import WsClient
+
+    running = start_server(tmp_path)
+    moved = tmp_path / "access2.log"
+    try:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/echo/before"))
+            assert client.read_response().status == 200
+            ws = WsClient(running.host, running.port, "/ws/echo")
+            config = running.server.config
+            on_loop(running, running.server.apply_config, dataclasses.replace(
+                config, log=dataclasses.replace(config.log, access=str(moved))))
+            for number in range(3):
+                client.send(request_bytes("GET", f"/echo/after{number}"))
+                assert client.read_response().status == 200
+            ws.send("hi")
+            ws.close()
+    finally:
+        running.stop()
+    before = [(line["event"], line["path"]) for line in read_log(running.access_log)]
+    assert before == [("request", "/echo/before"), ("request", "/ws/echo")]  # the 101
+    after = [(line["event"], line["path"]) for line in read_log(moved)]
+    assert sorted(after) == [("request", "/echo/after0"), ("request", "/echo/after1"),
+                             ("request", "/echo/after2"), ("websocket", "/ws/echo")]

@@ -363,3 +363,33 @@ def test_graceful_stop_closes_a_tls_connection_waiting_for_its_header(tmp_path: 
         running.stop()
         assert not running.thread.is_alive()
         assert raw.read_to_eof() == b""
+
+
+def test_a_header_step_begun_before_a_log_reload_reports_to_the_new_log() -> None:
+    """A reload that changes [log] closes the old one: a connection still in its PROXY
+    header step when it happens must report its refusal to the log now in force."""
+    loop = LoopThread()
+    old, new = RecordingLog(), RecordingLog()
+    listen = socket.create_server(("127.0.0.1", 0))
+    listen.setblocking(False)
+    try:
+        server = HttpServer(loop.loop, who, old)
+        server.trusted_proxies = TrustedNetworks(["127.0.0.0/8"])
+        listener = Listener(loop.loop, listen, server.acceptor(
+            ListenerOptions("test", proxy_protocol=True)), ListenerOptions("test"))
+        loop.run(listener.start)
+        with socket.create_connection(listen.getsockname()[:2], timeout=5) as client:
+            client.sendall(b"PROXY TCP4 203.0.113.7 ")
+            deadline = time.monotonic() + 5
+            while not loop.run(lambda: len(server.connections)):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            loop.run(setattr, server, "log", new)  # what a reload does
+            client.shutdown(socket.SHUT_WR)
+            assert client.recv(100) == b""
+        loop.run(listener.close)
+    finally:
+        listen.close()
+        loop.close()
+    assert [line["reason"] for line in new.rejected_lines] == ["proxy-header-eof"]
+    assert not old.rejected_lines
