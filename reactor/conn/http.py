@@ -94,7 +94,7 @@ class HttpConnection:
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
-        if self.server.settings is not self._settings:
+        if self.server.settings is not self._settings and not parser.in_message:
             self._settings_reloaded()
         parser.feed(data)
         self._fed += len(data)
@@ -105,8 +105,9 @@ class HttpConnection:
         self._process()
 
     def _settings_reloaded(self) -> None:
-        """A reload replaced the limits: they apply from this connection's next request
-        head on (the parser holds a request in progress to the limits it began under)."""
+        """A reload replaced the limits and timeouts: they apply from this connection's
+        next request on; a request in progress finishes under those it began with (an
+        upload is not cut by a shorter body timeout that came while it arrived)."""
         settings = self._settings = self.server.settings
         self.parser.set_limits(max_line_bytes=settings.max_request_line,
                                max_header_bytes=settings.max_header_bytes,
@@ -204,7 +205,7 @@ class HttpConnection:
     def _awaiting_input(self) -> None:
         """Pick the deadline that applies while we wait for the peer."""
         parser = self.parser
-        settings = self.server.settings
+        settings = self._settings  # the request's own, also after a reload
         if not parser.in_message:
             if self.peer_eof:
                 self._close()

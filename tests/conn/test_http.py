@@ -884,3 +884,30 @@ def test_connections_open_across_a_log_reload_log_to_the_new_log(tmp_path):
     after = [(line["event"], line["path"]) for line in read_log(moved)]
     assert sorted(after) == [("request", "/echo/after0"), ("request", "/echo/after1"),
                              ("request", "/echo/after2"), ("websocket", "/ws/echo")]
+
+
+def test_a_body_in_progress_keeps_its_timeout_across_a_reload(tmp_path):
+    """A reload that shortens timeouts.body_s applies from the next request on: an upload
+    already arriving finishes under the timeout it began with, as under nginx's old
+    workers (it was cut with a 408 by the first gap longer than the new timeout)."""
+    files = tmp_path / "files"
+    files.mkdir()
+    running = start_server(tmp_path, files={"directory": str(files)},
+                           timeouts={"body_s": 5.0})
+    try:
+        with RawClient.to(running) as client:
+            client.send(b"POST /files/up HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nab")
+            assert wait_until(lambda: any(files.iterdir()))  # the upload's temp file: under way
+            config = running.server.config
+            on_loop(running, running.server.apply_config, dataclasses.replace(
+                config, timeouts=dataclasses.replace(config.timeouts, body_s=0.2)))
+            client.send(b"cd")
+            time.sleep(0.6)  # longer than the new timeout, far shorter than the old one
+            client.send(b"ef")
+            assert client.read_response().status == 201
+            # the next request is under the new timeout
+            client.send(b"POST /files/up HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nab")
+            assert client.read_response().status == 408
+    finally:
+        running.stop()
+    assert (files / "up").read_bytes() == b"abcdef"
