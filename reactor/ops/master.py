@@ -29,7 +29,7 @@ from reactor.ops.assembly import bind_metrics
 from reactor.ops.daemon import is_stream_target
 from reactor.ops.kinds import parse_listen
 from reactor.ops.listeners import ListenError
-from reactor.ops.server import LogOpenError, ServerLog, open_log
+from reactor.ops.server import LogOpenError, ServerLog, hold_signals, open_log, take_held
 from reactor.ops.settings import (
     Config,
     ServerConfig,
@@ -245,9 +245,10 @@ class Master:
     def _run_child(self, slot: int, config: Config, link: WorkerLink) -> None:
         code = 1
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
             for sig in _HANDLED:
                 signal.signal(sig, signal.SIG_DFL)
+            hold_signals()  # a HUP or USR1 before its own handlers are in: noted, not fatal
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
             os.environ.pop("NOTIFY_SOCKET", None)  # only the master talks to systemd
             self._close_in_child(slot, link.metrics)
             code = self.worker_main(config, self.slots[slot], link)
@@ -286,6 +287,8 @@ class Master:
     def run(self) -> int:
         """Start the workers (WorkerStartError if one cannot), then supervise until stopped."""
         signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        for sig in take_held():  # noted before they were blocked: sigtimedwait takes them
+            signal.raise_signal(sig)
         self._lifeline = os.pipe()
         try:
             self._start()

@@ -92,6 +92,29 @@ POOL_GRACE_S = 0.5
 """After a stop's deadline, how long pool threads still get to finish (clean-ups)."""
 FILE_CACHE_SWEEP_S = 1.0
 """How often the static open-file caches close entries past their 1 s validity."""
+HELD_SIGNALS = (signal.SIGHUP, signal.SIGUSR1)
+_held: list[int] = []  # held signals noted before the loop's handlers were in
+
+
+def hold_signals() -> None:
+    """First thing in `reactor serve` (before the pid file is written) and in each worker:
+    a HUP or USR1 that comes before the loop's handlers are in is noted and handled once the
+    server serves (`Server.run`); one that comes while it closes is dropped. Their default
+    action would kill the process: logrotate, or a script signalling the pid file's pid."""
+    _held.clear()
+    for sig in HELD_SIGNALS:
+        signal.signal(sig, _note_held)
+
+
+def take_held() -> list[int]:
+    """The held signals noted so far (each once), oldest first."""
+    taken = list(dict.fromkeys(_held))
+    _held.clear()
+    return taken
+
+
+def _note_held(signum: int, _frame: object) -> None:
+    _held.append(signum)
 
 
 
@@ -361,6 +384,8 @@ class Server:
         self._previous_handlers = {sig: signal.getsignal(sig) for sig in handlers}
         for sig, handler in handlers.items():
             self.loop.add_signal_handler(sig, handler)
+        for held in take_held():  # came while starting (see `hold_signals`): handled now
+            self.loop.call_soon(handlers[signal.Signals(held)])
 
     def _remove_signals(self) -> None:
         """Undo _install_signals: the loop's handlers out, the ones from before back in."""

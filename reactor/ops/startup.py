@@ -42,7 +42,13 @@ from reactor.ops.master import (
     close_slots,
     make_slots,
 )
-from reactor.ops.server import LogOpenError, Server, open_log, tls_bound_key
+from reactor.ops.server import (
+    LogOpenError,
+    Server,
+    hold_signals,
+    open_log,
+    tls_bound_key,
+)
 from reactor.ops.settings import Config, listener_options
 from reactor.ops.systemd import Notifier, listen_fds
 from reactor.ops.tls import TlsError, build_tls
@@ -71,6 +77,7 @@ def serve(args: argparse.Namespace) -> int:
     detached: Detached | None = None
     foreground_pidfile: PidFile | None = None
     notes: list[Note] = []  # logged once the server listens, after the "listening" lines
+    hold_signals()  # before the pid file exists: a HUP or USR1 from now on never kills
     try:
         source = ConfigSource.capture(args)
         config = _load(source)

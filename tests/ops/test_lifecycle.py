@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -400,6 +401,28 @@ def test_pidfile_without_daemon_is_written_and_removed_at_exit(
     server.send_signal(signal.SIGTERM)
     assert server.wait() == 0
     assert not pidfile.exists()
+
+
+def test_hup_and_usr1_sent_as_soon_as_the_pid_file_exists_are_handled(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    """The pid file is written before the loop's handlers are in: a logrotate or a script
+    signalling the pid it names right away must get a reload and a reopen, not the default
+    action of HUP and USR1 (the process was killed)."""
+    for attempt in range(2):
+        pidfile = tmp_path / f"reactor-{attempt}.pid"
+        server = serve(started, tmp_path, base_config(tmp_path), "--pidfile", str(pidfile))
+        deadline = time.monotonic() + 10
+        while not (pidfile.exists() and pidfile.read_text().strip()):  # as soon as it is
+            assert time.monotonic() < deadline, "no pid file"
+            time.sleep(0.0005)
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGUSR1)
+        os.kill(pid, signal.SIGHUP)
+        server.wait_event("reloaded")
+        server.wait_event("logs-reopened")
+        assert get(server.port, "/echo/alive").body == b"alive"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
 
 
 def test_pidfile_in_a_missing_directory_exits_2(tmp_path: Path) -> None:

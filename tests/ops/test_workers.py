@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -111,5 +112,28 @@ def test_a_reload_changing_the_worker_count_warns(workers_server):
     warning = process.wait_event("reload-needs-restart")
     assert (warning["level"], warning["settings"]) == ("warning", ["server.workers"])
     process.wait_event("reloaded")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+def test_usr1_to_workers_still_starting_does_not_kill_them(workers_server):
+    """`killall -USR1 reactor` (a logrotate) during a reload reaches the new workers before
+    their handlers are in: they must reopen their logs later, not die of it (the reload
+    failed)."""
+    process, _tmp_path = workers_server
+    process.wait_event("workers-started")
+    master = process.proc.pid
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not process.events("reloaded") and not process.events("reload-failed"):
+        assert time.monotonic() < deadline, "the reload did not end"
+        for pid in children(master):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.001)
+    assert process.events("reloaded") and not process.events("reload-failed")
+    assert get(process.port, "/echo/after").body == b"after"
     process.send_signal(signal.SIGTERM)
     assert process.wait() == 0
