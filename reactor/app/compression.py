@@ -106,27 +106,48 @@ def gzip_bytes(data: bytes, level: int = 6) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
+class FileChanged(OSError):
+    """The file being sent ended before the length it was announced with (truncated or
+    rewritten meanwhile): the answer must be cut, not completed with what is left."""
+
+
 class GzipStream:
     """`produce()` for a `StreamBody`: a file gzipped piece by piece (runs on a worker).
 
     Each call reads up to `read_bytes` and returns what zlib emitted for it (zlib buffers,
     so a call may read several pieces before it has output); then the gzip trailer; then b"".
-    Memory per stream is one piece plus zlib's window, whatever the file's size.
+    Memory per stream is one piece plus zlib's window, whatever the file's size. With
+    `length` (the size the validators describe) it reads that many bytes, no more, and raises
+    `FileChanged` if the file ends sooner: a well-formed gzip of a truncated file would be
+    taken (and cached, under the old ETag) as the whole one.
     """
 
-    __slots__ = ("_compressor", "_file", "_read_bytes")
+    __slots__ = ("_compressor", "_file", "_left", "_read_bytes")
 
-    def __init__(self, file: Any, level: int = 6, read_bytes: int = 256 * 1024) -> None:
+    def __init__(self, file: Any, level: int = 6, read_bytes: int = 256 * 1024,
+                 length: int | None = None) -> None:
         self._file = file
         self._compressor: Any = zlib.compressobj(level, zlib.DEFLATED, 31)
         self._read_bytes = read_bytes
+        self._left = length
 
     def __call__(self) -> bytes:
         compressor = self._compressor
         if compressor is None:
             return b""
         while True:
-            data = self._file.read(self._read_bytes)
+            left = self._left
+            if left is None:
+                data = self._file.read(self._read_bytes)
+            elif left:
+                data = self._file.read(min(left, self._read_bytes))
+                if not data:
+                    self._compressor = None
+                    raise FileChanged(f"the file ended {left} bytes short of its size:"
+                                      " changed while being sent")
+                self._left = left - len(data)
+            else:
+                data = b""
             if not data:
                 self._compressor = None
                 return compressor.flush()

@@ -225,7 +225,8 @@ class FileServer:
     def _streamed(self, opened: Opened) -> StreamBody:
         file = open(opened.fd, "rb", buffering=0)  # noqa: SIM115 - the body closes it
         opened.fd = -1
-        return StreamBody(GzipStream(file, self.level), file.close)
+        return StreamBody(GzipStream(file, self.level, length=opened.info.st_size),
+                          file.close)
 
     def _compressed(self, opened: Opened) -> bytes:
         info = opened.info
