@@ -7,6 +7,7 @@ import os
 import secrets
 import stat
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
@@ -453,17 +454,25 @@ def _precondition_failed() -> Response:
     return text_response(412, "Precondition Failed\n")
 
 
-_umask_cache: list[int] = []
+_umask_lock = threading.Lock()
 
 
 def _current_umask() -> int:
-    # os.umask can only be read by setting it; do it once (it is process-wide and fixed
-    # after start-up), so worker threads never race on it.
-    if not _umask_cache:
+    """The process umask now, read without changing it where Linux shows it
+    (/proc/self/status, 4.7+). `os.umask` can only be read by setting it: two upload threads
+    doing that at once could leave the process with the wrong mask, so that fallback holds
+    a lock (a cached value would miss a later change, by `daemon.umask` or the app)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
         mask = os.umask(0o022)
         os.umask(mask)
-        _umask_cache.append(mask)
-    return _umask_cache[0]
+    return mask
 
 
 def _not_found() -> Response:

@@ -203,7 +203,8 @@ class StaticConfig:
     gzip_cache_bytes: int = rebuilds_app(
         64 * MiB, Int(0, TiB), "Memory for gzip-compressed copies of small static files.")
     gzip_cache_file_max: int = rebuilds_app(
-        MiB, Int(0, TiB), "Largest file compressed into that cache (larger: sent as is).")
+        MiB, Int(0, TiB),
+        "Largest file compressed into that cache (larger: gzipped as it is sent, chunked).")
     mounts: tuple[dict[str, Any], ...] = rebuilds_app(
         (), Mounts(), "More document roots: [[static.mounts]] tables with the keys above.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import stat
 import struct
 import time
 import urllib.parse
@@ -121,6 +122,22 @@ def test_post_writes_the_file_and_answers_201(running_server, files_dir):
     assert body == b"" and headers["Content-Length"] == "0"
     assert (files_dir / "upload.bin").read_bytes() == data
     assert sorted(p.name for p in files_dir.iterdir()) == ["upload.bin"]  # no temp left
+
+
+def test_an_uploaded_file_mode_follows_the_process_umask_of_the_moment(running_server,
+                                                                       files_dir):
+    # 0644 less the umask in force at the upload (daemon.umask, or one the app set later);
+    # reading it must not change it
+    previous = os.umask(0o027)
+    try:
+        assert fetch(running_server, "POST", "/files/a.bin", b"a")[0] == 201
+        assert stat.S_IMODE((files_dir / "a.bin").stat().st_mode) == 0o640
+        os.umask(0o077)
+        assert fetch(running_server, "POST", "/files/b.bin", b"b")[0] == 201
+        assert stat.S_IMODE((files_dir / "b.bin").stat().st_mode) == 0o600
+        assert os.umask(0o077) == 0o077
+    finally:
+        os.umask(previous)
 
 
 def test_post_replaces_an_existing_file(running_server, files_dir):
