@@ -63,12 +63,12 @@ def file_response(request: Request, wanted: FileResponse) -> Response:
     if opened.is_dir:
         opened.close()
         return text_response(404, "Not Found\n")
-    response = _server_for(directory).respond(request, opened, [name])
-    if response.status in (200, 206):
-        if wanted.content_type is not None and response.status == 200:
-            response.headers[0] = (b"Content-Type", wanted.content_type.encode("latin-1"))
-        if wanted.download_name is not None:
-            response.headers.append((b"Content-Disposition", _disposition(wanted.download_name)))
+    content_type = wanted.content_type
+    response = _server_for(directory).respond(
+        request, opened, [name],
+        None if content_type is None else content_type.encode("latin-1"))
+    if response.status in (200, 206) and wanted.download_name is not None:
+        response.headers.append((b"Content-Disposition", _disposition(wanted.download_name)))
     response.headers.extend(wanted.headers)
     return response
 

@@ -569,3 +569,25 @@ def test_a_refused_expect_100_continue_is_answered_at_once_unless_middleware_may
         response = client.read_response()
         assert (response.status, response.body) == (200, b"posted hello")
     assert seen == [b"hello"]
+
+
+def test_a_file_answer_keeps_its_content_type_in_ranges(
+        served: tuple[App, RunningServer], tmp_path: Path) -> None:
+    """`Response.file(path, content_type=...)` is the type of every answer about the file:
+    a <video> asks `Range: bytes=0-` first, and its 206 said the type guessed from the name."""
+    app, running = served
+    clip = tmp_path / "clip-7"  # no extension: guessed as application/octet-stream
+    clip.write_bytes(bytes(range(256)) * 40)
+
+    @app.get("/clip")
+    def video(request: Request) -> Response:
+        return Response.file(clip, content_type="video/mp4")
+
+    status, headers, _ = get(running, "/clip")
+    assert (status, headers["Content-Type"]) == (200, "video/mp4")
+    status, headers, body = get(running, "/clip", Range="bytes=0-")
+    assert (status, headers["Content-Type"], len(body)) == (206, "video/mp4", 10240)
+    status, headers, body = get(running, "/clip", Range="bytes=0-1,256-257")
+    assert status == 206 and headers["Content-Type"].startswith("multipart/byteranges;")
+    assert body.count(b"Content-Type: video/mp4\r\n") == 2
+    assert b"octet-stream" not in body

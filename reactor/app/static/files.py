@@ -137,9 +137,12 @@ class FileServer:
             entry.fields = tuple(response.headers)
         return response
 
-    def respond(self, request: Request, opened: Opened, segments: list[str]) -> Response:
-        """The response for the open regular file at root/segments (closes or hands over)."""
-        content_type = self.mount.mime.type_for(segments[-1])
+    def respond(self, request: Request, opened: Opened, segments: list[str],
+                content_type: bytes | None = None) -> Response:
+        """The response for the open regular file at root/segments (closes or hands over);
+        `content_type` replaces the type guessed from the name, in a 206's parts too."""
+        if content_type is None:
+            content_type = self.mount.mime.type_for(segments[-1])
         compressible = content_type in self.types
         try:
             rep = self._select(request, opened, segments, compressible)
