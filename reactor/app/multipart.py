@@ -9,6 +9,7 @@ Anything malformed raises `MultipartError` (the request answers 400).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import BinaryIO
 from urllib.parse import unquote_to_bytes
@@ -57,17 +58,34 @@ class _Reader:
 
 
 def _parse_disposition(value: str) -> tuple[str, dict[str, str]]:
+    """The disposition type and its parameters. A browser sends `name` and `filename` quoted
+    with `"`, CR and LF as `%22`, `%0D`, `%0A` and nothing else escaped (WHATWG HTML's
+    multipart/form-data encoding; undici's parser reverses it too); other clients (curl)
+    escape `"` and `\\` with a backslash, as in an RFC 9110 quoted-string."""
     kind, _, rest = value.partition(";")
     params: dict[str, str] = {}
     for item in _split_params(rest):
         key, eq, val = item.partition("=")
         if not eq:
             continue
+        key = key.strip().lower()
         val = val.strip()
         if len(val) >= 2 and val[0] == val[-1] == '"':
-            val = val[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        params[key.strip().lower()] = val
+            val = val[1:-1]
+            browser = '\\"' not in val  # a backslash-escaped quote: not a browser's
+            val = val.replace('\\"', '"').replace("\\\\", "\\")
+            if browser and "%" in val and key in ("name", "filename"):
+                val = _WHATWG_ESCAPE.sub(_whatwg_unescape, val)
+        params[key] = val
     return kind.strip().lower(), params
+
+
+_WHATWG_ESCAPE = re.compile("%(?:22|0[ADad])")
+_WHATWG_BYTES = {"%22": '"', "%0a": "\n", "%0d": "\r"}
+
+
+def _whatwg_unescape(match: re.Match[str]) -> str:
+    return _WHATWG_BYTES[match.group().lower()]
 
 
 def _split_params(text: str) -> list[str]:

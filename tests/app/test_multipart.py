@@ -58,3 +58,20 @@ def test_boundary_parameter() -> None:
     assert boundary_of(b'multipart/form-data; charset=utf-8; boundary="a b"') == b"a b"
     assert boundary_of(b"multipart/form-data; BOUNDARY=xyz") == b"xyz"
     assert boundary_of(b"multipart/form-data") is None
+
+
+def test_a_browsers_escapes_in_names_are_decoded() -> None:
+    """Chromium's bytes for FormData field 'say "hi"\\r\\nx' and File 'my "best"\\nphoto.txt':
+    `"`, CR and LF arrive as %22, %0D, %0A (WHATWG HTML), nothing else escaped."""
+    data = body(
+        b'Content-Disposition: form-data; name="say %22hi%22%0D%0Ax"\r\n\r\nv"1',
+        b'Content-Disposition: form-data; name="up"; filename="my %22best%22%0aphoto 100%.txt"'
+        b'\r\nContent-Type: text/plain\r\n\r\ndata',
+        b'Content-Disposition: form-data; name="curl"; filename="a \\"q\\" %22.txt"\r\n\r\nc',
+        b'Content-Disposition: form-data; name="ext"; filename*=UTF-8\'\'%2522.txt\r\n\r\ne')
+    form = parse_multipart(io.BytesIO(data), b"XyZ")
+    assert form.items() == [('say "hi"\r\nx', 'v"1')]
+    assert form.files["up"].filename == 'my "best"\nphoto 100%.txt'
+    assert form.files["curl"].filename == 'a "q" %22.txt'  # backslash-quoted: taken as sent
+    assert form.files["ext"].filename == "%22.txt"  # an RFC 8187 value is decoded once
+    form.close()
