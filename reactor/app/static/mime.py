@@ -12,11 +12,17 @@ import mimetypes
 
 DEFAULT_TYPE = b"application/octet-stream"
 _CHARSET_TYPES = frozenset({"application/javascript", "application/json", "text/javascript"})
-# Common web types the 3.11 table lacks (or marks non-standard).
+# Common web types the 3.11 table lacks (or marks non-standard), as nginx's mime.types has
+# them: without one a browser downloads an .xhtml page instead of showing it.
 _EXTRA = {
     ".gz": "application/gzip", ".md": "text/markdown", ".map": "application/json",
     ".otf": "font/otf", ".ttf": "font/ttf",
     ".webp": "image/webp", ".woff": "font/woff", ".woff2": "font/woff2",
+    ".xhtml": "application/xhtml+xml", ".atom": "application/atom+xml",
+    ".rss": "application/rss+xml", ".apng": "image/apng",
+    ".eot": "application/vnd.ms-fontobject",
+    ".ogg": "audio/ogg", ".oga": "audio/ogg", ".ogv": "video/ogg", ".flac": "audio/flac",
+    ".m4a": "audio/mp4", ".m4v": "video/mp4",
 }
 
 _base: dict[str, bytes] | None = None
