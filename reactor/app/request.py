@@ -333,13 +333,20 @@ def parse_form(request: Request) -> FormData:
     kind = request.content_type
     if kind == "application/x-www-form-urlencoded" or (kind == "" and not request.body_file
                                                        and not request.body):
-        text = decode_text(request.read(), request.headers.get(b"content-type"))
+        content_type = request.headers.get(b"content-type")
+        text = decode_text(request.read(), content_type)
         try:
             # as many fields as a multipart form may have parts: a 16 MiB body of "a&a&..."
-            # would otherwise be 8 million pairs, ~640 MB and seconds of a pool thread
-            return FormData(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARTS))
+            # would otherwise be 8 million pairs, ~640 MB and seconds of a pool thread.
+            # %-escapes are bytes in the body's charset too (a Java client's
+            # "charset=ISO-8859-1" form sends é as %E9)
+            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARTS,
+                              encoding=charset_of(content_type), errors="replace")
+        except UnicodeError:  # a codec that fails despite "replace" (see decode_text)
+            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PARTS)
         except ValueError:
             raise HTTPError(400, f"more than {MAX_PARTS} form fields") from None
+        return FormData(pairs)
     if kind == "multipart/form-data":
         boundary = boundary_of(request.headers.get(b"content-type") or b"")
         if boundary is None:

@@ -68,6 +68,27 @@ def test_a_usable_charset_is_honoured_and_each_verdict_is_cached_bounded(
     assert len(request_module._CODECS) <= request_module._CODECS_MAX
 
 
+def test_a_forms_percent_escapes_are_bytes_in_its_charset(
+        served: tuple[App, RunningServer]) -> None:
+    """Apache HttpClient's UrlEncodedFormEntity (ISO-8859-1 by default) sends "José" as
+    Jos%E9 under `charset=ISO-8859-1`: the escape is read in that charset, as Django does."""
+    app, running = served
+
+    @app.post("/form")
+    def form(request: Request) -> dict:
+        return {"form": request.form().items()}
+
+    for content_type, body, expected in [
+        ("application/x-www-form-urlencoded; charset=ISO-8859-1", b"name=Jos%E9&raw=\xe9+x",
+         [["name", "José"], ["raw", "é x"]]),
+        ("application/x-www-form-urlencoded; charset=cp1252", b"e=%80", [["e", "€"]]),
+        ("application/x-www-form-urlencoded", b"u=caf%C3%A9&bad=%E9", [["u", "café"],
+                                                                       ["bad", "\ufffd"]]),
+    ]:
+        status, _, raw = fetch(running, "POST", "/form", body, {"Content-Type": content_type})
+        assert (status, json.loads(raw)["form"]) == (200, expected), content_type
+
+
 # ---- Set-Cookie attributes ----------------------------------------------------------------
 
 @pytest.mark.parametrize(("attribute", "kwargs"), [
