@@ -117,7 +117,10 @@ def _plain_address(entry: bytes) -> str | None:
 
 
 def _split_quoted(value: bytes, separator: int) -> list[bytes]:
-    """`value` split at `separator` outside quoted strings."""
+    """`value` split at `separator` outside quoted strings. A quote left open (a client's
+    `for="6.6.6.6`) cannot take in the rest of the field, where a proxy that appends to the
+    client's line (or combines field lines, RFC 9110 5.3) wrote its own element: the part
+    it opened in is split as if it had no quotes."""
     parts: list[bytes] = []
     start, quoted, escaped = 0, False, False
     for at, byte in enumerate(value):
@@ -130,7 +133,10 @@ def _split_quoted(value: bytes, separator: int) -> list[bytes]:
         elif byte == separator and not quoted:
             parts.append(value[start:at])
             start = at + 1
-    parts.append(value[start:])
+    if quoted:
+        parts.extend(value[start:].split(bytes((separator,))))
+    else:
+        parts.append(value[start:])
     return parts
 
 

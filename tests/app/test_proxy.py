@@ -108,6 +108,10 @@ def test_proto_aligns_with_the_hop_the_address_came_from() -> None:
     ('for=_hidden', "10.0.0.2", "http"),
     ('for="[::1]x"', "10.0.0.2", "http"),
     ('by=10.0.0.2;host="a.example";for=203.0.113.9', "203.0.113.9", "http"),
+    # a client's quote left open does not swallow what its proxy appended to the line
+    ('for="6.6.6.6, for=203.0.113.9;proto=https', "203.0.113.9", "https"),
+    ('for=6.6.6.6;host="x, for=203.0.113.9;proto=https', "203.0.113.9", "https"),
+    ('for="6.6.6.6, for="[2001:db8::7]:4711";proto=https', "2001:db8::7", "https"),
 ])
 def test_forwarded_walk(forwarded: str, client: str, scheme: str) -> None:
     request = served({"Forwarded": forwarded}, family="forwarded")
