@@ -116,17 +116,22 @@ def parse_multipart(source: BinaryIO, boundary: bytes) -> FormData:
     files: MultiDict[UploadFile] = MultiDict()
     form = FormData((), files)
     try:
-        # Preamble: up to the first delimiter (at the very start, or after a CRLF).
+        # Preamble: up to the first delimiter (at the very start, or after a CRLF). Once
+        # some of it is dropped the buffer no longer begins the body: a "--boundary" there
+        # is in the middle of a preamble line, no delimiter.
+        at_start = True
         while True:
             buf = reader.buffer
-            if buf.startswith(dash):
+            if at_start and buf.startswith(dash):
                 reader.buffer = buf[len(dash):]
                 break
             found = buf.find(delimiter)
             if found >= 0:
                 reader.buffer = buf[found + len(delimiter):]
                 break
-            reader.buffer = buf[-len(delimiter):]
+            if len(buf) > len(delimiter):
+                at_start = False
+                reader.buffer = buf[-len(delimiter):]
             if not reader.fill():
                 raise MultipartError("no multipart boundary in the body")
         parts = 0

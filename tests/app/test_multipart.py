@@ -75,3 +75,13 @@ def test_a_browsers_escapes_in_names_are_decoded() -> None:
     assert form.files["curl"].filename == 'a "q" %22.txt'  # backslash-quoted: taken as sent
     assert form.files["ext"].filename == "%22.txt"  # an RFC 8187 value is decoded once
     form.close()
+
+
+def test_a_boundary_inside_a_preamble_line_is_no_delimiter_wherever_the_reads_end() -> None:
+    """`x--XyZ` is preamble text (a delimiter starts the body or follows a CRLF), also when
+    a read ends just before its `--XyZ`: the fake part after it must not appear."""
+    fake = b'x--XyZ\r\nContent-Disposition: form-data; name="injected"\r\n\r\nx\r\n'
+    real = body(b'Content-Disposition: form-data; name="a"\r\n\r\none')
+    for pad in (0, 100, BLOCK_BYTES - len(b"\r\n--XyZ") - 1):
+        form = parse_multipart(io.BytesIO(b"p" * pad + fake + real), b"XyZ")
+        assert form.items() == [("a", "one")], pad
