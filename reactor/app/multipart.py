@@ -175,11 +175,12 @@ def parse_multipart(source: BinaryIO, boundary: bytes) -> FormData:
 
 def _read_headers(reader: _Reader) -> dict[str, str]:
     while True:
+        # a part with no header lines first: its content may have a blank line of its own
+        if reader.buffer.startswith(b"\r\n"):
+            end = -2
+            break
         end = reader.buffer.find(b"\r\n\r\n")
         if end >= 0:
-            break
-        if reader.buffer.startswith(b"\r\n"):  # a part with no header lines
-            end = -2
             break
         if len(reader.buffer) > HEADER_MAX_BYTES:
             raise MultipartError("part headers too large")

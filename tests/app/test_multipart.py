@@ -85,3 +85,16 @@ def test_a_boundary_inside_a_preamble_line_is_no_delimiter_wherever_the_reads_en
     for pad in (0, 100, BLOCK_BYTES - len(b"\r\n--XyZ") - 1):
         form = parse_multipart(io.BytesIO(b"p" * pad + fake + real), b"XyZ")
         assert form.items() == [("a", "one")], pad
+
+
+def test_a_part_without_header_lines_is_refused_whatever_the_reads() -> None:
+    """A blank line right after the delimiter: the part has no headers (its content is
+    `Content-Disposition: ...`), so no name: a 400 whether the content came in one read or
+    the read ended before its own blank line."""
+    lines = (b'Content-Disposition: form-data; name="a"\r\n\r\nX',
+             b'Content-Disposition: form-data; name="b"\r\n\r\nY')
+    for pad in (0, BLOCK_BYTES - 30):
+        data = body(b'Content-Disposition: form-data; name="p"\r\n\r\n' + b"p" * pad,
+                    b"\r\n" + lines[0], lines[1])
+        with pytest.raises(MultipartError, match="without Content-Disposition"):
+            parse_multipart(io.BytesIO(data), b"XyZ")
