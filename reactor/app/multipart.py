@@ -20,6 +20,7 @@ BLOCK_BYTES = 64 * 1024
 FIELD_MAX_BYTES = 1024 * 1024
 HEADER_MAX_BYTES = 16 * 1024
 MAX_PARTS = 1000
+PADDING_MAX = 256  # a delimiter line's transport padding and CRLF
 
 
 class MultipartError(ValueError):
@@ -140,10 +141,12 @@ def parse_multipart(source: BinaryIO, boundary: bytes) -> FormData:
                 pass
             if reader.buffer.startswith(b"--"):
                 return form
-            # transport padding, then CRLF
-            while b"\r\n" not in reader.buffer[:256] and reader.fill():
+            # transport padding, then CRLF, within PADDING_MAX bytes: a body with no CRLF
+            # after a delimiter must not be read into memory whole
+            while (b"\r\n" not in reader.buffer[:PADDING_MAX]
+                   and len(reader.buffer) < PADDING_MAX and reader.fill()):
                 pass
-            line_end = reader.buffer.find(b"\r\n")
+            line_end = reader.buffer.find(b"\r\n", 0, PADDING_MAX)
             if line_end < 0 or reader.buffer[:line_end].strip(b" \t"):
                 raise MultipartError("malformed multipart delimiter line")
             reader.buffer = reader.buffer[line_end + 2:]

@@ -98,3 +98,32 @@ def test_a_part_without_header_lines_is_refused_whatever_the_reads() -> None:
                     b"\r\n" + lines[0], lines[1])
         with pytest.raises(MultipartError, match="without Content-Disposition"):
             parse_multipart(io.BytesIO(data), b"XyZ")
+
+
+class CountingBody(io.RawIOBase):
+    """`size` bytes of `fill` after `head`, made as they are read; counts what was read."""
+
+    def __init__(self, head: bytes, fill: bytes, size: int) -> None:
+        self.head, self.fill, self.left, self.read_bytes = head, fill, size, 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            out, self.head = self.head, b""
+        else:
+            out = self.fill * min(size, self.left)
+            self.left -= len(out)
+        self.read_bytes += len(out)
+        return out
+
+
+def test_a_delimiter_never_followed_by_a_crlf_is_refused_without_reading_the_body() -> None:
+    """`--XyZ` then megabytes without a CRLF: refused after a block, not read into memory
+    whole (and quadratically: 64 MiB, under a raised max_body_bytes, held a pool thread 19 s)."""
+    source = CountingBody(b"--XyZ", b"a", 4 << 20)
+    with pytest.raises(MultipartError, match="malformed multipart delimiter line"):
+        parse_multipart(source, b"XyZ")
+    assert source.read_bytes <= 2 * BLOCK_BYTES
+    # transport padding (spaces, tabs) before the CRLF is still taken
+    data = body(b'Content-Disposition: form-data; name="a"\r\n\r\none')
+    data = data.replace(b"--XyZ\r\n", b"--XyZ \t \r\n", 1)
+    assert parse_multipart(io.BytesIO(data), b"XyZ").items() == [("a", "one")]
