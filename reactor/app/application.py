@@ -221,7 +221,7 @@ class App:
         if not policy.enabled or type(body) is not bytes or len(body) < policy.min_size:
             return response
         status = response.status
-        if status < 200 or status in (204, 206, 304):
+        if status < 200 or status in (204, 205, 206, 304):
             return response
         content_type = None
         vary = -1  # the app's own Vary field, which Accept-Encoding joins

@@ -21,7 +21,9 @@ lines the connection writes plus the app's header block, cleaned, as h11's
   the request id a client sees must be the one in the access log.
 - No-body statuses are enforced here: 1xx and 204 carry no Content-Length or
   Transfer-Encoding (RFC 9110 8.6, RFC 9112 6.1); 304 and HEAD send no body but may keep the
-  length the GET would have had (RFC 9110 8.6).
+  length the GET would have had (RFC 9110 8.6); a 205 sends no content (RFC 9110 15.3.6)
+  and says so with `Content-Length: 0`, since a client reads a 205's body by its framing
+  like any other (RFC 9112 6.3).
 
 The common case -- a handful of ordinary fields, a bytes body -- costs one dict lookup: the
 serialized block of a header list made only of ordinary fields is remembered (bounded), and
@@ -89,7 +91,8 @@ def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length:
         if kept is headers and len(_BLOCKS) < _BLOCKS_MAX:
             _BLOCKS[key] = block  # only ordinary fields: the block is all there is to know
     if (body_length is not None and app_length is None and status >= 200
-            and status != 204 and status != 304 and not head_request):  # the common case
+            and status != 204 and status != 304 and status != 205
+            and not head_request):  # the common case
         if keep_alive and not http10:
             return b"Content-Length: %d\r\n" % body_length, block, body_length, False, True
         return (b"Content-Length: %d\r\n" % body_length + _connection(keep_alive, http10),
@@ -101,6 +104,12 @@ def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length:
             return _UPGRADE, block, 0, False, True
         # a 204 says whether the connection stays, as every other answer (RFC 9112 9.6)
         return _connection(keep_alive, http10), block, 0, False, keep_alive
+    if status == 205:
+        # RFC 9110 15.3.6: a server MUST NOT generate content in a 205. Whatever the app gave
+        # is dropped, as for a 204, and the empty body is framed: a client reads a 205 by
+        # its framing like any other response (RFC 9112 6.3).
+        return b"Content-Length: 0\r\n" + _connection(keep_alive, http10), block, 0, False, \
+            keep_alive
     if status == 304 or head_request:
         # No body; the length is what a GET would have had (RFC 9110 8.6, 9.3.2). A 304's
         # own (empty) body says nothing about that, so only the app's field counts there.

@@ -591,3 +591,40 @@ def test_a_file_answer_keeps_its_content_type_in_ranges(
     assert status == 206 and headers["Content-Type"].startswith("multipart/byteranges;")
     assert body.count(b"Content-Type: video/mp4\r\n") == 2
     assert b"octet-stream" not in body
+
+
+def test_a_205_goes_out_without_the_content_an_app_gave_it(
+        served: tuple[App, RunningServer]) -> None:
+    # RFC 9110 15.3.6: a server MUST NOT generate content in a 205 (Reset Content). An app
+    # that gives one a body anyway -- bytes, gzip-eligible or not, or a stream -- must not
+    # have it sent: the answer says Content-Length: 0 and the connection carries on.
+    app, running = served
+
+    @app.get("/reset")
+    def reset(request: Request) -> Response:
+        return Response.text("form saved, clear it", 205)
+
+    @app.get("/reset-stream")
+    def reset_stream(request: Request) -> Response:
+        return Response.stream(iter([b"one", b"two"]), 205, content_type="text/plain")
+
+    @app.get("/after")
+    def after(request: Request) -> Response:
+        return Response.text("next")
+
+    with RawClient.to(running) as client:
+        for target, headers in [("/reset", {}), ("/reset", {"Accept-Encoding": "gzip"}),
+                                ("/reset-stream", {})]:
+            client.send(request_bytes("GET", target, headers)
+                        + request_bytes("GET", "/after"))
+            response = client.read_response()
+            assert response.status == 205, response.raw
+            assert response.header("content-length") == "0", response.raw
+            assert response.header("transfer-encoding") is None, response.raw
+            assert response.header("content-encoding") is None, response.raw
+            following = client.read_response()  # the app's bytes are not in front of it
+            assert following.status == 200, following.raw
+            assert following.body == b"next"
+        client.send(request_bytes("HEAD", "/reset"))
+        response = client.read_response(head=True)
+        assert response.status == 205 and response.header("content-length") == "0"
