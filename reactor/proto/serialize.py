@@ -1,8 +1,9 @@
 """HTTP/1.1 response serialization: status lines, header blocks, chunk framing.
 
 Strategy: every status line is built once at import. A header block is joined in one go and
-checked for response splitting with three C-level scans of the result (the CR and LF counts
-must equal the line count, and no NUL), instead of a Python-level check per value; header
+checked with three C-level scans of the result (the CR and LF counts must equal the line
+count, and no other control character: deleting those leaves its length), instead of a
+Python-level check per value; header
 names are checked against a bounded set of names already known to be tokens.
 Re-exported by ``reactor.proto.http1``.
 """
@@ -10,7 +11,7 @@ Re-exported by ``reactor.proto.http1``.
 from __future__ import annotations
 
 from reactor.proto.errors import LocalProtocolError
-from reactor.proto.headers import FIELD_CHARS, TOKEN_CHARS
+from reactor.proto.headers import CTL_CHARS, FIELD_CHARS, TOKEN_CHARS
 
 __all__ = ["CONTINUE_100", "LAST_CHUNK", "encode_chunk", "header_lines", "reason_phrase",
            "response_head", "status_line"]
@@ -84,6 +85,10 @@ CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 
 _VALID_NAMES: set[bytes] = set()
+# RFC 9110 5.5: a field value holds no CTL but HTAB (nor DEL). CR and LF are counted apart
+# (only the line ends may be there); any other one -- NUL, ESC, DEL... -- makes the response
+# one that strict clients refuse whole (undici, Node's http: "Invalid header value char").
+_CTL_NOT_CRLF = CTL_CHARS.replace(b"\r", b"").replace(b"\n", b"")
 _VALID_NAMES_MAX = 1024
 
 
@@ -108,9 +113,10 @@ def response_head(
     head = b"".join(parts)
     # Names and the status line are known clean, so the only CR/LF allowed are the line ends;
     # one more anywhere means a value would split the response (RFC 9110 5.5: field values
-    # never contain CR, LF or NUL).
+    # never contain CR, LF, NUL or any other CTL but HTAB).
     lines = len(headers) + 2
-    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\x00" in head:
+    if (head.count(b"\n") != lines or head.count(b"\r") != lines
+            or len(head.translate(None, _CTL_NOT_CRLF)) != len(head)):
         _raise_bad_value(headers)
     return head
 
@@ -133,7 +139,8 @@ def header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
         parts += (name, b": ", value, b"\r\n")
     block = b"".join(parts)
     lines = len(headers)
-    if block.count(b"\n") != lines or block.count(b"\r") != lines or b"\x00" in block:
+    if (block.count(b"\n") != lines or block.count(b"\r") != lines
+            or len(block.translate(None, _CTL_NOT_CRLF)) != len(block)):
         _raise_bad_value(headers)
     return block
 
@@ -166,6 +173,7 @@ def _check_name(name: bytes) -> None:
 
 def _raise_bad_value(headers: list[tuple[bytes, bytes]]) -> None:
     for name, value in headers:
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
-            raise LocalProtocolError(f"CR, LF or NUL in the value of header {name!r}")
+        if len(value.translate(None, CTL_CHARS)) != len(value):
+            raise LocalProtocolError(f"a control character in the value of header {name!r}"
+                                     f" (RFC 9110 5.5): {value!r}")
     raise LocalProtocolError("invalid header block")

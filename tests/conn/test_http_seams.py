@@ -60,8 +60,14 @@ def fields(head: bytes, name: bytes) -> list[bytes]:
     Response(200, [("X-Str", "value")], b"x"),  # type: ignore[list-item]
     Response(404, [(b"X-Str", "value")], b"x"),  # type: ignore[list-item]
     Response("200", [], b"x"),  # type: ignore[arg-type]
+    # RFC 9110 5.5: undici and Node's http refuse the whole response ("Invalid header value
+    # char") for a CTL other than HTAB in a field value
+    Response(200, [(b"X-Color", b"\x1b[31mred")], b"x"),
+    Response(404, [(b"X-Color", b"\x1b[31mred")], b"x"),
+    Response(200, [(b"X-A", b"a\x7fb")], b"x"),
 ], ids=["str-body", "bytearray-body", "status-99", "status-600", "status-103", "bare-101",
-        "str-header-small", "str-header", "str-status"])
+        "str-header-small", "str-header", "str-status", "esc-in-value-small", "esc-in-value",
+        "del-in-value"])
 def test_a_response_the_app_got_wrong_is_a_logged_500_and_the_connection_goes_on(
         loop_thread, socket_pair, bad: Response) -> None:
     server_side, client = socket_pair

@@ -9,6 +9,7 @@ from reactor.proto import (
     LAST_CHUNK,
     LocalProtocolError,
     encode_chunk,
+    header_lines,
     reason_phrase,
     response_head,
 )
@@ -92,6 +93,10 @@ def test_reason_injection(reason: bytes) -> None:
         b"\r\n",
         b"a\x00b",
         b"trailing\r\n",
+        b"\x1b[31mred",  # RFC 9110 5.5: no CTL but HTAB; undici refuses the whole response
+        b"a\x7fb",
+        b"a\x01b",
+        b"a\x0bb",
     ],
 )
 def test_header_value_injection(value: bytes) -> None:
@@ -105,6 +110,12 @@ def test_header_value_injection(value: bytes) -> None:
 def test_header_name_not_a_token(name: bytes) -> None:
     with pytest.raises(LocalProtocolError):
         response_head(200, [(name, b"v")])
+
+
+@pytest.mark.parametrize("value", [b"\x1b[31mred", b"a\x7fb", b"a\x1fb"])
+def test_header_lines_refuse_control_characters_too(value: bytes) -> None:
+    with pytest.raises(LocalProtocolError, match="control character"):
+        header_lines([(b"X-Thing", value)])
 
 
 def test_valid_names_are_remembered_but_values_always_checked() -> None:
