@@ -77,4 +77,10 @@ def _disposition(name: str) -> bytes:
     from urllib.parse import quote
     if name.isascii() and name.isprintable() and '"' not in name and "\\" not in name:
         return f'attachment; filename="{name}"'.encode("ascii")
-    return f"attachment; filename*=UTF-8''{quote(name)}".encode("ascii")
+    # RFC 8187 attr-char: quote() keeps "/" by default, which is none; a lone surrogate
+    # (a file name read with surrogateescape) is no UTF-8: replaced, not a 500
+    return (f"attachment; filename*=UTF-8''"
+            f"{quote(name, safe=_ATTR_EXTRA, errors='replace')}").encode("ascii")
+
+
+_ATTR_EXTRA = "!#$&+^`|"  # attr-char beyond what quote() always keeps (ALPHA DIGIT _.-~)

@@ -628,3 +628,15 @@ def test_a_205_goes_out_without_the_content_an_app_gave_it(
         client.send(request_bytes("HEAD", "/reset"))
         response = client.read_response(head=True)
         assert response.status == 205 and response.header("content-length") == "0"
+
+
+@pytest.mark.parametrize(("name", "header"), [
+    ("rapport été.txt", "attachment; filename*=UTF-8''rapport%20%C3%A9t%C3%A9.txt"),
+    ("a/b é.txt", "attachment; filename*=UTF-8''a%2Fb%20%C3%A9.txt"),  # "/" is no attr-char
+    ("x\udcff y.txt", "attachment; filename*=UTF-8''x%3F%20y.txt"),  # a lone surrogate
+    ("a#b! é", "attachment; filename*=UTF-8''a#b!%20%C3%A9"),
+    ("plain.txt", 'attachment; filename="plain.txt"'),
+])
+def test_download_name_is_an_rfc8187_value(name: str, header: str) -> None:
+    from reactor.app.responses import _disposition
+    assert _disposition(name) == header.encode("ascii")
