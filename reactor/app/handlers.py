@@ -7,7 +7,6 @@ import os
 import secrets
 import stat
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
@@ -278,7 +277,6 @@ class FileUpload(Upload):
         assert target is not None
         try:
             os.fsync(self._fd)
-            os.fchmod(self._fd, 0o644 & ~_current_umask())
             os.close(self._fd)
             self._fd = -1
             current = target.lstat()
@@ -415,13 +413,15 @@ def unavailable(exc: OSError, path: str | bytes | int | None, request: Request,
 
 
 def _create_temp(dir_fd: int) -> tuple[int, str]:
-    """A new private file `.upload-XXXXXXXX` in the directory (`tempfile.mkstemp`, but
-    relative to an open directory). The prefix is fixed and short: the temp name must fit
-    wherever the final name fits (NAME_MAX)."""
+    """A new file `.upload-XXXXXXXX` in the directory (`tempfile.mkstemp`, but relative to
+    an open directory). The prefix is fixed and short: the temp name must fit wherever the
+    final name fits (NAME_MAX). Its mode is the final file's, 0644 less the process umask,
+    applied by the kernel at creation: reading the umask means setting it, which two pool
+    threads could race on (and the dotfile is never served, and removed unless renamed)."""
     for _ in range(100):
         name = ".upload-" + secrets.token_hex(4)
         try:
-            return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dir_fd), name
+            return os.open(name, _TEMP_FLAGS, 0o644, dir_fd=dir_fd), name
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary file name")
@@ -452,27 +452,6 @@ def is_a_directory() -> Response:
 
 def _precondition_failed() -> Response:
     return text_response(412, "Precondition Failed\n")
-
-
-_umask_lock = threading.Lock()
-
-
-def _current_umask() -> int:
-    """The process umask now, read without changing it where Linux shows it
-    (/proc/self/status, 4.7+). `os.umask` can only be read by setting it: two upload threads
-    doing that at once could leave the process with the wrong mask, so that fallback holds
-    a lock (a cached value would miss a later change, by `daemon.umask` or the app)."""
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    with _umask_lock:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
 
 
 def _not_found() -> Response:
