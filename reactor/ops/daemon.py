@@ -21,12 +21,13 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import select
 import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from reactor.ops.workerlink import read_line
 
 if TYPE_CHECKING:
     import daemon  # python-daemon ships no type hints (ignored in [tool.mypy])
@@ -231,21 +232,9 @@ def _await_daemon(read_fd: int, child: int) -> int:
 def _read_report(read_fd: int, deadline: float) -> str:
     """The daemon's report: its first line, or "" if the pipe closed without one. Not
     EOF: whatever the daemon forked (its workers) may still hold the pipe's write end."""
-    data = b""
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return "timeout"
-        readable, _, _ = select.select([read_fd], [], [], remaining)
-        if not readable:
-            continue
-        try:
-            chunk = os.read(read_fd, 4096)
-        except InterruptedError:
-            continue
-        if not chunk:
-            break
-        data += chunk
+    data = read_line(read_fd, deadline)
+    if data is None:
+        return "timeout"
     return data.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
 
 

@@ -88,15 +88,15 @@ class WorkerLink:
         loop.add_reader(fd, readable)
 
 
-def read_report(fd: int, deadline: float) -> str | None:
-    """In the master: None once the worker on `fd` reported ready, else why it did not
-    (its `error` line, that it exited first, or that `deadline` passed). Reads the first
-    line byte by byte, so whatever the worker writes after it stays for `leftover_reason`."""
+def read_line(fd: int, deadline: float) -> bytes | None:
+    """The first line on the pipe `fd` (ending in "\n"), or what came before EOF (without
+    it); None when `deadline` passed first. Byte by byte: what follows the line stays in
+    the pipe (for `leftover_reason`)."""
     data = b""
     while not data.endswith(b"\n"):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return "it did not report ready in time"
+            return None
         readable, _, _ = select.select([fd], [], [], remaining)
         if not readable:
             continue
@@ -105,8 +105,19 @@ def read_report(fd: int, deadline: float) -> str | None:
         except InterruptedError:
             continue
         if not byte:
-            return _error_in(data) or "it exited before reporting ready"
+            break
         data += byte
+    return data
+
+
+def read_report(fd: int, deadline: float) -> str | None:
+    """In the master: None once the worker on `fd` reported ready, else why it did not
+    (its `error` line, that it exited first, or that `deadline` passed)."""
+    data = read_line(fd, deadline)
+    if data is None:
+        return "it did not report ready in time"
+    if not data.endswith(b"\n"):
+        return _error_in(data) or "it exited before reporting ready"
     return None if data == READY else _error_in(data) or "it sent a garbled report"
 
 

@@ -225,36 +225,37 @@ class _SheddingServer:
         return [fields["refused_503"] for _, fields in self.reports]
 
 
-def test_the_connection_limit_warning_comes_once_per_10_s_with_what_happened_since():
+@pytest.fixture
+def shedding():  # type: ignore[no-untyped-def]
+    """A server at its limit that has shed three connections within one window."""
+    server = _SheddingServer()
+    try:
+        for _ in range(3):
+            server.shed_one()
+        assert server.refused() == [1]
+        yield server
+    finally:
+        server.loop.close()
+
+
+def test_the_connection_limit_warning_comes_once_per_10_s_with_what_happened_since(
+        shedding: _SheddingServer) -> None:
     # the first shed warns at once, the ones within 10 s are only counted, and the next
     # warning carries their number
-    shedding = _SheddingServer()
-    try:
-        for _ in range(3):
-            shedding.shed_one()
-        assert shedding.refused() == [1]
-        shedding.now += 10.0
-        shedding.shed_one()
-        assert [(event, fields["refused_503"], fields["idle_closed"])
-                for event, fields in shedding.reports] == [("connection-limit-reached", 1, 0),
-                                                           ("connection-limit-reached", 3, 0)]
-        assert shedding.server.counters["connections_shed_total"] == 4
-    finally:
-        shedding.loop.close()
+    shedding.now += 10.0
+    shedding.shed_one()
+    assert [(event, fields["refused_503"], fields["idle_closed"])
+            for event, fields in shedding.reports] == [("connection-limit-reached", 1, 0),
+                                                       ("connection-limit-reached", 3, 0)]
+    assert shedding.server.counters["connections_shed_total"] == 4
 
 
-def test_what_happens_within_the_window_is_told_when_it_ends():
+def test_what_happens_within_the_window_is_told_when_it_ends(
+        shedding: _SheddingServer) -> None:
     # Without another event after the window (the burst is over), the warning still comes:
     # it used to wait for the next shed, maybe hours later, and then mix the two bursts.
-    shedding = _SheddingServer()
-    try:
-        for _ in range(3):
-            shedding.shed_one()
-        assert shedding.refused() == [1]
-        shedding.now += 10.0
-        shedding.loop.call_soon(lambda: None)  # a pass that does not wait for I/O
-        shedding.loop._run_once()  # the window's timer is due: no new event needed
-        assert shedding.refused() == [1, 2]
-        assert not shedding.server._limit_window.pending  # nothing more pending, nothing to say
-    finally:
-        shedding.loop.close()
+    shedding.now += 10.0
+    shedding.loop.call_soon(lambda: None)  # a pass that does not wait for I/O
+    shedding.loop._run_once()  # the window's timer is due: no new event needed
+    assert shedding.refused() == [1, 2]
+    assert not shedding.server._limit_window.pending  # nothing more pending, nothing to say
