@@ -4,7 +4,10 @@ Strategy: `parse_ranges` answers one of three things — None: ignore the header
 the whole representation (200); `[]`: nothing satisfiable (416); or a sorted list of
 inclusive `(first, last)` pairs with overlapping and adjacent ranges merged, so a request
 for the same bytes many times over costs one part (RFC 9110 14.6 allows coalescing
-regardless of the requested order). More than `max_ranges` range-specs is treated as
+regardless of the requested order), in the order the client asked for them: a merged range
+takes the place of its first member (14.6: parts SHOULD follow the order of the
+range-specs, as nginx sends them; a client asking `bytes=-22,0-99` for a ZIP's end record
+first gets it first). More than `max_ranges` range-specs is treated as
 abusive and ignored (200 with the full body): always a correct answer, and the cheapest.
 A syntactically invalid header is ignored too (RFC 9110 14.2), as is any Range on an empty
 representation (its only satisfiable form has no byte to describe in Content-Range).
@@ -70,15 +73,20 @@ def _number(digits: bytes) -> int:
 
 
 def coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sort and merge ranges that overlap or touch."""
-    merged: list[tuple[int, int]] = []
-    for first, last in sorted(ranges):
+    """Merge ranges that overlap or touch; the result keeps the order of `ranges`, each
+    merged range where the first of its members was."""
+    if len(ranges) < 2:
+        return list(ranges)
+    merged: list[list[int]] = []  # [first, last, position of the earliest member]
+    for position, (first, last) in sorted(enumerate(ranges), key=lambda item: item[1]):
         if merged and first <= merged[-1][1] + 1:
-            if last > merged[-1][1]:
-                merged[-1] = (merged[-1][0], last)
+            group = merged[-1]
+            group[1] = max(group[1], last)
+            group[2] = min(group[2], position)
         else:
-            merged.append((first, last))
-    return merged
+            merged.append([first, last, position])
+    merged.sort(key=lambda group: group[2])
+    return [(first, last) for first, last, _position in merged]
 
 
 def content_range(first: int, last: int, size: int) -> bytes:

@@ -163,10 +163,10 @@ def test_multiple_ranges_from_memory_and_from_files(static_app: Callable[..., Ap
         parts = message_from_bytes(raw).get_payload()
         size = len(data)
         assert [p["Content-Range"] for p in parts] == [
-            f"bytes 0-1/{size}", f"bytes 100-199/{size}",
-            f"bytes {size - 3}-{size - 1}/{size}"]
-        assert [p.get_payload(decode=True) for p in parts] == [data[0:2], data[100:200],
-                                                               data[-3:]]
+            f"bytes {size - 3}-{size - 1}/{size}", f"bytes 0-1/{size}",
+            f"bytes 100-199/{size}"]
+        assert [p.get_payload(decode=True) for p in parts] == [data[-3:], data[0:2],
+                                                               data[100:200]]
 
 
 def test_range_edge_cases(static_app: Callable[..., App]) -> None:

@@ -107,6 +107,28 @@ def test_multirange_framing_is_byte_exact(serve: Callable[..., RunningServer], w
         + b"\r\n--" + boundary + b"--\r\n")
 
 
+
+def test_multirange_parts_keep_the_order_asked_for(serve: Callable[..., RunningServer],
+                                                   www: Path) -> None:
+    """RFC 9110 14.6: parts SHOULD come in the order of the range-specs (nginx does so); a
+    client asking for a file's tail first (a ZIP's end record) got its head first. Ranges
+    that overlap are merged where the first of them was asked for."""
+    (www / "big.bin").write_bytes(os.urandom(200_000))  # parts read as files, not bytes
+    server = serve(StaticMount("/", www))
+    for name in ("data.bin", "big.bin"):
+        data = (www / name).read_bytes()
+        size = len(data)
+        status, headers, body = _get(server, f"/{name}",
+                                     {"Range": "bytes=-3,500-509,0-1,505-519"})
+        assert status == 206
+        parts = message_from_bytes(b"Content-Type: " + headers["content-type"].encode()
+                                   + b"\r\n\r\n" + body).get_payload()
+        assert [p["Content-Range"] for p in parts] == [
+            f"bytes {size - 3}-{size - 1}/{size}", f"bytes 500-519/{size}",
+            f"bytes 0-1/{size}"]
+        assert [p.get_payload(decode=True) for p in parts] == [data[-3:], data[500:520],
+                                                               data[0:2]]
+
 def test_gzip_cache_invalidated_by_file_change(serve: Callable[..., RunningServer],
                                                www: Path) -> None:
     server = serve(StaticMount("/", www))

@@ -20,11 +20,12 @@ from reactor.app.static.ranges import Multipart, coalesce, parse_ranges
     (b"bytes=-1000", [(0, 99)]),
     (b"BYTES=1-2", [(1, 2)]),
     (b"bytes=1-2, 5-6", [(1, 2), (5, 6)]),
-    (b"bytes=5-6,1-2", [(1, 2), (5, 6)]),
+    (b"bytes=5-6,1-2", [(5, 6), (1, 2)]),  # the order asked for
     (b"bytes=1-2,,3-4", [(1, 4)]),  # empty list element; adjacent ranges merge
     (b"bytes=0-10,5-20", [(0, 20)]),
     (b"bytes=0-,0-,0-", [(0, 99)]),
-    (b"bytes=-5,0-1", [(0, 1), (95, 99)]),
+    (b"bytes=-5,0-1", [(95, 99), (0, 1)]),
+    (b"bytes=50-59,0-1,55-70", [(50, 70), (0, 1)]),  # merged where the first was
     (b"bytes=100-", []),
     (b"bytes=100-200", []),
     (b"bytes=-0", []),
@@ -72,12 +73,20 @@ def test_parse_ranges_properties(pairs: list[tuple[int, int]], size: int) -> Non
     covered = {i for a, b in result for i in range(a, b + 1)}
     assert covered == wanted
     assert all(0 <= a <= b < size for a, b in result)
-    assert all(result[i][1] + 1 < result[i + 1][0] for i in range(len(result) - 1))
+    ordered = sorted(result)
+    assert all(ordered[i][1] + 1 < ordered[i + 1][0] for i in range(len(ordered) - 1))
+    # each part where the first range-spec it serves was asked for
+    satisfiable = [(a, min(b, size - 1)) for a, b in specs if a < size]
+    firsts = [min(i for i, (a, b) in enumerate(satisfiable) if first <= a and b <= last)
+              for first, last in result]
+    assert firsts == sorted(firsts)
 
 
 def test_coalesce() -> None:
     assert coalesce([]) == []
     assert coalesce([(5, 9), (0, 4)]) == [(0, 9)]
+    assert coalesce([(5, 6), (0, 1)]) == [(5, 6), (0, 1)]
+    assert coalesce([(10, 12), (0, 1), (11, 20), (0, 0)]) == [(10, 20), (0, 1)]
     assert coalesce([(0, 9), (2, 3)]) == [(0, 9)]
     assert coalesce([(0, 1), (3, 4)]) == [(0, 1), (3, 4)]
 
