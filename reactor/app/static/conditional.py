@@ -112,13 +112,17 @@ def field_list(headers: Headers, name: bytes) -> bytes | None:
     return values[0] if len(values) == 1 else b", ".join(values)
 
 
-def evaluate(method: str, headers: Headers, etag: bytes, mtime: int) -> int | None:
-    """RFC 9110 13.2.2 steps 1-4 for an existing resource: 412, 304, or None to go on."""
+def evaluate(method: str, headers: Headers, etag: bytes, mtime: int | None) -> int | None:
+    """RFC 9110 13.2.2 steps 1-4 for an existing resource: 412, 304, or None to go on.
+
+    A representation without validators (a directory listing) passes `b""` and None: then
+    only `*` matches a tag list, and the date conditions are ignored (13.1.3, 13.1.4: no
+    modification date to compare with)."""
     if_match = field_list(headers, b"if-match")
     if if_match is not None:
         if not _matches(if_match, etag, strong=True):
             return 412
-    else:
+    elif mtime is not None:
         since = headers.get(b"if-unmodified-since")
         if since is not None:
             date = parse_http_date(since)
@@ -129,7 +133,7 @@ def evaluate(method: str, headers: Headers, etag: bytes, mtime: int) -> int | No
     if if_none_match is not None:
         if _matches(if_none_match, etag, strong=False):
             return 304 if safe else 412
-    elif safe:
+    elif safe and mtime is not None:
         since = headers.get(b"if-modified-since")
         if since is not None:
             date = parse_http_date(since)

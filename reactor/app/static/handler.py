@@ -19,7 +19,7 @@ from urllib.parse import quote, quote_from_bytes
 from reactor.app.compression import CompressibleTypes, accepts_gzip, gzip_bytes
 from reactor.app.handlers import SHORTAGE_ERRNOS, StorageReporter, print_error, unavailable
 from reactor.app.static import listing
-from reactor.app.static.conditional import field_list
+from reactor.app.static.conditional import evaluate, field_list
 from reactor.app.static.filecache import short_of_fds
 from reactor.app.static.files import FileServer
 from reactor.app.static.gzcache import GzipCache
@@ -35,6 +35,7 @@ ALLOW_WRITES = (b"Allow", b"DELETE, GET, HEAD, OPTIONS, PUT")
 HTML = b"text/html; charset=utf-8"
 JSON = b"application/json; charset=utf-8"
 VARY_LISTING = (b"Vary", b"Accept, Accept-Encoding")
+LISTING_CACHE_CONTROL = (b"Cache-Control", b"no-cache")
 # Listings shorter than this are not worth a gzip header and a zlib call.
 LISTING_GZIP_MIN_BYTES = 1024
 # Query characters kept as they are in a redirect (`%` too: the query stays as encoded).
@@ -154,6 +155,13 @@ class StaticHandler:
 
     def _listing(self, request: Request, opened: Opened, segments: list[str]) -> Response:
         mount = self.mount
+        # RFC 9110 13.2.1: preconditions hold for a listing too, though it has no validators:
+        # `If-None-Match: *` is a 304, an `If-Match` other than `*` a 412 (as nginx answers)
+        status = evaluate(request.method, request.headers, b"", None)
+        if status == 304:
+            return Response(304, [VARY_LISTING, LISTING_CACHE_CONTROL])
+        if status == 412:
+            return text_response(412, "Precondition Failed\n")
         entries = listing.collect(opened.fd, opened.path, mount.root, dotfiles=mount.dotfiles,
                                   symlinks=mount.symlinks)
         shown = self.url_path(segments, encode=False)
@@ -161,8 +169,7 @@ class StaticHandler:
             content_type, body = JSON, listing.render_json(shown, entries)
         else:
             content_type, body = HTML, listing.render_html(shown, entries)
-        fields = [(b"Content-Type", content_type), VARY_LISTING,
-                  (b"Cache-Control", b"no-cache")]
+        fields = [(b"Content-Type", content_type), VARY_LISTING, LISTING_CACHE_CONTROL]
         if (self.gzip_enabled and len(body) >= LISTING_GZIP_MIN_BYTES
                 and accepts_gzip(field_list(request.headers, b"accept-encoding"))):
             body = gzip_bytes(body, self.level)

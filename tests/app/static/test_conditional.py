@@ -104,6 +104,18 @@ def test_evaluate(method: str, fields: dict[str, str], expected: int | None) -> 
     assert evaluate(method, _h(**fields), ETAG, T) == expected
 
 
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"if_none_match": "*"}, 304),
+    ({"if_none_match": '"abc-1-2"'}, None),
+    ({"if_match": "*"}, None),
+    ({"if_match": '"abc-1-2"'}, 412),
+    ({"if_modified_since": "Mon, 07 Nov 2094 00:00:00 GMT"}, None),
+    ({"if_unmodified_since": "Sun, 06 Nov 1994 08:49:36 GMT"}, None),
+])
+def test_evaluate_without_validators(fields: dict[str, str], expected: int | None) -> None:
+    """A listing: no ETag (b"") and no date (None); only `*` matches, dates are ignored."""
+    assert evaluate("GET", _h(**fields), b"", None) == expected
+
 @pytest.mark.parametrize(("value", "expected"), [
     (None, True),
     ('"abc-1-2"', True),

@@ -129,6 +129,30 @@ def test_multirange_parts_keep_the_order_asked_for(serve: Callable[..., RunningS
         assert [p.get_payload(decode=True) for p in parts] == [data[-3:], data[500:520],
                                                                data[0:2]]
 
+
+def test_listing_honours_preconditions(serve: Callable[..., RunningServer], www: Path
+                                       ) -> None:
+    """RFC 9110 13.2.1: a listing has no validators, yet its preconditions hold (nginx's
+    autoindex answers them): `If-None-Match: *` matches the listing there is (304, with
+    the fields its 200 would vary by), an `If-Match` tag matches nothing (412). The date
+    conditions have no date to compare with and are ignored (13.1.3, 13.1.4)."""
+    server = serve(StaticMount("/", www, listing=True))
+    status, headers, body = _get(server, "/empty/", {"If-None-Match": "*"})
+    assert (status, body) == (304, b"")
+    assert (headers["vary"], headers["cache-control"]) == ("Accept, Accept-Encoding",
+                                                          "no-cache")
+    assert _get(server, "/empty/", {"If-None-Match": "*"}, method="HEAD")[0] == 304
+    assert _get(server, "/empty/", {"If-Match": '"x"'})[0] == 412
+    assert _get(server, "/empty/", {"If-Match": '"x"', "If-None-Match": "*"})[0] == 412
+    for fields in ({"If-Match": "*"}, {"If-None-Match": '"x"'},
+                   {"If-Modified-Since": "Thu, 01 Jan 2099 00:00:00 GMT"},
+                   {"If-Unmodified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}):
+        status, headers, body = _get(server, "/empty/", fields)
+        assert status == 200 and b"Index of /empty/" in body, fields
+    # the index file of a directory keeps its own validators; a redirect comes first
+    assert _get(server, "/", {"If-None-Match": "*"})[0] == 304
+    assert _get(server, "/empty", {"If-Match": '"x"'})[0] == 301
+
 def test_gzip_cache_invalidated_by_file_change(serve: Callable[..., RunningServer],
                                                www: Path) -> None:
     server = serve(StaticMount("/", www))
