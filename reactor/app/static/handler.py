@@ -23,7 +23,7 @@ from reactor.app.static.conditional import evaluate, field_list
 from reactor.app.static.filecache import short_of_fds
 from reactor.app.static.files import FileServer
 from reactor.app.static.gzcache import GzipCache
-from reactor.app.static.paths import Opened, clean_segments, open_under
+from reactor.app.static.paths import Opened, clean_segments, names_a_directory, open_under
 from reactor.app.static.upload import MountWriter
 from reactor.app.types import Offload, Request, Response, Upload, text_response
 
@@ -71,7 +71,7 @@ class StaticHandler:
         segments = clean_segments(raw, dotfiles=self.mount.dotfiles)
         if segments is None:
             return not_found()
-        slash = raw.endswith(b"/")
+        slash = names_a_directory(raw)
         if segments and not slash:  # a file served a moment ago: answered from its open fd
             cached = self.files.cached(request, segments)
             if cached is not None:

@@ -8,7 +8,8 @@ a probe learns nothing from the status).
    (by the router). NUL and backslash anywhere, invalid UTF-8 (overlong forms such as
    `%c0%ae` included), `..` segments and — unless allowed — dot-segments (`.git`, `.env`)
    are refused. Empty and `.` segments are dropped, so `//etc/passwd` is `etc/passwd` under
-   the root. What remains is a list of plain names.
+   the root. What remains is a list of plain names; whether the path named a directory
+   (a final `/` or `.`) is `names_a_directory`.
 2. `open_under` (blocking, runs in the pool): opens root + segments under a symlink policy:
    - "follow": symlinks anywhere are followed, even out of the root (the admin's choice).
    - "deny-outside": the realpath must be the root's realpath or below it; then that
@@ -60,6 +61,13 @@ def clean_segments(decoded: bytes, *, dotfiles: bool = False) -> list[str] | Non
             return None
         segments.append(segment)
     return segments
+
+
+def names_a_directory(decoded: bytes) -> bool:
+    """Whether the decoded path names a directory by its form: it ends in `/`, or in a `.`
+    segment, which RFC 3986 5.2.4 removes keeping the slash (`/a.txt/.` is `/a.txt/`, a
+    404 for a file; `/dir/.` is `/dir/`, its index, as nginx answers both)."""
+    return decoded.endswith((b"/", b"/."))
 
 
 class Opened:

@@ -3,7 +3,7 @@ removes one.
 
 Strategy:
 - Paths go through the same `clean_segments` as GET, on the loop at head time, so a bad
-  path is a 404 before any body is read. A path ending in `/`, the root itself and an
+  path is a 404 before any body is read. A path ending in `/` (or `/.`), the root itself and an
   existing directory are 409 Conflict: directories are never created, replaced or removed.
   A PUT whose parent directory is missing is 409 as well (WebDAV's answer, RFC 4918
   9.7.1); a DELETE there is a 404.
@@ -45,7 +45,12 @@ from reactor.app.handlers import (
 )
 from reactor.app.static.conditional import make_etag, write_allowed
 from reactor.app.static.files import GZ_ETAG_SUFFIX
-from reactor.app.static.paths import clean_segments, open_directory, write_location
+from reactor.app.static.paths import (
+    clean_segments,
+    names_a_directory,
+    open_directory,
+    write_location,
+)
 from reactor.app.types import Offload, Request, Response, text_response
 
 if TYPE_CHECKING:
@@ -149,7 +154,7 @@ class MountWriter:
         segments = clean_segments(raw, dotfiles=self.mount.dotfiles)
         if segments is None:
             return _not_found()
-        if not segments or raw.endswith(b"/"):
+        if not segments or names_a_directory(raw):
             return is_a_directory()
         return segments
 

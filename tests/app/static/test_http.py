@@ -153,6 +153,22 @@ def test_listing_honours_preconditions(serve: Callable[..., RunningServer], www:
     assert _get(server, "/", {"If-None-Match": "*"})[0] == 304
     assert _get(server, "/empty", {"If-Match": '"x"'})[0] == 301
 
+
+def test_a_final_dot_segment_names_the_directory(serve: Callable[..., RunningServer],
+                                                  www: Path) -> None:
+    """RFC 3986 5.2.4: `/hello.txt/.` is `/hello.txt/` (a 404, as nginx answers), not the
+    file (whose relative links would resolve below it); `/sub/.` is `/sub/`, answered as
+    it, not redirected."""
+    server = serve(StaticMount("/", www, listing=True))
+    for path in ("/hello.txt/.", "/hello.txt/%2e", "/sub/page.html/.", "/hello.txt/./"):
+        assert _get(server, path)[0] == 404, path
+        assert _get(server, path)[0] == 404, path  # also once the file's fd is cached
+    for path in ("/sub/.", "/sub/%2E", "/sub/./."):
+        status, _, body = _get(server, path)
+        assert status == 200 and b"Index of /sub/" in body, path
+    assert _get(server, "/.")[0::2] == (200, b"<h1>home</h1>\n")
+    assert _get(server, "/hello.txt")[0::2] == (200, b"hello, world\n")
+
 def test_gzip_cache_invalidated_by_file_change(serve: Callable[..., RunningServer],
                                                www: Path) -> None:
     server = serve(StaticMount("/", www))

@@ -143,7 +143,7 @@ def test_delete_204_then_404_and_409_for_a_directory(serve: Serve, www: Path) ->
     assert _fetch(server, "DELETE", "/hello.txt")[0] == 404
     assert _fetch(server, "GET", "/hello.txt")[0] == 404
     assert _fetch(server, "DELETE", "/nowhere/x.txt")[0] == 404
-    for path in ("/sub", "/sub/", "/empty", "/"):
+    for path in ("/sub", "/sub/", "/empty", "/", "/sub/page.html/."):
         assert _fetch(server, "DELETE", path)[0] == 409, path
     assert (www / "sub" / "page.html").exists() and (www / "empty").is_dir()
 
@@ -171,8 +171,8 @@ def test_allow_lists_put_and_delete_when_uploads_are_on(serve: Serve, www: Path)
 def test_put_to_a_directory_or_a_missing_parent_is_409(serve: Serve, www: Path) -> None:
     before = _snapshot(www)
     server = serve(StaticMount("/", www, uploads=True))
-    for path in ("/", "/sub", "/sub/", "/new-dir/", "/empty/"):
-        assert _fetch(server, "PUT", path, b"x")[0] == 409, path
+    for path in ("/", "/sub", "/sub/", "/new-dir/", "/empty/", "/new.txt/.", "/hello.txt/%2e"):
+        assert _fetch(server, "PUT", path, b"x")[0] == 409, path  # `/a/.` is `/a/`
     for path in ("/missing/file.txt", "/sub/missing/deeper/file.txt", "/hello.txt/x"):
         status, _, body = _fetch(server, "PUT", path, b"x")
         assert status == 409 and b"parent" in body, path
