@@ -216,9 +216,14 @@ class FileServer:
                 if ranges is not None:
                     return self._ranged(request, rep, content_type, fields, ranges)
         if rep.compress:
-            if rep.stream:
-                return Response(200, fields, self._streamed(rep.opened))
-            return Response(200, fields, self._compressed(rep.opened))
+            if not rep.stream:
+                data = self._compressed(rep.opened)
+                if data is not None:
+                    return Response(200, fields, data)
+                # The file is no longer the size its validators describe (rewritten since
+                # its stat): streamed, the answer is cut where the file ends, as a sendfile
+                # answer is, instead of a whole gzip of what is left under those validators.
+            return Response(200, fields, self._streamed(rep.opened))
         if whole_file:  # from the loop: sendfile, no read here
             body = as_file(rep.opened.fd, 0, rep.size)
             rep.opened.fd = -1
@@ -231,12 +236,14 @@ class FileServer:
         return StreamBody(GzipStream(file, self.level, length=opened.info.st_size),
                           file.close)
 
-    def _compressed(self, opened: Opened) -> bytes:
+    def _compressed(self, opened: Opened) -> bytes | None:
+        """The gzip body from the cache (fd closed), or None when the file read short."""
         info = opened.info
         data = self.cache.get_or_compress(
             cache_key(opened.path, info, self.level),
             lambda: read_exactly(opened.fd, 0, info.st_size), self.level)
-        opened.close()
+        if data is not None:
+            opened.close()
         return data
 
     def _ranged(self, request: Request, rep: Representation, content_type: bytes,

@@ -68,16 +68,19 @@ class GzipCache:
             self.hits += 1
         return data
 
-    def get_or_compress(self, key: Key, read: Callable[[], bytes], level: int) -> bytes:
-        """The cached body for `key`, or `gzip(read())`, cached only if `read()` returned
-        the size in the key (a file rewritten mid-read must not be cached as that key)."""
+    def get_or_compress(self, key: Key, read: Callable[[], bytes], level: int
+                        ) -> bytes | None:
+        """The cached body for `key`, or `gzip(read())` (and cached); None when `read()`
+        did not return the size in the key: the file changed since its stat, and a gzip of
+        what is there now would pass for the file those validators describe."""
         data = self.get(key)
         if data is None:
             self.misses += 1
             raw = read()
+            if len(raw) != key[3]:
+                return None
             data = gzip_bytes(raw, level)
-            if len(raw) == key[3]:
-                self.put(key, data)
+            self.put(key, data)
         return data
 
     def put(self, key: Key, data: bytes) -> None:

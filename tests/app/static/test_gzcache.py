@@ -11,7 +11,9 @@ from reactor.app.static.gzcache import ENTRY_OVERHEAD_BYTES, GzipCache, cache_ke
 
 def _compress(cache: GzipCache, path: Path) -> bytes:
     info = os.stat(path)
-    return cache.get_or_compress(cache_key(str(path), info, 6), path.read_bytes, 6)
+    data = cache.get_or_compress(cache_key(str(path), info, 6), path.read_bytes, 6)
+    assert data is not None
+    return data
 
 
 def test_hit_after_miss(tmp_path: Path) -> None:
@@ -69,11 +71,14 @@ def test_fits_respects_per_file_cap() -> None:
     assert not cache.fits(1001)
 
 
-def test_short_read_is_served_but_not_cached(tmp_path: Path) -> None:
+def test_a_read_of_another_size_is_neither_served_nor_cached(tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
     path.write_bytes(b"a" * 100)
     cache = GzipCache()
     key = cache_key(str(path), os.stat(path), 6)
-    data = cache.get_or_compress(key, lambda: b"a" * 60, 6)  # truncated while we read
-    assert gzip.decompress(data) == b"a" * 60
+    # truncated, or grown, since the stat: no gzip of it passes for the file, none is cached
+    assert cache.get_or_compress(key, lambda: b"a" * 60, 6) is None
+    assert cache.get_or_compress(key, lambda: b"a" * 160, 6) is None
     assert len(cache) == 0
+    assert gzip.decompress(cache.get_or_compress(key, lambda: b"a" * 100, 6) or b"") \
+        == b"a" * 100

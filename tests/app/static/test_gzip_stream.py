@@ -6,14 +6,21 @@ import base64
 import gzip
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
 import pytest
 
+from reactor.app.compression import CompressibleTypes, FileChanged
 from reactor.app.static import StaticMount
+from reactor.app.static.files import FileServer
 from reactor.app.static.gzcache import GzipCache
+from reactor.app.static.paths import open_under
+from reactor.app.types import StreamBody
 from tests.conftest import RawClient, request_bytes
+
+from .conftest import make_request
 
 
 def read_chunked(client: RawClient) -> bytes:
@@ -74,3 +81,67 @@ def test_a_file_truncated_while_it_streams_gzip_cuts_the_answer(serve, tmp_path:
         except (AssertionError, ConnectionResetError):  # closed inside the body: cut
             body = None
     assert body is None, "the truncated file went out as a whole gzip body"
+
+
+def test_a_small_file_changed_since_its_stat_is_not_gzipped_whole(www: Path) -> None:
+    """The in-memory gzip path (files up to the cache's cap) read a file that had shrunk
+    since its stat and answered a complete gzip of what was left, under the validators of
+    the whole file: now it streams, and the stream is cut where the file ends (as the
+    identity answer, by sendfile, is). Deterministic: the rewrite lands between the stat
+    and the read, where a `cp` over the file or a copytruncate would."""
+    mount = StaticMount("/", www)
+    files = FileServer(mount, GzipCache(), types=CompressibleTypes())
+    opened = open_under(mount.root, ["style.css"], mount.symlinks)
+    assert opened is not None
+    os.truncate(www / "style.css", 100)
+    request = make_request("GET", "/style.css", {"Accept-Encoding": "gzip"})
+    response = files.respond(request, opened, ["style.css"])
+    body = response.body
+    assert type(body) is StreamBody, "a whole gzip body of the truncated file"
+    try:
+        with pytest.raises(FileChanged):
+            while body.produce():
+                pass
+    finally:
+        body.close()
+    assert response.header(b"etag") is not None and len(files.cache) == 0
+
+
+def _short_kernel_file() -> str | None:
+    """A regular file whose stat says more bytes than a read gives (sysfs: 4096)."""
+    for path in ("/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/profiling",
+                 "/sys/kernel/uevent_seqnum", "/sys/kernel/kexec_loaded"):
+        try:
+            info = os.stat(path)
+            with open(path, "rb") as file:
+                data = file.read()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and 0 < len(data) < info.st_size <= 1 << 20:
+            return path
+    return None
+
+
+@pytest.mark.expect_log("stream-error")
+def test_a_file_shorter_than_its_stat_is_cut_not_gzipped_whole(serve, tmp_path: Path):
+    """Over the wire: a file that reads shorter than its stat (a sysfs file, reached by a
+    link under symlinks = "follow") got a complete 200 gzip of the few bytes there are,
+    Content-Length and the ETag of a 4096-byte file; now the answer is cut."""
+    target = _short_kernel_file()
+    if target is None:
+        pytest.skip("no sysfs file that reads shorter than its stat here")
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "kernel.txt").symlink_to(target)
+    running = serve(StaticMount("/", root, symlinks="follow"))
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/kernel.txt", {"Accept-Encoding": "gzip"}))
+        head = client.read_response(head=True)
+        assert head.status == 200 and head.header("content-encoding") == "gzip"
+        assert head.header("transfer-encoding") == "chunked", \
+            "a whole gzip body of a file that is not the size its ETag says"
+        try:
+            body: bytes | None = read_chunked(client)
+        except (AssertionError, ConnectionResetError):  # closed inside the body: cut
+            body = None
+    assert body is None
