@@ -5,7 +5,10 @@ and mtime_ns (a rewrite, a `touch` or a rename-into-place all change it), and La
 as an IMF-fixdate at whole seconds. `evaluate` applies RFC 9110 13.2.2 steps 1-4 in order and
 answers the status to send instead of the content (304 or 412) or None to go on; If-Range
 (step 5) is `range_applies`, used by the range code. `write_allowed` is steps 1-3 for PUT
-and DELETE, where the file may be absent and may carry more than one current tag.
+and DELETE, where the file may be absent and may carry more than one current tag. Every
+If-* field is read with all its lines (one comma list, `field_list`): a date or If-Range
+sent twice has more than one member, is no valid value and is ignored (RFC 9110
+13.1.3-13.1.5), whichever line comes first.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def evaluate(method: str, headers: Headers, etag: bytes, mtime: int | None) -> i
         if not _matches(if_match, etag, strong=True):
             return 412
     elif mtime is not None:
-        since = headers.get(b"if-unmodified-since")
+        since = field_list(headers, b"if-unmodified-since")
         if since is not None:
             date = parse_http_date(since)
             if date is not None and mtime > date:
@@ -134,7 +137,7 @@ def evaluate(method: str, headers: Headers, etag: bytes, mtime: int | None) -> i
         if _matches(if_none_match, etag, strong=False):
             return 304 if safe else 412
     elif safe and mtime is not None:
-        since = headers.get(b"if-modified-since")
+        since = field_list(headers, b"if-modified-since")
         if since is not None:
             date = parse_http_date(since)
             if date is not None and mtime <= date:
@@ -155,7 +158,7 @@ def write_allowed(headers: Headers, etags: tuple[bytes, ...], mtime: int | None)
         if not any(_matches(if_match, etag, strong=True) for etag in etags):
             return False
     elif mtime is not None:
-        since = headers.get(b"if-unmodified-since")
+        since = field_list(headers, b"if-unmodified-since")
         if since is not None:
             date = parse_http_date(since)
             if date is not None and mtime > date:
@@ -170,7 +173,7 @@ def range_applies(headers: Headers, etag: bytes, last_modified: bytes,
     """RFC 9110 13.1.5 If-Range: a strong ETag match, or the exact Last-Modified date when
     that date is a strong validator (8.8.2.2: at least a second in the past, so a second
     write within the same second cannot hide behind it)."""
-    if_range = headers.get(b"if-range")
+    if_range = field_list(headers, b"if-range")
     if if_range is None:
         return True
     if_range = if_range.strip()

@@ -136,6 +136,11 @@ def test_list_fields_on_several_lines_are_one_list() -> None:
     assert evaluate("GET", headers, ETAG, T) == 304
     headers = Headers([(b"if-match", b'"x"'), (b"if-match", b'"abc-1-2"')])
     assert evaluate("GET", headers, ETAG, T) is None
+    # a date on two lines is two members: ignored (RFC 9110 13.1.3), as is If-Range
+    headers = Headers([(b"if-modified-since", LM), (b"if-modified-since", LM)])
+    assert evaluate("GET", headers, ETAG, T) is None
+    headers = Headers([(b"if-range", ETAG), (b"if-range", b'"other"')])
+    assert range_applies(headers, ETAG, LM) is False
 
 
 def test_if_range_date_must_be_a_strong_validator() -> None:

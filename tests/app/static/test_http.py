@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import os
+import socket
 from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
@@ -169,6 +170,32 @@ def test_a_final_dot_segment_names_the_directory(serve: Callable[..., RunningSer
     assert _get(server, "/.")[0::2] == (200, b"<h1>home</h1>\n")
     assert _get(server, "/hello.txt")[0::2] == (200, b"hello, world\n")
 
+
+def test_a_date_or_if_range_sent_twice_is_ignored(serve: Callable[..., RunningServer],
+                                                  www: Path) -> None:
+    """RFC 9110 13.1.3-13.1.5: If-Modified-Since with more than one member MUST be ignored;
+    a second line makes two members (as would a proxy joining them), and so for the other
+    dates and If-Range: the first line alone decided (a 304, a 412, a 206)."""
+    server = serve(StaticMount("/", www))
+    _, headers, _ = _get(server, "/data.bin")
+    etag, modified = headers["etag"], headers["last-modified"]
+
+    def status(*fields: str) -> int:
+        with socket.create_connection((server.host, server.port), timeout=10) as client:
+            client.sendall(("GET /data.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                            + "".join(f + "\r\n" for f in fields) + "\r\n").encode())
+            data = b""
+            while chunk := client.recv(65536):
+                data += chunk
+        return int(data.split(b" ", 2)[1])
+    assert status(f"If-Modified-Since: {modified}") == 304
+    assert status(f"If-Modified-Since: {modified}", f"If-Modified-Since: {modified}") == 200
+    old = "Thu, 01 Jan 1970 00:00:00 GMT"
+    assert status(f"If-Unmodified-Since: {old}") == 412
+    assert status(f"If-Unmodified-Since: {old}", f"If-Unmodified-Since: {old}") == 200
+    assert status("Range: bytes=0-1", f"If-Range: {etag}") == 206
+    assert status("Range: bytes=0-1", f"If-Range: {etag}", 'If-Range: "other"') == 200
+
 def test_gzip_cache_invalidated_by_file_change(serve: Callable[..., RunningServer],
                                                www: Path) -> None:
     server = serve(StaticMount("/", www))
@@ -224,8 +251,6 @@ def test_a_many_range_request_holds_one_descriptor(serve: Callable[..., RunningS
                                                    www: Path) -> None:
     """Range amplification of file descriptors: 16 ranges of a large file, from clients
     that do not read, held one fd per range (nginx holds one per answer)."""
-    import socket
-
     from tests.conftest import wait_until
     big = www / "big.bin"
     with open(big, "wb") as file:
