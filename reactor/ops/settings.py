@@ -197,7 +197,9 @@ class StaticConfig:
         example="public, max-age=3600")
     max_ranges: int = rebuilds_app(16, Int(1, 1000), "Most ranges in one Range header (else 200).")
     mime_overrides: tuple[tuple[str, str], ...] = rebuilds_app(
-        (), MimeOverrides(), 'Extra MIME types, e.g. { ".log" = "text/plain" }.')
+        (), MimeOverrides(), 'Extra MIME types, e.g. { ".log" = "text/plain" }; with '
+        'parameters sent as given ("text/html; charset=iso-8859-1"), else text types '
+        'get charset=utf-8.')
     uploads: bool = rebuilds_app(
         False, Bool(), "Accept PUT and DELETE of files under the root (off: 405).")
     gzip_cache_bytes: int = rebuilds_app(

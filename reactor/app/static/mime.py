@@ -23,18 +23,35 @@ _EXTRA = {
     ".eot": "application/vnd.ms-fontobject",
     ".ogg": "audio/ogg", ".oga": "audio/ogg", ".ogv": "video/ogg", ".flac": "audio/flac",
     ".m4a": "audio/mp4", ".m4v": "video/mp4",
+    # Documents, archives and media a download page or an HLS stream serves: without these
+    # an .xlsx or a .ts segment went out as application/octet-stream where nginx names it.
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".odt": "application/vnd.oasis.opendocument.text",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+    ".odp": "application/vnd.oasis.opendocument.presentation",
+    ".odg": "application/vnd.oasis.opendocument.graphics",
+    ".7z": "application/x-7z-compressed", ".rar": "application/vnd.rar",
+    ".jar": "application/java-archive", ".war": "application/java-archive",
+    ".kml": "application/vnd.google-earth.kml+xml", ".kmz": "application/vnd.google-earth.kmz",
+    ".crt": "application/x-x509-ca-cert", ".der": "application/x-x509-ca-cert",
+    ".shtml": "text/html", ".ts": "video/mp2t", ".flv": "video/x-flv",
 }
 
 _base: dict[str, bytes] | None = None
 
 
 def with_charset(media_type: str) -> bytes:
-    """The header value: `text/*`, JSON and JavaScript are declared UTF-8."""
-    media_type = media_type.strip().lower()
-    if (media_type.startswith("text/") or media_type in _CHARSET_TYPES) \
-            and ";" not in media_type:
-        media_type += "; charset=utf-8"
-    return media_type.encode("ascii")
+    """The header value: `text/*`, JSON and JavaScript are declared UTF-8, unless the value
+    carries parameters of its own (an override's `text/html; charset=iso-8859-1`)."""
+    kind, semicolon, parameters = media_type.strip().partition(";")
+    kind = kind.strip().lower()
+    if semicolon:  # the type is case-insensitive, a parameter's value may not be
+        return f"{kind}; {parameters.strip()}".encode("ascii")
+    if kind.startswith("text/") or kind in _CHARSET_TYPES:
+        kind += "; charset=utf-8"
+    return kind.encode("ascii")
 
 
 def _base_table() -> dict[str, bytes]:

@@ -9,7 +9,11 @@ from reactor.app.static.mime import MimeMap
 from reactor.app.static.paths import SYMLINK_POLICIES
 from reactor.app.static.ranges import DEFAULT_MAX_RANGES
 
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
+# RFC 9110 8.3.1: type "/" subtype, then `; name=value` parameters (a token or a quoted
+# string), so an override can say `text/html; charset=iso-8859-1` for legacy pages.
+_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
@@ -26,7 +30,9 @@ class StaticMount:
       "follow" (any link), or "deny" (a link anywhere in the path is a 404).
     - `dotfiles`: serve names starting with "." (default: hidden, 404).
     - `cache_control`: the Cache-Control value for files (None: none sent).
-    - `mime_overrides`: extension → media type, e.g. {".log": "text/plain"}.
+    - `mime_overrides`: extension → media type, e.g. {".log": "text/plain"}; a type with
+      parameters is sent as given (`text/html; charset=iso-8859-1`), else text types get
+      `; charset=utf-8`.
     - `max_ranges`: a Range header with more range-specs than this is ignored (200).
     - `uploads`: accept PUT and DELETE of files under the root (default: 405); see
       `reactor.app.static.upload`.

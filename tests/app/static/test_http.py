@@ -297,3 +297,13 @@ def test_a_method_the_mount_refuses_is_answered_before_100_continue(
             assert response.status == 405, (method, response)
             assert "GET" in (response.header("allow") or "")
             assert client.is_closed_by_peer()  # the body stays unread
+
+
+def test_an_override_with_a_charset_goes_out_as_given(serve: Callable[..., RunningServer],
+                                                      www: Path) -> None:
+    (www / "old.html").write_bytes("<p>caf\u00e9</p>".encode("latin-1"))
+    server = serve(StaticMount("/", www, mime_overrides={
+        ".html": "text/html; charset=iso-8859-1"}))
+    status, headers, body = _get(server, "/old.html", {"Accept-Encoding": "gzip"})
+    assert (status, headers["content-type"]) == (200, "text/html; charset=iso-8859-1")
+    assert gzip.decompress(body) == b"<p>caf\xe9</p>"  # still a compressible type

@@ -32,6 +32,13 @@ from reactor.app.static.mime import MimeMap, with_charset
     ("a.flac", b"audio/flac"),
     ("a.m4a", b"audio/mp4"),
     ("a.m4v", b"video/mp4"),
+    ("report.xlsx", b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ("letter.docx", b"application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("a.odt", b"application/vnd.oasis.opendocument.text"),
+    ("a.7z", b"application/x-7z-compressed"),
+    ("a.jar", b"application/java-archive"),
+    ("segment0.ts", b"video/mp2t"),  # an HLS stream's segments
+    ("page.shtml", b"text/html; charset=utf-8"),
     ("README", b"application/octet-stream"),
     ("a.unknownext", b"application/octet-stream"),
     (".bashrc", b"application/octet-stream"),
@@ -51,6 +58,17 @@ def test_overrides_apply_per_map() -> None:
 def test_with_charset_keeps_explicit_parameters() -> None:
     assert with_charset("text/plain; charset=latin-1") == b"text/plain; charset=latin-1"
     assert with_charset("image/png") == b"image/png"
+    # the type is case-insensitive, a parameter's value is kept as written
+    assert with_charset("Text/HTML;charset=\"ISO-8859-1\"") == b'text/html; charset="ISO-8859-1"'
+
+
+def test_an_override_may_carry_parameters(tmp_path: Path) -> None:
+    """A legacy Latin-1 site says so per extension; before, only type/subtype was taken, so
+    its pages went out as UTF-8 (the HTTP charset wins over <meta>) and showed garbled."""
+    mount = StaticMount("/", tmp_path, mime_overrides={
+        ".html": "text/html; charset=iso-8859-1", ".csv": 'text/csv; header=present'})
+    assert mount.mime.type_for("a.html") == b"text/html; charset=iso-8859-1"
+    assert mount.mime.type_for("a.csv") == b"text/csv; header=present"
 
 
 def test_mount_normalises_prefix(tmp_path: Path) -> None:
@@ -71,6 +89,9 @@ def test_mount_normalises_prefix(tmp_path: Path) -> None:
     ("/", {"index": ""}),
     ("/", {"cache_control": "max-age=1\r\nSet-Cookie: x"}),
     ("/", {"mime_overrides": {".x": "text/plain\r\nX: y"}}),
+    ("/", {"mime_overrides": {".x": "text/plain; charset"}}),
+    ("/", {"mime_overrides": {".x": "text/plain;"}}),
+    ("/", {"mime_overrides": {".x": 'text/plain; charset="\u00e9"'}}),
     ("/", {"max_ranges": 0}),
 ])
 def test_mount_rejects_bad_settings(tmp_path: Path, prefix: str, options: dict) -> None:
