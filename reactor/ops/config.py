@@ -22,6 +22,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,7 +31,15 @@ from reactor.ops.config_render import (
     render_default_toml,
     render_settings_table,
 )
-from reactor.ops.kinds import Bool, Invalid, format_listen, host_error, parse_listen, show
+from reactor.ops.kinds import (
+    Bool,
+    Invalid,
+    format_listen,
+    host_error,
+    parse_listen,
+    show,
+    toml_string,
+)
 from reactor.ops.logging import probe_target
 from reactor.ops.settings import (
     BY_NAME,
@@ -395,6 +404,7 @@ def load_config_with_origins(args: argparse.Namespace | None = None,
         values.update(_read_cli(args, values, base))
     _check_listeners(values, base)
     _check_metrics_address(values, base)
+    _check_mounts(values, base)
     config = _build(values)
     _check_tls(config, values, base)
     return config, {name: origin for name, (_value, origin) in values.items()}
@@ -433,6 +443,26 @@ def _check_metrics_address(values: Layer, cwd: Path) -> None:
             "(server.listen, server.listeners or tls.listen); metrics need an address of "
             "their own",
             lambda text: find_line(text, "metrics", "listen"))
+
+
+def _check_mounts(values: Layer, cwd: Path) -> None:
+    """Two document roots at one prefix (`[static] root` at `static.prefix`, the
+    `[[static.mounts]]`): the router takes one mount per prefix."""
+    mounted: dict[str, str] = {}
+    if values["static.root"][0] is not None:
+        mounted[values["static.prefix"][0].rstrip("/") or "/"] = "static.prefix"
+    mounts, origin = values["static.mounts"]
+    for index, mount in enumerate(mounts):
+        prefix = mount["prefix"].rstrip("/") or "/"
+        if prefix not in mounted:
+            mounted[prefix] = f"mount #{index + 1}"
+            continue
+        raise _error_at(
+            origin, "static.mounts", cwd,
+            f"mount #{index + 1}: prefix {toml_string(mount['prefix'])} is already mounted"
+            f" ({mounted[prefix]}); one document root per prefix",
+            partial(find_item_line, section="static", key="mounts", index=index,
+                    item_key="prefix"))
 
 
 def _check_tls(config: Config, values: Layer, cwd: Path) -> None:

@@ -35,7 +35,7 @@ from reactor.ops.kinds import (
     Workers,
 )
 from reactor.ops.lb_kinds import Networks, OptionalListen, SecondsOrZero, UrlPath
-from reactor.ops.static_kinds import MimeOverrides, Mounts, Text
+from reactor.ops.static_kinds import MimeOverrides, Mounts, MountText
 from reactor.ops.tls_kinds import INTERMEDIATE_CIPHERS, Certificates, CipherList
 
 DEFAULT_CONFIG_PATH = "/etc/reactor/reactor.toml"  # read when it exists and no --config
@@ -183,17 +183,20 @@ class StaticConfig:
         None, OptionalPath(directory=True),
         "Directory served under `prefix`; unset = no document root.", metavar="DIR",
         example="/srv/www")
-    prefix: str = rebuilds_app("/", Text(), "URL path the root is mounted at; the built-in"
-                               " routes win over it, a mount answers before your own app.")
+    prefix: str = rebuilds_app(
+        "/", MountText(key="prefix"), "URL path the root is mounted at; the built-in"
+        " routes win over it, a mount answers before your own app.")
     index: str | None = rebuilds_app(
-        "index.html", Text(optional=True), 'File served for a directory URL; "" = none.')
+        "index.html", MountText(optional=True, key="index"),
+        'File served for a directory URL; "" = none.')
     listing: bool = rebuilds_app(False, Bool(), "List directories without an index file.")
     symlinks: str = rebuilds_app(
         "deny-outside", Choice(("deny-outside", "follow", "deny")),
         "Symlinks: refuse those leading outside the root, follow all, or refuse all.")
     dotfiles: bool = rebuilds_app(False, Bool(), "Serve names starting with a dot.")
     cache_control: str | None = rebuilds_app(
-        None, Text(optional=True), "Cache-Control value on files; unset = none.",
+        None, MountText(optional=True, key="cache_control"),
+        "Cache-Control value on files; unset = none.",
         example="public, max-age=3600")
     max_ranges: int = rebuilds_app(16, Int(1, 1000), "Most ranges in one Range header (else 200).")
     mime_overrides: tuple[tuple[str, str], ...] = rebuilds_app(

@@ -33,6 +33,25 @@ class Text(Kind):
         return value
 
 
+@dataclass(frozen=True)
+class MountText(Text):
+    """A string option of the [static] document root (`prefix`, `index`, `cache_control`),
+    checked as its `StaticMount` checks it, so a value the mount refuses is this setting's
+    error here, not a failure when the server builds its app."""
+
+    key: str = "prefix"
+
+    def check(self, value: object, base: Path) -> str | None:
+        text = super().check(value, base)
+        options: dict[str, Any] = {"prefix": "/", "root": base, "index": None, self.key: text}
+        try:
+            StaticMount(**options)
+        except MountError as exc:
+            reason = str(exc).removeprefix("static mount '/': ").removeprefix("static mount ")
+            raise Invalid(reason) from None
+        return text
+
+
 def _check_mime_table(value: object) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):

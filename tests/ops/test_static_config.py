@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from reactor.app.static import StaticMount
 from reactor.ops.config import ConfigError, load_config
+from tests.ops.serverproc import DEADLINE_S, server_env
 
 
 def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
@@ -93,3 +96,34 @@ def test_uploads_from_the_environment(tmp_path: Path) -> None:
     config = load_config(argparse.Namespace(config=str(path), no_config=False),
                          environ={"REACTOR_STATIC_UPLOADS": "true"})
     assert config.static.uploads is True
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[static]\nroot = "."\nprefix = "assets"',
+     "reactor.toml:3: static.prefix: prefix 'assets' must be a plain path starting with /"),
+    ('[static]\nroot = "."\nindex = "pages/index.html"',
+     "reactor.toml:3: static.index: index 'pages/index.html' must be a file name"),
+    ('[static]\nroot = "."\ncache_control = "max-âge=60"',
+     "reactor.toml:3: static.cache_control: cache_control must be printable ASCII"),
+    ('[[static.mounts]]\nprefix = "/a"\nroot = "."\n\n[[static.mounts]]\nprefix = "/a/"\n'
+     'root = "."',
+     'reactor.toml:6: static.mounts: mount #2: prefix "/a/" is already mounted (mount #1);'
+     " one document root per prefix"),
+    ('[static]\nroot = "."\nprefix = "/a"\n\n[[static.mounts]]\nprefix = "/a"\nroot = "."',
+     'reactor.toml:6: static.mounts: mount #1: prefix "/a" is already mounted'
+     " (static.prefix); one document root per prefix"),
+])
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_a_root_the_mount_refuses_is_one_line_before_serving(
+        tmp_path: Path, text: str, expected: str, command: str) -> None:
+    """What the document root refuses when the app is built (a prefix, index file or
+    Cache-Control the mount cannot take, two roots at one prefix) is the setting's error at
+    load: `check-config` said the file was fine and `serve` died with a traceback (exit 1)."""
+    config = tmp_path / "reactor.toml"
+    config.write_text(text)
+    env = server_env(REACTOR_SERVER_LISTEN="127.0.0.1:0")
+    result = subprocess.run([sys.executable, "-m", "reactor", command, "--config", str(config)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=DEADLINE_S)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"reactor: {config.parent}/{expected}\n"
