@@ -229,6 +229,18 @@ def _read_text(path: str, cwd: Path) -> str:
         raise ConfigError(path, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
 
 
+def _has_nul(value: object) -> bool:
+    """Whether a TOML value holds "\\u0000" in a string (in a list or table too): the OS
+    refuses it in a path or user name, OpenSSL in a cipher list."""
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    return False
+
+
 def _read_file(path: str, cwd: Path) -> Layer:
     """The settings in the TOML file at `path` (relative to `cwd`), validated; relative paths
     in it resolve against its directory."""
@@ -257,6 +269,9 @@ def _read_file(path: str, cwd: Path) -> Layer:
             setting = BY_NAME.get(name)
             if setting is None:
                 raise ConfigError(path, _unknown_key(section, key), key=name, line=line)
+            if _has_nul(value):
+                raise ConfigError(path, 'contains a NUL character ("\\u0000"), which no path,'
+                                  " name or value can hold", key=name, line=line)
             try:
                 layer[name] = (setting.kind.check(value, base), f"file:{path}")
             except Invalid as exc:

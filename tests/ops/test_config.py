@@ -7,6 +7,8 @@ import io
 import json
 import os
 import pwd
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from reactor.ops.config import (
 )
 from reactor.ops.kinds import format_listen
 from reactor.ops.settings import SETTINGS, listener_options
+from tests.ops.serverproc import DEADLINE_S, server_env
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf" / "reactor.toml"
@@ -699,3 +702,38 @@ def test_websocket_ping_interval_zero_loads_and_sends_no_pings(tmp_path: Path,
             assert ws.pings == 0
     finally:
         running.stop()
+
+
+def _toml_holding(text: str, type_name: str) -> str:
+    """A TOML value of the shape `type_name` describes, holding the string `text`."""
+    if type_name.startswith("list of") and type_name.split(",")[0].endswith("tables"):
+        return f"[{{ root = {text} }}]"
+    if type_name.startswith("list of"):
+        return f"[{text}]"
+    if type_name.startswith("table of"):
+        return f'{{ ".log" = {text} }}'
+    return text
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_a_nul_character_in_any_setting_is_one_line(tmp_path: Path, nowhere: str,
+                                                   setting: Any) -> None:
+    """TOML's "\\u0000" reached os.open, pwd, OpenSSL and realpath, which raise ValueError
+    ("embedded null byte"): a traceback from check-config and serve (or a pid file path that
+    passed check-config), not the setting's one line."""
+    value = _toml_holding('"/srv/x\\u0000y"', setting.kind.type_name())
+    path = write(tmp_path, f"[{setting.section}]\n{setting.key} = {value}\n")
+    code, out, err = check_config(["--config", str(path)], {}, nowhere)
+    assert (code, out) == (2, "")
+    assert err == (f'reactor: {path}:2: {setting.name}: contains a NUL character ("\\u0000"),'
+                   " which no path, name or value can hold\n")
+
+
+def test_serve_refuses_a_nul_in_a_path_in_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[log]\naccess = "/var/log/reactor\\u0000/access.log"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "reactor", "serve", "--config", str(path), "--port", "0"],
+        cwd=tmp_path, env=server_env(), capture_output=True, text=True, timeout=DEADLINE_S)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f'reactor: {path}:2: log.access: contains a NUL character'
+                             ' ("\\u0000"), which no path, name or value can hold\n')
