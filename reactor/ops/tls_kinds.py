@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reactor.ops.kinds import Invalid, Kind, show, toml_string, toml_value
+from reactor.ops.kinds import Invalid, Kind, json_value, show, toml_string, toml_value
 
 # Mozilla's "intermediate" TLS 1.2 suites (server-side-tls, v5.7), ECDHE only: AEAD ciphers
 # with forward secrecy. The stdlib default adds the CBC suites (testssl.sh: "obsolete CBC
@@ -66,6 +66,10 @@ class Certificates(Kind):
             checked["key_password_file"] = _path(table["key_password_file"], base, where,
                                                  "key_password_file")
         return checked
+
+    def from_text(self, text: str) -> object:
+        return json_value(text, 'a list of tables like [{"names": ["a.example"], "cert":'
+                                ' "/etc/a.pem", "key": "/etc/a.key"}]')
 
     def to_toml(self, value: Any) -> str | None:
         tables = []

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 import io
 import shutil
+import socket
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -204,3 +206,37 @@ def test_the_readme_https_configuration_checks_out(tmp_path: Path, certs: Certs)
     args = build_parser().parse_args(["check-config", "--config", str(config)])
     err = io.StringIO()
     assert run_check_config(args, {}, stdout=io.StringIO(), stderr=err) == 0, err.getvalue()
+
+
+def test_sni_certificates_from_the_environment_are_json(tmp_path: Path, certs: Certs) -> None:
+    """REACTOR_TLS_CERTIFICATES is in the settings table like the other table settings'
+    variables, but any value was refused as 'must be a list of tables, got "[...]"': the
+    JSON was never parsed. Served here by a real `reactor serve`, chosen by SNI."""
+    cert, key = certs.issue("main", "localhost")
+    api_cert, api_key = certs.issue("api", "api.example.org")
+    tables = f'[{{"names": ["api.example.org"], "cert": "{api_cert}", "key": "{api_key}"}}]'
+    environ = {"REACTOR_TLS_CERTIFICATES": tables}
+    config = write_config(tmp_path / "reactor.toml", base_config(
+        tmp_path, tls={"listen": ["127.0.0.1:0"], "cert": str(cert), "key": str(key)}))
+    code, out, err = check_file(config, environ)
+    assert (code, err) == (0, "") and "test is successful" in out
+    assert load_config(build_parser().parse_args(["serve", "--config", str(config)]),
+                       environ).tls.certificates == (
+        {"names": ("api.example.org",), "cert": str(api_cert), "key": str(api_key),
+         "key_password_file": None},)
+    bad = {"REACTOR_TLS_CERTIFICATES": "[{names: 1}]"}
+    code, _, err = check_file(config, bad)
+    assert code == 2 and err.startswith(
+        "reactor: environment REACTOR_TLS_CERTIFICATES: tls.certificates: must be JSON (")
+    process = ServeProcess(["--config", str(config)], cwd=tmp_path, env=server_env(**environ))
+    try:
+        lines = wait_until(lambda: len(process.events("listening")) >= 2 and
+                           process.events("listening"))
+        port = next(int(line["port"]) for line in lines if line["url"].startswith("https://"))
+        context = ssl.create_default_context(cafile=str(certs.ca_file))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="api.example.org") as tls:
+            names = [value for kind, value in tls.getpeercert()["subjectAltName"]]
+        assert names == ["api.example.org"]
+    finally:
+        process.stop()
