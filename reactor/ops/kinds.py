@@ -436,6 +436,10 @@ class LogTarget(Kind):
         return str(path)
 
 
+MAX_ID = 2**32 - 2
+"""The largest user or group id: 32-bit ids, the all-ones one reserved."""
+
+
 @dataclass(frozen=True)
 class Account(Kind):
     """A user (or group) name that exists on this host, a numeric id, or unset ("")."""
@@ -452,6 +456,8 @@ class Account(Kind):
         if not isinstance(value, str):
             raise Invalid(f"must be a {what} name string, got {show(value)}")
         if value.isascii() and value.isdigit():
+            if int(value) > MAX_ID:  # uid_t/gid_t; (uid_t)-1 means "unchanged" to setuid()
+                raise Invalid(f"must be a {what} id 0..{MAX_ID}, got {toml_string(value)}")
             return value
         try:
             if self.group:

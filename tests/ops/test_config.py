@@ -394,6 +394,25 @@ def test_existing_user_and_numeric_ids_are_accepted(tmp_path: Path, nowhere: str
     assert (config.daemon.user, config.daemon.group) == (name, "12345")
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[daemon]\ngroup = "4294967296"\n',
+     '2: daemon.group: must be a group id 0..4294967294, got "4294967296"'),
+    ('[daemon]\nuser = "4294967295"\ngroup = "0"\n',
+     '2: daemon.user: must be a user id 0..4294967294, got "4294967295"'),
+])
+def test_an_id_beyond_32_bits_is_one_line_before_serving(tmp_path: Path, text: str,
+                                                         expected: str) -> None:
+    """A numeric id no uid_t holds passed check-config, and `serve` (as root, after binding)
+    died in os.setgroups/setuid with an OverflowError traceback, exit 1."""
+    path = write(tmp_path, text)
+    result = subprocess.run(
+        [sys.executable, "-m", "reactor", "serve", "--config", str(path), "--port", "0",
+         "--log", "off"], cwd=tmp_path, env=server_env(), capture_output=True, text=True,
+        timeout=DEADLINE_S)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"reactor: {path}:{expected}\n"
+
+
 # --- generated files and commands --------------------------------------------------------------
 
 
