@@ -78,4 +78,7 @@ class SecondsOrZero(Seconds):
     def check(self, value: object, base: Path) -> float:
         if value == 0 and not isinstance(value, bool):
             return 0.0
-        return super().check(value, base)
+        try:
+            return super().check(value, base)
+        except Invalid:  # the reason names this kind's range, which takes 0
+            raise Invalid(f"must be a number of seconds >= 0, got {show(value)}") from None

@@ -59,7 +59,10 @@ def test_values(tmp_path: Path) -> None:
     ('[proxy]\ntrusted = ["10.0.0.0/33"]', "proxy.trusted: not an address or network"),
     ('[proxy]\ntrusted = "10.0.0.0/8"', 'proxy.trusted: must be a list of'),
     ('[proxy]\nheaders = "both"', "proxy.headers: must be one of"),
-    ("[timeouts]\ndrain_s = -1", "timeouts.drain_s: must be a number of seconds > 0"),
+    # 0 is the default (no drain): "> 0" sent the operator away from the value they wanted
+    ("[timeouts]\ndrain_s = -1", "timeouts.drain_s: must be a number of seconds >= 0, got -1"),
+    ("[websocket]\nping_interval_s = nan",
+     "websocket.ping_interval_s: must be a number of seconds >= 0, got nan"),
     ('[health]\nreadyz = "readyz"', 'health.readyz: must be a path starting with "/"'),
     ('[metrics]\nlisten = "nowhere"', "metrics.listen:"),
 ])
