@@ -37,7 +37,7 @@ from reactor.ops.settings import (
     listener_options,
     pending_restart,
 )
-from reactor.ops.systemd import Notifier
+from reactor.ops.systemd import STOP_SLACK_S, Notifier
 from reactor.ops.workerlink import WorkerLink, leftover_reason, read_report, reason_of
 
 WorkerMain = Callable[[Config, "Slot", WorkerLink], int]
@@ -46,6 +46,8 @@ _HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signa
             signal.SIGUSR1)
 _STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # QUIT: graceful, as nginx's
 READY_TIMEOUT_S = 15.0
+TERMINATE_SLACK_S = 5.0
+"""How much longer than a graceful stop (drain + shutdown) stopping workers get before KILL."""
 # A worker that dies sooner than this after starting (or before it serves) is crashing: wait
 # before the next try, twice as long each time it happens again in a row, up to the maximum.
 CRASH_WINDOW_S = 1.0
@@ -350,7 +352,10 @@ class Master:
             return
         self.stopping = True
         self._respawn_at.clear()
-        self.notifier.stopping()
+        timeouts = self.config.timeouts
+        # _terminate's wait for the workers (then KILL and reap), and the master's own exit
+        self.notifier.stopping(within_s=timeouts.drain_s + timeouts.shutdown_s
+                               + TERMINATE_SLACK_S + STOP_SLACK_S)
         self.log("master-stopping", workers=len(self.workers))
         self._terminate(list(self.workers.values()))
 
@@ -360,7 +365,7 @@ class Master:
         for worker in workers:
             _kill(worker.pid, signal.SIGTERM)
         deadline = (time.monotonic() + self.config.timeouts.drain_s
-                    + self.config.timeouts.shutdown_s + 5.0)
+                    + self.config.timeouts.shutdown_s + TERMINATE_SLACK_S)
         while any(w.pid in self.workers for w in workers) and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.02)

@@ -65,7 +65,7 @@ from reactor.ops.settings import (
     pending_restart,
     reload_class,
 )
-from reactor.ops.systemd import Notifier
+from reactor.ops.systemd import STOP_SLACK_S, Notifier
 from reactor.ops.tls import (
     WATCH_INTERVAL_S,
     HttpsPolicy,
@@ -460,13 +460,15 @@ class Server:
             self.readiness.state = DRAINING
             drain_s = self.config.timeouts.drain_s
             if drain_s > 0:
+                self.notifier.stopping(f"draining for {drain_s:g} s", within_s=(
+                    drain_s + self.config.timeouts.shutdown_s + STOP_SLACK_S))
                 self.log.info("draining", drain_s=drain_s, connections=len(self.http.connections))
                 self.log.flush()
                 self.loop.call_later(drain_s, self.stop)
                 return
         shutdown_s = self.config.timeouts.shutdown_s
         self._stop_deadline = time.monotonic() + shutdown_s
-        self.notifier.stopping(self._status_text())
+        self.notifier.stopping(self._status_text(), within_s=shutdown_s + STOP_SLACK_S)
         self.log.info("stopping", connections=len(self.http.connections),
                       shutdown_timeout_s=shutdown_s)
         self.listeners.close()

@@ -19,11 +19,16 @@ Only the loop thread calls a Notifier (from loop callbacks and timers); it holds
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 import stat
 import time
 from collections.abc import Mapping, MutableMapping
+
+STOP_SLACK_S = 5.0
+"""Added to a graceful stop's own deadline in the bound sent to systemd: the pool's grace,
+closing the loop, flushing the logs, exiting."""
 
 SD_LISTEN_FDS_START = 3
 """First fd systemd passes (sd_listen_fds(3): SD_LISTEN_FDS_START)."""
@@ -89,9 +94,17 @@ class Notifier:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", *self._status_field(status))
 
-    def stopping(self, status: str | None = None) -> None:
-        """Graceful shutdown started."""
-        self.notify("STOPPING=1", *self._status_field(status))
+    def stopping(self, status: str | None = None, *, within_s: float | None = None) -> None:
+        """Graceful shutdown started; it ends within `within_s` seconds from now.
+
+        That bound goes out as EXTEND_TIMEOUT_USEC (systemd >= 236): the stop the
+        configuration allows (timeouts.drain_s + timeouts.shutdown_s) may be longer than the
+        unit's TimeoutStopSec, and systemd would SIGKILL it midway (requests cut, buffered
+        access lines lost). It only ever extends the unit's timeout, never shortens it.
+        """
+        extend = () if within_s is None else (
+            f"EXTEND_TIMEOUT_USEC={math.ceil(within_s * 1_000_000)}",)
+        self.notify("STOPPING=1", *extend, *self._status_field(status))
 
     def status(self, text: str) -> None:
         """Free-form one-line status shown by `systemctl status`."""

@@ -96,7 +96,38 @@ def test_ready_watchdog_status_reload_and_stopping(manager: Manager, tmp_path: P
     finally:
         server.stop()
     assert all(set(m) <= {"READY", "STATUS", "WATCHDOG", "RELOADING", "MONOTONIC_USEC",
-                          "STOPPING"} for m in manager.messages)
+                          "STOPPING", "EXTEND_TIMEOUT_USEC"} for m in manager.messages)
+
+
+def _unit_timeout_stop_s() -> float:
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "reactor.service").read_text()
+    [value] = [line.split("=", 1)[1] for line in unit.splitlines()
+               if line.startswith("TimeoutStopSec=")]
+    return float(value)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_longer_than_the_units_timeout_extends_it(manager: Manager, tmp_path: Path,
+                                                         workers: int) -> None:
+    """systemd/reactor.service stops with TimeoutStopSec=35, then SIGKILLs; a configuration
+    whose graceful stop may take longer (timeouts.drain_s + shutdown_s, e.g. the 5-10 s drain
+    the README suggests behind a balancer, or a longer shutdown_s for slow uploads) was killed
+    midway, requests cut and buffered access lines lost. STOPPING=1 now says how long the
+    stop may take (EXTEND_TIMEOUT_USEC), from the one process and from a master alike."""
+    shutdown_s = _unit_timeout_stop_s() + 5
+    config = write_config(tmp_path / "reactor.toml", base_config(
+        tmp_path, server={"workers": workers},
+        timeouts={"shutdown_s": shutdown_s, "drain_s": 0.2}))
+    env = server_env(NOTIFY_SOCKET=str(manager.path))
+    server = ServeProcess(["--config", str(config)], cwd=tmp_path, env=env)
+    try:
+        manager.wait_for("READY")
+        server.send_signal(signal.SIGTERM)
+        stopping = manager.wait_for("STOPPING")
+        assert int(stopping["EXTEND_TIMEOUT_USEC"]) >= (0.2 + shutdown_s) * 1_000_000
+        assert server.wait() == 0
+    finally:
+        server.stop()
 
 
 def test_no_watchdog_pings_when_the_watchdog_is_for_another_pid(manager: Manager,
