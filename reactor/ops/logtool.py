@@ -33,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -212,7 +213,7 @@ def read_lines(path: str) -> Iterator[str]:
     stream = _open_text(path)
     try:
         yield from stream
-    except (OSError, EOFError) as exc:  # a truncated or corrupt .gz fails while reading
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz fails here
         raise ReadError(path, exc) from None
     finally:
         if stream is not sys.stdin:

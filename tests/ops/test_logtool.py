@@ -352,6 +352,22 @@ def test_unreadable_gzip_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 1 and f"cannot read {bad}: " in err
 
 
+@pytest.mark.parametrize("command", [[], ["stats"]])
+def test_a_corrupt_rotated_gzip_is_one_line_exit_1(tmp_path: Path, command: list[str]) -> None:
+    """A .gz whose header is fine but whose deflate data is damaged (a rotated log cut or
+    corrupted on disk) raised zlib.error, which is no OSError: a traceback, not the one
+    `cannot read` line the other unreadable files get."""
+    bad = tmp_path / "access.log.2.gz"
+    bad.write_bytes(gzip.compress(b"")[:10] + b"\xff" * 16)  # a reserved block type
+    done = subprocess.run([sys.executable, "-m", "reactor", "logs", *command, str(bad)],
+                          capture_output=True, text=True, timeout=30, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    prog = "reactor logs stats" if command else "reactor logs"
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"{prog}: cannot read {bad}: Error -3 while decompressing data:"
+                           " invalid block type\n")
+
+
 def test_tail_holds_back_partial_lines_and_handles_truncation(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     path.write_bytes(b"one\ntwo\nthree\n")
