@@ -382,13 +382,21 @@ def _read_cli(args: argparse.Namespace, below: Layer, cwd: Path) -> Layer:
 def find_config_file(args: argparse.Namespace | None = None, *,
                      default_path: str = DEFAULT_CONFIG_PATH) -> str | None:
     """The configuration file to read: --config FILE, else `default_path` if it exists;
-    None with --no-config or when there is none."""
+    None with --no-config or when there is none. A default path this user cannot even look
+    at (its directory not searchable, say /etc/reactor 0750) counts as there: reading it
+    says why it cannot be used, instead of serving the built-in defaults in its place."""
     if args is not None and getattr(args, "no_config", False):
         return None
     given = getattr(args, "config", None)
     if given is not None:
         return str(given)
-    return default_path if os.path.exists(default_path) else None
+    try:
+        os.stat(default_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:  # EACCES, ELOOP, ...: there, but not for us
+        pass
+    return default_path
 
 
 def _build(values: Layer) -> Config:

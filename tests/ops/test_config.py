@@ -209,6 +209,50 @@ def test_default_path_is_read_when_it_exists(tmp_path: Path) -> None:
     assert load_config(None, {}, default_path=str(default)).server.backlog == 5
 
 
+def _as_nobody(work: Any) -> Any:
+    """`work()` in a forked child running as nobody (this test process may be root, whom no
+    permission stops), its JSON result sent back over a pipe."""
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(write_end, json.dumps(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(result)
+
+
+def test_a_default_path_this_user_cannot_search_is_an_error_not_the_defaults(
+        tmp_path: Path) -> None:
+    """/etc/reactor 0750 (TLS keys next to the file), `reactor check-config` run by someone
+    outside its group: os.path.exists said False, so check-config reported "does not exist;
+    built-in defaults test is successful" and serve served the defaults instead."""
+    etc = tmp_path / "etc-reactor"
+    etc.mkdir()
+    default = write(etc, "[server]\nbacklog = 5\n")
+    # readable, it passes (and every module check-config needs is imported before the fork)
+    assert check_config([], {}, str(default))[0] == 0
+    etc.chmod(0o700 if os.geteuid() == 0 else 0o000)
+    try:
+        if os.geteuid() == 0:
+            result = _as_nobody(lambda: check_config([], {}, str(default)))
+        else:
+            result = list(check_config([], {}, str(default)))
+    finally:
+        etc.chmod(0o755)
+    assert result == [2, "", f"reactor: {default}: cannot read configuration file:"
+                             " Permission denied\n"]
+
+
 def test_no_config_ignores_an_existing_default_path(tmp_path: Path) -> None:
     default = write(tmp_path, "[server]\nbacklog = 5\n")
     args = serve_args("--no-config")
