@@ -18,6 +18,7 @@ import argparse
 import difflib
 import os
 import re
+import stat
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -634,6 +635,13 @@ def probe_files(config: Config) -> str | None:
 
 def probe_pidfile(pidfile: Path) -> str | None:
     """Why a pid file cannot be created at `pidfile`, as one line; None if it can."""
+    try:
+        mode = os.stat(pidfile).st_mode
+    except OSError:
+        mode = None  # absent (or unreachable): the directory checks below say the rest
+    if mode is not None and not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        return f"cannot use pid file {pidfile}: it is {what}"
     directory = pidfile.parent
     if not directory.is_dir():
         return f"cannot create pid file {pidfile}: directory {directory} does not exist"

@@ -702,6 +702,28 @@ def test_check_config_fails_for_a_pidfile_in_a_missing_directory(tmp_path: Path,
                " not exist\n")
 
 
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_a_pidfile_that_is_no_regular_file_is_refused_by_both(tmp_path: Path, kind: str,
+                                                              command: str) -> None:
+    """daemon.pidfile naming a directory passed check-config and serve exited 1 ("cannot
+    read pid file"); naming a FIFO, serve blocked forever opening it to read a pid. Now both
+    refuse it as the configuration error it is: one line, exit 2."""
+    pidfile = tmp_path / "run"
+    if kind == "directory":
+        pidfile.mkdir()
+    else:
+        os.mkfifo(pidfile)
+    path = write(tmp_path, f'[daemon]\npidfile = "{pidfile}"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "reactor", command, "--config", str(path)], cwd=tmp_path,
+        env=server_env(REACTOR_SERVER_LISTEN="127.0.0.1:0", REACTOR_LOG_ACCESS="off"),
+        capture_output=True, text=True, timeout=DEADLINE_S)
+    what = "a directory" if kind == "directory" else "not a regular file"
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"reactor: cannot use pid file {pidfile}: it is {what}\n"
+
+
 @pytest.mark.parametrize(("app", "module_source"), [
     ({"native": "nosuch_check_c1:app"}, None),
     ({"native": "both_check_c2:app", "wsgi": "both_check_c2:app"}, "app = None\n"),
