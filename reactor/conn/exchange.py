@@ -65,7 +65,7 @@ class Exchange(AccessRecord):
         self.request = request
         self.dispatch = dispatch
         self.started = started
-        self.body: list[bytes] = []
+        self.body: list[bytes] | None = None  # the pieces of a buffered body, once one comes
         self.bytes_in = 0  # body bytes received
         self.bytes_out = 0
         self.duration_ms = 0.0
@@ -108,6 +108,8 @@ class Exchange(AccessRecord):
         self.bytes_in += len(data)
         if self.upload is not None:
             self.upload.feed(data, wire_bytes)
+        elif self.body is None:
+            self.body = [data]
         else:
             self.body.append(data)
 
@@ -118,9 +120,9 @@ class Exchange(AccessRecord):
             self.upload.end()
             return
         body = self.body
-        if body:
+        if body is not None:
             self.request.body = body[0] if len(body) == 1 else b"".join(body)
-            self.body = []
+            self.body = None
         if self.head.method == b"CONNECT":
             self.respond(plain(501, "Not Implemented\n"))
             return
@@ -194,6 +196,12 @@ class Exchange(AccessRecord):
     # ---- the response -------------------------------------------------------------------
     def respond(self, response: Response) -> None:
         """Frame and queue the response, then hand the connection back."""
+        body = response.body
+        if response.status == 200 and type(body) is bytes and len(body) <= _FUSED_MAX:
+            # first: the common answer (an upgrade is a 101, and `prepare_upgrade` turns it
+            # into a 101 or a refusal, never a 200)
+            self._respond_small(response, body)
+            return
         self.answered = True
         conn = self.conn
         head = self.head
@@ -201,13 +209,10 @@ class Exchange(AccessRecord):
         assert transport is not None
         if response.upgrade is not None and response.status == 101:
             response = conn.server.prepare_upgrade(self.request, response)
-        body = response.body
+            body = response.body
         status = response.status
         body_length: int | None
         if type(body) is bytes:
-            if status == 200 and len(body) <= _FUSED_MAX:
-                self._respond_small(response, body)
-                return
             body_length = len(body)
         elif isinstance(body, (FileBody, PartsBody)):
             body_length = body.length
@@ -289,19 +294,20 @@ class Exchange(AccessRecord):
             self._framing_failed(exc, 200, body)
             return
         server.requests_served += 1
-        request = self.request
-        head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
+        # head and body in one formatting step (`length` is 0 or the body's: a HEAD's is 0)
+        data = b"%s%s%sX-Request-ID: %s\r\n%s\r\n%s" % (
             _STATUS_200, server_lines(server.server_name), framing,
-            request.request_id.encode("ascii"), block)
+            self.request.request_id.encode("ascii"), block, body if length else b"")
         self.response = response
-        self.bytes_out = len(head_bytes) + length
-        data = head_bytes + body if length else head_bytes
+        self.bytes_out = len(data)
         # `_done`, spelled out. With no pipelined request behind this one the answer goes
-        # to the socket now and, when the kernel took it all, is logged now; otherwise it
-        # is batched with the answers that follow and logged by a marker once sent.
+        # to the socket now and, when the kernel took it all, is logged now (`response_sent`
+        # spelled out too); otherwise it is batched with the answers that follow and logged
+        # by a marker once sent.
         pipelined = conn.parser.buffered
         if not pipelined and transport.try_write(data):
-            conn.response_sent(self, self.started)
+            self.duration_ms = (time.monotonic() - self.started) * 1000.0
+            server.log.request(self)
         else:
             if pipelined:
                 transport.write(data)

@@ -173,14 +173,12 @@ class HttpConnection:
                     self._body_mark = self._fed - parser.buffered
                     self._head_received(event)
                     continue
-                self._head_received(event)
+                opened = self._head_received(event)
                 if not self.closing and not self._write_paused:
                     # A request without a body ends with its head: the parser's next event
                     # is its EndOfMessage; answer now rather than on another pass.
                     parser.next_event()
-                    exchange = self._exchange
-                    assert exchange is not None
-                    exchange.end()
+                    opened.end()
             elif type(event) is Data:
                 exchange = self._exchange
                 assert exchange is not None  # the parser is inside a message
@@ -220,7 +218,7 @@ class HttpConnection:
                 self._head_started = time.monotonic()
             self._set_deadline(self._head_started + settings.header_s)
 
-    def _head_received(self, head: RequestHead) -> None:
+    def _head_received(self, head: RequestHead) -> Exchange:
         self._head_started = 0.0
         self._requests += 1
         request = self._make_request(head)
@@ -230,9 +228,10 @@ class HttpConnection:
             dispatch = FailedDispatch(exc)
         exchange = self._exchange = Exchange(self, head, request, dispatch, time.monotonic())
         if (head.chunked or head.content_length) and not exchange.begin():
-            return  # refused before the body: answered, closing
+            return exchange  # refused before the body: answered, closing
         if head.expect_continue and exchange.upload is None:
             exchange.send_continue()  # else once the upload has accepted the request
+        return exchange
 
     def _make_request(self, head: RequestHead) -> Request:
         target = head.target
