@@ -470,6 +470,10 @@ def _run_lines(args: argparse.Namespace) -> int:
     if args.lines is not None and args.lines < 0:
         raise UsageError("--lines: must be 0 or more")
     source = args.file or _default_source()
+    if args.follow and source.endswith(".gz"):
+        # a rotated, compressed log never grows: following it waited forever in silence
+        raise UsageError(f"--follow: {source} is a rotated, compressed log and never grows;"
+                         " follow the live log, or read this one without --follow")
     formatter = LineFormatter()
     skipped = 0
 

@@ -467,3 +467,19 @@ def test_follow_across_rotation(tmp_path: Path) -> None:
     finally:
         follower.proc.kill()
         follower.proc.wait()
+
+
+def test_following_a_compressed_rotation_is_a_usage_error(log: Path) -> None:
+    """`reactor logs -f access.log.1.gz` waited forever in silence: a rotated .gz never grows."""
+    rotated = log.with_name("access.log.1.gz")
+    rotated.write_bytes(gzip.compress(log.read_bytes()))
+    code = "import sys; from reactor.ops.logtool import logs_main; "
+    code += "sys.exit(logs_main(sys.argv[1:]))"
+    try:
+        done = subprocess.run([sys.executable, "-c", code, "-f", str(rotated)],
+                              capture_output=True, text=True, timeout=10,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+    except subprocess.TimeoutExpired:
+        pytest.fail("reactor logs -f on a .gz did not return")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "never grows" in done.stderr
