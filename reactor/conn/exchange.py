@@ -108,6 +108,8 @@ class Exchange(AccessRecord):
         self.bytes_in += len(data)
         if self.upload is not None:
             self.upload.feed(data, wire_bytes)
+            counters = self.conn.server.counters  # exported as upload_bytes_total
+            counters["upload_bytes_total"] = counters.get("upload_bytes_total", 0) + len(data)
         elif self.body is None:
             self.body = [data]
         else:

@@ -173,7 +173,7 @@ class HttpServer:
         else:
             transport = TlsTransport(self.loop, sock, peer, tls, conn_id=conn_id,
                                      report=self._report_rejected,
-                                     on_closed=self.connection_gone)
+                                     on_closed=self.connection_gone, counters=self.counters)
         self.connections.add(transport)
         if start is None:
             transport.start(HttpConnection(self, conn_id))

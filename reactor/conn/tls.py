@@ -57,6 +57,7 @@ _DN_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitNam
              "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
              "emailAddress": "emailAddress", "domainComponent": "DC"}
 
+HANDSHAKES, HANDSHAKE_FAILURES = "tls_handshakes_total", "tls_handshake_failures_total"
 Report = Callable[[dict[str, Any]], None]
 """Where the transport reports a refused connection (the server's `RequestLog.rejected`)."""
 
@@ -217,9 +218,9 @@ class TlsTransport(SocketTransport):
     """A TCP connection with TLS terminated here; the protocol cannot tell it from plain."""
 
     __slots__ = (
-        "_app_protocol", "_close_notified", "_conn_id", "_context", "_established",
-        "_file_chunk", "_file_reading", "_file_waiting", "_handshake_timer", "_preamble",
-        "_report", "_retry", "_ssl", "_tls",
+        "_app_protocol", "_close_notified", "_conn_id", "_context", "_counters",
+        "_established", "_file_chunk", "_file_reading", "_file_waiting", "_handshake_timer",
+        "_preamble", "_report", "_retry", "_ssl", "_tls",
     )
 
     # A file's records follow its head only after a pool read: the head would leave alone.
@@ -227,9 +228,13 @@ class TlsTransport(SocketTransport):
 
     def __init__(self, loop: EventLoop, sock: socket.socket, peer: tuple[str, int],
                  tls: TlsContexts, *, conn_id: int = 0, report: Report | None = None,
-                 on_closed: Callable[[SocketTransport], None] | None = None) -> None:
+                 on_closed: Callable[[SocketTransport], None] | None = None,
+                 counters: dict[str, int] | None = None) -> None:
         super().__init__(loop, sock, peer, on_closed=on_closed)
         self._tls = tls
+        # Where handshakes done and failed are counted (the server's `counters`; ops/metrics
+        # exports them as tls_handshakes_total and tls_handshake_failures_total).
+        self._counters = counters if counters is not None else {}
         self._context = tls.context  # pinned now: a reload changes new connections only
         self._conn_id = conn_id
         self._report = report
@@ -363,6 +368,8 @@ class TlsTransport(SocketTransport):
     def _handshake_done(self, sock: ssl.SSLSocket) -> None:
         self._cancel_handshake_timer()
         self._established = True
+        counters = self._counters
+        counters[HANDSHAKES] = counters.get(HANDSHAKES, 0) + 1
         self._describe(sock)
         # The transport's own reading takes over the registration (see `_wrap`).
         self._loop.remove_writer(sock)
@@ -401,6 +408,8 @@ class TlsTransport(SocketTransport):
             self._handshake_timer = None
 
     def _handshake_failed(self, reason: str, **fields: Any) -> None:
+        counters = self._counters
+        counters[HANDSHAKE_FAILURES] = counters.get(HANDSHAKE_FAILURES, 0) + 1
         self._rejected({"event_kind": "tls-handshake-failed", "reason": reason,
                         "sni": sni_of(self._ssl) if self._ssl is not None else None,
                         **fields})

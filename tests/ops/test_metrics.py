@@ -89,8 +89,9 @@ def test_counters_match_the_requests_made(running: RunningServer) -> None:
     assert found[("reactor_connections_total", w())] == 7
     assert found[("reactor_pool_threads", w())] == running.server.config.server.pool_threads
     assert found[("reactor_pool_queue_depth", w())] == 0
+    assert found[("reactor_upload_bytes_total", w())] == 1000  # /files streams its body
     for name in ("tls_handshakes", "tls_handshake_failures", "websocket_sessions",
-                 "upload_bytes", "reloads"):
+                 "reloads"):
         assert found[(f"reactor_{name}_total", w())] == 0
 
 
@@ -255,5 +256,43 @@ def test_refusals_of_the_connection_layer_are_counted(tmp_path: Path) -> None:
                               w(method="POST", status="4xx"): 1,
                               w(method="PUT", status="4xx"): 1}
         assert metrics_of(running)[("reactor_connections_shed_total", w())] == 0
+    finally:
+        running.stop()
+
+
+def test_tls_websocket_and_upload_counters_count_what_happened(tmp_path: Path,
+                                                                files_dir: Path) -> None:
+    """tls_handshakes/_failures, websocket_sessions/_closed and upload_bytes come from the
+    connection layer: real handshakes, sessions and uploads move them (they stayed 0)."""
+    import ssl
+
+    from tests.conn.tlskit import Certs, tls_client, tls_server
+    from tests.wsclient import WsClient
+
+    certs = Certs(tmp_path / "certs")
+    running = tls_server(tmp_path, certs, metrics={"listen": "127.0.0.1:0"},
+                         files={"directory": files_dir})
+    try:
+        with tls_client(running, certs.client_context()) as client:  # one handshake, 2 requests
+            for _ in range(2):
+                client.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                assert client.read_response().status == 200
+        with pytest.raises(ssl.SSLError):  # a client that does not trust the certificate
+            tls_client(running, ssl.create_default_context())
+        assert fetch(running, "PUT", "/files/up.bin", body=b"u" * 3000)[0] == 201
+        ws = WsClient(running.host, running.port, "/ws/echo")
+        ws.send("hi")
+        ws.recv()
+        assert wait_until(lambda: metrics_of(running)[
+            ("reactor_websocket_sessions_total", w())] == 1)
+        assert metrics_of(running)[("reactor_websocket_sessions_closed_total", w())] == 0
+        ws.close()
+        assert wait_until(lambda: metrics_of(running)[
+            ("reactor_websocket_sessions_closed_total", w())] == 1)
+        found = metrics_of(running)
+        assert found[("reactor_tls_handshakes_total", w())] == 1
+        assert found[("reactor_tls_handshake_failures_total", w())] == 1
+        assert found[("reactor_upload_bytes_total", w())] == 3000
+        assert found[("reactor_websocket_sessions_total", w())] == 1
     finally:
         running.stop()
