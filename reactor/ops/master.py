@@ -107,9 +107,10 @@ def bind_worker_metrics(config: Config, workers: int,
     slot's worker inherits its slot's socket: a reload's new worker never races its
     predecessor for the port (binding it itself, it finds it taken until the old worker
     exits -- the bug this replaced), nothing needs retrying, and no SO_REUSEPORT mixes two
-    slots' figures behind one port; only during a reload's hand-over do a slot's old and
-    new worker both accept on it. A socket in `held` already on a wanted address is reused,
-    so a reload moving the ports by one does not collide with itself."""
+    slots' figures behind one port; only during a reload's hand-over, until the new workers
+    serve and the old ones are told to stop (they then close their copy at once), do a
+    slot's old and new worker both accept on it. A socket in `held` already on a wanted
+    address is reused, so a reload moving the ports by one does not collide with itself."""
     if config.metrics.listen is None:
         none: MetricsSockets = [None] * workers
         return none
@@ -357,6 +358,9 @@ class Master:
         self.notifier.stopping(within_s=timeouts.drain_s + timeouts.shutdown_s
                                + TERMINATE_SLACK_S + STOP_SLACK_S)
         self.log("master-stopping", workers=len(self.workers))
+        # Stopping workers close their /metrics sockets: with ours closed too, a scrape is
+        # refused at once instead of waiting in the accept queue until the master exits.
+        close_metrics(self.metrics)
         self._terminate(list(self.workers.values()))
 
     def _terminate(self, workers: list[Worker]) -> None:

@@ -260,6 +260,10 @@ class Server:
         self.metrics.attach(self.http, self.loop, lambda: self.readiness.ready)
         self.metrics_listener: Listener | None = None
         self.metrics_http: HttpServer | None = None
+        # One process answers /metrics until it exits (draining shows reactor_ready 0). A
+        # worker shares its slot's socket with the worker a reload starts in its place, so
+        # it stops answering it once told to stop: every scrape then reaches the new one.
+        self.metrics_while_stopping = True
         if metrics_sock is not None:
             self.metrics_http = HttpServer(
                 self.loop, MetricsApp(self.metrics), QuietLog(self._metrics_error),
@@ -458,6 +462,8 @@ class Server:
             return
         if self.readiness.state != DRAINING:
             self.readiness.state = DRAINING
+            if not self.metrics_while_stopping:
+                self._close_metrics()
             drain_s = self.config.timeouts.drain_s
             if drain_s > 0:
                 self.notifier.stopping(f"draining for {drain_s:g} s", within_s=(

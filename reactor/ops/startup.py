@@ -219,6 +219,7 @@ def _run_master(config: Config, source: ConfigSource, slots: list[Slot],
                         log=open_log(config), notifier=Notifier({}), worker=link.worker,
                         metrics=link.metrics)
         server.http.counters.update(link.counters)  # the master counts the reloads
+        server.metrics_while_stopping = False  # its successor answers the slot's port
 
         def master_gone() -> None:  # SIGKILLed, OOM-killed: do not serve on, orphaned
             server.log.warning("master-gone", message="the master process exited; stopping")

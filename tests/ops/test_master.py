@@ -114,6 +114,40 @@ def test_sighup_with_metrics_replaces_the_workers_and_they_run_the_new_config(
     assert process.wait() == 0
 
 
+def test_after_a_reload_every_scrape_reaches_the_new_workers_and_a_stop_refuses_them(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    """A slot's old and new worker share its /metrics socket: an old one draining after a
+    reload answered scrapes too, so they flipped between its counters (reactor_ready 0,
+    the old reload count) and the new worker's -- a counter reset each time. A worker told
+    to stop stops answering at once; a stopping master refuses scrapes, never holds them."""
+    base = two_free_ports()
+    sections = base_config(tmp_path, server={"workers": 2}, timeouts={"drain_s": 1.5},
+                           metrics={"listen": f"127.0.0.1:{base}"})
+    process = serve(started, tmp_path, sections)
+    process.wait_event("workers-started")
+    process.send_signal(signal.SIGHUP)
+    process.wait_event("reloaded")  # the old workers drain for 1.5 s from now
+    for _ in range(10):
+        for worker in (0, 1):
+            status, _, text = scrape("127.0.0.1", base + worker)
+            assert status == 200
+            found = samples(text)
+            label = (("worker", str(worker)),)
+            assert (found[("reactor_reloads_total", label)],
+                    found[("reactor_ready", label)]) == (1, 1)
+    process.send_signal(signal.SIGTERM)
+    process.wait_event("master-stopping")
+
+    def refused() -> bool:
+        try:
+            scrape("127.0.0.1", base)
+        except ConnectionRefusedError:
+            return True
+        return False
+    assert wait_until(refused, timeout=1.0, what="scrapes refused while stopping")
+    assert process.wait() == 0
+
+
 @pytest.mark.expect_log({"event": "reload-failed", "level": "error"})
 def test_a_reload_whose_new_workers_cannot_start_says_why_and_keeps_the_old_ones(
         started: list[ServeProcess], tmp_path: Path) -> None:
