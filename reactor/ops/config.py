@@ -428,6 +428,7 @@ def load_config_with_origins(args: argparse.Namespace | None = None,
         values.update(_read_cli(args, values, base))
     _check_listeners(values, base)
     _check_metrics_address(values, base)
+    _check_health_paths(values, base)
     _check_mounts(values, base)
     config = _build(values)
     _check_tls(config, values, base)
@@ -467,6 +468,22 @@ def _check_metrics_address(values: Layer, cwd: Path) -> None:
             "(server.listen, server.listeners or tls.listen); metrics need an address of "
             "their own",
             lambda text: find_line(text, "metrics", "listen"))
+
+
+def _check_health_paths(values: Layer, cwd: Path) -> None:
+    """One path for both health checks would always answer /livez's 200: /readyz's 503
+    (starting, draining) would never be seen, and a drain would send no balancer away."""
+    livez, livez_origin = values["health.livez"]
+    readyz, readyz_origin = values["health.readyz"]
+    if not livez or livez != readyz:
+        return
+    key, origin = (("health.livez", livez_origin) if readyz_origin == "default"
+                   else ("health.readyz", readyz_origin))
+    raise _error_at(
+        origin, key, cwd,
+        f"{livez} is both health.livez and health.readyz; readiness (503 while starting or "
+        "draining) needs a path of its own",
+        lambda text: find_line(text, "health", key.partition(".")[2]))
 
 
 def _check_mounts(values: Layer, cwd: Path) -> None:

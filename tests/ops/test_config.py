@@ -625,6 +625,11 @@ def test_listeners_tables_add_to_listen(tmp_path: Path, nowhere: str) -> None:
      "9: static.mounts: mount #2: unknown key 'colour'"),
     ('[[static.mounts]]\nprefix = "/a"\nroot = "."\nlisting = 1\n',
      "4: static.mounts: mount #1: listing must be true or false, got 1"),
+    # one path for both health checks: /livez's 200 would hide readiness (a drain)
+    ('[health]\nlivez = "/health"\nreadyz = "/health"\n',
+     "3: health.readyz: /health is both health.livez and health.readyz"),
+    ('[health]\nlog = true\nlivez = "/readyz"\n',
+     "3: health.livez: /readyz is both health.livez and health.readyz"),
     ("backlog = 10\n",
      "1: backlog: backlog is a setting of [server]; put it under [server]"),
     ("max_body_bytes = 10\n[server]\nbacklog = 5\n",
