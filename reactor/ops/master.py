@@ -308,6 +308,8 @@ class Master:
                 self._respawn_due()
                 self._ping_watchdog()
         finally:
+            while signal.sigtimedwait(_HANDLED, 0) is not None:
+                pass  # came as the last worker exited: stopping anyway (unblocked, TERM kills)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
             close_slots(self.slots)
             close_metrics(self.metrics)
@@ -372,7 +374,14 @@ class Master:
                     + self.config.timeouts.shutdown_s + TERMINATE_SLACK_S)
         while any(w.pid in self.workers for w in workers) and time.monotonic() < deadline:
             self._reap()
-            time.sleep(0.02)
+            # Signals stay blocked here: a stop request again (a second TERM) is passed on,
+            # so the workers skip the rest of their drain, as one process does; left
+            # pending, it would kill the master at exit instead.
+            info = signal.sigtimedwait(_HANDLED, 0.02)
+            if info is not None and info.si_signo in _STOP:
+                for worker in workers:
+                    if worker.pid in self.workers:
+                        _kill(worker.pid, signal.SIGTERM)
         for worker in workers:
             if worker.pid in self.workers:
                 _kill(worker.pid, signal.SIGKILL)

@@ -306,6 +306,23 @@ def test_sigquit_stops_master_and_workers_gracefully(
     assert not pidfile.exists()
 
 
+def test_a_second_sigterm_skips_the_workers_drain_and_the_master_exits_0(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    """As in one process, a second TERM skips the rest of the drain. The master waited
+    for its workers with signals blocked: the second TERM reached no worker (they drained
+    on), and once they were gone it killed the master itself (exit -15, pid file left)."""
+    pidfile = tmp_path / "reactor.pid"
+    process = serve(started, tmp_path, base_config(
+        tmp_path, server={"workers": 2}, timeouts={"drain_s": 10}), "--pidfile", str(pidfile))
+    process.wait_event("workers-started")
+    process.send_signal(signal.SIGTERM)
+    process.wait_event("draining", 2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=6) == 0  # not after the 10 s drain
+    assert len(process.events("stopped")) == 2
+    assert not pidfile.exists()
+
+
 @pytest.mark.expect_log("master-gone")
 def test_workers_stop_when_the_master_is_killed(
         started: list[ServeProcess], tmp_path: Path) -> None:
