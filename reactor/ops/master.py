@@ -360,8 +360,11 @@ class Master:
         self.notifier.stopping(within_s=timeouts.drain_s + timeouts.shutdown_s
                                + TERMINATE_SLACK_S + STOP_SLACK_S)
         self.log("master-stopping", workers=len(self.workers))
-        # Stopping workers close their /metrics sockets: with ours closed too, a scrape is
-        # refused at once instead of waiting in the accept queue until the master exits.
+        # The workers hold their own copies of the listening and /metrics sockets while they
+        # drain. With ours closed, a connection that comes once they stopped accepting is
+        # refused at once, as in one process, instead of waiting in an accept queue nobody
+        # reads until the master exits (then reset).
+        close_slots(self.slots)
         close_metrics(self.metrics)
         self._terminate(list(self.workers.values()))
 

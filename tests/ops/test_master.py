@@ -323,6 +323,26 @@ def test_a_second_sigterm_skips_the_workers_drain_and_the_master_exits_0(
     assert not pidfile.exists()
 
 
+def test_a_connection_after_the_workers_stopped_accepting_is_refused_not_held(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    """While a worker finishes what it has, the master held its own copies of the listening
+    sockets: a new connection was queued where nobody accepts, its request unanswered until
+    the master exited (then reset). One process refuses it at once; so do workers now."""
+    process = serve(started, tmp_path, base_config(tmp_path, server={"workers": 2}))
+    port = process.port
+    process.wait_event("workers-started")
+    with socket.create_connection(("127.0.0.1", port)) as busy:
+        busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # mid-head: its worker waits for it
+        process.send_signal(signal.SIGTERM)
+        process.wait_event("stopping", 2)  # both workers stopped accepting
+        assert process.proc.poll() is None  # the busy one is still there
+        with (pytest.raises(ConnectionRefusedError),
+              socket.create_connection(("127.0.0.1", port), timeout=2) as late):
+            late.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            late.recv(1)
+    assert process.wait() == 0
+
+
 @pytest.mark.expect_log("master-gone")
 def test_workers_stop_when_the_master_is_killed(
         started: list[ServeProcess], tmp_path: Path) -> None:
