@@ -116,8 +116,14 @@ class App:
         """Register the decorated `handler(request, **params)` for `methods` on `path`.
 
         `stream=True`: the handler is called on the loop when the head arrives and answers
-        an `Upload` for the body (or a `Response` to refuse it).
+        an `Upload` for the body (or a `Response` to refuse it). `methods` is a list of
+        names: a bare string (`methods="POST"`) raises TypeError, as in Flask, rather than
+        registering the methods "P", "O", "S" and "T".
         """
+        if isinstance(methods, str):
+            raise TypeError(f"methods must be a list of method names, e.g."
+                            f" methods=[{methods!r}], not the string {methods!r}")
+
         def register(handler: F) -> F:
             for method in methods:
                 self.router.add(method, path, handler, blocking=not inline and not stream,

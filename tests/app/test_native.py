@@ -640,3 +640,14 @@ def test_a_205_goes_out_without_the_content_an_app_gave_it(
 def test_download_name_is_an_rfc8187_value(name: str, header: str) -> None:
     from reactor.app.responses import _disposition
     assert _disposition(name) == header.encode("ascii")
+
+
+def test_methods_given_as_one_string_is_refused_at_registration() -> None:
+    """`methods="POST"` (for `methods=["POST"]`) registered the methods "P", "O", "S", "T":
+    every POST was a 405 saying `Allow: O, OPTIONS, P, S, T`. Flask refuses it too."""
+    app = App()
+    with pytest.raises(TypeError, match=r"methods=\['POST'\]"):
+        app.route("/items", methods="POST")
+    assert app.router.routes == []
+    app.route("/items", methods=("POST", "put"))(lambda request: "ok")
+    assert sorted(route.method for route in app.router.routes) == ["POST", "PUT"]
