@@ -127,6 +127,12 @@ def _describe(exc: BaseException) -> str:
 def _check_kind(kind: str, target: str, obj: Any) -> None:
     from reactor.app.types import Application
     if kind == "native":
+        if isinstance(obj, type):
+            # the class itself (`app = App`) has an `open` too, but every request would
+            # be a 500: refuse it here, at start-up
+            call = "" if target.endswith("()") else f"; did you mean '{target}()'?"
+            raise AppLoadError(f"{target!r} is the class {obj.__name__}, not an app (an"
+                               f" instance){call}")
         if not isinstance(obj, Application):
             hint = "; to host a WSGI app use --wsgi" if callable(obj) else ""
             raise AppLoadError(f"{target!r} is a {type(obj).__name__}, not a reactor App"

@@ -41,6 +41,9 @@ def module(directory: Path, name: str, source: str) -> None:
      "reactor: cannot load 'plain_x4:missing': 'plain_x4' has no attribute 'missing'"),
     ("wsgi_x5:app", "def app(environ, start_response):\n    return []\n",
      "reactor: 'wsgi_x5:app' is a function, not a reactor App; to host a WSGI app use --wsgi"),
+    ("class_x8:app", "from reactor import App\napp = App\n",
+     "reactor: 'class_x8:app' is the class App, not an app (an instance); did you mean"
+     " 'class_x8:app()'?"),
     ("factory_x6:make()", "def make():\n    raise RuntimeError('no database')\n",
      "reactor: cannot load 'factory_x6:make()': make() raised RuntimeError: no database"),
 ])
