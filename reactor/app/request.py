@@ -40,6 +40,7 @@ _COOKIE_DATE = re.compile(
     r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] GMT")
 
 V = TypeVar("V")
+D = TypeVar("D")
 
 
 class MissingKey(KeyError):
@@ -71,7 +72,7 @@ class MultiDict(Generic[V]):
     @overload
     def get(self, key: str) -> V | None: ...
     @overload
-    def get(self, key: str, default: V) -> V: ...
+    def get(self, key: str, default: D) -> V | D: ...  # any default, as dict.get
 
     def get(self, key: str, default: Any = None) -> Any:
         for name, value in self._items:

@@ -8,13 +8,15 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar, overload, runtime_checkable
 from urllib.parse import quote
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from reactor.app.request import Cookies, FormData, QueryParams
+
+_D = TypeVar("_D")  # the type of a `get` default
 
 
 class Headers:
@@ -31,10 +33,15 @@ class Headers:
     def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
         self._fields = fields
 
+    # with a default the value is never None: `headers.get("accept", "*/*")` is a str
     @overload
-    def get(self, name: bytes, default: bytes | None = None) -> bytes | None: ...
+    def get(self, name: bytes) -> bytes | None: ...
     @overload
-    def get(self, name: str, default: str | None = None) -> str | None: ...
+    def get(self, name: bytes, default: _D) -> bytes | _D: ...
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: _D) -> str | _D: ...
 
     def get(self, name: bytes | str, default: Any = None) -> Any:
         if name.__class__ is str:
