@@ -6,8 +6,10 @@ node has literal children (a dict), then typed parameter children tried in a fix
 (int, float, uuid, then any segment), then an optional `{name:path}` tail that takes the
 rest of the path, slashes included. Literals win over parameters and narrower types over
 wider ones; the walk backtracks, so `/users/me` and `/users/{id:int}` and `/users/{name}` can
-live side by side. Paths without parameters are also kept in a dict keyed by the whole path:
-the commonest hit is one dict lookup. Registering the same shape twice for one method (two
+live side by side. A literal that a request target can only carry escaped (`/café`, `/a b`)
+is also keyed by its percent-encoded UTF-8 form, which is what clients send. Paths without
+parameters are also kept in a dict keyed by the whole path: the commonest hit is one dict
+lookup. Registering the same shape twice for one method (two
 templates that match exactly the same paths) is an error naming both.
 
 Parameter kinds: `str` (the default for the native API: percent-decoded UTF-8; invalid
@@ -31,7 +33,7 @@ import re
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from reactor.app.types import Request, Response, text_response
 
@@ -54,6 +56,18 @@ def normalise_escapes(path: str) -> str:
     `~`) and other escapes upper-cased: RFC 3986 6.2.2 calls such URIs equivalent, so a
     literal segment or an `{n:int}` must match them too. Reserved escapes (`%2F`) stay."""
     return _ESCAPE.sub(_escape_normalised, path)
+# What a path segment may hold unescaped besides the unreserved characters (RFC 3986 pchar).
+_PCHAR_EXTRA = "!$&'()*+,;=:@"
+
+
+def _literal_keys(text: str) -> list[str]:
+    """The forms in which a request's path (after `normalise_escapes`) carries the literal
+    segment `text`: as the template has it, and, when that differs, percent-encoded UTF-8,
+    the only way a request target (visible ASCII) can carry `/café` (`/caf%C3%A9`)."""
+    escaped = quote(text, safe=_PCHAR_EXTRA)
+    return [text] if escaped == text else [text, escaped]
+
+
 # the two forms a uuid is written in: 32 hex digits, or 8-4-4-4-12 with dashes (either case)
 _UUID = re.compile(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"
                    r"-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -259,7 +273,11 @@ class Router:
         node = self._root
         for what, name, kind_ in segments:
             if what == "lit":
-                node = node.literal.setdefault(name, _Node())
+                keys = _literal_keys(name)
+                child = node.literal.get(keys[0]) or _Node()
+                for key in keys:
+                    node.literal[key] = child
+                node = child
             elif what == "tail":
                 if node.tail is None:
                     node.tail = _Node()
@@ -278,7 +296,11 @@ class Router:
         node.allow = None
         self._hits = {}
         if not route.names:
-            self._static.setdefault(template, {})[method] = route
+            # the whole path as written, and percent-encoded
+            forms = [_literal_keys(name) for _what, name, _kind in segments]
+            for path in {"/" + "/".join(keys[0] for keys in forms),
+                         "/" + "/".join(keys[-1] for keys in forms)}:
+                self._static.setdefault(path, {})[method] = route
         self.routes.append(route)
         return route
 

@@ -651,3 +651,37 @@ def test_methods_given_as_one_string_is_refused_at_registration() -> None:
     assert app.router.routes == []
     app.route("/items", methods=("POST", "put"))(lambda request: "ok")
     assert sorted(route.method for route in app.router.routes) == ["POST", "PUT"]
+
+
+def test_a_non_ascii_or_space_literal_matches_as_clients_send_it(
+        served: tuple[App, RunningServer]) -> None:
+    """`@app.get("/café")` was a 404 for every client: a request target is ASCII, so
+    browsers and curl send `/caf%C3%A9`, which never equalled the template (Flask and
+    Starlette match it)."""
+    app, running = served
+
+    @app.get("/café")
+    def cafe(request: Request) -> str:
+        return "cafe"
+
+    @app.get("/menu/{day}/crème brûlée")
+    def dessert(request: Request, day: str) -> str:
+        return f"dessert {day}"
+
+    @app.get("/100%")
+    def percent(request: Request) -> str:
+        return "percent"
+
+    assert get(running, "/caf%C3%A9")[2] == b"cafe"
+    assert get(running, "/caf%c3%a9")[2] == b"cafe"  # escapes in either case
+    assert get(running, "/menu/lundi/cr%C3%A8me%20br%C3%BBl%C3%A9e")[2] == b"dessert lundi"
+    assert get(running, "/100%25")[2] == b"percent"
+    with RawClient.to(running) as client:  # one connection, the route remembered
+        for _ in range(2):
+            client.send(request_bytes("GET", "/menu/mardi/cr%C3%A8me%20br%C3%BBl%C3%A9e"))
+            assert client.read_response().body == b"dessert mardi"
+    status, headers, _ = fetch(running, "POST", "/caf%C3%A9", b"")
+    assert (status, headers["Allow"]) == (405, "GET, HEAD, OPTIONS")
+    assert get(running, "/caf%C3%A8")[0] == 404
+    with pytest.raises(RouteError):  # one route, whichever form it was written in
+        app.get("/café")(cafe)
