@@ -16,6 +16,7 @@ of a hosted app (native or WSGI).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
@@ -125,6 +126,7 @@ class App:
                             f" methods=[{methods!r}], not the string {methods!r}")
 
         def register(handler: F) -> F:
+            _refuse_async(handler, "handler")
             for method in methods:
                 self.router.add(method, path, handler, blocking=not inline and not stream,
                                 stream=stream, kwargs=True, default_kind="str")
@@ -150,6 +152,7 @@ class App:
 
     def middleware(self, fn: Middleware) -> Middleware:
         """Register `fn(request, call_next) -> Response` (decorator)."""
+        _refuse_async(fn, "middleware")
         self.middlewares.append(fn)
         for route in self.router.routes:
             route.chain = None  # recomposed on next use
@@ -255,6 +258,18 @@ class App:
         if in_worker or len(body) <= INLINE_GZIP_MAX_BYTES:
             return _gzip_response(response, policy.level)
         return Offload(_gzip_response, response, policy.level)
+
+
+def _refuse_async(fn: Callable[..., Any], what: str) -> None:
+    """An `async def` would answer a coroutine, never awaited: a 500 on every request. Said
+    at registration (start-up) instead."""
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) or (
+            not inspect.isfunction(fn) and inspect.iscoroutinefunction(
+                getattr(fn, "__call__", None))):  # noqa: B004 - an async __call__
+        name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        raise TypeError(f"{what} {name} is an async def; reactor runs {what}s as plain"
+                        " functions, in its thread pool (or on the loop with inline=True):"
+                        " define it with def")
 
 
 class _Link:

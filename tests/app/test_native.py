@@ -685,3 +685,31 @@ def test_a_non_ascii_or_space_literal_matches_as_clients_send_it(
     assert get(running, "/caf%C3%A8")[0] == 404
     with pytest.raises(RouteError):  # one route, whichever form it was written in
         app.get("/café")(cafe)
+
+
+@pytest.mark.parametrize("kind", ["handler", "middleware"])
+def test_an_async_def_is_refused_at_registration(tmp_path: Path, kind: str) -> None:
+    """An `async def` handler answered every request with a 500 (a coroutine is no
+    response) and left "coroutine ... was never awaited" on standard error: now the
+    registration, at start-up, says so."""
+    app = App()
+
+    async def fetch_user(request: Request) -> str:
+        return "never"
+
+    class AsyncCallable:
+        async def __call__(self, request: Request) -> str:
+            return "never"
+
+    register = app.get("/user") if kind == "handler" else app.middleware
+    with pytest.raises(TypeError, match="fetch_user is an async def"):
+        register(fetch_user)
+    with pytest.raises(TypeError, match="AsyncCallable is an async def"):
+        register(AsyncCallable())
+    assert app.router.routes == [] and app.middlewares == []
+    app.get("/user")(lambda request: "plain")  # a plain function still registers
+    running = serve(tmp_path, app)
+    try:
+        assert get(running, "/user")[::2] == (200, b"plain")
+    finally:
+        running.stop()
