@@ -119,9 +119,15 @@ def _describe(exc: BaseException) -> str:
         return f"{text} ({exc.filename}:{exc.lineno})"
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not f.filename.startswith("<frozen") and f.filename != __file__]
+    # the app's own line rather than reactor's: a RouteError is raised in the router, but the
+    # line to fix is the app's `@app.get(...)`
+    frames = [f for f in frames if not f.filename.startswith(_PACKAGE)] or frames
     if frames:
         return f"{text} ({frames[-1].filename}:{frames[-1].lineno})"
     return text
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _check_kind(kind: str, target: str, obj: Any) -> None:

@@ -192,3 +192,21 @@ def test_app_settings_are_checked_where_they_come_from(tmp_path: Path) -> None:
             load_config(bad, {}, cwd=str(tmp_path))
         assert str(caught.value).startswith(f"command line {flag}: app.")
         assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ('@app.get("/x")\ndef a(request): return "a"\n@app.get("/x")\ndef b(request): return "b"\n',
+     "RouteError: GET /x is registered twice ({}:7)"),
+    ('@app.get("/x/{id:integer}")\ndef a(request, id): return "a"\n',
+     "RouteError: bad parameter '{{id:integer}}' in route '/x/{{id:integer}}' (types: str,"
+     " bytes, int, float, uuid, path) ({}:5)"),
+])
+def test_a_bad_route_names_the_line_of_the_app_not_of_reactor(
+        tmp_path: Path, source: str, expected: str) -> None:
+    """A route the router refuses at import named reactor/app/router.py as the place;
+    the line to fix is the app's decorator."""
+    module(tmp_path, "routes_x9", "from reactor import App\n\napp = App()\n\n" + source)
+    code, lines = run_to_exit(["--app", "routes_x9:app", "--port", "0"], tmp_path)
+    assert code == 2
+    assert lines == ["reactor: cannot import 'routes_x9:app': "
+                     + expected.format(tmp_path / "routes_x9.py")]
