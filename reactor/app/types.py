@@ -328,6 +328,9 @@ Body = bytes | FileBody | PartsBody | StreamBody
 class Response:
     """Status, extra header fields and a body. The connection adds framing, Date and Server.
 
+    `headers` is copied, so a handler may pass the same module-level list every time: the
+    fields the server adds (Vary, Strict-Transport-Security) go to this response's own list.
+
     Framing fields the app sets are reconciled by the connection's serializer: a
     `Content-Length` is checked against the body (or announces a stream's length), never sent
     twice; hop-by-hop fields are the connection's. A `101` response carries in `upgrade` a
@@ -342,7 +345,8 @@ class Response:
         body: Body = b"", *, upgrade: Callable[[], Any] | None = None,
     ) -> None:
         self.status = status
-        self.headers = headers if headers is not None else []
+        # a copy: the server adds fields (Vary, HSTS) and a handler may reuse one list
+        self.headers = [*headers] if headers else []
         self.body = body
         self.upgrade = upgrade
 

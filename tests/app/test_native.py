@@ -713,3 +713,24 @@ def test_an_async_def_is_refused_at_registration(tmp_path: Path, kind: str) -> N
         assert get(running, "/user")[::2] == (200, b"plain")
     finally:
         running.stop()
+
+
+def test_a_headers_list_the_app_reuses_is_not_changed_by_the_server(
+        served: tuple[App, RunningServer]) -> None:
+    """`Response(200, HEADERS, body)` with a module-level HEADERS: the server appended its
+    `Vary: Accept-Encoding` to the app's own list, so from the second request on the body
+    looked "already decided" and went out uncompressed (and over HTTPS the HSTS field was
+    appended to the list once per request with HSTS on). Like werkzeug's and Starlette's, a Response
+    takes a copy."""
+    app, running = served
+    shared = [(b"Content-Type", b"text/plain")]
+
+    @app.get("/shared")
+    def page(request: Request) -> Response:
+        return Response(200, shared, b"hello " * 200)
+
+    for _ in range(3):
+        status, headers, body = get(running, "/shared", **{"Accept-Encoding": "gzip"})
+        assert (status, headers.get("Content-Encoding")) == (200, "gzip")
+        assert gzip.decompress(body) == b"hello " * 200
+    assert shared == [(b"Content-Type", b"text/plain")]
