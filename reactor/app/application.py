@@ -485,17 +485,21 @@ def _accept_encoding(request: Request) -> bytes | None:
 
 
 def _gzip_response(response: Response, level: int) -> Response:
+    """The gzip form of `response` as a new Response: the app's own object is left as it
+    is (a handler may return the same Response to every client, gzip-capable or not)."""
     body = response.body
     assert isinstance(body, bytes)  # `finish` compresses bytes bodies only
-    response.body = gzip_bytes(body, level)
     # A Content-Length the app set counted the identity bytes: the serializer counts anew.
     # A strong ETag named the identity bytes: weak now (RFC 9110 8.8.3).
-    response.headers = [
+    headers = [
         (name, b"W/" + value) if lower == b"etag" and value[:2] != b"W/" else (name, value)
         for name, value in response.headers
         if (lower := name.lower()) != b"content-length"]
-    response.headers.append(CONTENT_ENCODING_GZIP)
-    return response
+    headers.append(CONTENT_ENCODING_GZIP)
+    compressed = Response(response.status, None, gzip_bytes(body, level),
+                          upgrade=response.upgrade)
+    compressed.headers = headers
+    return compressed
 
 
 def build_app(*, directory: str | None, uploads: bool = True,

@@ -734,3 +734,25 @@ def test_a_headers_list_the_app_reuses_is_not_changed_by_the_server(
         assert (status, headers.get("Content-Encoding")) == (200, "gzip")
         assert gzip.decompress(body) == b"hello " * 200
     assert shared == [(b"Content-Type", b"text/plain")]
+
+
+def test_a_response_object_the_app_returns_every_time_is_not_gzipped_in_place(
+        served: tuple[App, RunningServer]) -> None:
+    """`OK = Response.text(...)` at module level, `return OK` in the handler: the first
+    client that accepted gzip had the server compress OK's own body, and every later client,
+    one sending `Accept-Encoding: identity` too, got the gzip bytes."""
+    app, running = served
+    text = "hello " * 200
+    shared = Response.text(text)
+
+    @app.get("/ok")
+    def ok(request: Request) -> Response:
+        return shared
+
+    status, headers, body = get(running, "/ok", **{"Accept-Encoding": "gzip"})
+    assert (status, headers.get("Content-Encoding")) == (200, "gzip")
+    assert gzip.decompress(body) == text.encode()
+    status, headers, body = get(running, "/ok", **{"Accept-Encoding": "identity"})
+    assert (status, headers.get("Content-Encoding"), body) == (200, None, text.encode())
+    assert shared.body == text.encode()
+    assert shared.header(b"content-encoding") is None
