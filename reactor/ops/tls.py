@@ -312,5 +312,7 @@ class _WithHeader:
         return self._after(offload.fn(*offload.args))
 
     def _add(self, response: Response) -> Response:
-        response.headers.append(self.field)
+        # once: an app may hand out the same Response object to every request
+        if self.field not in response.headers:
+            response.headers.append(self.field)
         return response

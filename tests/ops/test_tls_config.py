@@ -240,3 +240,24 @@ def test_sni_certificates_from_the_environment_are_json(tmp_path: Path, certs: C
         assert names == ["api.example.org"]
     finally:
         process.stop()
+
+
+def test_hsts_is_not_piled_onto_a_response_the_app_returns_every_time() -> None:
+    """A handler returning one module-level Response got one more Strict-Transport-Security
+    field per HTTPS request: the field went into the app's own object, which grew without
+    end (and every answer carried all the copies)."""
+    from reactor import App, Response
+    from reactor.app.types import Headers, Request
+    from reactor.ops.tls import HttpsPolicy
+
+    app = App()
+    shared = Response(204)
+    app.get("/ok", inline=True)(lambda request: shared)
+    policy = HttpsPolicy(app, hsts_max_age=60, redirect_port=None)
+    for _ in range(3):
+        request = Request("GET", "/ok", "", "1.1", Headers([(b"host", b"example.test")]),
+                          scheme="https")
+        response = policy.open(request).respond()
+        assert isinstance(response, Response)
+        assert [value for name, value in response.headers
+                if name == b"Strict-Transport-Security"] == [b"max-age=60"]
