@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -140,7 +141,7 @@ class UploadFile:
     def read(self, size: int = -1) -> bytes:
         return self.file.read(size)
 
-    def save(self, path: str) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Copy the file's content to `path` (from the start)."""
         import shutil
         self.file.seek(0)

@@ -13,9 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 APP = '''
 from __future__ import annotations
 
+from pathlib import Path
+
 from reactor import App, Request, Response, UploadFile
 
 app = App()
+UPLOADS = Path("/srv/uploads")
 
 
 @app.get("/search")
@@ -28,6 +31,8 @@ def search(request: Request) -> Response:
     raw: bytes = request.headers.get(b"accept", b"*/*")
     missing: str | None = request.headers.get("x-missing")
     upload: UploadFile | None = request.form().files.get("file", None)
+    if upload is not None:
+        upload.save(UPLOADS / "latest")             # a pathlib.Path, as open() takes
     return Response.json({"page": page, "size": size, "cursor": cursor, "accept": accept,
                           "raw": raw.decode("latin-1"), "missing": missing,
                           "upload": upload is None})
