@@ -46,6 +46,11 @@ _STATUS_200 = status_line(200)
 # compare that path with the general one byte for byte).
 _FUSED_MAX = _COPY_BODY_MAX
 # What the access log records for a request whose client left before its answer.
+# What app code run on the loop may raise that is its failure (a logged 500), not the
+# server's: any Exception, and SystemExit (`sys.exit()` in a handler, or a library's, such
+# as argparse's), which the pool already hands back as a failure. Left alone it would end
+# the loop, and the server with it.
+APP_ERRORS = (Exception, SystemExit)
 _CLIENT_CLOSED = Response(499)
 _SERVER_GAVE_UP = Response(503)
 
@@ -81,7 +86,7 @@ class Exchange(AccessRecord):
         False when the app answered at once (the connection is then busy or closing)."""
         try:
             answer = self.dispatch.begin()
-        except Exception as exc:
+        except APP_ERRORS as exc:
             self.conn.busy = True
             self.failed(exc)
             return False
@@ -130,7 +135,7 @@ class Exchange(AccessRecord):
             return
         try:
             result = self.dispatch.respond()
-        except Exception as exc:
+        except APP_ERRORS as exc:
             self.failed(exc)
             return
         if type(result) is Response:
@@ -148,7 +153,7 @@ class Exchange(AccessRecord):
         self.conn.busy = True
         try:
             result = self.dispatch.complete(response)
-        except Exception as exc:
+        except APP_ERRORS as exc:
             self.failed(exc)
         else:
             self.handled(result)
@@ -441,7 +446,7 @@ class FailedDispatch:
 
     __slots__ = ("error",)
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception | SystemExit) -> None:
         self.error = error
 
     def begin(self) -> Upload | Response | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from reactor.app.types import Headers, Request
 from reactor.conn.clock import http_date
-from reactor.conn.exchange import Exchange, FailedDispatch, plain
+from reactor.conn.exchange import APP_ERRORS, Exchange, FailedDispatch, plain
 from reactor.conn.interfaces import StreamProtocol, Transport
 from reactor.conn.shared import AccessRecord, RequestLog
 from reactor.loop import EventLoop, TimerHandle
@@ -224,7 +224,7 @@ class HttpConnection:
         request = self._make_request(head)
         try:
             dispatch = self.server.app.open(request)
-        except Exception as exc:  # the app's fault at head time: a logged 500, like any other
+        except APP_ERRORS as exc:  # the app's fault at head time: a logged 500, like any other
             dispatch = FailedDispatch(exc)
         exchange = self._exchange = Exchange(self, head, request, dispatch, time.monotonic())
         if (head.chunked or head.content_length) and not exchange.begin():

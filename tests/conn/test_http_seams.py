@@ -454,3 +454,38 @@ def test_a_header_value_that_would_split_the_response_is_a_logged_500(loop_threa
     assert head.startswith(b"HTTP/1.1 500 ") and b"stolen" not in head
     assert [event for event, _, _ in loop_thread.run(lambda: log.errors)] == [
         "response-framing"]
+
+
+def test_an_inline_handler_calling_sys_exit_is_a_logged_500_not_the_servers_stop(
+        loop_thread, socket_pair) -> None:
+    """`sys.exit()` in an inline handler (or one a library calls, argparse on bad input)
+    left the loop: the server stopped, exit code 0, every connection dropped, nothing in
+    the error log. In the pool the same handler was already a logged 500."""
+    import sys
+
+    server_side, client = socket_pair
+    app = App()
+
+    @app.get("/exit", inline=True)
+    def leave(request: Request) -> Response:
+        sys.exit(3)
+
+    @app.post("/upload", stream=True)  # a stream route's handler runs at head time
+    def upload(request: Request) -> Response:
+        sys.exit(4)
+
+    app.get("/fine", inline=True)(lambda request: Response(200, [], b"fine"))
+    _, log = serve(loop_thread, app, server_side)
+    client.sendall(b"GET /exit HTTP/1.1\r\nHost: a\r\nX-Request-ID: exit-1\r\n\r\n")
+    head, body = read_response(client)
+    assert head.startswith(b"HTTP/1.1 500 ") and body.endswith(b"request id: exit-1\n")
+    client.sendall(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert read_response(client)[1] == b"fine"
+    client.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Request-ID: exit-2\r\n"
+                   b"Content-Length: 5\r\n\r\nhello")
+    head, body = read_response(client)
+    assert head.startswith(b"HTTP/1.1 500 ") and body.endswith(b"request id: exit-2\n")
+    errors = loop_thread.run(lambda: log.errors)
+    assert [(event, type(exc), fields_["request_id"]) for event, exc, fields_ in errors] == [
+        ("handler-error", SystemExit, "exit-1"), ("handler-error", SystemExit, "exit-2")]
+    assert loop_thread.run(lambda: loop_thread.errors) == []  # nothing reached the loop
