@@ -55,6 +55,18 @@ class MissingKey(KeyError):
         return text_response(400, f"Bad Request: missing parameter {self.args[0]!r}\n")
 
 
+class MissingHeader(MissingKey):
+    """`request.headers[name]` without that field: a KeyError, and, not caught, a 400
+    naming the field (as werkzeug's), not a 500 and a traceback for a client's omission."""
+
+    def response(self) -> Any:
+        from reactor.app.types import text_response
+        name = self.args[0]
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        return text_response(400, f"Bad Request: missing header {name!r}\n")
+
+
 class MultiDict(Generic[V]):
     """Keys with one or more values in arrival order: `d[key]` is the first value (a missing
     key raises `MissingKey`, a 400 if not caught), `d.get_all(key)` every value."""

@@ -25,7 +25,8 @@ class Headers:
     A linear scan beats building a dict for the handful of fields a request carries. Names
     are case-insensitive; a `str` name gives `str` values (latin-1, as HTTP defines field
     values), a `bytes` name gives bytes: `headers.get("Content-Type")`,
-    `headers[b"content-type"]`.
+    `headers[b"content-type"]`; `headers[name]` of a missing field raises `MissingHeader`,
+    a KeyError the App answers with a 400.
     """
 
     __slots__ = ("_fields",)
@@ -80,7 +81,8 @@ class Headers:
     def __getitem__(self, name: bytes | str) -> Any:
         value = self.get(name)
         if value is None:
-            raise KeyError(name)
+            from reactor.app.request import MissingHeader  # a KeyError; the App's 400
+            raise MissingHeader(name)
         return value
 
     def __contains__(self, name: object) -> bool:

@@ -756,3 +756,26 @@ def test_a_response_object_the_app_returns_every_time_is_not_gzipped_in_place(
     assert (status, headers.get("Content-Encoding"), body) == (200, None, text.encode())
     assert shared.body == text.encode()
     assert shared.header(b"content-encoding") is None
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
+def test_a_missing_header_the_handler_indexes_is_a_400_not_a_logged_500(
+        served: tuple[App, RunningServer], inline: bool) -> None:
+    """`request.headers["Authorization"]` of a request without one was a KeyError: a 500 and
+    a traceback in the error log for a client's omission. It is a 400 naming the field, as
+    a missing query parameter or form field is (and as in Flask)."""
+    app, running = served
+
+    @app.get("/me", inline=inline)
+    def me(request: Request) -> str:
+        return request.headers["Authorization"] + request.headers[b"x-tenant"].decode()
+
+    assert get(running, "/me", Authorization="Bearer t", **{"X-Tenant": "7"})[::2] == (
+        200, b"Bearer t7")
+    status, _, body = get(running, "/me")
+    assert (status, body) == (400, b"Bad Request: missing header 'Authorization'\n")
+    status, _, body = get(running, "/me", Authorization="Bearer t")
+    assert (status, body) == (400, b"Bad Request: missing header 'x-tenant'\n")
+    assert "x" not in Headers([(b"y", b"1")])  # and it is still a KeyError to code that asks
+    with pytest.raises(KeyError):
+        Headers([])["x"]
