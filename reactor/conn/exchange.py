@@ -28,7 +28,7 @@ from reactor.app.types import (
     internal_error,
 )
 from reactor.conn.clock import server_lines
-from reactor.conn.shared import AccessRecord
+from reactor.conn.shared import APP_ERRORS, AccessRecord
 from reactor.conn.stream import BodyStreamer, close_in_pool
 from reactor.conn.upload import UploadPump
 from reactor.proto import CONTINUE_100, LocalProtocolError, RequestHead, status_line
@@ -46,11 +46,6 @@ _STATUS_200 = status_line(200)
 # compare that path with the general one byte for byte).
 _FUSED_MAX = _COPY_BODY_MAX
 # What the access log records for a request whose client left before its answer.
-# What app code run on the loop may raise that is its failure (a logged 500), not the
-# server's: any Exception, and SystemExit (`sys.exit()` in a handler, or a library's, such
-# as argparse's), which the pool already hands back as a failure. Left alone it would end
-# the loop, and the server with it.
-APP_ERRORS = (Exception, SystemExit)
 _CLIENT_CLOSED = Response(499)
 _SERVER_GAVE_UP = Response(503)
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from reactor.app.types import Headers, Request
 from reactor.conn.clock import http_date
-from reactor.conn.exchange import APP_ERRORS, Exchange, FailedDispatch, plain
+from reactor.conn.exchange import Exchange, FailedDispatch, plain
 from reactor.conn.interfaces import StreamProtocol, Transport
-from reactor.conn.shared import AccessRecord, RequestLog
+from reactor.conn.shared import APP_ERRORS, AccessRecord, RequestLog
 from reactor.loop import EventLoop, TimerHandle
 from reactor.proto import (
     NEED_DATA,

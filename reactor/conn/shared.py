@@ -7,6 +7,12 @@ from typing import Any, Protocol
 from reactor.app.types import Request, Response
 from reactor.proto import RequestParser
 
+# What app code run on the loop may raise that is its failure (a logged 500, or a 1011 for a
+# WebSocket handler), not the server's: any Exception, and SystemExit (`sys.exit()` in a
+# handler, or a library's, such as argparse's), which the pool already hands back as a
+# failure. Left alone it would end the loop, and the server with it.
+APP_ERRORS = (Exception, SystemExit)
+
 
 class HttpSettings:
     """Limits and timeouts in force for new requests (replaced whole on reload)."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from reactor.app.types import Request, Response
 from reactor.app.websocket import WebSocket, WebSocketHandler, WebSocketUpgrade
 from reactor.conn.interfaces import Transport
-from reactor.conn.shared import RequestLog
+from reactor.conn.shared import APP_ERRORS, RequestLog
 from reactor.loop import PoolClosed, TimerHandle
 from reactor.proto.deflate import Deflate, DeflateConfig, DeflateParams
 from reactor.proto.websocket import (
@@ -135,10 +135,10 @@ class WebSocketConnection:
         self.encoder = MessageEncoder(self.deflate)
         self.inline = upgrade.inline
         self.ws = WebSocket(request, self, subprotocol)
-        self._factory_error: Exception | None = None
+        self._factory_error: Exception | SystemExit | None = None
         try:
             self.handler: WebSocketHandler = upgrade.factory()
-        except Exception as exc:  # the 101 is out: the session ends at once with 1011
+        except APP_ERRORS as exc:  # the 101 is out: the session ends at once with 1011
             self.handler, self._factory_error = WebSocketHandler(), exc
         self.handler.ws = self.ws
         self.transport: Transport | None = None
@@ -375,7 +375,7 @@ class WebSocketConnection:
         if self.inline and not self._busy:
             try:
                 fn(*args)
-            except Exception as exc:
+            except APP_ERRORS as exc:
                 self._handler_failed(exc)
             return
         self._queue.append((fn, args))

@@ -196,3 +196,28 @@ def test_handler_that_cannot_be_made_closes_1011(app_server: RunningServer) -> N
         event = ws.recv()
         assert isinstance(event, Close) and event.code == 1011
     assert wait_until(lambda: "cannot make a handler" in app_server.error_log.read_text())
+
+
+class Exiting(WebSocketHandler):
+    inline = True
+
+    def on_message(self, data: str | bytes) -> None:
+        import sys
+        sys.exit(3)  # or a library's: argparse on bad input
+
+
+@pytest.mark.expect_log("websocket-handler-error")
+def test_sys_exit_in_an_inline_handler_closes_1011_and_the_server_goes_on(
+        app_server: RunningServer) -> None:
+    """An inline handler's `sys.exit()` left the loop: the server stopped (exit code 0,
+    nothing logged), every other connection with it. It is the handler's failure: 1011."""
+    on_loop(app_server, lambda: app_server.server.app.websocket("/exiting")(Exiting))
+    with connect(app_server, "/exiting") as ws:
+        ws.send("bye")
+        event = ws.recv()
+        assert isinstance(event, Close) and event.code == 1011
+    assert wait_until(lambda: "websocket-handler-error" in app_server.error_log.read_text())
+    with connect(app_server, "/inline") as ws:  # the server still serves
+        ws.send("still here")
+        ws.close()
+    assert wait_until(lambda: ("message", "still here") in EVENTS)
