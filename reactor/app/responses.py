@@ -63,13 +63,28 @@ def file_response(request: Request, wanted: FileResponse) -> Response:
     if opened.is_dir:
         opened.close()
         return text_response(404, "Not Found\n")
-    content_type = wanted.content_type
-    response = _server_for(directory).respond(
-        request, opened, [name],
-        None if content_type is None else content_type.encode("latin-1"))
+    content_type = (None if wanted.content_type is None
+                    else wanted.content_type.encode("latin-1"))
+    # The app's own fields replace the file's of the same name: one Content-Type (a
+    # Content-Type among them counts as `content_type`, so a 206's parts get it too), one
+    # ETag, one Cache-Control, never two of a field a response carries once.
+    extra: list[tuple[bytes, bytes]] = []
+    names: set[bytes] = set()
+    for field, value in wanted.headers:
+        lower = field.lower()
+        if lower == b"content-type":
+            if content_type is None:
+                content_type = value
+            continue
+        names.add(lower)
+        extra.append((field, value))
+    response = _server_for(directory).respond(request, opened, [name], content_type)
     if response.status in (200, 206) and wanted.download_name is not None:
         response.headers.append((b"Content-Disposition", _disposition(wanted.download_name)))
-    response.headers.extend(wanted.headers)
+    if names:
+        response.headers = [(field, value) for field, value in response.headers
+                            if field.lower() not in names]
+    response.headers.extend(extra)
     return response
 
 

@@ -779,3 +779,34 @@ def test_a_missing_header_the_handler_indexes_is_a_400_not_a_logged_500(
     assert "x" not in Headers([(b"y", b"1")])  # and it is still a KeyError to code that asks
     with pytest.raises(KeyError):
         Headers([])["x"]
+
+
+def test_a_file_answer_takes_the_apps_own_fields_instead_of_doubling_them(
+        served: tuple[App, RunningServer], tmp_path: Path) -> None:
+    """`Response.file(path, headers=[(b"Content-Type", ...), (b"ETag", ...)])` went out
+    with two Content-Types and two ETags (the file's, then the app's), fields a response
+    carries once. The app's own replace the file's; its Content-Type applies in ranges."""
+    app, running = served
+    data = tmp_path / "export.dat"
+    data.write_bytes(b"a,b\n1,2\n" * 10)
+
+    @app.get("/export")
+    def export(request: Request) -> Response:
+        return Response.file(data, headers=[
+            (b"Content-Type", b"text/csv; charset=utf-8"), (b"ETag", b'"v7"'),
+            (b"Cache-Control", b"no-store"), (b"Set-Cookie", b"a=1"),
+            (b"Set-Cookie", b"b=2")])
+
+    def fields(*extra: str) -> list[tuple[str, str]]:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", "/export", dict(
+                header.split(": ") for header in extra)))
+            response = client.read_response()
+        assert response.status == (206 if extra else 200)
+        return [(name.lower(), value) for name, value in response.fields
+                if name.lower() in ("content-type", "etag", "cache-control", "set-cookie")]
+
+    assert fields() == [("content-type", "text/csv; charset=utf-8"), ("etag", '"v7"'),
+                        ("cache-control", "no-store"), ("set-cookie", "a=1"),
+                        ("set-cookie", "b=2")]
+    assert fields("Range: bytes=0-3")[0] == ("content-type", "text/csv; charset=utf-8")
