@@ -366,9 +366,8 @@ class Response:
     def text(cls, text: str, status: int = 200, *, content_type: str = "text/plain",
              headers: list[tuple[bytes, bytes]] | None = None) -> Response:
         """`text` encoded as UTF-8, `Content-Type: text/plain; charset=utf-8`."""
-        fields = [(b"Content-Type", f"{content_type}; charset=utf-8".encode("latin-1"))]
-        if headers:
-            fields.extend(headers)
+        fields = typed_fields((b"Content-Type",
+                               f"{content_type}; charset=utf-8".encode("latin-1")), headers)
         return cls(status, fields, text.encode("utf-8"))
 
     @classmethod
@@ -381,9 +380,7 @@ class Response:
              headers: list[tuple[bytes, bytes]] | None = None) -> Response:
         """`value` as compact UTF-8 JSON, `Content-Type: application/json`; strict: a NaN or
         an infinity, which JSON cannot carry, raises ValueError."""
-        fields = [JSON_TYPE]
-        if headers:
-            fields.extend(headers)
+        fields = typed_fields(JSON_TYPE, headers)
         text = _JSON.encode(value)
         try:
             body = text.encode("utf-8")
@@ -397,9 +394,7 @@ class Response:
     def binary(cls, data: bytes, status: int = 200, *,
                content_type: str = "application/octet-stream",
                headers: list[tuple[bytes, bytes]] | None = None) -> Response:
-        fields = [(b"Content-Type", content_type.encode("latin-1"))]
-        if headers:
-            fields.extend(headers)
+        fields = typed_fields((b"Content-Type", content_type.encode("latin-1")), headers)
         return cls(status, fields, data)
 
     @classmethod
@@ -418,9 +413,7 @@ class Response:
         """A body sent as `chunks` yields it (chunked), each produced on a worker thread,
         paused while the client is slow; str pieces are encoded as UTF-8. A generator's
         `close()` runs when the body is done with, sent or not (client gone)."""
-        fields = [(b"Content-Type", content_type.encode("latin-1"))]
-        if headers:
-            fields.extend(headers)
+        fields = typed_fields((b"Content-Type", content_type.encode("latin-1")), headers)
         return cls(status, fields, iter_body(chunks))
 
     @classmethod
@@ -657,12 +650,23 @@ def as_application(app: Application | Handler) -> Application:
     return FunctionApp(app)
 
 
+def typed_fields(content_type: tuple[bytes, bytes], headers: list[tuple[bytes, bytes]] | None
+                 ) -> list[tuple[bytes, bytes]]:
+    """A helper's Content-Type and then `headers`, or `headers` alone when they name a
+    Content-Type of their own (`application/problem+json` for a JSON body): the app's choice,
+    and a response carries one."""
+    if not headers:
+        return [content_type]
+    for name, _value in headers:
+        if name.lower() == b"content-type":
+            return list(headers)
+    return [content_type, *headers]
+
+
 def text_response(status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
                   ) -> Response:
     """A short plain-text answer, for errors mostly."""
-    fields = [(b"Content-Type", b"text/plain; charset=utf-8")]
-    if headers:
-        fields.extend(headers)
+    fields = typed_fields(_TEXT_TYPE, headers)
     return Response(status, fields, text.encode())
 
 

@@ -810,3 +810,40 @@ def test_a_file_answer_takes_the_apps_own_fields_instead_of_doubling_them(
                         ("cache-control", "no-store"), ("set-cookie", "a=1"),
                         ("set-cookie", "b=2")]
     assert fields("Range: bytes=0-3")[0] == ("content-type", "text/csv; charset=utf-8")
+
+
+def test_a_content_type_in_a_helpers_headers_replaces_the_helpers_own(
+        served: tuple[App, RunningServer]) -> None:
+    """`Response.json(problem, 400, headers=[(b"Content-Type", b"application/problem+json")])`
+    (RFC 9457; `json` has no content_type argument) went out with two Content-Types,
+    `application/json` first; so did an HTTPError or a `Response.text` given one."""
+    app, running = served
+    problem = (b"Content-Type", b"application/problem+json")
+
+    @app.get("/problem")
+    def json_problem(request: Request) -> Response:
+        return Response.json({"title": "out of stock"}, 409, headers=[problem])
+
+    @app.get("/raised")
+    def raised(request: Request) -> Response:
+        raise HTTPError(409, "out of stock", headers=[(b"content-type", b"text/x-reason")])
+
+    @app.get("/csv")
+    def csv(request: Request) -> Response:
+        return Response.text("a,b\n", headers=[(b"Content-Type", b"text/csv"),
+                                               (b"X-Rows", b"1")])
+
+    @app.get("/plain")
+    def plain(request: Request) -> Response:
+        return Response.binary(b"\x00", headers=[(b"X-Rows", b"0")])
+
+    def types(path: str) -> list[str]:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", path))
+            response = client.read_response()
+        return [value for name, value in response.fields if name.lower() == "content-type"]
+
+    assert types("/problem") == ["application/problem+json"]
+    assert types("/raised") == ["text/x-reason"]
+    assert types("/csv") == ["text/csv"]
+    assert types("/plain") == ["application/octet-stream"]  # no type of its own: the helper's
