@@ -246,12 +246,16 @@ class App:
                 vary = index
         if content_type not in policy.types:
             return response
+        # On a copy: a handler may return one Response object to every client, and Vary
+        # added to it in place would make it look "already decided" from then on (no gzip).
         if vary < 0:
-            response.headers.append(VARY_ACCEPT_ENCODING)
+            response = response.replace(headers=[*response.headers, VARY_ACCEPT_ENCODING])
         else:  # one Vary list, not two field lines
             name, value = response.headers[vary]
             if value.strip() != b"*":  # "*" already says it varies on everything
-                response.headers[vary] = (name, value + b", Accept-Encoding")
+                headers = [*response.headers]
+                headers[vary] = (name, value + b", Accept-Encoding")
+                response = response.replace(headers=headers)
         accept = _accept_encoding(request)
         if accept is None or not accepts_gzip(accept):
             return response
@@ -496,10 +500,7 @@ def _gzip_response(response: Response, level: int) -> Response:
         for name, value in response.headers
         if (lower := name.lower()) != b"content-length"]
     headers.append(CONTENT_ENCODING_GZIP)
-    compressed = Response(response.status, None, gzip_bytes(body, level),
-                          upgrade=response.upgrade)
-    compressed.headers = headers
-    return compressed
+    return response.replace(headers=headers, body=gzip_bytes(body, level))
 
 
 def build_app(*, directory: str | None, uploads: bool = True,

@@ -312,7 +312,8 @@ class _WithHeader:
         return self._after(offload.fn(*offload.args))
 
     def _add(self, response: Response) -> Response:
-        # once: an app may hand out the same Response object to every request
-        if self.field not in response.headers:
-            response.headers.append(self.field)
-        return response
+        # on a copy: an app may hand out the same Response object to every request (added
+        # in place, the field piled up, one more per HTTPS request)
+        if self.field in response.headers:
+            return response
+        return response.replace(headers=[*response.headers, self.field])

@@ -14,7 +14,7 @@ import pytest
 
 from reactor import App, HTTPError, Request, Response, Upload, UploadFile
 from reactor.app.router import RouteError, Router
-from reactor.app.types import Headers, iter_body
+from reactor.app.types import FileResponse, Headers, iter_body
 from tests.conftest import (
     RawClient,
     RunningServer,
@@ -754,8 +754,14 @@ def test_a_response_object_the_app_returns_every_time_is_not_gzipped_in_place(
     assert gzip.decompress(body) == text.encode()
     status, headers, body = get(running, "/ok", **{"Accept-Encoding": "identity"})
     assert (status, headers.get("Content-Encoding"), body) == (200, None, text.encode())
+    # and the next gzip client still gets gzip: the Vary the server adds went to a copy
+    # (added to `shared` in place, it made the answer look "already decided" from then on)
+    status, headers, body = get(running, "/ok", **{"Accept-Encoding": "gzip"})
+    assert (status, headers.get("Content-Encoding"), headers.get("Vary")) == (
+        200, "gzip", "Accept-Encoding")
+    assert gzip.decompress(body) == text.encode()
     assert shared.body == text.encode()
-    assert shared.header(b"content-encoding") is None
+    assert shared.headers == [(b"Content-Type", b"text/plain; charset=utf-8")]
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
@@ -847,3 +853,24 @@ def test_a_content_type_in_a_helpers_headers_replaces_the_helpers_own(
     assert types("/raised") == ["text/x-reason"]
     assert types("/csv") == ["text/csv"]
     assert types("/plain") == ["application/octet-stream"]  # no type of its own: the helper's
+
+
+def test_replace_copies_every_field_of_the_subclass_and_leaves_the_original() -> None:
+    """The server's additions (Vary, HSTS, a gzip body) go to `replace`'s copy: it keeps the
+    class (a HealthResponse stays out of the access log, a FileResponse keeps its path)."""
+    original = FileResponse("/srv/a.txt", "text/plain", "a.txt", [(b"X-A", b"1")])
+    copied = original.replace(headers=[(b"X-B", b"2")])
+    assert type(copied) is FileResponse
+    assert (copied.path, copied.content_type, copied.download_name, copied.status) == (
+        "/srv/a.txt", "text/plain", "a.txt", 200)
+    assert (copied.headers, original.headers) == ([(b"X-B", b"2")], [(b"X-A", b"1")])
+
+    class Tagged(Response):  # an app's subclass without __slots__
+        pass
+
+    tagged = Tagged(201, None, b"old")
+    tagged.tag = "t"  # type: ignore[attr-defined]
+    renewed = tagged.replace(body=b"new")
+    assert (type(renewed), renewed.status, renewed.body, renewed.tag) == (  # type: ignore[attr-defined]
+        Tagged, 201, b"new", "t")
+    assert tagged.body == b"old"
