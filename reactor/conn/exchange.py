@@ -108,8 +108,7 @@ class Exchange(AccessRecord):
         self.bytes_in += len(data)
         if self.upload is not None:
             self.upload.feed(data, wire_bytes)
-            counters = self.conn.server.counters  # exported as upload_bytes_total
-            counters["upload_bytes_total"] = counters.get("upload_bytes_total", 0) + len(data)
+            self.conn.server.counters["upload_bytes_total"] += len(data)
         elif self.body is None:
             self.body = [data]
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable, Container
 from typing import Any
 
@@ -79,7 +80,7 @@ class HttpServer:
         self.proxy_header_s = PROXY_HEADER_S
         # Counters other layers bump (TLS handshakes, WebSocket sessions, upload bytes...);
         # ops/metrics exports them. Names are "<what>_total".
-        self.counters: dict[str, int] = {}
+        self.counters: Counter[str] = Counter()  # a missing name counts 0
         self.websocket = WebSocketSettings()  # limits and timers of new WebSocket sessions
         # At the limit: the two counters as the last warning told them; one warning per
         # window at most.
@@ -197,13 +198,12 @@ class HttpServer:
     def _limit_reached(self, counter: str) -> None:
         """Count a connection reused or shed at the limit; warn at most every 10 s, with
         what the two counters gained since the last warning."""
-        counters = self.counters
-        counters[counter] = counters.get(counter, 0) + 1
+        self.counters[counter] += 1
         self._limit_window.note()
 
     def _report_limit(self) -> bool:
         counters = self.counters
-        reused, shed = counters.get(_REUSED, 0), counters.get(_SHED, 0)
+        reused, shed = counters[_REUSED], counters[_SHED]
         last_reused, last_shed = self._limit_reported
         if (reused, shed) == (last_reused, last_shed):
             return False

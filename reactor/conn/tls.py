@@ -32,6 +32,7 @@ import os
 import re
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
@@ -229,12 +230,12 @@ class TlsTransport(SocketTransport):
     def __init__(self, loop: EventLoop, sock: socket.socket, peer: tuple[str, int],
                  tls: TlsContexts, *, conn_id: int = 0, report: Report | None = None,
                  on_closed: Callable[[SocketTransport], None] | None = None,
-                 counters: dict[str, int] | None = None) -> None:
+                 counters: Counter[str] | None = None) -> None:
         super().__init__(loop, sock, peer, on_closed=on_closed)
         self._tls = tls
         # Where handshakes done and failed are counted (the server's `counters`; ops/metrics
         # exports them as tls_handshakes_total and tls_handshake_failures_total).
-        self._counters = counters if counters is not None else {}
+        self._counters = counters if counters is not None else Counter()
         self._context = tls.context  # pinned now: a reload changes new connections only
         self._conn_id = conn_id
         self._report = report
@@ -368,8 +369,7 @@ class TlsTransport(SocketTransport):
     def _handshake_done(self, sock: ssl.SSLSocket) -> None:
         self._cancel_handshake_timer()
         self._established = True
-        counters = self._counters
-        counters[HANDSHAKES] = counters.get(HANDSHAKES, 0) + 1
+        self._counters[HANDSHAKES] += 1
         self._describe(sock)
         # The transport's own reading takes over the registration (see `_wrap`).
         self._loop.remove_writer(sock)
@@ -408,8 +408,7 @@ class TlsTransport(SocketTransport):
             self._handshake_timer = None
 
     def _handshake_failed(self, reason: str, **fields: Any) -> None:
-        counters = self._counters
-        counters[HANDSHAKE_FAILURES] = counters.get(HANDSHAKE_FAILURES, 0) + 1
+        self._counters[HANDSHAKE_FAILURES] += 1
         self._rejected({"event_kind": "tls-handshake-failed", "reason": reason,
                         "sni": sni_of(self._ssl) if self._ssl is not None else None,
                         **fields})

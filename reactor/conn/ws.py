@@ -55,11 +55,6 @@ ABNORMAL = 1006  # no Close frame: reported locally, never sent (RFC 6455 7.4.1)
 _MAX_QUEUED_CALLBACKS = 64
 
 
-def _count(counters: dict[str, int], name: str, amount: int = 1) -> None:
-    """Bump one of the server's counters (ops/metrics exports them)."""
-    counters[name] = counters.get(name, 0) + amount
-
-
 class WebSocketSettings:
     """WebSocket limits and timers in force for new sessions (replaced whole on reload)."""
 
@@ -167,7 +162,7 @@ class WebSocketConnection:
     # ---- transport callbacks ------------------------------------------------------------------
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
-        _count(self.server.counters, "websocket_sessions_total")
+        self.server.counters["websocket_sessions_total"] += 1
         if self._factory_error is not None:
             self._handler_closed = True  # its handler never existed
             self._handler_failed(self._factory_error)
@@ -203,7 +198,7 @@ class WebSocketConnection:
             self.close_code, self.closed_by = ABNORMAL, "client"
         self._cancel_timers()
         self._end_handler(self.close_code, self._close_reason)
-        _count(self.server.counters, "websocket_sessions_closed_total")
+        self.server.counters["websocket_sessions_closed_total"] += 1
         self._log_session()
 
     def pause_writing(self) -> None:

@@ -599,8 +599,7 @@ class Server:
         return _Staged(config, log, rebind, app, tls_rebind, tls_context, later)
 
     def _count(self, name: str) -> None:
-        counters = self.http.counters
-        counters[name] = counters.get(name, 0) + 1
+        self.http.counters[name] += 1
 
     def _commit(self, staged: _Staged) -> None:
         old, config = self.config, staged.config
