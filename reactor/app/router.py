@@ -56,6 +56,8 @@ def normalise_escapes(path: str) -> str:
     `~`) and other escapes upper-cased: RFC 3986 6.2.2 calls such URIs equivalent, so a
     literal segment or an `{n:int}` must match them too. Reserved escapes (`%2F`) stay."""
     return _ESCAPE.sub(_escape_normalised, path)
+
+
 # What a path segment may hold unescaped besides the unreserved characters (RFC 3986 pchar).
 _PCHAR_EXTRA = "!$&'()*+,;=:@"
 
