@@ -359,7 +359,9 @@ def test_workers_stop_when_the_master_is_killed(
         for pid in workers:
             if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
-    assert len(process.events("master-gone")) == 2
+    # the workers' last lines may still be in the pipe when they are gone: read on for them
+    wait_until(lambda: len(process.events("master-gone")) == 2,
+               what="both workers to say master-gone")
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
         pass
 
