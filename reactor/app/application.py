@@ -39,7 +39,10 @@ from reactor.app.types import (
 )
 from reactor.app.websocket import Echo, HandlerFactory, websocket_endpoint
 
-VARY_ACCEPT_ENCODING = (b"Vary", b"Accept-Encoding")
+# The Vary field `finish` adds, told apart by identity (`is`) from an equal one the app or
+# the static handler set: an app may return one Response object to every client, and the
+# field added to it by an earlier request must not read as "encoding already decided".
+VARY_ADDED = (b"Vary", b"Accept-Encoding")
 CONTENT_ENCODING_GZIP = (b"Content-Encoding", b"gzip")
 
 # Below this many bytes gzip costs less than a round trip through the pool (measured: a few
@@ -234,7 +237,12 @@ class App:
             return response
         content_type = None
         vary = -1  # the app's own Vary field, which Accept-Encoding joins
-        for index, (name, value) in enumerate(response.headers):  # names in any case
+        added = False  # VARY_ADDED is there (this object went through `finish` before)
+        for index, field in enumerate(response.headers):  # names in any case
+            if field is VARY_ADDED:
+                added = True
+                continue
+            name, value = field
             name = name.lower()
             if name == b"content-type":
                 content_type = value
@@ -246,11 +254,13 @@ class App:
                 vary = index
         if content_type not in policy.types:
             return response
-        # On a copy: a handler may return one Response object to every client, and Vary
-        # added to it in place would make it look "already decided" from then on (no gzip).
-        if vary < 0:
-            response = response.replace(headers=[*response.headers, VARY_ACCEPT_ENCODING])
-        else:  # one Vary list, not two field lines
+        if added:
+            pass
+        elif vary < 0:
+            # a new list, not an append: two pool threads finishing one shared Response at
+            # once would append it twice (a new list is the app's own list left alone, too)
+            response.headers = [*response.headers, VARY_ADDED]
+        else:  # one Vary list, not two field lines, joined on a copy (the app's may be shared)
             name, value = response.headers[vary]
             if value.strip() != b"*":  # "*" already says it varies on everything
                 headers = [*response.headers]

@@ -341,9 +341,9 @@ class Response:
     """Status, extra header fields and a body. The connection adds framing, Date and Server.
 
     `headers` is copied, so a handler may pass the same module-level list every time (and
-    `set_cookie` never writes into it); the server never changes a Response it is given
-    either: the fields it adds (Vary, Strict-Transport-Security) and a gzip body go to a copy
-    (`replace`), so a handler may also return one module-level Response to every client.
+    `set_cookie` never writes into it). A handler may also return one module-level Response
+    to every client: its body is never changed (the gzip form is a copy, `replace`), and the
+    fields the server adds (Vary, Strict-Transport-Security) are added to it once.
 
     Framing fields the app sets are reconciled by the connection's serializer: a
     `Content-Length` is checked against the body (or announces a stream's length), never sent
@@ -378,6 +378,12 @@ class Response:
         """A copy (of this class) with `headers` and/or `body` replaced; this one unchanged."""
         cls = type(self)
         copied = cls.__new__(cls)  # copy.copy, without its reduce protocol (~7x the time)
+        if cls is Response:  # the common answer (gzip's Vary on every text response): direct
+            copied.status = self.status
+            copied.headers = self.headers if headers is None else headers
+            copied.body = self.body if body is None else body
+            copied.upgrade = self.upgrade
+            return copied
         for name in _slot_names(cls):
             try:
                 setattr(copied, name, getattr(self, name))

@@ -312,8 +312,9 @@ class _WithHeader:
         return self._after(offload.fn(*offload.args))
 
     def _add(self, response: Response) -> Response:
-        # on a copy: an app may hand out the same Response object to every request (added
-        # in place, the field piled up, one more per HTTPS request)
-        if self.field in response.headers:
-            return response
-        return response.replace(headers=[*response.headers, self.field])
+        # once: an app may hand out the same Response object to every request (appended
+        # each time, the field piled up, one more per HTTPS request); a new list, so two
+        # threads finishing that object at once cannot both add it
+        if self.field not in response.headers:
+            response.headers = [*response.headers, self.field]
+        return response
