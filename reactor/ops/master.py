@@ -7,6 +7,10 @@ the kernel spreads connections evenly and a bind error reaches the terminal) and
 cannot (reactor.ops.workerlink); a worker that fails at start-up fails `reactor serve` with
 its reason. A worker that dies later is replaced on the same slot sockets (so connections
 queued on them survive), after a back-off that doubles while it keeps dying right away.
+While a slot waits out a back-off and another slot's worker serves, the master closes the
+slot's sockets (else the kernel would go on queueing a share of new connections where nobody
+accepts) and binds them again for the respawn; socket-activated sockets are shared by every
+worker, so they never need it.
 TERM, INT and QUIT stop the workers gracefully and wait for them; USR1 reopens the master's
 log and is forwarded; HUP re-reads the config, starts a full set of new workers with it, and
 only once every one of them serves stops the old ones -- or, if one cannot start, stops the
@@ -27,8 +31,8 @@ from typing import Any
 from reactor.conn.listener import bind_tcp
 from reactor.ops.assembly import bind_metrics
 from reactor.ops.daemon import is_stream_target
-from reactor.ops.kinds import parse_listen
-from reactor.ops.listeners import ListenError
+from reactor.ops.kinds import format_listen, parse_listen
+from reactor.ops.listeners import ListenError, close_sockets
 from reactor.ops.server import LogOpenError, ServerLog, hold_signals, open_log, take_held
 from reactor.ops.settings import (
     Config,
@@ -61,6 +65,15 @@ RELOAD_COUNTERS = ("reloads_total", "reload_failures_total")
 
 Slot = tuple[list[socket.socket], dict[str, socket.socket]]
 """One worker's listening sockets: (socket-activated sockets, {address: bound socket})."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Parked:
+    """A slot's sockets the master closed during a back-off: their addresses (getsockname)
+    by configured address, and its /metrics socket's."""
+
+    bound: dict[str, tuple[Any, ...]]
+    metrics: tuple[Any, ...] | None
 
 
 class WorkerStartError(Exception):
@@ -103,10 +116,11 @@ def bind_worker_metrics(config: Config, workers: int,
     """Each slot's /metrics socket (`metrics.listen`, port + slot), all or none; raises
     ListenError.
 
-    The master binds them, once, like the listening sockets, and every generation of a
-    slot's worker inherits its slot's socket: a reload's new worker never races its
-    predecessor for the port (binding it itself, it finds it taken until the old worker
-    exits -- the bug this replaced), nothing needs retrying, and no SO_REUSEPORT mixes two
+    The master binds them, once, like the listening sockets (again only after a crash
+    back-off: Master._park_idle), and every generation of a slot's worker inherits its
+    slot's socket: a reload's new worker never races its predecessor for the port
+    (binding it itself, it finds it taken until the old worker exits -- the bug this
+    replaced), nothing needs retrying, and no SO_REUSEPORT mixes two
     slots' figures behind one port; only during a reload's hand-over, until the new workers
     serve and the old ones are told to stop (they then close their copy at once), do a
     slot's old and new worker both accept on it. A socket in `held` already on a wanted
@@ -227,6 +241,8 @@ class Master:
         self.counters = dict.fromkeys(RELOAD_COUNTERS, 0)
         self._respawn_at: dict[int, float] = {}
         self._quick_deaths: dict[int, int] = {}
+        self._parked: dict[int, Parked] = {}
+        """Slots in back-off whose sockets are closed: what to bind again (_park_idle)."""
         self._staged_metrics: MetricsSockets = []
         self._lifeline = (-1, -1)
 
@@ -306,6 +322,7 @@ class Master:
                     self._dispatch(info.si_signo)
                 self._reap()
                 self._respawn_due()
+                self._park_idle()
                 self._ping_watchdog()
         finally:
             while signal.sigtimedwait(_HANDLED, 0) is not None:
@@ -403,6 +420,7 @@ class Master:
             self.counters["reload_failures_total"] += 1
             self.log("reload-failed", level="error", reason=str(exc), **exc.fields)
         finally:  # systemd must not be left in "reloading", whatever happened
+            self._park_idle()  # slots still in back-off after a failed reload
             self.notifier.ready(f"{len(self.slots)} workers")
 
     def _reload(self) -> None:
@@ -418,6 +436,11 @@ class Master:
         except LogOpenError as exc:
             raise ReloadRefused(str(exc)) from None
         try:
+            for slot in sorted(self._parked):  # every slot gets a new worker now
+                try:
+                    self._unpark(slot)
+                except ListenError as exc:
+                    raise ReloadRefused(str(exc), slot=slot) from None
             self._staged_metrics = self._stage_metrics(config)
             new = self._start_generation(config)
         except BaseException:
@@ -515,9 +538,7 @@ class Master:
         code = os.waitstatus_to_exitcode(status)
         now = time.monotonic()
         crashing = worker.reason is not None or now - worker.started < CRASH_WINDOW_S
-        deaths = self._quick_deaths.get(worker.slot, 0) + 1 if crashing else 0
-        self._quick_deaths[worker.slot] = deaths
-        delay = min(CRASH_BACKOFF_S * 2 ** (deaths - 1), MAX_BACKOFF_S) if deaths else 0.0
+        delay = self._back_off(worker.slot, crashing)
         fields: dict[str, object] = {"pid": worker.pid, "slot": worker.slot, "exit_code": code}
         if code < 0:  # killed by a signal: a crash, an OOM kill, an operator's kill -9
             fields["signal"] = signal.Signals(-code).name
@@ -527,13 +548,80 @@ class Master:
                  respawn_in_s=delay, **fields)
         self._respawn_at[worker.slot] = now + delay
 
+    def _back_off(self, slot: int, crashing: bool) -> float:
+        """Seconds to wait before `slot`'s next worker: 0, or doubling while it crashes."""
+        deaths = self._quick_deaths.get(slot, 0) + 1 if crashing else 0
+        self._quick_deaths[slot] = deaths
+        return min(CRASH_BACKOFF_S * 2 ** (deaths - 1), MAX_BACKOFF_S) if deaths else 0.0
+
     def _respawn_due(self) -> None:
         now = time.monotonic()
         for slot, when in sorted(self._respawn_at.items()):
             if when <= now and not self.stopping:
                 del self._respawn_at[slot]
+                if slot in self._parked:
+                    try:
+                        self._unpark(slot)
+                    except ListenError as exc:  # taken meanwhile: the next back-off tries
+                        delay = self._back_off(slot, crashing=True)
+                        self.log("worker-respawn-failed", level="error", slot=slot,
+                                 reason=str(exc), respawn_in_s=delay)
+                        self._respawn_at[slot] = now + delay
+                        continue
                 worker = self.current[slot] = self.spawn(slot, self.config, self.metrics[slot])
                 self.wait_ready(worker)  # if it fails, its death is logged when reaped
+
+    # ---- slots without a worker -----------------------------------------------------------
+    def _park_idle(self) -> None:
+        """Close the master's listening and /metrics sockets of every slot waiting for a
+        respawn, while another slot's worker serves.
+
+        Nobody accepts on a slot without a worker, yet SO_REUSEPORT goes on handing its
+        sockets a share of the new connections, which would wait there unanswered for up to
+        MAX_BACKOFF_S; closed, the kernel sends them to the serving workers (connections
+        queued at that moment are reset). With no worker serving at all they stay open,
+        so clients wait for the respawn instead of being refused (as for one worker)."""
+        if self.stopping or not any(self._serving(slot) for slot in range(len(self.slots))):
+            return
+        for slot in sorted(self._respawn_at):
+            if slot in self._parked:
+                continue
+            activated, bound = self.slots[slot]
+            metrics = self.metrics[slot]
+            self._parked[slot] = Parked(
+                {address: sock.getsockname() for address, sock in bound.items()},
+                metrics.getsockname() if metrics is not None else None)
+            self.slots[slot] = (activated, {})
+            self.metrics[slot] = None
+            close_sockets(bound.values())  # the shared activated ones stay
+            close_metrics([metrics])
+
+    def _serving(self, slot: int) -> bool:
+        worker = self.current.get(slot)
+        return (slot not in self._respawn_at and worker is not None
+                and worker.reason is None and worker.pid in self.workers)
+
+    def _unpark(self, slot: int) -> None:
+        """Bind a parked slot's sockets again, on the same addresses (SO_REUSEPORT for
+        the listening ones, beside the other slots'); all or none, else ListenError."""
+        parked = self._parked[slot]
+        bound: dict[str, socket.socket] = {}
+        metrics: socket.socket | None = None
+        name: tuple[Any, ...] = ()
+        try:
+            for address, name in parked.bound.items():
+                bound[address] = bind_tcp(name[0], name[1], reuse_port=True,
+                                          backlog=self.config.server.backlog)
+            if parked.metrics is not None:
+                name = parked.metrics
+                metrics = bind_tcp(name[0], name[1], backlog=128)  # as bind_metrics
+        except OSError as exc:
+            close_sockets(bound.values())
+            raise ListenError(format_listen(name[0], name[1]),
+                              exc.strerror or str(exc)) from None
+        del self._parked[slot]
+        self.slots[slot] = (self.slots[slot][0], bound)
+        self.metrics[slot] = metrics
 
 
 def _kill(pid: int, signo: int) -> None:

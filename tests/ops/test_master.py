@@ -15,6 +15,7 @@ import pytest
 
 from reactor.ops.daemon import process_alive
 from tests.ops.serverproc import (
+    Client,
     ServeProcess,
     base_config,
     get,
@@ -242,6 +243,52 @@ def test_a_worker_that_keeps_failing_is_respawned_with_back_off_and_its_reason(
     assert second["respawn_in_s"] == 2 * first["respawn_in_s"] > 0
     marker.unlink()  # the next try starts
     assert wait_until(lambda: len(children(master)) == 2, timeout=15)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
+def refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except TimeoutError:  # a queue nobody reads is full
+        return False
+
+
+@pytest.mark.expect_log("worker-died")
+def test_no_connection_waits_on_a_slot_in_back_off_while_another_worker_serves(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    """While a crashing worker's slot waited out its back-off (up to 30 s), the master kept
+    the slot's SO_REUSEPORT socket open: the kernel queued every other new connection there,
+    where nobody accepts, and those clients hung while the other worker idled. Now the
+    master closes the slot's sockets (its /metrics one too: refused, not held) and binds
+    them again, on the same ports, for the respawn."""
+    base = two_free_ports()
+    marker = tmp_path / "refuse"
+    process = serve(started, tmp_path, base_config(
+        tmp_path, server={"workers": 2}, app=picky_app(tmp_path),
+        metrics={"listen": f"127.0.0.1:{base}"}), env=server_env(PICKY_MARKER=str(marker)))
+    port = process.port
+    process.wait_event("workers-started")
+    master = process.proc.pid
+    marker.touch()
+    os.kill(min(children(master)), signal.SIGKILL)
+    backing_off = wait_until(lambda: next((line for line in process.events("worker-died")
+                                           if line["respawn_in_s"] > 0), None))
+    slot = backing_off["slot"]
+    assert wait_until(lambda: refused(base + slot), timeout=2, what="the slot's sockets closed")
+    for i in range(20):  # each would have had an even chance of the dead slot's queue
+        client = Client(port, timeout=2)  # a hung one times out: it fails the test
+        try:
+            assert client.request("GET", "/hello").body == b"hello", i
+        finally:
+            client.close()
+    marker.unlink()  # the respawn binds the slot's ports again and serves them
+    assert wait_until(lambda: metric(base + slot, "ready", slot) == 1
+                      if not refused(base + slot) else None, what="the respawned worker")
+    assert len(children(master)) == 2
     process.send_signal(signal.SIGTERM)
     assert process.wait() == 0
 
