@@ -24,7 +24,7 @@ from reactor.app import handlers
 from reactor.app.compression import DEFAULT_TYPES, CompressibleTypes, accepts_gzip, gzip_bytes
 from reactor.app.request import MissingKey
 from reactor.app.responses import to_response
-from reactor.app.router import Route, Router
+from reactor.app.router import Route, Router, parse_template
 from reactor.app.spool import SpoolThenRun, release_after
 from reactor.app.static import GzipCache, StaticHandler, StaticMount
 from reactor.app.types import (
@@ -130,6 +130,9 @@ class App:
 
         def register(handler: F) -> F:
             _refuse_async(handler, "handler")
+            # before anything is registered (a bad template raises RouteError here too)
+            _check_parameters(handler, [name for what, name, _kind
+                                        in parse_template(path, "str") if what != "lit"], path)
             for method in methods:
                 self.router.add(method, path, handler, blocking=not inline and not stream,
                                 stream=stream, kwargs=True, default_kind="str")
@@ -284,6 +287,24 @@ def _refuse_async(fn: Callable[..., Any], what: str) -> None:
         raise TypeError(f"{what} {name} is an async def; reactor runs {what}s as plain"
                         " functions, in its thread pool (or on the loop with inline=True):"
                         " define it with def")
+
+
+def _check_parameters(handler: Callable[..., Any], names: list[str], path: str) -> None:
+    """`handler(request, **params)` for `path`'s parameters, checked at registration: a
+    handler that cannot take them (`def user(request, user_id)` for `/users/{id}`) would be
+    a 500 on every request."""
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):  # no signature to read (some C callables): not checked
+        return
+    try:
+        signature.bind(None, **dict.fromkeys(names, ""))
+    except TypeError as exc:
+        name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+        wanted = ", ".join(names) if names else "no parameters"
+        raise TypeError(f"handler {name} cannot be called as handler(request"
+                        f"{''.join(f', {n}=...' for n in names)}) for {path!r}"
+                        f" ({wanted}): {exc}") from None
 
 
 class _Link:

@@ -875,3 +875,32 @@ def test_replace_copies_every_field_of_the_subclass_and_leaves_the_original() ->
     assert (type(renewed), renewed.status, renewed.body, renewed.tag) == (  # type: ignore[attr-defined]
         Tagged, 201, b"new", "t")
     assert tagged.body == b"old"
+
+
+def test_a_handler_that_cannot_take_its_routes_parameters_is_refused_at_registration(
+        ) -> None:
+    """`def user(request, user_id)` for `/users/{id}` was a TypeError, a logged 500, on every
+    request; a handler that needs a parameter its route does not have, the same. Said at
+    registration (start-up, one line from `reactor serve`) instead; nothing is registered."""
+    app = App()
+
+    def user(request: Request, user_id: str) -> str:
+        return user_id
+
+    with pytest.raises(TypeError, match=r"user cannot be called as handler\(request, id=...\)"
+                                        r" for '/users/\{id\}'"):
+        app.get("/users/{id}")(user)
+    with pytest.raises(TypeError, match=r"for '/users' \(no parameters\)"):
+        app.get("/users")(user)
+    assert app.router.routes == []
+
+    def by_id(request: Request, id: str, page: str = "1") -> str:
+        return id + page
+
+    def anything(request: Request, **params: str) -> str:
+        return ",".join(params)
+
+    app.get("/users/{id}")(by_id)
+    app.get("/tags/{tag}/{n:int}")(anything)
+    app.get("/plain")(lambda request: "ok")
+    assert len(app.router.routes) == 3
