@@ -258,7 +258,7 @@ class App:
         if content_type not in policy.types:
             return response
         if added:
-            pass
+            pass  # an earlier pass over this same (shared) object added it
         elif vary < 0:
             # a new list, not an append: two pool threads finishing one shared Response at
             # once would append it twice (a new list is the app's own list left alone, too)

@@ -135,7 +135,7 @@ class FilesHandler:
                               int(info.st_mtime))
             if status is not None:  # /files sends no validators, but If-Match: "x" is a 412
                 file.close()
-                return _precondition_failed() if status == 412 else Response(304)
+                return precondition_failed() if status == 412 else Response(304)
             size = info.st_size
             if size <= SMALL_FILE_BYTES:
                 with file:
@@ -282,7 +282,7 @@ class FileUpload(Upload):
             current = target.lstat()
             refused = self._check(target, current)
             if refused is None and not self._commit(target):
-                refused = _precondition_failed()  # If-None-Match: *, and another PUT won
+                refused = precondition_failed()  # If-None-Match: *, and another PUT won
             if refused is not None:
                 self._cleanup()
                 return refused
@@ -443,14 +443,14 @@ def _preconditions(request: Request, current: os.stat_result | None) -> Response
     else:
         allowed = write_allowed(request.headers, (make_etag(current),),
                                 int(current.st_mtime))
-    return None if allowed else _precondition_failed()
+    return None if allowed else precondition_failed()
 
 
 def is_a_directory() -> Response:
     return text_response(409, "Conflict: the name is a directory\n")
 
 
-def _precondition_failed() -> Response:
+def precondition_failed() -> Response:
     return text_response(412, "Precondition Failed\n")
 
 

@@ -3,6 +3,7 @@ and the app protocol: the one interface through which the connection layer reach
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -325,16 +326,6 @@ def _nothing() -> None:
 
 
 Body = bytes | FileBody | PartsBody | StreamBody
-_SLOT_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _slot_names(cls: type) -> tuple[str, ...]:
-    """Every slot of `cls` and its bases (for `Response.replace`), computed once a class."""
-    names = _SLOT_NAMES.get(cls)
-    if names is None:
-        names = _SLOT_NAMES[cls] = tuple(
-            name for klass in cls.__mro__ for name in klass.__dict__.get("__slots__", ()))
-    return names
 
 
 class Response:
@@ -376,21 +367,7 @@ class Response:
     def replace(self, *, headers: list[tuple[bytes, bytes]] | None = None,
                 body: Body | None = None) -> Response:
         """A copy (of this class) with `headers` and/or `body` replaced; this one unchanged."""
-        cls = type(self)
-        copied = cls.__new__(cls)  # copy.copy, without its reduce protocol (~7x the time)
-        if cls is Response:  # the common answer (gzip's Vary on every text response): direct
-            copied.status = self.status
-            copied.headers = self.headers if headers is None else headers
-            copied.body = self.body if body is None else body
-            copied.upgrade = self.upgrade
-            return copied
-        for name in _slot_names(cls):
-            try:
-                setattr(copied, name, getattr(self, name))
-            except AttributeError:
-                pass  # a slot never set
-        if hasattr(self, "__dict__"):  # an app's subclass without __slots__
-            copied.__dict__.update(self.__dict__)
+        copied = copy.copy(self)  # ~2 µs, only on the gzip path and a Vary joined to the app's
         if headers is not None:
             copied.headers = headers
         if body is not None:
@@ -695,7 +672,7 @@ def typed_fields(content_type: tuple[bytes, bytes], headers: list[tuple[bytes, b
         return [content_type]
     for name, _value in headers:
         if name.lower() == b"content-type":
-            return list(headers)
+            return headers  # the Response copies it
     return [content_type, *headers]
 
 

@@ -31,6 +31,15 @@ class PoolClosed(Exception):
     """The job was never run: the pool was abandoned at shutdown with it still queued."""
 
 
+def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, BaseException | None]:
+    """`fn(*args)` as (result, None), or (None, what it raised): the loop's callback decides
+    what an error means."""
+    try:
+        return fn(*args), None
+    except BaseException as exc:
+        return None, exc
+
+
 class ThreadPool:
     """A fixed set of daemon threads fed from one `SimpleQueue` (lighter than a Future per job)."""
 
@@ -66,11 +75,7 @@ class ThreadPool:
         even when the pool is abandoned at shutdown (see the module docstring)."""
         if self._closed:
             started_at = time.monotonic()
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:
-                result, error = None, exc
-            callback(result, error, started_at)
+            callback(*_call(fn, args), started_at)
             return
         self._pending += 1
         self._jobs.put((fn, args, callback, cleanup))
@@ -88,10 +93,7 @@ class ThreadPool:
                 return
             fn, args, callback, _cleanup = job
             started_at = time.monotonic()
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # handed to the loop, which decides what it means
-                result, error = None, exc
+            result, error = _call(fn, args)
             deliver(finished, callback, result, error, started_at)
             del job, fn, args, callback, result, error  # don't pin the last job's objects
 
@@ -123,13 +125,10 @@ class ThreadPool:
                 continue
             fn, args, callback, cleanup = job
             started_at = time.monotonic()
-            result: Any = None
-            error: BaseException | None = PoolClosed("the pool was abandoned at shutdown")
             if cleanup:
-                try:
-                    result, error = fn(*args), None
-                except BaseException as exc:
-                    error = exc
+                result, error = _call(fn, args)
+            else:
+                result, error = None, PoolClosed("the pool was abandoned at shutdown")
             self._finished(callback, result, error, started_at)
         for _ in self._threads:
             self._jobs.put(_STOP)

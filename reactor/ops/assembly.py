@@ -37,8 +37,11 @@ def bind_metrics(config: Config, worker: int) -> socket.socket | None:
     if address is None:
         return None
     host, port = parse_listen(address)
-    if port:
-        port += worker
+    return bind_metrics_at(host, port + worker if port else 0)
+
+
+def bind_metrics_at(host: str, port: int) -> socket.socket:
+    """A metrics listener's socket on `host`:`port`. Raises ListenError."""
     try:
         return bind_tcp(host, port, backlog=128)
     except OSError as exc:

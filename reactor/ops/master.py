@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.conn.listener import bind_tcp
-from reactor.ops.assembly import bind_metrics
+from reactor.ops.assembly import bind_metrics, bind_metrics_at
 from reactor.ops.daemon import is_stream_target
 from reactor.ops.kinds import format_listen, parse_listen
 from reactor.ops.listeners import ListenError, close_sockets
@@ -606,19 +606,19 @@ class Master:
         the listening ones, beside the other slots'); all or none, else ListenError."""
         parked = self._parked[slot]
         bound: dict[str, socket.socket] = {}
-        metrics: socket.socket | None = None
-        name: tuple[Any, ...] = ()
         try:
-            for address, name in parked.bound.items():
-                bound[address] = bind_tcp(name[0], name[1], reuse_port=True,
-                                          backlog=self.config.server.backlog)
-            if parked.metrics is not None:
-                name = parked.metrics
-                metrics = bind_tcp(name[0], name[1], backlog=128)  # as bind_metrics
-        except OSError as exc:
+            for address, (host, port, *_rest) in parked.bound.items():
+                try:
+                    bound[address] = bind_tcp(host, port, reuse_port=True,
+                                              backlog=self.config.server.backlog)
+                except OSError as exc:
+                    raise ListenError(format_listen(host, port),
+                                      exc.strerror or str(exc)) from None
+            metrics = (None if parked.metrics is None
+                       else bind_metrics_at(parked.metrics[0], parked.metrics[1]))
+        except ListenError:
             close_sockets(bound.values())
-            raise ListenError(format_listen(name[0], name[1]),
-                              exc.strerror or str(exc)) from None
+            raise
         del self._parked[slot]
         self.slots[slot] = (self.slots[slot][0], bound)
         self.metrics[slot] = metrics

@@ -43,13 +43,18 @@ class MountText(Text):
 
     def check(self, value: object, base: Path) -> str | None:
         text = super().check(value, base)
-        options: dict[str, Any] = {"prefix": "/", "root": base, "index": None, self.key: text}
-        try:
-            StaticMount(**options)
-        except MountError as exc:
-            reason = str(exc).removeprefix("static mount '/': ").removeprefix("static mount ")
-            raise Invalid(reason) from None
+        _check_as_mount(base, **{self.key: text})
         return text
+
+
+def _check_as_mount(base: Path, **options: Any) -> None:
+    """Invalid, with the mount's own reason, if a document root at `base` mounted at "/"
+    with `options` would be refused when the server builds its app."""
+    try:
+        StaticMount(**{"prefix": "/", "root": base, "index": None, **options})
+    except MountError as exc:
+        raise Invalid(str(exc).removeprefix("static mount '/': ")
+                      .removeprefix("static mount ")) from None
 
 
 def _check_mime_table(value: object) -> dict[str, str]:
@@ -81,10 +86,7 @@ class MimeOverrides(Kind):
         if isinstance(value, tuple):  # already checked (a default)
             value = dict(value)
         table = _check_mime_table(value)
-        try:
-            StaticMount("/", base, mime_overrides=table, index=None)
-        except MountError as exc:
-            raise Invalid(str(exc).removeprefix("static mount '/': ")) from None
+        _check_as_mount(base, mime_overrides=table)
         return tuple(sorted(table.items()))
 
     def from_text(self, text: str) -> object:

@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from reactor.app.compression import CompressibleTypes, GzipStream, accepts_gzip
+from reactor.app.handlers import precondition_failed
 from reactor.app.static.conditional import (
     evaluate,
     field_list,
@@ -203,7 +204,7 @@ class FileServer:
             return Response(304, validators)
         if status == 412:
             rep.close()
-            return text_response(412, "Precondition Failed\n")
+            return precondition_failed()
         fields = [(b"Content-Type", content_type), *validators]
         if rep.gzip:
             fields.append(GZIP)

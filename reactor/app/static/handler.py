@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_from_bytes
 
 from reactor.app.compression import CompressibleTypes, accepts_gzip, gzip_bytes
-from reactor.app.handlers import SHORTAGE_ERRNOS, StorageReporter, print_error, unavailable
+from reactor.app.handlers import (
+    SHORTAGE_ERRNOS,
+    StorageReporter,
+    precondition_failed,
+    print_error,
+    unavailable,
+)
 from reactor.app.static import listing
 from reactor.app.static.conditional import evaluate, field_list
 from reactor.app.static.filecache import short_of_fds
@@ -161,7 +167,7 @@ class StaticHandler:
         if status == 304:
             return Response(304, [VARY_LISTING, LISTING_CACHE_CONTROL])
         if status == 412:
-            return text_response(412, "Precondition Failed\n")
+            return precondition_failed()
         entries = listing.collect(opened.fd, opened.path, mount.root, dotfiles=mount.dotfiles,
                                   symlinks=mount.symlinks)
         shown = self.url_path(segments, encode=False)

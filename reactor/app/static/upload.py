@@ -41,6 +41,7 @@ from reactor.app.handlers import (
     file_system_error,
     is_a_directory,
     partial_body_refused,
+    precondition_failed,
     print_error,
 )
 from reactor.app.static.conditional import make_etag, write_allowed
@@ -142,7 +143,7 @@ class MountWriter:
             mtime = int(current.st_mtime)
         if write_allowed(request.headers, etags, mtime):
             return None
-        return text_response(412, "Precondition Failed\n")
+        return precondition_failed()
 
     def forget(self, target: WriteTarget, segments: list[str]) -> None:
         """Drop cached gzip copies under the names GET may have used for this file."""
