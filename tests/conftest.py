@@ -175,6 +175,17 @@ def certs(tmp_path: Path):  # type: ignore[no-untyped-def]
     return Certs(tmp_path / "certs")
 
 
+@pytest.fixture(params=["unnamed", "named"])
+def upload_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both kinds of upload file, for a server in this process: "unnamed" (O_TMPFILE, where
+    the system has it) and "named" (`.upload-*`, the fallback, by its module switch)."""
+    from reactor.app import newfile
+    if request.param == "unnamed" and not newfile.UNNAMED:
+        pytest.skip("no O_TMPFILE or /proc/self/fd here")
+    monkeypatch.setattr(newfile, "UNNAMED", request.param == "unnamed")
+    return str(request.param)
+
+
 @pytest.fixture
 def files_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "files"
@@ -382,3 +393,26 @@ def exchange(connection: http.client.HTTPConnection, method: str, target: str,
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def upload_files(directory: Path, *pids: int) -> list[str]:
+    """The files uploads in progress are writing in `directory`: the named `.upload-*`
+    files in it, and the unnamed (O_TMPFILE) files the processes `pids` (default: this one)
+    hold open there, which `/proc/PID/fd` shows as `DIRECTORY/#INODE (deleted)`."""
+    real = os.path.realpath(directory)
+    found = [os.path.join(real, name) for name in os.listdir(directory)
+             if name.startswith(".upload-")]
+    for pid in pids or (os.getpid(),):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except FileNotFoundError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue
+            head, name = os.path.split(target)
+            if head == real and name.startswith("#") and name.endswith(" (deleted)"):
+                found.append(target)
+    return sorted(found)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 import sys
 from collections.abc import Callable
 from typing import Any, TypeGuard
 
+from reactor.app.newfile import NewFile
 from reactor.app.types import (
     FileBody,
     Request,
@@ -33,10 +33,6 @@ _NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.
 # The longest file name in bytes (NAME_MAX on Linux file systems); a longer one is a 404.
 NAME_MAX_BYTES = 255
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECTORY", 0)
-_TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-               | getattr(os, "O_NOFOLLOW", 0))
-# link(2) failures meaning "this file system has no hard links" (vfat answers EPERM).
-_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
 # An upload's OS errors that are the file system's state, not a bug: answered with a status
 # (nginx's DAV module answers the same) and logged in one line, never with a traceback.
 _STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # 507
@@ -79,9 +75,10 @@ class FilesHandler:
     """`GET|POST /files/{name}`: flat files in one directory, never a byte outside it.
 
     `{name}` arrives percent-decoded. A name is one path segment: no `/`, `\\` or NUL, not
-    `.`/`..`, and not a dotfile (in-progress uploads are dotfiles). The resolved path —
-    symlinks followed — must still be inside the directory. Anything else is a 404, as if
-    the file did not exist. Both methods block, so the router runs them in the pool.
+    `.`/`..`, and not a dotfile (an unfinished upload's file is one, when it has a name).
+    The resolved path — symlinks followed — must still be inside the directory. Anything
+    else is a 404, as if the file did not exist. Both methods block, so the router runs
+    them in the pool.
     """
 
     def __init__(self, directory: str, *, uploads: bool = True,
@@ -210,30 +207,30 @@ def partial_body_refused(request: Request) -> Response | None:
 
 
 class FileUpload(Upload):
-    """A body streamed into a temp file beside its target, fsync'd, then renamed into place.
+    """A body streamed into a new file beside its target (`NewFile`: unnamed where the
+    system allows, so even a SIGKILL leaves nothing), fsync'd, then put in place.
 
     Readers see the old file or the new one, never a torn one; concurrent uploads of one
-    name each write their own temp file and the last rename wins whole. `abort()` (client
-    gone, limit, timeout, server stop) removes the temp file: nothing partial remains.
-    POST answers 201 (the original challenge); PUT answers 201 when it created the file and
-    204 when it replaced one; an existing directory is a 409, anything else that is not a
-    regular file a 404.
+    name each write their own file and the last rename wins whole. `abort()` (client gone,
+    limit, timeout, server stop) closes the file (and removes its temp name, if it has
+    one): nothing partial remains. POST answers 201 (the original challenge); PUT answers
+    201 when it created the file and 204 when it replaced one; an existing directory is a
+    409, anything else that is not a regular file a 404.
 
     Subclasses say where (`locate`, run in `start`) and on which condition (`precondition`,
-    checked in `start` so a refusal costs no body, and again just before the rename, since
-    the file may have changed while the body arrived). Every file operation is relative to
-    the target's open directory, so nothing swapped into the path after `locate` can move
-    the write elsewhere, and a rename replaces a symlink, never writes through it. With
-    `If-None-Match: *` the file is put in place with link(2), which fails when the name
-    appeared meanwhile: of two racing creators one gets 201, the other 412.
+    checked in `start` so a refusal costs no body, and again just before the file is put in
+    place, since the file may have changed while the body arrived). Every file operation is
+    relative to the target's open directory, so nothing swapped into the path after
+    `locate` can move the write elsewhere, and a rename replaces a symlink, never writes
+    through it. With `If-None-Match: *` the file is put in place with link(2), which fails
+    when the name appeared meanwhile: of two racing creators one gets 201, the other 412.
     """
 
     def __init__(self, request: Request, report: StorageReporter = print_error) -> None:
         self.request = request
         self.report = report
         self._target: WriteTarget | None = None
-        self._fd = -1
-        self._temp = ""
+        self._file: NewFile | None = None
 
     def locate(self) -> WriteTarget | Response:
         """Blocking: the open target directory and name, or the refusal to send."""
@@ -257,36 +254,34 @@ class FileUpload(Upload):
             if refused is not None:
                 self._cleanup()
                 return refused
-            self._fd, self._temp = _create_temp(found.dir_fd)
+            self._file = NewFile(found.dir_fd)
         except OSError as exc:
             return self._file_system_error(exc)
         return None
 
     def write(self, chunk: bytes) -> None:
-        """Write the piece; on a full or failing file system, remove the temp file at once
+        """Write the piece; on a full or failing file system, drop the file at once
         (freeing the space) and answer now (`UploadRefused`): the rest is never read."""
-        view = memoryview(chunk)
+        assert self._file is not None
         try:
-            while view:
-                view = view[os.write(self._fd, view):]
+            self._file.write(chunk)
         except OSError as exc:
             raise UploadRefused(self._file_system_error(exc)) from None
 
     def finish(self) -> Response:
-        target = self._target
-        assert target is not None
+        target, file = self._target, self._file
+        assert target is not None and file is not None
         try:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
+            file.sync()
             current = target.lstat()
             refused = self._check(target, current)
-            if refused is None and not self._commit(target):
+            if refused is None and not file.publish(
+                    target.name, create_only=create_only(self.request)):
                 refused = precondition_failed()  # If-None-Match: *, and another PUT won
             if refused is not None:
                 self._cleanup()
                 return refused
-            os.fsync(target.dir_fd)  # the rename itself survives a crash
+            os.fsync(target.dir_fd)  # the new name itself survives a crash
             self.replaced(target)
         except OSError as exc:
             return self._file_system_error(exc)
@@ -314,41 +309,13 @@ class FileUpload(Upload):
                 return _not_found()  # a symlink swapped in, a FIFO: never replaced
         return self.precondition(target, current)
 
-    def _commit(self, target: WriteTarget) -> bool:
-        """Move the temp file to the name; False when create-only and the name exists."""
-        fd = target.dir_fd
-        if create_only(self.request):
-            try:
-                os.link(self._temp, target.name, src_dir_fd=fd, dst_dir_fd=fd)
-            except FileExistsError:
-                return False
-            except OSError as exc:
-                if exc.errno not in _NO_HARD_LINKS:
-                    raise
-                # A file system without hard links: the check just made is all we have.
-                os.replace(self._temp, target.name, src_dir_fd=fd, dst_dir_fd=fd)
-            else:
-                os.unlink(self._temp, dir_fd=fd)
-        else:
-            os.replace(self._temp, target.name, src_dir_fd=fd, dst_dir_fd=fd)
-        self._temp = ""
-        return True
-
     def _cleanup(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        target = self._target
-        if target is None:
-            return
-        if self._temp:
-            try:
-                os.unlink(self._temp, dir_fd=target.dir_fd)
-            except FileNotFoundError:
-                pass
-            self._temp = ""
-        target.close()
-        self._target = None
+        if self._file is not None:
+            self._file.discard()
+            self._file = None
+        if self._target is not None:
+            self._target.close()
+            self._target = None
 
 
 class _FilesUpload(FileUpload):
@@ -410,21 +377,6 @@ def unavailable(exc: OSError, path: str | bytes | int | None, request: Request,
         "errno": errno.errorcode.get(code, str(code)), "reason": exc.strerror,
         "request_id": request.request_id, "method": request.method, "target": request.path})
     return text_response(503, "Service Unavailable\n", [(b"Retry-After", b"1")])
-
-
-def _create_temp(dir_fd: int) -> tuple[int, str]:
-    """A new file `.upload-XXXXXXXX` in the directory (`tempfile.mkstemp`, but relative to
-    an open directory). The prefix is fixed and short: the temp name must fit wherever the
-    final name fits (NAME_MAX). Its mode is the final file's, 0644 less the process umask,
-    applied by the kernel at creation: reading the umask means setting it, which two pool
-    threads could race on (and the dotfile is never served, and removed unless renamed)."""
-    for _ in range(100):
-        name = ".upload-" + secrets.token_hex(4)
-        try:
-            return os.open(name, _TEMP_FLAGS, 0o644, dir_fd=dir_fd), name
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary file name")
 
 
 def create_only(request: Request) -> bool:

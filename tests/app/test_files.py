@@ -18,6 +18,7 @@ from tests.conftest import (
     on_loop,
     request_bytes,
     start_server,
+    upload_files,
     wait_for_log,
     wait_until,
 )
@@ -195,8 +196,8 @@ def test_aborted_upload_leaves_nothing_and_the_server_keeps_serving(running_serv
         assert (line["status"], line["reason"]) == (499, "client-abort")
         bystander.send(request_bytes("GET", "/echo/after"))
         assert bystander.read_response().body == b"after"
-    # the temp file of an aborted streamed upload is removed by a pool job: poll
-    assert wait_until(lambda: list(files_dir.iterdir()) == [])
+    # an aborted streamed upload's file is closed (and removed, if named) by a pool job
+    assert wait_until(lambda: upload_files(files_dir) == [] and not any(files_dir.iterdir()))
     assert fetch(running_server, "GET", "/files/aborted")[0] == 404
 
 
@@ -206,8 +207,8 @@ def test_uploads_can_be_disabled(tmp_path, files_dir):
         status, headers, _ = fetch(running, "POST", "/files/new", b"data")
         assert status == 405
         assert "POST" not in headers["Allow"]
-        # the temp file of an aborted streamed upload is removed by a pool job: poll
-        assert wait_until(lambda: list(files_dir.iterdir()) == [])
+        # an aborted streamed upload's file is closed (and removed, if named) by a pool job
+        assert wait_until(lambda: upload_files(files_dir) == [] and not any(files_dir.iterdir()))
     finally:
         running.stop()
 

@@ -12,6 +12,7 @@ from tests.conftest import (
     fetch,
     read_log,
     request_bytes,
+    upload_files,
     wait_for_log,
     wait_until,
 )
@@ -108,13 +109,15 @@ def test_concurrent_puts_of_one_name_end_with_one_whole_body(running_server, fil
     assert os.listdir(files_dir) == ["shared"]
 
 
-def test_client_killed_mid_put_leaves_no_trace(running_server, files_dir):
+def test_client_killed_mid_put_leaves_no_trace(running_server, files_dir, upload_kind):
     with RawClient.to(running_server) as client:
         client.send(request_bytes("PUT", "/files/half", {"Content-Length": "1000000"})
                     + b"x" * 300_000)
-        assert wait_until(lambda: any(p.startswith(".upload-") for p in os.listdir(files_dir)))
-    # the socket closed with 700,000 bytes missing: the temp file must go, nothing lands
-    assert wait_until(lambda: os.listdir(files_dir) == [])
+        assert wait_until(lambda: upload_files(files_dir))
+        named = [p for p in os.listdir(files_dir) if p.startswith(".upload-")]
+        assert len(named) == (upload_kind == "named")
+    # the socket closed with 700,000 bytes missing: the file must go, nothing lands
+    assert wait_until(lambda: upload_files(files_dir) == [] and os.listdir(files_dir) == [])
     rejected = wait_for_log(running_server.access_log, lambda r: r.get("event") == "rejected")
     assert rejected[0]["reason"] == "client-abort"
     assert [r for r in read_log(running_server.access_log) if r.get("method") == "PUT"

@@ -26,6 +26,7 @@ from tests.conftest import (
     read_log,
     request_bytes,
     start_server,
+    upload_files,
     wait_for_log,
     wait_until,
 )
@@ -230,8 +231,8 @@ def test_expect_100_continue_over_the_limit_gets_413_instead(small_limits_server
         assert response.header("connection") == "close"
         assert b"100 Continue" not in response.raw
         assert client.is_closed_by_peer()
-    # the temp file of an aborted streamed upload is removed by a pool job: poll
-    assert wait_until(lambda: list(files_dir.iterdir()) == [])
+    # an aborted streamed upload's file is closed (and removed, if named) by a pool job
+    assert wait_until(lambda: upload_files(files_dir) == [] and not any(files_dir.iterdir()))
 
 
 @pytest.mark.parametrize(("target", "status"), [("/echo/x", 405), ("/nowhere", 404)])
@@ -263,8 +264,8 @@ def test_body_over_the_limit_gets_413_without_the_body_being_read(small_limits_s
         assert response.status == 413
         assert response.header("connection") == "close"
         assert client.is_closed_by_peer()
-    # the temp file of an aborted streamed upload is removed by a pool job: poll
-    assert wait_until(lambda: list(files_dir.iterdir()) == [])
+    # an aborted streamed upload's file is closed (and removed, if named) by a pool job
+    assert wait_until(lambda: upload_files(files_dir) == [] and not any(files_dir.iterdir()))
     rejected = wait_for_log(small_limits_server.access_log,
                             lambda x: x["event"] == "rejected")[0]
     assert rejected["status"] == 413 and rejected["path"] == "/files/big"
@@ -294,8 +295,8 @@ def test_chunked_body_over_the_limit_gets_413(small_limits_server, files_dir):
         response = client.read_response()
         assert response.status == 413
         assert client.is_closed_by_peer()
-    # the temp file of an aborted streamed upload is removed by a pool job: poll
-    assert wait_until(lambda: list(files_dir.iterdir()) == [])
+    # an aborted streamed upload's file is closed (and removed, if named) by a pool job
+    assert wait_until(lambda: upload_files(files_dir) == [] and not any(files_dir.iterdir()))
 
 
 # ---- protocol errors ---------------------------------------------------------------------------
@@ -491,8 +492,8 @@ def test_body_timeout_answers_408(tmp_path, files_dir):
             response = client.read_response()
             assert response.status == 408
             assert client.is_closed_by_peer()
-        # the temp file of an aborted streamed upload is removed by a pool job: poll
-        assert wait_until(lambda: list(files_dir.iterdir()) == [])
+        # an aborted streamed upload's file is closed (and removed, if named) by a pool job
+        assert wait_until(lambda: upload_files(files_dir) == [] and not any(files_dir.iterdir()))
         line = wait_for_log(running.access_log, lambda x: x["event"] == "rejected")[0]
         assert (line["status"], line["reason"]) == (408, "body-timeout")
     finally:
@@ -897,7 +898,7 @@ def test_a_body_in_progress_keeps_its_timeout_across_a_reload(tmp_path):
     try:
         with RawClient.to(running) as client:
             client.send(b"POST /files/up HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nab")
-            assert wait_until(lambda: any(files.iterdir()))  # the upload's temp file: under way
+            assert wait_until(lambda: upload_files(files))  # the upload's file: under way
             config = running.server.config
             on_loop(running, running.server.apply_config, dataclasses.replace(
                 config, timeouts=dataclasses.replace(config.timeouts, body_s=0.2)))

@@ -80,6 +80,16 @@ def limited_argv(fd_limit: int, *args: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def named_uploads_argv(*args: str) -> list[str]:
+    """`reactor serve ARGS` whose uploads write named `.upload-*` files, as on a file system
+    without O_TMPFILE (`reactor.app.newfile.UNNAMED` off; forked workers inherit it)."""
+    code = ("import runpy, sys; import reactor.app.newfile as newfile;"
+            "newfile.UNNAMED = False;"
+            f"sys.argv = ['reactor', 'serve', *{list(args)!r}];"
+            "runpy.run_module('reactor', run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", code]
+
+
 def stop_gracefully(process: ServeProcess) -> None:
     """SIGTERM a server still running and wait for it, then reap it: a master killed
     outright would orphan its workers (which hold the stderr pipe)."""

@@ -1,5 +1,9 @@
 """A stop that outlasts `timeouts.shutdown_s` with an upload in flight leaves no temp file:
-SIGTERM of one process, and SIGHUP of a master whose old worker held the upload."""
+SIGTERM of one process, and SIGHUP of a master whose old worker held the upload.
+
+The servers here write named `.upload-*` files (`named_uploads_argv`), the fallback where
+O_TMPFILE is refused: an unnamed upload file goes with its process whatever stops it
+(tests/app/test_newfile.py), a named one only if the stop removes it."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from tests.ops.serverproc import (
     Client,
     ServeProcess,
     base_config,
+    named_uploads_argv,
     read_json_lines,
     request_bytes,
     stop_gracefully,
@@ -39,7 +44,7 @@ def serve(started: list[ServeProcess], tmp_path: Path, files_dir: Path,
     sections = base_config(tmp_path, files={"directory": str(files_dir)}, server=server,
                            timeouts={"shutdown_s": 1, "body_s": 60})
     config = write_config(tmp_path / "reactor.toml", sections)
-    process = ServeProcess(["--config", str(config)], cwd=tmp_path)
+    process = ServeProcess([], cwd=tmp_path, argv=named_uploads_argv("--config", str(config)))
     started.append(process)
     return process
 
@@ -175,8 +180,8 @@ def test_a_stop_past_its_deadline_with_the_pool_stuck_removes_the_upload_temp_fi
     sections = base_config(tmp_path, server={"pool_threads": 1},
                            timeouts={"shutdown_s": 0.5, "body_s": 60},
                            app={"native": "stuckfiles:app", "path": [str(tmp_path)]})
-    process = ServeProcess(["--config", str(write_config(tmp_path / "reactor.toml", sections))],
-                           cwd=tmp_path)
+    config = write_config(tmp_path / "reactor.toml", sections)
+    process = ServeProcess([], cwd=tmp_path, argv=named_uploads_argv("--config", str(config)))
     started.append(process)
     idle = start_slow_upload(process.port, files_dir, "idle")  # nothing of it in the pool
     queued = start_slow_upload(process.port, files_dir, "queued")

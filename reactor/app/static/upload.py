@@ -14,13 +14,15 @@ Strategy:
   untouched. The parent is then opened one directory at a time with O_NOFOLLOW and the
   file written relative to it, so a link swapped in after the check is a 404, never a
   write elsewhere.
-- The write is `handlers.FileUpload`, shared with /files: a temp file beside the target,
-  fsync, rename; abort leaves nothing. DELETE unlinks relative to the open parent.
+- The write is `handlers.FileUpload`, shared with /files: a new file beside the target
+  (`newfile.NewFile`: unnamed where O_TMPFILE works, so even a SIGKILL leaves nothing),
+  fsync, then linked or renamed into place; abort leaves nothing. DELETE unlinks relative
+  to the open parent.
 - Preconditions (RFC 9110 13.2.2) compare with the tags GET sends for the file: its ETag,
   and the `-gz` tag of the cached gzip copy made from the same stat (a client may hold
   either). A sidecar's tag does not count: it describes another file. Checked before the
-  body is read and again just before the rename. RFC 9110 13.2.1: conditions never turn
-  a 404 or 409 into a 412.
+  body is read and again just before the file is put in place. RFC 9110 13.2.1: conditions
+  never turn a 404 or 409 into a 412.
 - After a write the gzip cache forgets the path. Its keys carry inode, size and mtime, so
   a stale body would miss anyway; forgetting also covers an inode reused within one mtime
   tick, and frees the memory at once.
