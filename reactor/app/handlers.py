@@ -215,7 +215,8 @@ class FileUpload(Upload):
     limit, timeout, server stop) closes the file (and removes its temp name, if it has
     one): nothing partial remains. POST answers 201 (the original challenge); PUT answers
     201 when it created the file and 204 when it replaced one; an existing directory is a
-    409, anything else that is not a regular file a 404.
+    409, anything else that is not a regular file a 404; a write whose directory was
+    removed while the body arrived a 409 (`parent_missing`).
 
     Subclasses say where (`locate`, run in `start`) and on which condition (`precondition`,
     checked in `start` so a refusal costs no body, and again just before the file is put in
@@ -298,7 +299,11 @@ class FileUpload(Upload):
         path and errno. Anything else is a fault: re-raised, for the traceback."""
         target = self._target
         path = target.path if target is not None else exc.filename
+        gone = (exc.errno == errno.ENOENT and target is not None
+                and os.fstat(target.dir_fd).st_nlink == 0)
         self._cleanup()
+        if gone:  # the directory was removed while the body arrived: as if it never was
+            return parent_missing()
         return file_system_error(exc, path, self.request, "upload-failed", self.report)
 
     def _check(self, target: WriteTarget, current: os.stat_result | None) -> Response | None:
@@ -400,6 +405,12 @@ def _preconditions(request: Request, current: os.stat_result | None) -> Response
 
 def is_a_directory() -> Response:
     return text_response(409, "Conflict: the name is a directory\n")
+
+
+def parent_missing() -> Response:
+    """A write into a directory that does not exist (or no longer does): 409, as WebDAV
+    answers a PUT whose parent is missing (RFC 4918 9.7.1)."""
+    return text_response(409, "Conflict: the parent directory does not exist\n")
 
 
 def precondition_failed() -> Response:

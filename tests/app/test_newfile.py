@@ -5,6 +5,7 @@ that readers never see half done; and the fallbacks (named files, a failing link
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -239,3 +240,35 @@ def test_a_failing_link_step_still_puts_the_whole_body_in_place(
     assert fetch(running_server, "PUT", "/files/doc", b"x", {"If-None-Match": "*"})[0] == 412
     assert (files_dir / "doc").read_bytes() == body
     assert os.listdir(files_dir) == ["doc"]
+
+
+# ---- the directory removed while the body arrives ---------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["files", "static"])
+def test_a_directory_removed_mid_upload_is_a_409_not_a_traceback(
+        tmp_path: Path, upload_kind: str, where: str) -> None:
+    """An unnamed upload file does not keep its directory from being removed (`rmdir`
+    succeeds); a named one goes with `rm -r`. Either way the body has nowhere to go: 409,
+    as for a PUT whose parent is missing (was: a 500 and a traceback)."""
+    root = tmp_path / "root"
+    directory = root / "sub"
+    directory.mkdir(parents=True)
+    if where == "files":
+        server, target = start_server(tmp_path, files={"directory": directory}), "/files/doc"
+    else:
+        server = start_server(tmp_path, static={"root": root, "uploads": True})
+        target = "/sub/doc"
+    try:
+        with RawClient.to(server) as client:
+            client.send(request_bytes("PUT", target, {"Content-Length": "200000"})
+                        + b"x" * 100_000)
+            assert wait_until(lambda: upload_files(directory))
+            shutil.rmtree(directory)
+            client.send(b"y" * 100_000)
+            response = client.read_response()
+        assert response.status == 409, response
+        assert response.body == b"Conflict: the parent directory does not exist\n"
+    finally:
+        server.stop()
+    assert os.listdir(root) == []

@@ -6,7 +6,7 @@ Strategy:
   path is a 404 before any body is read. A path ending in `/` (or `/.`), the root itself and an
   existing directory are 409 Conflict: directories are never created, replaced or removed.
   A PUT whose parent directory is missing is 409 as well (WebDAV's answer, RFC 4918
-  9.7.1); a DELETE there is a 404.
+  9.7.1), also when it is removed while the body arrives; a DELETE there is a 404.
 - Symlinks (`paths.write_location`): a write never leaves the root, whatever the policy —
   under "follow" too, where GET may read outside. Under "deny" any link in the path is a
   404. Otherwise a link that stays inside the root is written through (PUT replaces and
@@ -42,6 +42,7 @@ from reactor.app.handlers import (
     WriteTarget,
     file_system_error,
     is_a_directory,
+    parent_missing,
     partial_body_refused,
     precondition_failed,
     print_error,
@@ -173,7 +174,7 @@ class MountUpload(FileUpload):
     def locate(self) -> WriteTarget | Response:
         target = self._writer.open_target(self._segments)
         if target is None:
-            return text_response(409, "Conflict: the parent directory does not exist\n")
+            return parent_missing()
         return target
 
     def precondition(self, target: WriteTarget, current: os.stat_result | None
