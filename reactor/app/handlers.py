@@ -334,7 +334,12 @@ class _FilesUpload(FileUpload):
         path = self._handler._resolve(self.request.params["name"])
         if path is None:
             return _not_found()
-        directory = os.open(self._handler.directory, DIRECTORY_FLAGS)
+        try:
+            directory = os.open(self._handler.directory, DIRECTORY_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            # The served directory itself is gone: answered as a static mount answers a
+            # PUT under a root removed meanwhile (and as when it goes mid-upload).
+            return parent_missing()
         return WriteTarget(directory, os.path.basename(path), path)
 
     def precondition(self, target: WriteTarget, current: os.stat_result | None

@@ -272,3 +272,31 @@ def test_a_directory_removed_mid_upload_is_a_409_not_a_traceback(
     finally:
         server.stop()
     assert os.listdir(root) == []
+
+
+@pytest.mark.parametrize("where", ["files", "static"])
+def test_an_upload_to_a_served_directory_that_is_gone_is_a_409_not_a_traceback(
+        tmp_path: Path, where: str) -> None:
+    """The served directory (the /files directory, a mount's root) removed before the
+    request: 409 as for any missing parent, no traceback (was: /files a 500 with a
+    `handler-error` traceback); a GET of it stays a 404."""
+    root = tmp_path / "root"
+    root.mkdir()
+    if where == "files":
+        server, target = start_server(tmp_path, files={"directory": root}), "/files/doc"
+    else:
+        server, target = start_server(tmp_path, static={"root": root, "uploads": True}), "/doc"
+    try:
+        with RawClient.to(server) as client:
+            client.send(request_bytes("GET", target, {}))  # served: the mount is built
+            assert client.read_response().status == 404
+            root.rmdir()
+            client.send(request_bytes("PUT", target, {"Content-Length": "3"}) + b"abc")
+            response = client.read_response()
+            assert response.status == 409, response
+            assert response.body == b"Conflict: the parent directory does not exist\n"
+            client.send(request_bytes("GET", target, {}))
+            assert client.read_response().status == 404
+    finally:
+        server.stop()
+    assert not root.exists()
