@@ -427,8 +427,18 @@ class HttpConnection:
                 and not self.parser.in_message and not self.parser.buffered
                 and not transport.pending_bytes and not transport.writing_blocked)
 
+    @property
+    def awaiting_request(self) -> bool:
+        """Nothing to answer and nothing unsent: an `idle_keep_alive` connection, one that
+        has sent nothing yet, or one whose request head is still arriving."""
+        transport = self.transport
+        return (self._exchange is None and not self.busy and not self.closing
+                and not self._write_paused and transport is not None
+                and not transport.pending_bytes and not transport.writing_blocked)
+
     def close_idle(self) -> None:
-        """Close an `idle_keep_alive` connection, as its keep-alive expiry would."""
+        """Close an `idle_keep_alive` (or `awaiting_request`) connection, as its keep-alive
+        expiry (or header timeout) would, without an answer."""
         self._close()
 
     def shutdown(self) -> None:

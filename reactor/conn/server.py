@@ -58,7 +58,8 @@ class HttpServer:
 
     def __init__(self, loop: EventLoop, app: Application | Handler, log: RequestLog, *,
                  settings: HttpSettings | None = None, server_name: bytes = b"reactor",
-                 max_connections: int = 10000) -> None:
+                 max_connections: int = 10000, reuse_waiting: bool = False,
+                 limit_hint: str = "raise server.max_connections, or add workers") -> None:
         self.loop = loop
         self.app: Application = as_application(app)  # new requests go to it
         self.log = log  # replaced by a reload: protocols read it when they log
@@ -67,6 +68,11 @@ class HttpServer:
         self.server_name = server_name
         self.server_header = (b"Server", server_name)
         self.max_connections = max_connections
+        # At the limit, close the oldest connection that has nothing to answer (silent, a
+        # head still arriving, or idle keep-alive) rather than refuse the new one: for a small
+        # listener (/metrics) that a few held connections must not fill. O(connections).
+        self.reuse_waiting = reuse_waiting
+        self._limit_hint = limit_hint
         self.connections: set[SocketTransport] = set()
         self.stopping = False
         self._next_conn_id = 0
@@ -185,6 +191,8 @@ class HttpServer:
         """At the limit: close an idle keep-alive connection to make room for the new one, as
         nginx reuses keep-alive connections when its worker_connections run out. A client
         expects a keep-alive connection to close (it retries); a 503 is a refusal."""
+        if self.reuse_waiting:
+            return self._reuse_oldest_waiting()
         for looked, transport in enumerate(self.connections):
             protocol = transport.protocol
             if isinstance(protocol, HttpConnection) and protocol.idle_keep_alive:
@@ -194,6 +202,20 @@ class HttpServer:
             if looked >= _REUSE_SCAN:
                 break
         return False
+
+    def _reuse_oldest_waiting(self) -> bool:
+        """At the limit with `reuse_waiting`: close the oldest `awaiting_request` connection."""
+        oldest: HttpConnection | None = None
+        for transport in self.connections:
+            protocol = transport.protocol
+            if (isinstance(protocol, HttpConnection) and protocol.awaiting_request
+                    and (oldest is None or protocol.conn_id < oldest.conn_id)):
+                oldest = protocol
+        if oldest is None:
+            return False
+        oldest.close_idle()
+        self._limit_reached(_REUSED)
+        return True
 
     def _limit_reached(self, counter: str) -> None:
         """Count a connection reused or shed at the limit; warn at most every 10 s, with
@@ -211,7 +233,7 @@ class HttpServer:
         self.loop.report("connection-limit-reached", {
             "max_connections": self.max_connections, "idle_closed": reused - last_reused,
             "refused_503": shed - last_shed,
-            "message": "raise server.max_connections, or add workers"})
+            "message": self._limit_hint})
         return True
 
     def _report_rejected(self, fields: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reactor.app.types import Request, Response
+from reactor.conn.shared import HttpSettings
 
 if TYPE_CHECKING:
     from reactor.conn.server import HttpServer
@@ -32,6 +33,21 @@ if TYPE_CHECKING:
     from reactor.loop import EventLoop
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+# The metrics listener's own fixed limits, not the main server's: a scrape is one small GET,
+# and a few connections someone holds open must not refuse the scraper. At the limit the
+# oldest connection with nothing to answer (silent, half a head, idle keep-alive) is closed.
+LISTENER_MAX_CONNECTIONS = 16
+LISTENER_LIMIT_HINT = ("the metrics listener is full: its oldest connections waiting for a"
+                       " request are closed")
+
+
+def listener_settings() -> HttpSettings:
+    """Limits and timeouts of the metrics listener's connections."""
+    return HttpSettings(max_request_line=4096, max_header_bytes=16384, max_header_fields=64,
+                        max_body_bytes=4096, header_s=5.0, keepalive_s=75.0, body_s=5.0,
+                        write_s=10.0)
+
+
 # Latency histogram bounds in seconds (Prometheus client defaults, plus finer low buckets).
 BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
              10.0)

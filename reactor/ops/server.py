@@ -56,7 +56,14 @@ from reactor.ops.daemon import is_stream_target
 from reactor.ops.kinds import format_listen
 from reactor.ops.listeners import ListenError, Listeners, Rebind, bind_addresses, close_sockets
 from reactor.ops.logging import ServerLog, open_error
-from reactor.ops.metrics import Metrics, MetricsApp, QuietLog
+from reactor.ops.metrics import (
+    LISTENER_LIMIT_HINT,
+    LISTENER_MAX_CONNECTIONS,
+    Metrics,
+    MetricsApp,
+    QuietLog,
+)
+from reactor.ops.metrics import listener_settings as metrics_listener_settings
 from reactor.ops.settings import (
     Config,
     Reload,
@@ -267,7 +274,9 @@ class Server:
         if metrics_sock is not None:
             self.metrics_http = HttpServer(
                 self.loop, MetricsApp(self.metrics), QuietLog(self._metrics_error),
-                server_name=server_name(self.config), max_connections=64)
+                settings=metrics_listener_settings(), server_name=server_name(self.config),
+                max_connections=LISTENER_MAX_CONNECTIONS, reuse_waiting=True,
+                limit_hint=LISTENER_LIMIT_HINT)
             self.metrics_listener = Listener(self.loop, metrics_sock, self.metrics_http.accept)
         self._apply_lb(self.config)
 

@@ -3,6 +3,7 @@ match the requests made."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import signal
 import socket
@@ -16,8 +17,9 @@ from tests.conftest import RunningServer, fetch, on_loop, start_server, wait_unt
 from tests.ops.serverproc import ServeProcess, base_config, write_config
 
 
-def scrape(host: str, port: int, path: str = "/metrics") -> tuple[int, str, str]:
-    connection = http.client.HTTPConnection(host, port, timeout=5)
+def scrape(host: str, port: int, path: str = "/metrics",
+           timeout: float = 5.0) -> tuple[int, str, str]:
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -114,6 +116,29 @@ def test_metrics_listener_only_serves_metrics(running: RunningServer) -> None:
     assert scrape(host, port, "/")[0] == 404
     assert scrape(host, port, "/files/x")[0] == 404
     assert fetch(running, "GET", "/metrics")[0] == 404  # and the app listener has none
+
+
+@pytest.mark.expect_log({"event": "connection-limit-reached", "max_connections": 16,
+                         "refused_503": 0})
+def test_connections_held_open_do_not_refuse_a_scrape(running: RunningServer) -> None:
+    """Silent connections (and one sending half a head) beyond the main server's default
+    limit of 64: the metrics listener closes its oldest waiting ones, the scrape answers."""
+    listener = running.server.metrics_listener
+    assert listener is not None
+    host, port = listener.address[:2]
+    held = [socket.create_connection((host, port)) for _ in range(70)]
+    try:
+        held[1].sendall(b"GET /metr")
+        status, _, text = scrape(host, port, timeout=1.0)
+        assert status == 200 and "reactor_ready" in text
+        for oldest in held[:2]:  # closed without an answer, as a header timeout would
+            oldest.settimeout(1.0)
+            with contextlib.suppress(ConnectionResetError):  # half a head may be unread
+                assert oldest.recv(100) == b""
+        assert on_loop(running, lambda: len(running.server.metrics_http.connections)) <= 16
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_draining_shows_not_ready(tmp_path: Path) -> None:
