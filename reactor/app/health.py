@@ -20,6 +20,7 @@ SERVING = "serving"
 DRAINING = "draining"
 _NO_STORE = (b"Cache-Control", b"no-store")
 _TEXT = (b"Content-Type", b"text/plain; charset=utf-8")
+_ALLOW = (b"Allow", b"GET, HEAD, OPTIONS")  # as the router's Allow of a GET route
 
 
 class Readiness:
@@ -88,8 +89,10 @@ class HealthApp:
 
     def _answer(self, method: str, path: str) -> HealthResponse:
         if method not in ("GET", "HEAD"):
+            if method == "OPTIONS":  # as the router answers OPTIONS on a route's path
+                return HealthResponse(204, [_ALLOW])
             response = _answer(405, b"method not allowed\n")
-            response.headers.append((b"Allow", b"GET, HEAD"))
+            response.headers.append(_ALLOW)
             return response
         if path == self.livez:
             return _answer(200, b"live\n")

@@ -37,8 +37,22 @@ def test_other_paths_and_methods() -> None:
     assert answer(app, "/readyzz").status == 299
     assert answer(app, "/").status == 299
     refused = answer(app, "/livez", "POST")
-    assert refused.status == 405 and refused.header(b"allow") == b"GET, HEAD"
+    assert refused.status == 405 and refused.header(b"allow") == b"GET, HEAD, OPTIONS"
     assert answer(app, "/readyz", "HEAD").status == 200
+
+
+def test_options_is_answered_as_on_a_route(tmp_path: Path) -> None:
+    """OPTIONS on a health path: 204 with Allow, as the router answers it on a GET route."""
+    running = start_server(tmp_path)
+    try:
+        on_route = fetch(running, "OPTIONS", "/")
+        assert on_route[0] == 204
+        for path in ("/livez", "/readyz"):
+            status, headers, body = fetch(running, "OPTIONS", path)
+            assert (status, body) == (204, b"")
+            assert headers["Allow"] == on_route[1]["Allow"] == "GET, HEAD, OPTIONS"
+    finally:
+        running.stop()
 
 
 def test_configured_paths_and_off() -> None:
