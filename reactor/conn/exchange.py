@@ -36,6 +36,7 @@ from reactor.proto.framing import CLOSE_DELIMITED, FramingError, frame_response
 
 if TYPE_CHECKING:
     from reactor.conn.http import HttpConnection
+    from reactor.loop import PoolJob
 
 # Bodies up to this size are copied behind the head so both leave in one send(); larger
 # ones are queued as a second chunk of the same gather write.
@@ -54,8 +55,8 @@ class Exchange(AccessRecord):
     """The per-request state of an `HttpConnection`, and, once answered, the record the
     access log reads (`response` and `bytes_out` are set then): one object per request."""
 
-    __slots__ = ("answered", "body", "conn", "dispatch", "head", "started", "stream_sent",
-                 "streamer", "upload")
+    __slots__ = ("answered", "body", "conn", "dispatch", "head", "offloaded", "started",
+                 "stream_sent", "streamer", "upload")
 
     def __init__(self, conn: HttpConnection, head: RequestHead, request: Request,
                  dispatch: Dispatch, started: float) -> None:
@@ -74,6 +75,7 @@ class Exchange(AccessRecord):
         self.streamer: BodyStreamer | None = None
         self.stream_sent = 0  # bytes of a streamed answer handed to the transport, less drops
         self.answered = False  # a response is being written (or was)
+        self.offloaded: PoolJob | None = None  # the app's call queued for (or in) the pool
 
     # ---- the request body ---------------------------------------------------------------
     def begin(self) -> bool:
@@ -166,7 +168,7 @@ class Exchange(AccessRecord):
     def handled(self, result: Response | Offload) -> None:
         if isinstance(result, Offload):
             submitted = time.monotonic()
-            self.conn.loop.run_in_pool(
+            self.offloaded = self.conn.loop.run_in_pool(
                 _run_unless_gone, (self.conn, result.fn, result.args),
                 lambda value, error, started: self._offload_done(value, error, started,
                                                                  submitted))
@@ -175,6 +177,7 @@ class Exchange(AccessRecord):
 
     def _offload_done(self, result: Any, error: BaseException | None, started: float,
                       submitted: float) -> None:
+        self.offloaded = None
         if self.conn.closing:
             if isinstance(result, Response):
                 self._close_body(result.body)
@@ -391,7 +394,12 @@ class Exchange(AccessRecord):
     def cancel(self, *, dropped_by_us: bool = False) -> None:
         """No more body will be read and no response written: release what is held.
         A request the app was working on is logged 499 (the client left) or, when the
-        server dropped the connection itself (`dropped_by_us`: a stop's deadline), 503."""
+        server dropped the connection itself (`dropped_by_us`: a stop's deadline), 503.
+        The app's call, if still queued for a thread, is taken back: it leaves the pool's
+        queue (and its depth) now rather than when a thread would skip it."""
+        if self.offloaded is not None:
+            self.offloaded.cancel()
+            self.offloaded = None
         if self.upload is not None:
             self.upload.abort()
             self.upload = None

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from reactor.loop.offload import PoolCallback, ThreadPool
+from reactor.loop.offload import PoolCallback, PoolJob, ThreadPool
 from reactor.loop.timers import TimerHandle, TimerHeap
 from reactor.loop.waker import Waker
 
@@ -129,10 +129,11 @@ class EventLoop:
         return self._timers.push(TimerHandle(when, callback, args))
 
     def run_in_pool(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                    callback: PoolCallback, *, cleanup: bool = False) -> None:
+                    callback: PoolCallback, *, cleanup: bool = False) -> PoolJob:
         """Run `fn(*args)` on a worker; `callback(result, error, started_at)` on the loop.
-        `cleanup`: run it even if the pool is abandoned at exit (ThreadPool.submit)."""
-        self._pool.submit(fn, args, callback, cleanup=cleanup)
+        `cleanup`: run it even if the pool is abandoned at exit (ThreadPool.submit). The
+        `PoolJob` returned can take it back while no thread has started it."""
+        return self._pool.submit(fn, args, callback, cleanup=cleanup)
 
     @property
     def pool(self) -> ThreadPool:

@@ -12,6 +12,11 @@ out (a handler stuck in the pool), the jobs still queued behind it would be lost
 process: a clean-up job (`cleanup=True`) then runs on the stopping thread, and any other is
 not run but its callback gets `PoolClosed`, so its owner can clean up (an upload whose write
 never ran still removes its temp file).
+
+A queued job can be taken back: `submit` returns a `PoolJob` whose `cancel()` (loop thread)
+drops it if no thread has started it yet, so `pending` stops counting it at once (a client
+that reset its queued request is no longer "waiting for a thread"). A thread and `cancel`
+race for the job's one claim with an atomic `list.pop` (no lock): exactly one of them wins.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 PoolCallback = Callable[[Any, BaseException | None, float], None]
-Job = tuple[Callable[..., Any], tuple[Any, ...], PoolCallback, bool]
+# (fn, args, callback, cleanup, claim): the claim holds one item until taken (see module)
+Job = tuple[Callable[..., Any], tuple[Any, ...], PoolCallback, bool, list[bool]]
 _STOP = None
 
 
@@ -38,6 +44,33 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, BaseExcep
         return fn(*args), None
     except BaseException as exc:
         return None, exc
+
+
+def _take(claim: list[bool]) -> bool:
+    """Take a job's one claim (`list.pop` is atomic): False when it was taken first."""
+    try:
+        claim.pop()
+    except IndexError:
+        return False
+    return True
+
+
+class PoolJob:
+    """A submitted job, as its owner may take it back (`ThreadPool.submit`)."""
+
+    __slots__ = ("_claim", "_pool")
+
+    def __init__(self, pool: ThreadPool, claim: list[bool]) -> None:
+        self._pool = pool
+        self._claim = claim
+
+    def cancel(self) -> bool:
+        """Loop thread: drop the job unless a thread already took it. True when dropped:
+        it will not run and its callback will not be called."""
+        if not _take(self._claim):
+            return False  # running, done, or cancelled before
+        self._pool._pending -= 1
+        return True
 
 
 class ThreadPool:
@@ -68,7 +101,7 @@ class ThreadPool:
         return self._pending
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], callback: PoolCallback,
-               *, cleanup: bool = False) -> None:
+               *, cleanup: bool = False) -> PoolJob:
         """Queue `fn(*args)`; `callback` runs later on the loop thread (loop thread only).
 
         After `shutdown` began: run both now, on this thread. `cleanup`: a job that must run
@@ -76,9 +109,11 @@ class ThreadPool:
         if self._closed:
             started_at = time.monotonic()
             callback(*_call(fn, args), started_at)
-            return
+            return PoolJob(self, [])
         self._pending += 1
-        self._jobs.put((fn, args, callback, cleanup))
+        claim = [True]
+        self._jobs.put((fn, args, callback, cleanup, claim))
+        return PoolJob(self, claim)
 
     def _finished(self, callback: PoolCallback, result: Any, error: BaseException | None,
                   started_at: float) -> None:
@@ -91,7 +126,10 @@ class ThreadPool:
             job = jobs.get()
             if job is _STOP:
                 return
-            fn, args, callback, _cleanup = job
+            fn, args, callback, _cleanup, claim = job
+            if not _take(claim):  # cancelled while queued: not counted, not delivered
+                del job, fn, args, callback
+                continue
             started_at = time.monotonic()
             result, error = _call(fn, args)
             deliver(finished, callback, result, error, started_at)
@@ -123,7 +161,9 @@ class ThreadPool:
                 break
             if job is _STOP:
                 continue
-            fn, args, callback, cleanup = job
+            fn, args, callback, cleanup, claim = job
+            if not _take(claim):
+                continue  # cancelled
             started_at = time.monotonic()
             if cleanup:
                 result, error = _call(fn, args)

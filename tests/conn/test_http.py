@@ -818,15 +818,53 @@ def test_a_request_reset_before_a_pool_thread_took_it_is_not_run(tmp_path, files
         for index in range(5):
             client = RawClient.to(running)
             client.send(request_bytes("GET", "/counted", {"X-Request-ID": f"gone-{index}"}))
-            # queued for the pool (pending: the blocker and the queued ones)
-            assert wait_until(lambda: running.server.loop.pool.pending >= index + 2)  # noqa: B023
+            # queued for the pool (pending: the blocker and this one; those reset before
+            # left the queue at their reset)
+            assert wait_until(lambda: running.server.loop.pool.pending == 2)
             _reset(client)
+            assert wait_until(lambda: running.server.loop.pool.pending == 1)
         assert wait_until(lambda: [r["status"] for r in read_log(running.access_log)
                                    if r.get("path") == "/counted"] == [499] * 5)
         release.set()
         assert holder.read_response().status == 200
         assert fetch(running, "GET", "/counted", headers={"X-Request-ID": "live"})[2] == b"ran"
         assert ran == ["live"]
+        holder.close()
+    finally:
+        running.stop()
+
+
+def test_a_request_reset_while_queued_for_the_pool_leaves_the_queue_at_once(tmp_path,
+                                                                           files_dir):
+    """The pool's queue depth (reactor_pool_queue_depth) counted requests whose client had
+    reset until a thread came free to skip them: the job is taken back at the reset."""
+    running = start_server(tmp_path, server={"pool_threads": 1},
+                           files={"directory": files_dir})
+    try:
+        started, release = threading.Event(), threading.Event()
+
+        def blocker(_request):  # type: ignore[no-untyped-def]
+            started.set()
+            release.wait(10)
+            return Response(200, [], b"done")
+
+        running.server.http.app.router.get("/block", blocker, blocking=True)
+        holder = RawClient.to(running)
+        holder.send(request_bytes("GET", "/block"))
+        assert started.wait(5)  # the pool's only thread is taken
+        pool = running.server.loop.pool
+        clients = [RawClient.to(running) for _ in range(3)]
+        for client in clients:
+            client.send(request_bytes("GET", "/block"))
+        assert wait_until(lambda: pool.pending == 4)  # the blocker and three queued
+        for client in clients:
+            _reset(client)
+        assert wait_until(lambda: [r["status"] for r in read_log(running.access_log)
+                                   if r.get("path") == "/block"] == [499] * 3)
+        assert on_loop(running, lambda: pool.pending) == 1  # the blocker only
+        release.set()
+        assert holder.read_response().status == 200
+        assert wait_until(lambda: pool.pending == 0)
         holder.close()
     finally:
         running.stop()

@@ -91,6 +91,49 @@ def test_pool_results_and_errors_come_back_on_the_loop_thread(loop):
     assert loop.pool.pending == 0
 
 
+def test_a_queued_pool_job_taken_back_is_not_run_nor_counted(loop):
+    """`cancel()` drops a job no thread has started: `pending` drops at once, it never runs
+    and its callback is never called; a job already running cannot be taken back."""
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+    delivered: list[object] = []
+
+    def block(name: str) -> str:
+        ran.append(name)
+        started.set()
+        release.wait(5)
+        return name
+
+    def done(result, error, started_at):  # type: ignore[no-untyped-def]
+        delivered.append(result)
+        if len(delivered) == 3:
+            loop.stop()
+
+    running = [loop.run_in_pool(block, (f"busy-{i}",), done) for i in range(2)]
+    assert started.wait(5) and wait_for(lambda: len(ran) == 2)  # both threads are taken
+    queued = loop.run_in_pool(ran.append, ("gone",), done)
+    kept = loop.run_in_pool(lambda: "kept", (), done)
+    assert loop.pool.pending == 4
+    assert queued.cancel() is True
+    assert loop.pool.pending == 3
+    assert queued.cancel() is False  # once only
+    assert running[0].cancel() is False and loop.pool.pending == 3
+    release.set()
+    run_until(loop)
+    assert sorted(str(x) for x in delivered) == ["busy-0", "busy-1", "kept"]
+    assert "gone" not in ran and loop.pool.pending == 0
+    assert kept.cancel() is False  # done
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def test_readers_and_writers_follow_the_socket(loop):
     left, right = socket.socketpair()
     left.setblocking(False)
