@@ -6,6 +6,8 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from reactor.app.types import FileTruncated
+
 DEFAULT_TYPES = ("text/*", "application/json", "application/javascript", "application/xml",
                  "image/svg+xml")
 
@@ -106,8 +108,8 @@ def gzip_bytes(data: bytes, level: int = 6) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-class FileChanged(OSError):
-    """The file being sent ended before the length it was announced with (truncated or
+class FileChanged(FileTruncated):
+    """The file being gzipped ended before the length it was announced with (truncated or
     rewritten meanwhile): the answer must be cut, not completed with what is left."""
 
 
@@ -143,8 +145,7 @@ class GzipStream:
                 data = self._file.read(min(left, self._read_bytes))
                 if not data:
                     self._compressor = None
-                    raise FileChanged(f"the file ended {left} bytes short of its size:"
-                                      " changed while being sent")
+                    raise FileChanged(left)
                 self._left = left - len(data)
             else:
                 data = b""

@@ -269,6 +269,18 @@ class Request:
         return self._cached("form", parse_form)
 
 
+class FileTruncated(OSError):
+    """A file being sent ended `missing` bytes before the length its answer announced
+    (truncated or rewritten meanwhile): the answer is cut short, as the client must see. The
+    connection reports it in one warning, `file-truncated` (the file's doing, not a bug: no
+    traceback), whether the file went by sendfile or through a gzip stream."""
+
+    def __init__(self, missing: int) -> None:
+        super().__init__(f"the file ended {missing} bytes short of the length announced:"
+                         " changed while being sent")
+        self.missing = missing
+
+
 class FileBody:
     """A byte range of an open file, sent by the connection (with `os.sendfile` when it can).
 

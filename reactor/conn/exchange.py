@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from reactor.app.types import (
     Dispatch,
     FileBody,
+    FileTruncated,
     Offload,
     PartsBody,
     Request,
@@ -364,10 +365,13 @@ class Exchange(AccessRecord):
         if error is not None:
             # The head is out: the only honest signal left is to end the connection
             # without the rest of the body, so the client sees a truncated response.
-            conn.log.error("stream-error", error, {
-                "request_id": self.request.request_id, "conn_id": conn.conn_id})
+            if not isinstance(error, FileTruncated):  # else the file's doing: a warning
+                conn.log.error("stream-error", error, {
+                    "request_id": self.request.request_id, "conn_id": conn.conn_id})
             conn.abort()  # drops what is unsent: the piece markers count it
             self._log_stream()
+            if isinstance(error, FileTruncated):
+                conn.report_truncated(self, error)
             return
         transport = conn.transport
         assert transport is not None

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reactor.app.types import Headers, Request
+from reactor.app.types import FileTruncated, Headers, Request
 from reactor.conn.clock import http_date
 from reactor.conn.exchange import Exchange, FailedDispatch, plain
 from reactor.conn.interfaces import StreamProtocol, Transport
@@ -55,7 +55,7 @@ class HttpConnection:
     """The HTTP/1.1 protocol of one connection (a `StreamProtocol`)."""
 
     __slots__ = (
-        "_body_mark", "_deadline", "_exchange", "_fed", "_head_started", "_requests",
+        "_body_mark", "_cut", "_deadline", "_exchange", "_fed", "_head_started", "_requests",
         "_settings", "_timer", "_write_paused", "busy", "closing", "conn_id", "loop",
         "parser", "peer_eof", "server", "transport",
     )
@@ -78,6 +78,7 @@ class HttpConnection:
         self._head_started = 0.0
         self._deadline = 0.0
         self._timer: TimerHandle | None = None
+        self._cut: AccessRecord | None = None  # the first answer the connection's end cut
 
     @property
     def log(self) -> RequestLog:
@@ -124,6 +125,8 @@ class HttpConnection:
         self._close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if isinstance(exc, FileTruncated) and self._cut is not None:
+            self.report_truncated(self._cut, exc)  # its access line is out: the buffer's marker
         if not self.closing and not self.busy and self.parser.in_message:
             self._log_rejected(499, "client-abort")  # gone mid-head or mid-body (a reset)
         self.closing = True
@@ -302,7 +305,19 @@ class HttpConnection:
         record.duration_ms = (time.monotonic() - started) * 1000.0
         if unsent:
             record.bytes_out = max(0, record.bytes_out - unsent)
+            if self._cut is None:
+                self._cut = record
         self.server.log.request(record)
+
+    def report_truncated(self, record: AccessRecord, exc: FileTruncated) -> None:
+        """An answer cut because its file ended early (sendfile or gzip stream): one warning
+        naming the request, as nginx logs '"file" was truncated'; the access line says 200
+        with the bytes that went out."""
+        request = record.request
+        self.loop.report("file-truncated", {
+            "request_id": request.request_id, "conn_id": self.conn_id,
+            "method": request.method, "path": request.path, "bytes_out": record.bytes_out,
+            "reason": str(exc)})
 
     def upload_throttled(self, throttled: bool) -> None:
         transport = self.transport

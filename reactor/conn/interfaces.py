@@ -89,6 +89,7 @@ class Sender(Protocol):
     Each sends what the socket takes now and returns the byte count; BlockingIOError when
     it takes nothing; any other OSError means the connection is broken. `more` says a file
     range follows the chunks: a partial segment may wait for it (Linux MSG_MORE).
+    `send_file` returns 0 at the end of the file, as `os.sendfile` does.
     """
 
     def send_chunks(self, chunks: list[bytes | memoryview], more: bool = False) -> int: ...

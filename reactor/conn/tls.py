@@ -525,8 +525,8 @@ class TlsTransport(SocketTransport):
             piece = chunk[2]
             if isinstance(piece, BaseException):
                 raise ConnectionAbortedError(f"file read failed: {piece}")
-            if not piece:  # the file shrank under us: we cannot honour Content-Length
-                raise ConnectionAbortedError("file truncated while sending")
+            if not piece:  # the file shrank under us: as sendfile at the end of a file
+                return 0
             data = piece
         sent = self._ssl_send(sock, data)
         if count > sent:  # the next piece is read while this one travels

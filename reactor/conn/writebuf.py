@@ -18,6 +18,7 @@ import collections
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from reactor.app.types import FileTruncated
 from reactor.conn.interfaces import Sender
 
 # Linux IOV_MAX is 1024; stay well below it and below what one sendmsg usefully takes.
@@ -166,7 +167,7 @@ class WriteBuffer:
         except (BlockingIOError, InterruptedError):
             return False
         if sent == 0:  # the file shrank under us: we cannot honour Content-Length
-            raise ConnectionAbortedError("file truncated while sending")
+            raise FileTruncated(rng.length)
         self.sendfile_bytes += sent
         self.pending_bytes -= sent
         rng.offset += sent

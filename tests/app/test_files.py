@@ -409,6 +409,40 @@ def test_a_half_close_after_a_closing_request_gets_the_whole_file(running_server
     assert received.endswith(data) and b"Content-Length: 3100000" in received[:500]
 
 
+@pytest.mark.expect_log({"event": "file-truncated", "level": "warning",
+                         "path": "/files/shrinks.bin"})
+def test_a_file_truncated_under_sendfile_is_one_warning_naming_it(running_server, files_dir):
+    """A file that shrank while sendfile sent it cut the answer with nothing in the error
+    log (a gzip stream cut the same way logged a traceback): one warning, as nginx's
+    '"file" was truncated', names the request and the reason."""
+    size = 24 * 1024 * 1024
+    path = files_dir / "shrinks.bin"
+    with open(path, "wb") as file:
+        file.truncate(size)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.settimeout(10)
+    sock.connect((running_server.host, running_server.port))
+    with sock:
+        sock.sendall(b"GET /files/shrinks.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = 0
+        while received < 100_000:
+            received += len(sock.recv(65536))
+        os.truncate(path, 1024 * 1024)
+        while chunk := sock.recv(1 << 20):
+            received += len(chunk)
+    assert received < size
+    [warning] = wait_for_log(running_server.error_log,
+                             lambda x: x.get("event") == "file-truncated")
+    assert "exception" not in warning and warning["method"] == "GET"
+    assert warning["reason"].endswith(" bytes short of the length announced: changed while"
+                                      " being sent")
+    [line] = wait_for_log(running_server.access_log,
+                          lambda r: r.get("path") == "/files/shrinks.bin")
+    assert (line["status"], line["request_id"]) == (200, warning["request_id"])
+    assert line["bytes_out"] == warning["bytes_out"] == received
+
+
 def test_a_file_cut_short_by_the_client_logs_the_bytes_sent(running_server, files_dir):
     """`bytes_out` is what went out (nginx's $bytes_sent), not the planned length."""
     size = 24 * 1024 * 1024

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reactor.app.application import build_app
+from reactor.app.types import FileTruncated
 from reactor.conn.listener import ListenerOptions
 from reactor.conn.server import HttpServer
 from reactor.conn.tls import TlsContexts, TlsTransport
@@ -135,6 +136,37 @@ def test_a_file_answer_over_tls_is_corked_until_it_is_all_sent(
         loop_thread.run(transport.abort)
         client.close()
         probe.close()
+
+
+def test_a_file_shorter_than_its_range_over_tls_ends_as_a_truncated_file(
+        tmp_path: Path, loop_thread: LoopThread) -> None:
+    """The file ends before the range it was queued with: the connection ends with the same
+    `FileTruncated` as plain sendfile's (which the HTTP connection reports in one warning),
+    not an anonymous ConnectionAbortedError."""
+    certs = Certs(tmp_path / "certs")
+    cert, key = certs.issue("server", "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server_side, client_side = tcp_pair()
+    path = tmp_path / "short.bin"
+    path.write_bytes(b"x" * 10_000)
+    protocol = Recorder()
+
+    def make() -> TlsTransport:
+        made = TlsTransport(loop_thread.loop, server_side, ("127.0.0.1", 1),
+                            TlsContexts(context))
+        made.start(protocol)
+        return made
+    transport: TlsTransport = loop_thread.run(make)
+    client = certs.client_context().wrap_socket(client_side, server_hostname="localhost")
+    try:
+        protocol.wait_for("made")
+        loop_thread.run(lambda: transport.write_file(path.open("rb"), 0, 100_000))
+        [lost] = protocol.wait_for("lost")
+        assert isinstance(lost, FileTruncated) and lost.missing == 90_000
+    finally:
+        loop_thread.run(transport.abort)
+        client.close()
 
 
 def test_handshake_failure_reasons_are_slugs_like_the_others() -> None:

@@ -6,6 +6,7 @@ import os
 import socket
 from typing import BinaryIO
 
+from reactor.app.types import FileTruncated
 from reactor.conn.writebuf import WriteBuffer
 
 
@@ -109,8 +110,8 @@ def test_a_file_that_shrank_is_a_broken_connection(socket_pair, tmp_path) -> Non
     try:
         while not buffer.send(SocketSender(server_side)):
             pass
-    except ConnectionAbortedError as exc:
-        assert "truncated" in str(exc)
+    except FileTruncated as exc:
+        assert exc.missing == 90 and "90 bytes short" in str(exc)
     else:
         raise AssertionError("a short file must not end the response silently")
 
