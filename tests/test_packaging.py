@@ -7,6 +7,8 @@ import email.parser
 import shutil
 import subprocess
 import sys
+import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -37,6 +39,51 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"pip could not build the wheel (no index?): {built.stderr.strip()[-300:]}")
     [path] = (work / "dist").glob("reactor-*.whl")
     return path
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist, built once as `python -m build --sdist` would: the [build-system]
+    requirements installed apart (pip, from the index), then the backend's build_sdist on a
+    copy of the sources; skipped when pip cannot fetch them."""
+    work = tmp_path_factory.mktemp("sdist")
+    source = work / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "MANIFEST.in"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, source / name)
+    for name in ("reactor", "conf", "systemd", "examples"):
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    system = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    backend = work / "backend"
+    fetched = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+         str(backend), *system["requires"]],
+        capture_output=True, text=True, timeout=120, cwd=work)
+    if fetched.returncode != 0:
+        pytest.skip(f"pip could not fetch the build backend: {fetched.stderr.strip()[-300:]}")
+    code = (f"import {system['build-backend']} as backend;"
+            f"print(backend.build_sdist({str(work / 'dist')!r}))")
+    built = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=120, cwd=source, env={"PYTHONPATH": str(backend),
+                                                         "PATH": "/usr/bin:/bin"})
+    assert built.returncode == 0, built.stderr[-2000:]
+    return work / "dist" / built.stdout.split()[-1]
+
+
+def test_the_sdist_has_what_the_readme_points_at(sdist: Path) -> None:
+    """The sample configuration, the systemd units and the examples the README's
+    installation and usage sections name (the sdist had the package only)."""
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    for wanted in ("conf/reactor.toml", "conf/haproxy.cfg", "conf/logrotate",
+                   "systemd/reactor.service", "systemd/reactor.socket",
+                   "examples/native_app.py", "examples/flask_app.py",
+                   "examples/chat/chat.py", "examples/chat/static/index.html",
+                   "reactor/py.typed", "reactor/cli.py", "README.md"):
+        assert wanted in names, f"{wanted} is not in {sdist.name}"
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
 
 
 def read(wheel: Path, name: str | None = None) -> list[str] | str:
