@@ -656,6 +656,9 @@ def probe_pidfile(pidfile: Path) -> str | None:
         mode = os.stat(pidfile).st_mode
     except OSError:
         mode = None  # absent (or unreachable): the directory checks below say the rest
+        if os.path.islink(pidfile):  # never written through (O_EXCL), never removed: ask
+            return (f"cannot use pid file {pidfile}: it is a dangling symlink to"
+                    f" {os.readlink(pidfile)}")
     if mode is not None and not stat.S_ISREG(mode):
         what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
         return f"cannot use pid file {pidfile}: it is {what}"

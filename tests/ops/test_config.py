@@ -707,24 +707,29 @@ def test_check_config_fails_for_a_pidfile_in_a_missing_directory(tmp_path: Path,
                " not exist\n")
 
 
-@pytest.mark.parametrize("kind", ["directory", "fifo"])
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dangling-symlink"])
 @pytest.mark.parametrize("command", ["check-config", "serve"])
 def test_a_pidfile_that_is_no_regular_file_is_refused_by_both(tmp_path: Path, kind: str,
                                                               command: str) -> None:
     """daemon.pidfile naming a directory passed check-config and serve exited 1 ("cannot
-    read pid file"); naming a FIFO, serve blocked forever opening it to read a pid. Now both
-    refuse it as the configuration error it is: one line, exit 2."""
+    read pid file"); naming a FIFO, serve blocked forever opening it to read a pid; a
+    dangling symlink passed check-config and serve said the pid file "appeared while
+    starting". Now both refuse it as the configuration error it is: one line, exit 2."""
     pidfile = tmp_path / "run"
     if kind == "directory":
         pidfile.mkdir()
-    else:
+    elif kind == "fifo":
         os.mkfifo(pidfile)
+    else:
+        pidfile.symlink_to(tmp_path / "gone" / "reactor.pid")
     path = write(tmp_path, f'[daemon]\npidfile = "{pidfile}"\n')
     result = subprocess.run(
         [sys.executable, "-m", "reactor", command, "--config", str(path)], cwd=tmp_path,
         env=server_env(REACTOR_SERVER_LISTEN="127.0.0.1:0", REACTOR_LOG_ACCESS="off"),
         capture_output=True, text=True, timeout=DEADLINE_S)
-    what = "a directory" if kind == "directory" else "not a regular file"
+    what = {"directory": "a directory", "fifo": "not a regular file",
+            "dangling-symlink": f"a dangling symlink to {tmp_path / 'gone' / 'reactor.pid'}"
+            }[kind]
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"reactor: cannot use pid file {pidfile}: it is {what}\n"
 
