@@ -432,27 +432,29 @@ class HttpConnection:
             self._close()  # idle: keep-alive expiry, a stop's grace, or never sent a byte
 
     @property
-    def idle_keep_alive(self) -> bool:
-        """Between requests after at least one answer, nothing read or unsent: closing it
-        now loses nothing a client does not expect to lose (RFC 9112 9.3.1: a keep-alive
-        connection may close at any time; the client retries on a new one)."""
+    def reusable(self) -> bool:
+        """Waiting for a request with nothing of it read and nothing unsent: a keep-alive
+        connection between requests, or a new one that has sent nothing yet (nginx's
+        "reusable" connection). Closing it loses nothing a client does not expect to lose
+        (RFC 9112 9.3.1: a connection may close at any time while idle; a client retries a
+        request that met a connection closed before any answer)."""
         transport = self.transport
-        return (self._requests > 0 and not self.busy and not self.closing
+        return (not self.busy and not self.closing
                 and not self._write_paused and transport is not None
                 and not self.parser.in_message and not self.parser.buffered
                 and not transport.pending_bytes and not transport.writing_blocked)
 
     @property
     def awaiting_request(self) -> bool:
-        """Nothing to answer and nothing unsent: an `idle_keep_alive` connection, one that
-        has sent nothing yet, or one whose request head is still arriving."""
+        """Nothing to answer and nothing unsent: a `reusable` connection, or one whose
+        request head is still arriving."""
         transport = self.transport
         return (self._exchange is None and not self.busy and not self.closing
                 and not self._write_paused and transport is not None
                 and not transport.pending_bytes and not transport.writing_blocked)
 
     def close_idle(self) -> None:
-        """Close an `idle_keep_alive` (or `awaiting_request`) connection, as its keep-alive
+        """Close a `reusable` (or `awaiting_request`) connection, as its keep-alive
         expiry (or header timeout) would, without an answer."""
         self._close()
 

@@ -26,8 +26,8 @@ from reactor.loop import EventLoop
 from reactor.loop.window import ReportWindow
 from reactor.proto import response_head
 
-# At the connection limit, how many live connections to look at for an idle keep-alive one
-# to close (a bounded scan: with most of them busy, shedding must stay cheap).
+# At the connection limit, how many live connections to look at for a reusable one to
+# close (a bounded scan: with most of them busy, shedding must stay cheap).
 _REUSE_SCAN = 100
 # The warning about connections reused or shed at the limit: at most one per this many s.
 _LIMIT_REPORT_S = 10.0
@@ -188,29 +188,23 @@ class HttpServer:
             start(transport, conn_id)
 
     def _reuse_idle(self) -> bool:
-        """At the limit: close an idle keep-alive connection to make room for the new one, as
-        nginx reuses keep-alive connections when its worker_connections run out. A client
-        expects a keep-alive connection to close (it retries); a 503 is a refusal."""
-        if self.reuse_waiting:
-            return self._reuse_oldest_waiting()
+        """At the limit: close the oldest `reusable` connection (idle keep-alive, or one that
+        has sent nothing yet) to make room for the new one, as nginx reuses such connections
+        (oldest first: the newest is about to speak) when its worker_connections run out. A
+        client expects an idle connection to close (it retries); a 503 is a refusal, and
+        silent connections must not hold every slot until their header timeout. With
+        `reuse_waiting`, a connection whose head is still arriving counts too
+        (`awaiting_request`)."""
+        waiting = self.reuse_waiting
+        oldest: HttpConnection | None = None
         for looked, transport in enumerate(self.connections):
             protocol = transport.protocol
-            if isinstance(protocol, HttpConnection) and protocol.idle_keep_alive:
-                protocol.close_idle()
-                self._limit_reached(_REUSED)
-                return True
-            if looked >= _REUSE_SCAN:
-                break
-        return False
-
-    def _reuse_oldest_waiting(self) -> bool:
-        """At the limit with `reuse_waiting`: close the oldest `awaiting_request` connection."""
-        oldest: HttpConnection | None = None
-        for transport in self.connections:
-            protocol = transport.protocol
-            if (isinstance(protocol, HttpConnection) and protocol.awaiting_request
+            if (isinstance(protocol, HttpConnection)
+                    and (protocol.awaiting_request if waiting else protocol.reusable)
                     and (oldest is None or protocol.conn_id < oldest.conn_id)):
                 oldest = protocol
+            if looked >= _REUSE_SCAN:
+                break
         if oldest is None:
             return False
         oldest.close_idle()

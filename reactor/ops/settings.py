@@ -112,8 +112,8 @@ class ServerConfig:
     backlog: int = live(1024, Int(1, 65535), "Length of each listening socket's accept queue.")
     max_connections: int = live(
         10000, Int(1, 1_000_000),
-        "Open connections per worker; beyond it an idle keep-alive connection is closed to"
-        " make room, else the new one gets a 503.")
+        "Open connections per worker; beyond it the oldest idle one (keep-alive, or silent"
+        " since it opened) is closed to make room, else the new one gets a 503.")
     pool_threads: int = needs_restart(
         4, Int(1, 256), "Threads per worker running blocking handlers, file reads, compression.")
     workers: int = needs_restart(

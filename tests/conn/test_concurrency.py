@@ -23,6 +23,11 @@ def open_connections(running) -> int:  # type: ignore[no-untyped-def]
     return on_loop(running, lambda: len(running.server.http.connections))
 
 
+def reusable_connections(running) -> int:  # type: ignore[no-untyped-def]
+    return on_loop(running, lambda: sum(
+        transport.protocol.reusable for transport in running.server.http.connections))
+
+
 def test_200_concurrent_connections_are_served_at_once(running_server):
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(RawClient.to(running_server)) for _ in range(200)]
@@ -173,11 +178,36 @@ def test_at_the_limit_an_idle_keep_alive_connection_makes_room(tmp_path):
 
 
 @pytest.mark.expect_log("connection-limit-reached")
+def test_at_the_limit_the_oldest_silent_connection_makes_room(tmp_path):
+    # Connections that never sent a byte are nginx's "reusable" ones too: held open by a
+    # client (or an attacker) they must not refuse every newcomer until header_s.
+    running = start_server(tmp_path, server={"max_connections": 2})
+    try:
+        with RawClient.to(running) as oldest:
+            assert wait_until(lambda: open_connections(running) == 1)
+            with RawClient.to(running) as newer:
+                assert wait_until(lambda: open_connections(running) == 2)
+                with RawClient.to(running) as new:
+                    new.send(request_bytes("GET", "/echo/new"))
+                    assert new.read_response().body == b"new"
+                assert oldest.is_closed_by_peer()
+                newer.send(request_bytes("GET", "/echo/newer"))  # the newer one was kept
+                assert newer.read_response().body == b"newer"
+        assert running.server.http.counters["connections_reused_total"] == 1
+        assert "connections_shed_total" not in running.server.http.counters
+    finally:
+        running.stop()
+
+
+@pytest.mark.expect_log("connection-limit-reached")
 def test_connections_over_the_limit_are_shed_with_503(tmp_path):
     running = start_server(tmp_path, server={"max_connections": 2})
     try:
         with RawClient.to(running) as one, RawClient.to(running) as two:
-            assert wait_until(lambda: open_connections(running) == 2)
+            for client in (one, two):  # mid-request: neither may be closed to make room
+                client.send(b"GET /echo/kept HTTP/1.1\r\nHost: t\r\n")
+            assert wait_until(lambda: open_connections(running) == 2
+                              and reusable_connections(running) == 0)
             with RawClient.to(running) as three:
                 response = three.read_response()  # answered without a request
                 assert response.status == 503
@@ -185,7 +215,7 @@ def test_connections_over_the_limit_are_shed_with_503(tmp_path):
                 assert response.header("connection") == "close"
                 assert three.is_closed_by_peer()
             for client in (one, two):
-                client.send(request_bytes("GET", "/echo/kept"))
+                client.send(b"\r\n")
                 assert client.read_response().body == b"kept"
         line = wait_for_log(running.access_log, lambda x: x["event"] == "conn_shed")[0]
         assert (line["status"], line["reason"]) == (503, "connection-limit")

@@ -284,12 +284,15 @@ def test_server_listen_and_listeners(server_for: Callable[..., RunningServer]) -
 def test_server_max_connections(server_for: Callable[..., RunningServer]) -> None:
     running = server_for()
     reload(running, server={"max_connections": 1})
-    with RawClient.to(running) as held:  # the one allowed connection, before its request
-        assert wait_until(lambda: running.server.http.connections)
+    with RawClient.to(running) as held:  # the one allowed connection, mid-request (an
+        held.send(b"GET /echo/held HTTP/1.1\r\nHost: t\r\n")  # idle one would be reused)
+        assert wait_until(lambda: [
+            transport for transport in list(running.server.http.connections)
+            if not transport.protocol.reusable])
         with RawClient.to(running) as shed:
             shed.send(request_bytes("GET", "/echo/shed"))
             assert shed.read_response().status == 503
-        held.send(request_bytes("GET", "/echo/held"))
+        held.send(b"\r\n")
         assert held.read_response().status == 200
 
 
