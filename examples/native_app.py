@@ -65,3 +65,8 @@ def create_user(request: Request) -> Response:
     new_id = max(USERS) + 1
     USERS[new_id] = user = {"id": new_id, "name": data["name"]}
     return Response.json(user, 201, headers=[(b"Location", f"/users/{new_id}".encode())])
+
+
+@app.get("/docs/")  # a "directory" URL: /docs (no slash) answers 308 to /docs/, as in Flask
+def docs(request: Request) -> Response:
+    return Response.html("<h1>Docs</h1>\n")

@@ -96,6 +96,10 @@ class App:
     `on_error` it propagates to the server, which logs it and answers a plain 500. Raise
     `HTTPError(status)` for a deliberate error answer.
 
+    A path no route takes whose form with a trailing slash one does (`/users` for
+    `/users/`) is answered `308` to it, as Flask does; `redirect_slashes=False` makes it a
+    404.
+
     Bodies up to `spool_bytes` arrive in `request.body`; larger (or chunked) ones for a
     pooled route are written to a spool as they arrive (memory, then a temporary file) and
     handed over as `request.body_file`. Routes of other kinds (WebSocket) can be added to
@@ -107,8 +111,10 @@ class App:
 
     def __init__(self, router: Router | None = None,
                  compression: CompressionPolicy | None = None, *,
-                 spool_bytes: int = SPOOL_BYTES) -> None:
+                 spool_bytes: int = SPOOL_BYTES, redirect_slashes: bool = True) -> None:
         self.router = router if router is not None else Router()
+        if not redirect_slashes:  # `/users` when only `/users/` exists: a 404, not a 308
+            self.router.redirect_slashes = False
         self.compression = compression if compression is not None else CompressionPolicy()
         self.spool_bytes = spool_bytes
         self.middlewares: list[Middleware] = []

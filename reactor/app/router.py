@@ -20,7 +20,9 @@ decoded like str, or like bytes for the low-level API). A value that does not co
 not match: the request is a 404 (or matches another route).
 
 HEAD is served by GET routes (the connection drops the body); OPTIONS and 405 answers carry
-`Allow`. A mount (`mount(prefix, handler)`) takes every method for `prefix` and below that no
+`Allow`. A path no route takes for its method, whose form with a trailing "/" has one that
+does, is a 308 to that form (Flask's strict slashes; only the no-match path pays the second
+walk). A mount (`mount(prefix, handler)`) takes every method for `prefix` and below that no
 route matches, longest prefix first; its handler finds the rest of the path, percent-decoded
 once, in `params["path"]`. A mount may also take an `upload_handler`: PUT under the prefix
 then goes to it as a stream route, every other method still to the mount's handler.
@@ -254,6 +256,9 @@ class Router:
         # (prefix, route, PUT stream route or None), longest prefix first
         self._mounts: list[tuple[str, Route, Route | None]] = []
         self.routes: list[Route] = []
+        # a path no route takes, whose form with a trailing "/" one does, is redirected
+        # there (308), as Flask does (werkzeug's strict_slashes); never the reverse
+        self.redirect_slashes = True
         # path -> (method, route, params) of the last trie walks or mount lookups that found
         # a route: a path asked again (the common case: a few hot URLs, a site's static
         # files) costs one dict lookup, not a walk. Converters are pure and their values
@@ -415,6 +420,27 @@ class Router:
         seen.append(node)
         return None
 
+    def _slash_redirect(self, request: Request, path: str, method: str) -> Response | None:
+        """Flask's strict slashes: no route takes `path` for `method`, and `path` + "/"
+        has one that does (`/users/` or `/users/{id}/` for `/users/7`; OPTIONS: any route
+        there) -> a 308 to it, which keeps the method and the body, the query kept.
+
+        The Location is the request's own path (escapes as sent) plus "/": a relative
+        reference (RFC 9110 10.2.2) the client resolves against the URL it asked for, so
+        it is right behind a proxy and never built from a Host field. werkzeug writes an
+        absolute URL from the Host field; a browser ends at the same address. A path that
+        starts with "//" would be a network-path reference (`//evil.example/`, another
+        host): no redirect for it."""
+        if path[:1] != "/" or path[:2] == "//":
+            return None
+        seen: list[_Node] = []
+        if self._walk(self._root, (path + "/").split("/"), 1, [], method, seen) is None \
+                and not (method == "OPTIONS" and seen):
+            return None
+        query = request.query
+        return Response.redirect(f"{request.path}/?{query}" if query else
+                                 f"{request.path}/", 308)
+
     def resolve(self, request: Request) -> Route | Response:
         """The route for this request (params stored on it), or a 404/405/501/OPTIONS answer."""
         path = request.path
@@ -452,6 +478,10 @@ class Router:
                 request.params = params
                 return route
         if not seen:
+            if self.redirect_slashes and path[-1:] != "/":
+                redirect = self._slash_redirect(request, path, method)
+                if redirect is not None:
+                    return redirect
             if method not in KNOWN_METHODS:
                 return text_response(501, "Not Implemented\n")
             if method == "OPTIONS" and path == "*":
@@ -462,6 +492,10 @@ class Router:
         allow = seen[0].allow_header() if len(seen) == 1 else _allow_union(seen)
         if method == "OPTIONS":
             return Response(204, [(b"Allow", allow)])
+        if self.redirect_slashes and path[-1:] != "/":
+            redirect = self._slash_redirect(request, path, method)
+            if redirect is not None:
+                return redirect
         if method not in KNOWN_METHODS:
             return text_response(501, "Not Implemented\n")
         return text_response(405, "Method Not Allowed\n", [(b"Allow", allow)])

@@ -122,6 +122,88 @@ def test_methods_head_405_and_options(served: tuple[App, RunningServer]) -> None
     assert fetch(running, "DELETE", "/item")[0] == 204
 
 
+# ---- trailing slashes ----------------------------------------------------------------------
+
+def test_a_path_without_its_routes_trailing_slash_is_a_308_there_as_in_flask(
+        served: tuple[App, RunningServer]) -> None:
+    """werkzeug's strict_slashes: `/users` when only `/users/` exists is a 308 (method and
+    body kept) to the path plus "/" and the query; the Location is relative (never built
+    from Host); only when the slash route takes the method; never the reverse."""
+    app, running = served
+
+    @app.route("/users/", methods=["GET", "POST"])
+    def users(request: Request) -> Response:
+        return Response.text(f"{request.method} users {request.body.decode()}")
+
+    @app.get("/teams/{team_id:int}/")
+    def team(request: Request, team_id: int) -> Response:
+        return Response.text(f"team {team_id}")
+
+    @app.post("/items")
+    def post_item(request: Request) -> Response:
+        return Response.text("posted")
+
+    @app.get("/items/")
+    def items(request: Request) -> Response:
+        return Response.text("items")
+
+    @app.get("/about")
+    def about(request: Request) -> Response:
+        return Response.text("about")
+
+    status, headers, body = get(running, "/users?a=1&b=%20+x")
+    assert (status, headers["Location"]) == (308, "/users/?a=1&b=%20+x")
+    assert body == b"Redirecting to /users/?a=1&b=%20+x\n"
+    status, headers, body = fetch(running, "POST", "/users", b"grace")
+    assert (status, headers["Location"]) == (308, "/users/")
+    status, headers, body = fetch(running, "HEAD", "/users")
+    assert (status, headers["Location"], body) == (308, "/users/", b"")
+    assert fetch(running, "OPTIONS", "/users")[0] == 308  # Flask: the route takes OPTIONS
+    assert get(running, "/us%65rs")[1]["Location"] == "/us%65rs/"  # the client's own escapes
+    assert get(running, "/teams/7")[1]["Location"] == "/teams/7/"
+    assert get(running, "/teams/seven")[0] == 404  # /teams/seven/ matches nothing either
+    assert fetch(running, "PUT", "/users", b"x")[0] == 404  # /users/ does not take PUT
+    # /items has a route, not for GET: GET goes to /items/, OPTIONS and DELETE stay
+    assert get(running, "/items")[1]["Location"] == "/items/"
+    assert fetch(running, "POST", "/items", b"")[2] == b"posted"
+    status, headers, _ = fetch(running, "OPTIONS", "/items")
+    assert (status, headers["Allow"]) == (204, "OPTIONS, POST")
+    assert fetch(running, "DELETE", "/items")[0] == 405
+    # never the reverse, and a slash route answers itself
+    assert get(running, "/about/")[0] == 404
+    assert get(running, "/users/")[::2] == (200, b"GET users ")
+    with RawClient.to(running) as client:  # the redirect is an ordinary keep-alive answer
+        client.send(request_bytes("POST", "/users", body=b"abc")
+                    + request_bytes("POST", "/users/", body=b"abc"))
+        assert client.read_response().status == 308
+        assert client.read_response().body == b"POST users abc"
+
+
+def test_a_path_starting_with_two_slashes_is_not_redirected_to_another_host(
+        served: tuple[App, RunningServer]) -> None:
+    """`//evil.example/` as a Location is a network-path reference: another host."""
+    app, running = served
+
+    @app.get("//{host}/")
+    def odd(request: Request, host: str) -> Response:
+        return Response.text(host)
+
+    assert get(running, "//evil.example/")[2] == b"evil.example"
+    status, headers, _ = get(running, "//evil.example")
+    assert status == 404 and "Location" not in headers
+
+
+def test_redirect_slashes_false_keeps_the_404(tmp_path: Path) -> None:
+    app = App(redirect_slashes=False)
+    app.get("/users/")(lambda request: "users")
+    running = serve(tmp_path, app)
+    try:
+        assert get(running, "/users")[0] == 404
+        assert get(running, "/users/")[0] == 200
+    finally:
+        running.stop()
+
+
 def test_conflicting_routes_raise_naming_both() -> None:
     app = App()
     app.get("/users/{user_id:int}")(lambda request, user_id: "a")

@@ -150,6 +150,9 @@ def test_the_native_example_runs_as_the_readme_shows(tmp_path: Path) -> None:
             client.close()
         assert get(port, "/users?limit=1").body == b'[{"id":1,"name":"Ada"}]'
         assert get(port, "/users?limit=abc").status == 400
+        docs = get(port, "/docs?page=2")  # the README's trailing-slash example
+        assert (docs.status, docs.headers["location"]) == (308, "/docs/?page=2")
+        assert get(port, "/docs/").body == b"<h1>Docs</h1>\n"
     finally:
         proc.stop()
 
