@@ -68,17 +68,25 @@ def file_response(request: Request, wanted: FileResponse) -> Response:
     # The app's own fields replace the file's of the same name: one Content-Type (a
     # Content-Type among them counts as `content_type`, so a 206's parts get it too), one
     # ETag, one Cache-Control, never two of a field a response carries once.
+    # An ETag or Last-Modified of the app's is the validator the client gets and sends back
+    # (If-None-Match, If-Range...): the conditions are evaluated against it, as werkzeug's
+    # send_file(etag=...) does, not against the file's own, which the client never saw.
     extra: list[tuple[bytes, bytes]] = []
     names: set[bytes] = set()
+    validators: dict[bytes, bytes] = {}
     for field, value in wanted.headers:
         lower = field.lower()
         if lower == b"content-type":
             if content_type is None:
                 content_type = value
             continue
+        if lower in (b"etag", b"last-modified"):
+            validators.setdefault(lower, value)
         names.add(lower)
         extra.append((field, value))
-    response = _server_for(directory).respond(request, opened, [name], content_type)
+    response = _server_for(directory).respond(
+        request, opened, [name], content_type, etag=validators.get(b"etag"),
+        last_modified=validators.get(b"last-modified"))
     if response.status in (200, 206) and wanted.download_name is not None:
         response.headers.append((b"Content-Disposition", _disposition(wanted.download_name)))
     if names:

@@ -901,6 +901,42 @@ def test_a_file_answer_takes_the_apps_own_fields_instead_of_doubling_them(
     assert fields("Range: bytes=0-3")[0] == ("content-type", "text/csv; charset=utf-8")
 
 
+def test_a_file_answers_conditions_against_the_validators_the_app_gave_it(
+        served: tuple[App, RunningServer], tmp_path: Path) -> None:
+    """`Response.file(path, headers=[(b"ETag", b'"v7"')])` sent `ETag: "v7"`, but
+    If-None-Match, If-Match and If-Range were compared with the file's own tag, which the
+    client never saw: its `If-None-Match: "v7"` got the whole body again (200, never a
+    304), and its `If-Range: "v7"` the whole file instead of the range. As werkzeug's
+    send_file(etag=...), the app's ETag and Last-Modified are the validators."""
+    app, running = served
+    data = tmp_path / "export.dat"
+    data.write_bytes(b"a,b\n1,2\n" * 10)
+    stamp = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+    @app.get("/export")
+    def export(request: Request) -> Response:
+        return Response.file(data, headers=[(b"ETag", b'"v7"')])
+
+    @app.get("/dated")
+    def dated(request: Request) -> Response:
+        return Response.file(data, headers=[(b"Last-Modified", stamp.encode())])
+
+    def answer(path: str, **fields: str) -> tuple[int, bytes, str | None]:
+        with RawClient.to(running) as client:
+            client.send(request_bytes("GET", path, {k.replace("_", "-"): v
+                                                    for k, v in fields.items()}))
+            response = client.read_response()
+        return response.status, response.body, response.header("ETag")
+
+    assert answer("/export")[2] == '"v7"'
+    assert answer("/export", If_None_Match='"v7"') == (304, b"", '"v7"')
+    assert answer("/export", If_Match='"v7"')[0] == 200
+    assert answer("/export", If_Match='"other"')[0] == 412
+    assert answer("/export", Range="bytes=0-3", If_Range='"v7"')[:2] == (206, b"a,b\n")
+    assert answer("/dated", If_Modified_Since=stamp)[0] == 304
+    assert answer("/dated", If_Modified_Since="Tue, 20 Oct 2015 07:28:00 GMT")[0] == 200
+
+
 def test_a_content_type_in_a_helpers_headers_replaces_the_helpers_own(
         served: tuple[App, RunningServer]) -> None:
     """`Response.json(problem, 400, headers=[(b"Content-Type", b"application/problem+json")])`

@@ -31,6 +31,7 @@ from reactor.app.static.conditional import (
     field_list,
     http_date,
     make_etag,
+    parse_http_date,
     range_applies,
 )
 from reactor.app.static.filecache import OpenFileCache
@@ -76,7 +77,7 @@ class Representation:
         # RFC 9110 8.8.2.1: a modification date in the future MUST be sent as the response's
         # Date instead; kept as it was, If-Modified-Since would answer 304 until that date
         # even after the file changed.
-        self.mtime = min(mtime, int(time.time()))
+        self.mtime: int | None = min(mtime, int(time.time()))
         self.last_modified = http_date(self.mtime)
         self.size = size
         self.gzip = gzip  # sent with Content-Encoding: gzip
@@ -139,9 +140,12 @@ class FileServer:
         return response
 
     def respond(self, request: Request, opened: Opened, segments: list[str],
-                content_type: bytes | None = None) -> Response:
+                content_type: bytes | None = None, *, etag: bytes | None = None,
+                last_modified: bytes | None = None) -> Response:
         """The response for the open regular file at root/segments (closes or hands over);
-        `content_type` replaces the type guessed from the name, in a 206's parts too."""
+        `content_type` replaces the type guessed from the name, in a 206's parts too;
+        `etag` and `last_modified` (a handler's own validators) replace the file's, in the
+        preconditions and If-Range too: they are what the client saw and sends back."""
         if content_type is None:
             content_type = self.mount.mime.type_for(segments[-1])
         compressible = content_type in self.types
@@ -150,6 +154,11 @@ class FileServer:
         except BaseException:
             opened.close()
             raise
+        if etag is not None:
+            rep.etag = etag
+        if last_modified is not None:  # a date that does not parse: no date conditions
+            rep.last_modified = last_modified
+            rep.mtime = parse_http_date(last_modified)
         try:
             return self._answer(request, rep, content_type, compressible)
         except BaseException:
@@ -174,7 +183,7 @@ class FileServer:
             # Compressed after the preconditions pass: a 304 costs no zlib time. Small
             # files through the cache, larger ones streamed as they are sent.
             return Representation(opened, etag=make_etag(info, GZ_ETAG_SUFFIX),
-                                  mtime=identity.mtime, size=info.st_size, gzip=True,
+                                  mtime=int(info.st_mtime), size=info.st_size, gzip=True,
                                   compress=True, stream=not self.cache.fits(info.st_size))
         return identity
 
