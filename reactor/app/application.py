@@ -35,6 +35,7 @@ from reactor.app.types import (
     Request,
     Response,
     Upload,
+    UploadRefused,
     internal_error,
 )
 from reactor.app.websocket import Echo, HandlerFactory, websocket_endpoint
@@ -126,7 +127,9 @@ class App:
         """Register the decorated `handler(request, **params)` for `methods` on `path`.
 
         `stream=True`: the handler is called on the loop when the head arrives and answers
-        an `Upload` for the body (or a `Response` to refuse it). `methods` is a list of
+        an `Upload` for the body (or a `Response` to refuse it); with middleware, which
+        must be able to answer before the handler gets the body, the body is spooled
+        first and the handler called inside the chain instead. `methods` is a list of
         names: a bare string (`methods="POST"`) raises TypeError, as in Flask, rather than
         registering the methods "P", "O", "S" and "T".
         """
@@ -336,6 +339,7 @@ def _endpoint(route: Route, *, with_middleware: bool) -> Callable[[Request], Any
     is run at once on a pooled route, and refused on an inline one."""
     handler = route.handler
     pooled = route.blocking
+    stream = route.stream  # inside middleware: the body is spooled, fed to the Upload here
     with_params = route.kwargs and bool(route.names)
 
     def endpoint(request: Request) -> Any:
@@ -345,6 +349,8 @@ def _endpoint(route: Route, *, with_middleware: bool) -> Callable[[Request], Any
             return exc.response()
         if result.__class__ is Response:
             return result
+        if stream and isinstance(result, Upload):
+            return _feed_upload(result, request)
         if isinstance(result, Offload):
             if pooled:
                 while isinstance(result, Offload):
@@ -387,6 +393,14 @@ class RouteDispatch:
             if answer is not None:
                 return answer
         if found.stream:
+            if self.app.middlewares:
+                # The middleware wrap this handler too: one that answers without calling
+                # call_next (an auth check) must keep the body from the handler's Upload,
+                # which would otherwise have taken (and stored) it before the middleware
+                # ran. So the body is spooled, as for a pooled route, and the chain runs;
+                # its endpoint feeds the spooled body to the Upload (`_feed_upload`).
+                return SpoolThenRun(request, self.app.spool_bytes, self._run_spooled,
+                                    self.app.report_storage)
             answer = (found.handler(request, **request.params) if found.kwargs
                       else found.handler(request))
             if isinstance(answer, Offload):
@@ -428,6 +442,8 @@ class RouteDispatch:
                 return Offload(self._answer_in_worker, found)
             return self.app.finish(request, found, in_worker=False)
         if found.stream:  # a body that was not streamed (empty, say): the same steps at once
+            if self.app.middlewares:
+                return Offload(self.run_in_worker)  # the chain feeds the handler's Upload
             upload = self.begin()
             if not isinstance(upload, Upload):
                 assert upload is not None  # a stream route answers an Upload or a Response
@@ -498,6 +514,35 @@ def _run_upload(upload: Upload, body: bytes) -> Response:
         if body:
             upload.write(body)
         return upload.finish()
+    except BaseException:
+        upload.abort()
+        raise
+
+
+FEED_BYTES = 256 * 1024
+"""The pieces in which a spooled body is fed to a stream route's Upload (`_feed_upload`)."""
+
+
+def _feed_upload(upload: Upload, request: Request) -> Response:
+    """A stream route's Upload run inside the middleware (see `RouteDispatch.begin`): the
+    body, spooled already, handed over as the connection would, piece by piece."""
+    try:
+        refused = upload.start()
+        if refused is not None:
+            upload.abort()  # nothing was written: the body is not wanted
+            return refused
+        file = request.body_file
+        if file is None:
+            if request.body:
+                upload.write(request.body)
+        else:
+            file.seek(0)
+            while chunk := file.read(FEED_BYTES):
+                upload.write(chunk)
+        return upload.finish()
+    except UploadRefused as exc:  # the Upload's own answer (a full disk's 507, say)
+        upload.abort()
+        return exc.response
     except BaseException:
         upload.abort()
         raise

@@ -618,6 +618,65 @@ def test_middleware_see_upload_answers_and_their_own_failures_are_500s(
     assert "middleware exploded" in errors[0]["exception"]
 
 
+def test_a_middleware_that_answers_itself_keeps_the_body_from_a_stream_routes_upload(
+        served: tuple[App, RunningServer]) -> None:
+    """An auth middleware answered 401 to an upload without a key, but the stream route's
+    handler had been called at head time and its Upload had taken the whole body (and
+    finished: stored it) before the middleware ran at all. The middleware wrap a stream
+    route's handler as any other: the body is spooled, and only a call_next feeds it to
+    the Upload."""
+    app, running = served
+    events: list[str] = []
+
+    class Saving(Upload):
+        def start(self) -> Response | None:
+            events.append("start")
+            return None
+
+        def write(self, chunk: bytes) -> None:
+            events.append(f"write {len(chunk)}")
+
+        def finish(self) -> Response:
+            events.append("finish")
+            return Response.text("stored", 201)
+
+    @app.put("/blob/{name}", stream=True)
+    def store(request: Request, name: str) -> Upload:
+        events.append(f"handler {name}")
+        return Saving()
+
+    @app.middleware
+    def require_key(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+        if request.headers.get("x-key") != "secret":
+            return Response.text("who are you?", 401)
+        return call_next(request)
+
+    app.spool_bytes = 64 * 1024
+    body = b"x" * 300_000  # past the in-memory spool: fed from its file
+    with RawClient.to(running) as client:
+        client.send(request_bytes("PUT", "/blob/a", body=body))
+        assert client.read_response().status == 401
+        client.send(request_bytes("PUT", "/blob/b", {"Expect": "100-continue",
+                                                     "Content-Length": "5"}))
+        assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        client.send(b"hello")
+        assert client.read_response().status == 401
+        client.send(request_bytes("PUT", "/blob/c", {"Content-Length": "0"}))
+        assert client.read_response().status == 401
+    assert events == []
+    with RawClient.to(running) as client:
+        client.send(request_bytes("PUT", "/blob/d", {"X-Key": "secret"}, body=body))
+        response = client.read_response()
+        assert (response.status, response.body) == (201, b"stored")
+        client.send(request_bytes("PUT", "/blob/e", {"X-Key": "secret",
+                                                     "Content-Length": "0"}))
+        assert client.read_response().status == 201
+    assert [event for event in events if not event.startswith("write")] == [
+        "handler d", "start", "finish", "handler e", "start", "finish"]
+    assert [event for event in events if event.startswith("write")] == [
+        "write 262144", "write 37856"]  # the spool file, in FEED_BYTES pieces
+
+
 def test_a_refused_expect_100_continue_is_answered_at_once_unless_middleware_may_change_it(
         served: tuple[App, RunningServer]) -> None:
     app, running = served
