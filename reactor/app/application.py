@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
+from contextvars import Context, copy_context
 from typing import Any, Protocol, TypeVar
 
 from reactor.app import handlers
@@ -34,6 +35,7 @@ from reactor.app.types import (
     Offload,
     Request,
     Response,
+    StreamBody,
     Upload,
     UploadRefused,
     internal_error,
@@ -366,15 +368,22 @@ def _endpoint(route: Route, *, with_middleware: bool) -> Callable[[Request], Any
 
 class RouteDispatch:
     """One request through `App`: its resolved route (or fixed answer) and the middleware
-    steps, so that every response passes `App.finish` exactly once."""
+    steps, so that every response passes `App.finish` exactly once.
 
-    __slots__ = ("app", "found", "ran", "request")
+    The app's code for the request (handler, middleware, a stream route's `Upload`, the
+    pieces and `close()` of a streamed body) runs in the request's own `contextvars`
+    context, whichever thread runs it: a context variable one request sets (the user a
+    middleware found) is never seen by the next request that thread or the loop runs, as
+    each asyncio task, or each WSGI request here, has its own."""
+
+    __slots__ = ("app", "context", "found", "ran", "request")
 
     def __init__(self, app: App, request: Request, found: Route | Response) -> None:
         self.app = app
         self.request = request
         self.found = found
         self.ran = False  # the handler chain (middleware included) has run
+        self.context = copy_context()  # of the loop thread, where the app was imported
 
     def begin(self) -> Upload | Response | None:
         found = self.found
@@ -401,11 +410,13 @@ class RouteDispatch:
                 # its endpoint feeds the spooled body to the Upload (`_feed_upload`).
                 return SpoolThenRun(request, self.app.spool_bytes, self._run_spooled,
                                     self.app.report_storage)
-            answer = (found.handler(request, **request.params) if found.kwargs
-                      else found.handler(request))
+            answer = (self.context.run(found.handler, request, **request.params)
+                      if found.kwargs else self.context.run(found.handler, request))
             if isinstance(answer, Offload):
                 raise TypeError(f"stream route {found.template} answered an Offload at head"
                                 " time")
+            if isinstance(answer, Upload):
+                return _UploadInContext(answer, self.context)
             return answer
         if found.kwargs and found.blocking:
             length = request.headers.get(b"content-length")
@@ -421,13 +432,14 @@ class RouteDispatch:
             # The inline route: the hot path of cheap handlers, kept short.
             self.ran = True
             app = self.app
+            run = self.context.run
             try:
                 if app.middlewares:
-                    result = (found.chain or app.chain(found))(request)
+                    result = run(found.chain or app.chain(found), request)
                 else:  # no chain to build: the handler itself
                     params = request.params
-                    result = (found.handler(request, **params)
-                              if params and found.kwargs else found.handler(request))
+                    result = (run(found.handler, request, **params)
+                              if params and found.kwargs else run(found.handler, request))
                     if result.__class__ is not Response and result.__class__ is not Offload:
                         result = to_response(request, result)
             except Exception as exc:
@@ -436,6 +448,9 @@ class RouteDispatch:
                 result = app.failed(request, exc)
             if result.__class__ is Offload:  # a low-level handler's continuation
                 return Offload(self._in_worker, result)
+            body = result.body
+            if body.__class__ is not bytes and isinstance(body, StreamBody):
+                self._bind(result)
             return app.finish(request, result, in_worker=False)
         if isinstance(found, Response):  # a 404/405/OPTIONS answer of the router
             if self.app.middlewares:
@@ -448,13 +463,14 @@ class RouteDispatch:
             if not isinstance(upload, Upload):
                 assert upload is not None  # a stream route answers an Upload or a Response
                 return self.complete(upload)  # refused
-            return Offload(self._in_worker, Offload(_run_upload, upload, request.body))
+            # the upload's steps enter the request's context themselves (`begin`)
+            return Offload(self._in_worker, Offload(_run_upload, upload, request.body), False)
         return Offload(self.run_in_worker)
 
     def _run(self, chain: Callable[[Request], Any]) -> Any:
         self.ran = True
         try:
-            return chain(self.request)
+            return self.context.run(chain, self.request)
         except Exception as exc:
             if self.app.on_error is None and not isinstance(exc, HTTPError | MissingKey):
                 raise
@@ -465,7 +481,7 @@ class RouteDispatch:
         found = self.found
         assert isinstance(found, Route)
         request = self.request
-        result = self._run(self.app.chain(found))
+        result = self._bind(self._run(self.app.chain(found)))
         if request._extras is not None:  # a parsed form may hold spooled files
             result = release_after(result, request.close_files)
         return self.app.finish(request, result, in_worker=True)
@@ -478,25 +494,70 @@ class RouteDispatch:
         return result
 
     def _answer_in_worker(self, answer: Response) -> Response | Offload:
-        result = self._run(_fixed_chain(self.app, answer))
+        result = self._bind(self._run(_fixed_chain(self.app, answer)))
         return self.app.finish(self.request, result, in_worker=True)
 
     def complete(self, response: Response) -> Response | Offload:
         if not self.ran and self.app.middlewares:  # an upload's answer: middleware see it
             return Offload(self._answer_in_worker, response)
-        return self.app.finish(self.request, response, in_worker=False)
+        return self.app.finish(self.request, self._bind(response), in_worker=False)
 
-    def _in_worker(self, offload: Offload) -> Response | Offload:
+    def _in_worker(self, offload: Offload, in_context: bool = True) -> Response | Offload:
         """In the pool: a handler's continuation, then the middleware on its answer."""
         try:
-            result = offload.fn(*offload.args)
+            result = (self.context.run(offload.fn, *offload.args) if in_context
+                      else offload.fn(*offload.args))
         except Exception as exc:
             if self.app.on_error is None and not isinstance(exc, HTTPError | MissingKey):
                 raise
             result = self.app.failed(self.request, exc)
         if isinstance(result, Offload):
             return Offload(self._in_worker, result)
-        return self.app.finish(self.request, result, in_worker=True)
+        return self.app.finish(self.request, self._bind(result), in_worker=True)
+
+    def _bind(self, response: Response) -> Response:
+        """A streamed body's pieces and `close()` (a generator's code) run in the request's
+        context too, on whichever worker the connection has them produced (once)."""
+        body = response.body
+        if isinstance(body, StreamBody) and body.produce.__class__ is not _InContext:
+            response.body = StreamBody(_InContext(self.context, body.produce),
+                                       _InContext(self.context, body.close))
+        return response
+
+
+class _InContext:
+    """`fn` called in `context` (a request's: see `RouteDispatch`)."""
+
+    __slots__ = ("context", "fn")
+
+    def __init__(self, context: Context, fn: Callable[..., Any]) -> None:
+        self.context = context
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self.context.run(self.fn, *args)
+
+
+class _UploadInContext(Upload):
+    """A stream route's `Upload`, its steps run in the request's context (see `begin`)."""
+
+    __slots__ = ("context", "upload")
+
+    def __init__(self, upload: Upload, context: Context) -> None:
+        self.upload = upload
+        self.context = context
+
+    def start(self) -> Response | None:
+        return self.context.run(self.upload.start)
+
+    def write(self, chunk: bytes) -> None:
+        self.context.run(self.upload.write, chunk)
+
+    def finish(self) -> Response:
+        return self.context.run(self.upload.finish)
+
+    def abort(self) -> None:
+        self.context.run(self.upload.abort)
 
 
 def _fixed_chain(app: App, answer: Response) -> Callable[[Request], Any]:

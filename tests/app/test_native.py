@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import gzip
 import http.client
 import json
@@ -675,6 +676,71 @@ def test_a_middleware_that_answers_itself_keeps_the_body_from_a_stream_routes_up
         "handler d", "start", "finish", "handler e", "start", "finish"]
     assert [event for event in events if event.startswith("write")] == [
         "write 262144", "write 37856"]  # the spool file, in FEED_BYTES pieces
+
+
+def test_a_context_variable_one_request_sets_is_not_seen_by_the_next(tmp_path: Path) -> None:
+    """Handlers and middleware ran in their thread's own context: a ContextVar a middleware
+    set for one request (the user it authenticated) was still set for every later request
+    that pool thread (or, inline, the loop) ran, an anonymous one included, and a streamed
+    body's generator read whichever request's value its worker had last seen. Each request
+    runs in its own context, as an asyncio task or a WSGI request here does."""
+    user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
+    app = App()
+
+    @app.middleware
+    def who(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+        name = request.headers.get("x-user")
+        if name:
+            user.set(name)
+        return call_next(request)
+
+    @app.get("/pooled")
+    def pooled(request: Request) -> str:
+        return user.get()
+
+    @app.get("/inline", inline=True)
+    def inline(request: Request) -> str:
+        return user.get()
+
+    @app.get("/stream")
+    def stream(request: Request) -> Response:
+        return Response.stream(iter_user())
+
+    def iter_user() -> Iterator[str]:
+        yield user.get()
+        user.set("set by the generator")  # seen by its next piece, by no other request
+        yield f" {user.get()}"
+
+    class Upload_(Upload):
+        def write(self, chunk: bytes) -> None:
+            pass
+
+        def finish(self) -> Response:
+            return Response.text(user.get())
+
+    uploads = App()  # no middleware: the handler answers at head time, the steps later
+
+    @uploads.put("/up", stream=True)
+    def up(request: Request) -> Upload:
+        user.set(request.headers.get("x-user", "nobody"))
+        return Upload_()
+
+    running = start_server(tmp_path, server={"pool_threads": 1})
+    try:
+        app.on_error = uploads.on_error = running.server.app_error
+        on_loop(running, setattr, running.server.http, "app", app)
+        for path in ("/pooled", "/inline"):
+            assert fetch(running, "GET", path, headers={"X-User": "alice"})[2] == b"alice"
+            assert get(running, path)[2] == b"nobody", path
+        carol = fetch(running, "GET", "/stream", headers={"X-User": "carol"})
+        assert carol[2] == b"carol set by the generator"
+        assert get(running, "/stream")[2] == b"nobody set by the generator"
+        assert get(running, "/pooled")[2] == b"nobody"
+        on_loop(running, setattr, running.server.http, "app", uploads)
+        assert fetch(running, "PUT", "/up", b"x", {"X-User": "dave"})[2] == b"dave"
+        assert fetch(running, "PUT", "/up", b"x")[2] == b"nobody"
+    finally:
+        running.stop()
 
 
 def test_a_refused_expect_100_continue_is_answered_at_once_unless_middleware_may_change_it(
