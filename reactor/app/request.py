@@ -228,7 +228,8 @@ def format_cookie(name: str, value: str, *, max_age: int | None,
     an attribute carrying `;` or a control character would add attributes of its own.
     `expires` is a datetime (naive means UTC), seconds since the epoch, or an IMF-fixdate
     string ("Wed, 21 Oct 2015 07:28:00 GMT"); `samesite` is strict, lax or none (any case;
-    none adds Secure, without which browsers drop the cookie)."""
+    none adds Secure, without which browsers drop the cookie); a `__Secure-` or `__Host-`
+    name adds Secure too, for the same reason."""
     if not _COOKIE_NAME.fullmatch(name):
         raise ValueError(f"cookie name {name!r} is not a token")
     if not _COOKIE_VALUE.fullmatch(value):
@@ -255,7 +256,10 @@ def format_cookie(name: str, value: str, *, max_age: int | None,
         if samesite not in _SAMESITE:
             raise ValueError(f"cookie samesite {samesite!r} is not one of"
                              f" {', '.join(_SAMESITE)}")
-    if secure or samesite == "None":
+    # RFC 6265bis 4.1.3: a browser ignores a `__Secure-` or `__Host-` cookie without
+    # Secure entirely -- a deletion too, which would leave the session it meant to end
+    if secure or samesite == "None" or name[:9].lower() == "__secure-" or \
+            name[:7].lower() == "__host-":
         parts.append("Secure")
     if httponly:
         parts.append("HttpOnly")

@@ -467,9 +467,11 @@ class Response:
         return self
 
     def delete_cookie(self, name: str, *, path: str | None = "/",
-                      domain: str | None = None) -> Response:
+                      domain: str | None = None, secure: bool = False) -> Response:
+        """Expire the cookie `name` set with this `path` and `domain`; `secure` as it was
+        set (a `__Secure-`/`__Host-` name always gets Secure: see `set_cookie`)."""
         return self.set_cookie(name, "", max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT",
-                               path=path, domain=domain)
+                               path=path, domain=domain, secure=secure)
 
 
 JSON_TYPE = (b"Content-Type", b"application/json")

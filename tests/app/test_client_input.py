@@ -134,6 +134,19 @@ def test_cookie_attributes_that_are_valid_are_sent_and_samesite_none_is_always_s
         b"n=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; SameSite=Lax")
 
 
+def test_a_secure_prefixed_cookie_is_always_secure_so_that_deleting_it_works() -> None:
+    """`delete_cookie("__Host-sid")` sent `__Host-sid=; Max-Age=0; ...` without Secure, a
+    Set-Cookie browsers ignore entirely (RFC 6265bis 4.1.3): logging out left the session
+    cookie in place, and delete_cookie took no `secure` to say it."""
+    assert Response().delete_cookie("__Host-sid").headers[-1][1] == (
+        b"__Host-sid=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure;"
+        b" SameSite=Lax")
+    assert b"; Secure" in Response().delete_cookie("__secure-id").headers[-1][1]
+    assert b"; Secure" in Response().set_cookie("__Secure-id", "v").headers[-1][1]
+    assert b"; Secure" in Response().delete_cookie("sid", secure=True).headers[-1][1]
+    assert b"Secure" not in Response().delete_cookie("__Hostile").headers[-1][1]
+
+
 # ---- JSON -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("body", "reason"), [
