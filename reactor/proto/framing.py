@@ -115,7 +115,7 @@ def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length:
         # own (empty) body says nothing about that, so only the app's field counts there.
         length = app_length if app_length is not None or status == 304 else body_length
         lines = b"Content-Length: %d\r\n" % length if length is not None else b""
-        if length is None and keep_alive and not http10 and status != 304:
+        if length is None and not http10 and status != 304:
             lines = _CHUNKED  # what the GET would say: the client may rely on it
         return lines + _connection(keep_alive, http10), block, 0, False, keep_alive
     if body_length is not None:
@@ -127,8 +127,12 @@ def frame_response(status: int, headers: list[tuple[bytes, bytes]], body_length:
     if app_length is not None:  # a stream of announced length: sent as it is, not chunked
         return (b"Content-Length: %d\r\n" % app_length + _connection(keep_alive, http10),
                 block, app_length, False, keep_alive)
-    if keep_alive and not http10:
-        return _CHUNKED, block, 0, True, True
+    if not http10:
+        # Chunked even when the connection closes after it (the client's or the app's
+        # `Connection: close`): the last chunk is how the client tells the whole body from
+        # one cut short (a stream that failed half-way), which a close cannot say. h11,
+        # gunicorn and nginx frame it so too.
+        return (_CHUNKED if keep_alive else _CHUNKED + _CLOSE), block, 0, True, keep_alive
     # HTTP/1.0 cannot read chunks: the close tells where the body ends (RFC 9112 6.3).
     return _CLOSE, block, CLOSE_DELIMITED, False, False
 

@@ -128,6 +128,30 @@ def test_a_failing_producer_truncates_the_body_and_logs(streaming):
     assert line["bytes_out"] <= 2 * (len(PIECE) + 20) + 300
 
 
+@pytest.mark.expect_log("stream-error")
+def test_a_stream_to_a_closing_http11_connection_is_still_chunked(streaming):
+    """A client that sent `Connection: close` (Python's urllib always does) got a streamed
+    body delimited by the close: a producer that failed half-way ended the body exactly as
+    a whole one ends, and urllib returned the cut body as complete. Chunked, the missing
+    last chunk says it was cut (as h11, gunicorn and nginx frame it)."""
+    running, producers = streaming
+    producers["f"] = Counting(3)
+    producers["g"] = Counting(10, fail_at=2)
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/stream/f", {"Connection": "close"}))
+        head = client.read_response(head=True)
+        assert head.header("transfer-encoding") == "chunked"
+        assert head.header("connection") == "close"
+        assert read_chunked(client) == PIECE * 3
+        assert client.read_to_eof() == b""  # and then the close it announced
+    with RawClient.to(running) as client:
+        client.send(request_bytes("GET", "/stream/g", {"Connection": "close"}))
+        assert client.read_response(head=True).header("transfer-encoding") == "chunked"
+        data = client.read_to_eof()
+    assert data.startswith(b"10000\r\n") and not data.endswith(b"0\r\n\r\n")
+    assert wait_until(lambda: "stream-error" in running.error_log.read_text())
+
+
 def test_gzip_stream_compresses_a_file_piece_by_piece():
     data = (b"reactor streams gzip " * 50_000) + bytes(range(256)) * 100
     produce = GzipStream(io.BytesIO(data), level=6, read_bytes=4096)

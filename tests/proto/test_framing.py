@@ -52,6 +52,20 @@ def test_stream_of_unknown_length_is_chunked_on_http11() -> None:
     assert (length, chunked, keep) == (0, True, True)
 
 
+@pytest.mark.parametrize(("headers", "keep_alive"), [
+    ([CT], False),  # the client's Connection: close, a stop, a request limit
+    ([CT, (b"Connection", b"close")], True),  # the app's
+])
+def test_stream_of_unknown_length_is_chunked_on_http11_when_closing_too(
+        headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+    # the last chunk tells a whole body from a cut one; a close cannot
+    lines, _, length, chunked, keep = frame(200, headers, None, keep_alive=keep_alive)
+    assert lines == b"Transfer-Encoding: chunked\r\nConnection: close\r\n"
+    assert (length, chunked, keep) == (0, True, False)
+    head = frame(200, headers, None, head=True, keep_alive=keep_alive)
+    assert head[0] == lines and head[2:] == (0, False, False)  # what the GET says, no body
+
+
 def test_stream_on_http10_is_close_delimited() -> None:
     lines, _, length, chunked, keep = frame(200, [CT], None, http10=True)
     assert lines == b"Connection: close\r\n"
