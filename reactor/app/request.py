@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, formatdate
 from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar, overload
 from urllib.parse import parse_qsl
@@ -219,13 +219,14 @@ def _cookie_text(raw: bytes) -> str:
         return raw.decode("latin-1")  # an older client's latin-1 bytes: kept, not U+FFFD
 
 
-def format_cookie(name: str, value: str, *, max_age: int | None,
+def format_cookie(name: str, value: str, *, max_age: int | timedelta | None,
                   expires: str | datetime | float | None, path: str | None,
                   domain: str | None, secure: bool, httponly: bool,
                   samesite: str | None) -> bytes:
     """A Set-Cookie value (RFC 6265 4.1). Raises ValueError, naming the attribute, for
     anything that cannot be sent as it is (a programming error: encode such values first):
     an attribute carrying `;` or a control character would add attributes of its own.
+    `max_age` is seconds or a timedelta (as werkzeug's; fractions are cut);
     `expires` is a datetime (naive means UTC), seconds since the epoch, or an IMF-fixdate
     string ("Wed, 21 Oct 2015 07:28:00 GMT"); `samesite` is strict, lax or none (any case;
     none adds Secure, without which browsers drop the cookie); a `__Secure-` or `__Host-`
@@ -237,7 +238,8 @@ def format_cookie(name: str, value: str, *, max_age: int | None,
                          " encode it (e.g. urllib.parse.quote)")
     parts = [f"{name}={value}"]
     if max_age is not None:
-        parts.append(f"Max-Age={int(max_age)}")
+        seconds = max_age.total_seconds() if isinstance(max_age, timedelta) else max_age
+        parts.append(f"Max-Age={int(seconds)}")
     if expires is not None:
         parts.append(f"Expires={_cookie_date(expires)}")
     if domain is not None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar, overload, ru
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from reactor.app.request import Cookies, FormData, QueryParams
 
@@ -453,7 +453,8 @@ class Response:
         handler returns."""
         return FileResponse(os.fspath(path), content_type, download_name, headers)
 
-    def set_cookie(self, name: str, value: str = "", *, max_age: int | None = None,
+    def set_cookie(self, name: str, value: str = "", *,
+                   max_age: int | timedelta | None = None,
                    expires: str | datetime | float | None = None, path: str | None = "/",
                    domain: str | None = None, secure: bool = False, httponly: bool = False,
                    samesite: str | None = "Lax") -> Response:

@@ -134,6 +134,15 @@ def test_cookie_attributes_that_are_valid_are_sent_and_samesite_none_is_always_s
         b"n=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; SameSite=Lax")
 
 
+def test_a_cookie_max_age_may_be_a_timedelta_as_in_werkzeug() -> None:
+    """`set_cookie("sid", v, max_age=timedelta(days=7))`, Flask's spelling, was a
+    TypeError (a logged 500 on every request that set it)."""
+    header = Response().set_cookie("n", "v", max_age=timedelta(days=7, seconds=0.9))
+    assert header.headers[-1][1] == b"n=v; Max-Age=604800; Path=/; SameSite=Lax"
+    assert Response().set_cookie("n", "v", max_age=60).headers[-1][1] == (
+        b"n=v; Max-Age=60; Path=/; SameSite=Lax")
+
+
 def test_a_secure_prefixed_cookie_is_always_secure_so_that_deleting_it_works() -> None:
     """`delete_cookie("__Host-sid")` sent `__Host-sid=; Max-Age=0; ...` without Secure, a
     Set-Cookie browsers ignore entirely (RFC 6265bis 4.1.3): logging out left the session
