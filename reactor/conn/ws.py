@@ -9,7 +9,8 @@ delays them. Handler callbacks run one at a time in arrival order (pool by defau
 the loop); while too many wait, reading stops. `send()` from another thread is queued to the
 loop. Output beyond the transport's high-water mark stops reading; a peer that does not
 read for `write_s` is dropped (close code 1008 in the log). A graceful stop sends 1001 and
-waits, bounded, for the peer's Close. One access line per session when it ends.
+waits, bounded, for the peer's Close; once the handshake is done (or failed), a peer that does
+not read our Close is dropped after the same bound. One access line per session when it ends.
 """
 
 from __future__ import annotations
@@ -232,17 +233,25 @@ class WebSocketConnection:
                 event.code, event.reason, "client")
             # 5.5.1: echo the status code (an empty Close when it carried none)
             self._send_close(event.code if event.code != NO_STATUS else None, "")
-        # The server closes the TCP connection first (7.1.1); linger so nothing resets.
-        if self.transport is not None:
-            self.transport.close(linger=True)
+        self._close_transport()
 
     def _fail(self, code: int, reason: str) -> None:
         """The peer broke the protocol (or a limit): Close `code`, then end (7.1.7)."""
         if not self._close_sent:
             self.close_code, self._close_reason, self.closed_by = code, reason, "server"
             self._send_close(code, reason[:100])
-        if self.transport is not None:
-            self.transport.close(linger=True)
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        """The session is over: close the TCP connection once our Close has left (the server
+        closes first, 7.1.1; lingering, so nothing resets it). A peer that does not read
+        would keep it open for ever: it is dropped after close_timeout_s."""
+        if self.transport is None:
+            return
+        self.transport.close(linger=True)
+        if not self._closed and self._close_timer is None:
+            self._close_timer = self.loop.call_later(self.settings.close_timeout_s,
+                                                     self._close_timed_out)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake from our side (any thread). A code or reason no peer

@@ -12,9 +12,23 @@ from pathlib import Path
 
 import pytest
 
+from reactor.app.application import build_app
 from reactor.app.websocket import WebSocketHandler
-from reactor.proto.websocket import OP_BINARY, OP_CONT, OP_PING, OP_TEXT, Close, Message, Pong
+from reactor.conn.server import HttpServer
+from reactor.conn.ws import WebSocketSettings
+from reactor.proto.websocket import (
+    OP_BINARY,
+    OP_CONT,
+    OP_PING,
+    OP_TEXT,
+    Close,
+    Message,
+    Pong,
+    encode_close,
+    encode_frame,
+)
 from tests.conftest import RunningServer, on_loop, start_server, wait_for_log
+from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog, recv_until
 from tests.wsclient import HandshakeRefused, WsClient
 
 
@@ -315,3 +329,59 @@ def test_refused_upgrade_raises(ws_server: RunningServer) -> None:
     with pytest.raises(HandshakeRefused) as info:
         client(ws_server, "/no/such/route")
     assert info.value.status == 404
+
+
+# ---- over a socketpair: the real connection, buffers small enough to control ---------------
+
+
+def ws_over_socketpair(loop_thread: LoopThread, server_side: socket.socket,
+                       sock: socket.socket, **settings: float) -> RecordingLog:
+    """The built-in app's /ws/echo on `server_side`, upgraded from `sock`."""
+    log = RecordingLog()
+
+    def make() -> None:
+        server = HttpServer(loop_thread.loop, build_app(directory=None), log)
+        server.websocket = WebSocketSettings(**settings)  # type: ignore[arg-type]
+        server_side.setblocking(False)  # as a Listener hands it over
+        server.accept(server_side, ("127.0.0.1", 40000))
+    loop_thread.run(make)
+    sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in GOOD_UPGRADE.items())
+        + b"\r\n")
+    head = recv_until(sock, b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ") and head.endswith(b"\r\n\r\n"), head
+    return log
+
+
+def session_line(loop_thread: LoopThread, log: RecordingLog) -> dict | None:
+    """The session's access line, once the connection is gone (None after TIMEOUT_S)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        lines = loop_thread.run(lambda: [line for line in log.rejected_lines
+                                         if line.get("event_kind") == "websocket"])
+        if lines:
+            return lines[0]
+        time.sleep(0.01)
+    return None
+
+
+@pytest.mark.parametrize(("last", "code"), [
+    (encode_close(1000, "bye", mask=b"abcd"), 1000),  # the close handshake, by the client
+    (encode_frame(OP_TEXT, b"unmasked"), 1002),  # a protocol error: we fail the connection
+], ids=["close", "protocol-error"])
+def test_a_peer_that_ends_the_session_but_does_not_read_is_dropped(
+        loop_thread: LoopThread, socket_pair: tuple[socket.socket, socket.socket],
+        last: bytes, code: int) -> None:
+    server_side, sock = socket_pair
+    server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    log = ws_over_socketpair(loop_thread, server_side, sock, ping_interval_s=0.0,
+                             close_timeout_s=0.2)
+    # the echo of 128 KiB: the kernel takes a few KiB, the rest waits in the transport,
+    # below its high-water mark (so no slow-consumer timer runs)
+    sock.sendall(encode_frame(OP_BINARY, b"e" * (128 << 10), mask=b"abcd") + last)
+    # never read: our Close cannot leave, yet the TCP connection must end, within
+    # close_timeout_s (RFC 6455 7.1.1: the server closes it), not hang open for ever
+    line = session_line(loop_thread, log)
+    assert line is not None, "the connection is still open"
+    assert line["close_code"] == code and line["closed_by"] == (
+        "client" if code == 1000 else "server")
