@@ -287,8 +287,8 @@ class WebSocketParser:
     """
 
     __slots__ = (
-        "_compressed", "_control", "_decoder", "_deflate", "_fin", "_head", "_mask",
-        "_masked", "_msg_op", "_offset", "_opcode", "_parts", "_remaining", "_size",
+        "_compressed", "_control", "_data", "_decoder", "_deflate", "_fin", "_head", "_mask",
+        "_masked", "_msg_op", "_offset", "_opcode", "_remaining", "_size",
         "_state", "_wire", "max_message_bytes",
     )
 
@@ -307,7 +307,9 @@ class WebSocketParser:
         self._control: list[bytes] = []
         self._msg_op = 0  # OP_TEXT/OP_BINARY while a message is in progress, else 0
         self._compressed = False
-        self._parts: list[bytes] = []
+        # the message so far: its first piece, then (fragments) one growing bytearray -- not
+        # a list of pieces, which costs ~40 bytes per piece: 1-byte frames x50 the limit
+        self._data: bytes | bytearray = b""
         self._decoder: codecs.IncrementalDecoder | None = None
         self._size = 0  # message bytes so far (inflated)
         self._wire = 0  # message payload bytes so far, as received
@@ -326,7 +328,7 @@ class WebSocketParser:
             self._receive(data, events)
         except _Fail as fail:
             self._state = _DONE
-            self._parts = []
+            self._data = b""
             if self._deflate is not None:
                 self._deflate.reset_inflate()
             events.append(Failure(fail.code, fail.reason))
@@ -466,9 +468,17 @@ class WebSocketParser:
         elif not chunk:
             return
         self._size += len(chunk)
-        if self._msg_op == OP_TEXT and not (last and not self._parts and self._decoder is None):
+        data = self._data
+        if self._msg_op == OP_TEXT and not (last and not data and self._decoder is None):
             self._check_text(chunk, last)
-        self._parts.append(chunk)
+        if not data:
+            self._data = chunk
+        elif isinstance(data, bytearray):
+            data += chunk
+        else:  # a second piece: from here on, one buffer
+            buffer = bytearray(data)
+            buffer += chunk
+            self._data = buffer
 
     def _check_text(self, chunk: bytes, last: bool) -> None:
         """Validate a piece of a text message, failing on its first invalid byte (8.1)."""
@@ -486,9 +496,8 @@ class WebSocketParser:
                 raise _Fail(INVALID_DATA, "text-not-utf-8")
 
     def _message_done(self, events: list[Event]) -> None:
-        parts = self._parts
-        payload = parts[0] if len(parts) == 1 else b"".join(parts)
-        self._parts = []
+        payload = self._data
+        self._data = b""
         opcode, self._msg_op = self._msg_op, 0
         if opcode == OP_TEXT:
             if self._decoder is not None:
@@ -501,7 +510,8 @@ class WebSocketParser:
                     raise _Fail(INVALID_DATA, "text-not-utf-8") from None
             events.append(Message(text, self._wire))
         else:
-            events.append(Message(payload, self._wire))
+            events.append(Message(payload if type(payload) is bytes else bytes(payload),
+                                  self._wire))
 
     def _control_frame(self, payload: bytes, events: list[Event]) -> None:
         opcode = self._opcode

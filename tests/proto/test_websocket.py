@@ -4,6 +4,7 @@ messages, close codes, UTF-8 failing fast, size limits and the deflate bomb."""
 from __future__ import annotations
 
 import os
+import tracemalloc
 import zlib
 
 import pytest
@@ -296,6 +297,26 @@ def test_message_size_limit_from_the_header() -> None:
     assert isinstance(events[0], Failure) and events[0].code == 1009
     assert repr(WebSocketParser(max_message_bytes=100).receive(frame(OP_TEXT, b"z" * 100))) \
         == repr([Message("z" * 100, 100)])
+
+
+@pytest.mark.parametrize("opcode", [OP_BINARY, OP_TEXT], ids=["binary", "text"])
+def test_a_message_in_one_byte_fragments_takes_about_its_size_in_memory(opcode: int) -> None:
+    """A message held as one Python object per fragment took ~40 bytes per payload byte:
+    a peer sending 1 MiB in 1-byte frames (under the 1 MiB limit) cost the server ~50 MiB."""
+    size = 32 << 10
+    parser = WebSocketParser(max_message_bytes=size)
+    read = frame(OP_CONT, b"x", fin=False) * 4096  # 4096 fragments per network read
+    parser.receive(frame(opcode, b"", fin=False))
+    tracemalloc.start()
+    try:
+        for _ in range(size // 4096 - 1):
+            assert parser.receive(read) == []
+        events = parser.receive(read[:-7] + frame(OP_CONT, b"x"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [len(e.data) for e in events] == [size]  # type: ignore[union-attr]
+    assert peak < 4 * size
 
 
 # ---- compression --------------------------------------------------------------------------
