@@ -6,9 +6,10 @@ with the reason -- so the app never sees the protocol. `WebSocketConnection` the
 sans-IO parser (reactor.proto.websocket) on the loop: pings, pongs, the close handshake,
 keep-alive pings and their timeout all happen here, so a handler blocking in the pool never
 delays them. Handler callbacks run one at a time in arrival order (pool by default, or on
-the loop); while too many wait, reading stops. `send()` from another thread is queued to the
-loop. Output beyond the transport's high-water mark stops reading; a peer that does not
-read for `write_s` is dropped (close code 1008 in the log). A graceful stop sends 1001 and
+the loop); while too many wait, reading stops (and a pong we do not read is not missing: its
+wait restarts when reading does). `send()` from another thread is queued to the loop.
+Output beyond the transport's high-water mark stops reading; a peer that does not read for
+`write_s` is dropped (close code 1008 in the log). A graceful stop sends 1001 and
 waits, bounded, for the peer's Close; once the handshake is done (or failed), a peer that does
 not read our Close is dropped after the same bound. One access line per session when it ends.
 """
@@ -112,7 +113,7 @@ class WebSocketConnection:
 
     __slots__ = (
         "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_factory_error",
-        "_handler_closed",
+        "_handler_closed", "_held",
         "_ping_sent_at", "_ping_timer", "_queue", "_slow_timer", "_write_paused", "bytes_in",
         "bytes_out", "close_code", "closed_by", "deflate", "encoder", "handler", "inline",
         "loop", "loop_thread", "messages_in", "messages_out", "parser", "request", "server",
@@ -149,6 +150,7 @@ class WebSocketConnection:
         self._handler_closed = False
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._busy = False
+        self._held = False  # reading paused until the handler's callbacks catch up
         self._write_paused = False
         self._ping_sent_at = 0.0
         self._ping_timer: TimerHandle | None = None
@@ -216,8 +218,8 @@ class WebSocketConnection:
         if self._slow_timer is not None:
             self._slow_timer.cancel()
             self._slow_timer = None
-        if self.transport is not None and len(self._queue) < _MAX_QUEUED_CALLBACKS:
-            self.transport.resume_reading()
+        if len(self._queue) < _MAX_QUEUED_CALLBACKS:
+            self._resume_reading()
 
     def write_blocked(self) -> None:
         return None
@@ -299,7 +301,11 @@ class WebSocketConnection:
         now = time.monotonic()
         settings = self.settings
         if self._ping_sent_at:
-            if now - self._ping_sent_at >= settings.ping_timeout_s:
+            if self._held:
+                # we do not read while the handler catches up: the pong may be waiting
+                # unread, not missing. Its wait starts again when reading resumes.
+                when = now + settings.ping_timeout_s
+            elif now - self._ping_sent_at >= settings.ping_timeout_s:
                 # the peer is gone or stuck: a last Close 1011, then drop it
                 self.close_code, self._close_reason, self.closed_by = (
                     INTERNAL_ERROR, "ping timeout", "server")
@@ -307,7 +313,8 @@ class WebSocketConnection:
                 if self.transport is not None:
                     self.transport.abort()
                 return
-            when = self._ping_sent_at + settings.ping_timeout_s
+            else:
+                when = self._ping_sent_at + settings.ping_timeout_s
         else:
             self._ping_sent_at = now
             self._write(self.encoder.control(OP_PING, b"%d" % int(now * 1000)))
@@ -384,6 +391,7 @@ class WebSocketConnection:
             return
         self._queue.append((fn, args))
         if len(self._queue) >= _MAX_QUEUED_CALLBACKS and self.transport is not None:
+            self._held = True
             self.transport.pause_reading()
         if not self._busy:
             self._run_next()
@@ -402,8 +410,17 @@ class WebSocketConnection:
             self._handler_failed(error)
         if self._queue:
             self._run_next()
-        elif (self.transport is not None and not self._write_paused and not self._closed):
-            self.transport.resume_reading()
+        elif not self._write_paused and not self._closed:
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is None:
+            return
+        if self._held:
+            self._held = False
+            if self._ping_sent_at:  # a pong may have waited unread: a full wait from now
+                self._ping_sent_at = time.monotonic()
+        self.transport.resume_reading()
 
     def _handler_failed(self, exc: BaseException) -> None:
         self.log.error("websocket-handler-error", exc, {

@@ -157,6 +157,33 @@ def test_pings_continue_while_a_handler_sleeps_in_the_pool(tmp_path: Path) -> No
         running.stop()
 
 
+class Busy(WebSocketHandler):
+    """Takes 10 ms of the pool per message, then echoes it."""
+
+    def on_message(self, data: str | bytes) -> None:
+        time.sleep(0.01)
+        self.ws.send(data)
+
+
+def test_a_backlog_of_messages_is_no_ping_timeout(tmp_path: Path) -> None:
+    """100 messages at once: reading stops until the handler has caught up (~1 s), and the
+    client's pongs wait unread meanwhile -- the client is alive, not timed out."""
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.1,
+                                                "ping_timeout_s": 0.3})
+    try:
+        add_route(running, "/ws/busy", Busy)
+        with client(running, "/ws/busy") as ws:
+            ws.send_raw(b"".join(ws.encoder.message(f"m{i}") for i in range(100)))
+            events = [ws.recv() for _ in range(100)]  # answering every ping meanwhile
+            assert [repr(e) for e in events] == [repr(Message(f"m{i}", 0)) for i in range(100)]
+            assert ws.pings >= 1
+            assert isinstance(ws.close(), Close)
+        [line] = session_lines(running)
+        assert line["close_code"] == 1000 and line["closed_by"] == "client"
+    finally:
+        running.stop()
+
+
 def test_no_pong_closes_after_the_timeout(tmp_path: Path) -> None:
     running = start_server(tmp_path, websocket={"ping_interval_s": 0.1,
                                                 "ping_timeout_s": 0.3})
