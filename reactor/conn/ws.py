@@ -279,8 +279,14 @@ class WebSocketConnection:
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
-        if self.transport is not None:
-            self.transport.abort()
+        self._abort()
+
+    def _abort(self) -> None:
+        """Drop the connection now: what it never sent is not in `bytes_out`."""
+        transport = self.transport
+        if transport is not None:
+            self.bytes_out -= transport.pending_bytes
+            transport.abort()
 
     def _slow_consumer(self) -> None:
         """The peer has not read our output for write_s: drop it (1008 in the log)."""
@@ -290,8 +296,7 @@ class WebSocketConnection:
         if not self._close_sent:
             self.close_code, self._close_reason, self.closed_by = (
                 POLICY, "slow consumer", "server")
-        if self.transport is not None:
-            self.transport.abort()
+        self._abort()
 
     # ---- keep-alive pings ----------------------------------------------------------------------
     def _ping_due(self) -> None:
@@ -310,8 +315,7 @@ class WebSocketConnection:
                 self.close_code, self._close_reason, self.closed_by = (
                     INTERNAL_ERROR, "ping timeout", "server")
                 self._send_close(INTERNAL_ERROR, "ping timeout")
-                if self.transport is not None:
-                    self.transport.abort()
+                self._abort()
                 return
             else:
                 when = self._ping_sent_at + settings.ping_timeout_s
@@ -370,7 +374,7 @@ class WebSocketConnection:
             self.close_code, self._close_reason, self.closed_by = (
                 POLICY, "send buffer full", "server")
             self._close_sent = True
-            transport.abort()
+            self._abort()
             return
         self.messages_out += messages
         self._write(frame)

@@ -268,8 +268,14 @@ def test_slow_consumer_is_dropped_with_1008(tmp_path: Path, handler: type[WebSoc
         with client(running, "/ws/spam") as ws:
             ws.send("go")  # and never read
             [line] = session_lines(running, timeout=30)
+            # what the kernel took still arrives (then the FIN); what was dropped did not
+            # leave, and the line says so: bytes_out is what the peer could read
+            received = 0
+            while chunk := ws.sock.recv(1 << 20):
+                received += len(chunk)
         assert line["close_code"] == 1008 and line["closed_by"] == "server"
         assert line["close_reason"] == reason
+        assert line["bytes_out"] == received
     finally:
         running.stop()
 
