@@ -7,7 +7,8 @@ sans-IO parser (reactor.proto.websocket) on the loop: pings, pongs, the close ha
 keep-alive pings and their timeout all happen here, so a handler blocking in the pool never
 delays them. Handler callbacks run one at a time in arrival order (pool by default, or on
 the loop); while too many wait, reading stops (and a pong we do not read is not missing: its
-wait restarts when reading does). `send()` from another thread is queued to the loop.
+wait restarts when reading does). `send()` from another thread is framed (compressed) there
+and queued to the loop.
 Output beyond the transport's high-water mark stops reading; a peer that does not read for
 `write_s` is dropped (close code 1008 in the log). A graceful stop sends 1001 and
 waits, bounded, for the peer's Close; once the handshake is done (or failed), a peer that does
@@ -344,11 +345,12 @@ class WebSocketConnection:
             data = str(data) if isinstance(data, str) else message_payload(data)[1]
         if threading.get_ident() == self.loop_thread:
             self._send_message(data)
-        elif self.deflate is not None:
+        elif self.deflate is not None and self.deflate.compress_in_order:
             # compressed on the loop: one zlib stream, in wire order
             self.loop.call_soon_threadsafe(self._send_message, data)
-        else:
-            self.loop.call_soon_threadsafe(self._send_frame, plain_message(data), 1)
+        elif self.open:
+            # framed (compressed) here, in the sender's thread: zlib work off the loop
+            self.loop.call_soon_threadsafe(self._send_frame, self.encoder.message(data), 1)
 
     def send_frame(self, frame: bytes) -> None:
         """Queue an already encoded message frame (a broadcast); from any thread."""

@@ -186,6 +186,13 @@ class Deflate:
         self._decompressor: zlib._Decompress | None = None
 
     # ---- outgoing -----------------------------------------------------------------------------
+    @property
+    def compress_in_order(self) -> bool:
+        """Whether our messages share one compression context (context takeover): then they
+        are compressed one at a time, in wire order. Without it `compress` keeps no state
+        and may run in any thread, several at once."""
+        return not self._out_no_takeover
+
     def compress(self, payload: bytes) -> bytes:
         """One whole message, compressed (RFC 7692 7.2.1), without the 00 00 ff ff tail."""
         compressor = self._compressor

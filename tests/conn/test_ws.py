@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import types
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from reactor.app.application import build_app
 from reactor.app.websocket import WebSocketHandler
 from reactor.conn.server import HttpServer
 from reactor.conn.ws import WebSocketSettings
+from reactor.proto import deflate as deflate_module
 from reactor.proto.websocket import (
     OP_BINARY,
     OP_CONT,
@@ -230,6 +232,32 @@ def test_deflate_echo_and_bomb(ws_server: RunningServer) -> None:
         assert isinstance(event, Close) and event.code == 1009
     [line] = session_lines(ws_server)
     assert line["close_code"] == 1009 and line["deflate"] is True
+
+
+class BigText(WebSocketHandler):
+    """Answers with a large compressible text message, sent from its pool thread."""
+
+    def on_message(self, data: str | bytes) -> None:
+        self.ws.send("compress me, " * 100_000)
+
+
+def test_a_message_sent_from_the_pool_is_compressed_there_not_on_the_loop(
+        ws_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zlib on the loop stalls every other connection (a 30 MB text: ~0.7 s); the pool is
+    where compression runs (DESIGN: threading contract)."""
+    compressing: list[str] = []
+
+    def compressobj(*args: int) -> object:
+        compressing.append(threading.current_thread().name)
+        return zlib.compressobj(*args)
+    monkeypatch.setattr(deflate_module, "zlib", types.SimpleNamespace(
+        **{**vars(zlib), "compressobj": compressobj}))
+    add_route(ws_server, "/ws/big-text", BigText)
+    with client(ws_server, "/ws/big-text", deflate=True) as ws:
+        ws.send("go", compress=False)
+        event = ws.recv()
+    assert isinstance(event, Message) and event.data == "compress me, " * 100_000
+    assert compressing and ws_server.thread.name not in compressing
 
 
 class Burst(WebSocketHandler):
