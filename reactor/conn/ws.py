@@ -54,8 +54,10 @@ if TYPE_CHECKING:
     from reactor.conn.server import HttpServer
 
 ABNORMAL = 1006  # no Close frame: reported locally, never sent (RFC 6455 7.4.1)
-# Handler callbacks waiting for the pool beyond this: stop reading until they catch up.
+# Handler callbacks waiting for the pool beyond this, or messages of more than
+# max(websocket.max_message_bytes, this) waiting: stop reading until they catch up.
 _MAX_QUEUED_CALLBACKS = 64
+_MIN_QUEUED_BYTES = 1 << 20
 
 
 class WebSocketSettings:
@@ -115,7 +117,8 @@ class WebSocketConnection:
     __slots__ = (
         "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_factory_error",
         "_handler_closed", "_held",
-        "_ping_sent_at", "_ping_timer", "_queue", "_slow_timer", "_write_paused", "bytes_in",
+        "_ping_sent_at", "_ping_timer", "_queue", "_queued_bytes", "_slow_timer",
+        "_write_paused", "bytes_in",
         "bytes_out", "close_code", "closed_by", "deflate", "encoder", "handler", "inline",
         "loop", "loop_thread", "messages_in", "messages_out", "parser", "request", "server",
         "settings", "started", "transport", "ws",
@@ -149,7 +152,9 @@ class WebSocketConnection:
         self._close_sent = False
         self._closed = False  # the transport is gone
         self._handler_closed = False
-        self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        # callbacks waiting for the pool, each with the size of its message (0: none)
+        self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...], int]] = deque()
+        self._queued_bytes = 0
         self._busy = False
         self._held = False  # reading paused until the handler's callbacks catch up
         self._write_paused = False
@@ -181,7 +186,8 @@ class WebSocketConnection:
             if isinstance(event, Message):
                 if not self._close_sent:
                     self.messages_in += 1
-                    self._dispatch(self.handler.on_message, event.data)
+                    self._dispatch(self.handler.on_message, event.data,
+                                   size=len(event.data))
             elif isinstance(event, Ping):
                 if not self._close_sent:
                     self._write(self.encoder.control(OP_PONG, event.payload))
@@ -219,7 +225,7 @@ class WebSocketConnection:
         if self._slow_timer is not None:
             self._slow_timer.cancel()
             self._slow_timer = None
-        if len(self._queue) < _MAX_QUEUED_CALLBACKS:
+        if not self._backlogged:
             self._resume_reading()
 
     def write_blocked(self) -> None:
@@ -387,23 +393,32 @@ class WebSocketConnection:
             self.transport.write(data)
 
     # ---- handler callbacks -----------------------------------------------------------------------
-    def _dispatch(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run a handler callback: inline now, or queued for the pool, in order."""
+    def _dispatch(self, fn: Callable[..., Any], *args: Any, size: int = 0) -> None:
+        """Run a handler callback: inline now, or queued for the pool, in order (`size`:
+        its message's, counted while it waits)."""
         if self.inline and not self._busy:
             try:
                 fn(*args)
             except APP_ERRORS as exc:
                 self._handler_failed(exc)
             return
-        self._queue.append((fn, args))
-        if len(self._queue) >= _MAX_QUEUED_CALLBACKS and self.transport is not None:
+        self._queue.append((fn, args, size))
+        self._queued_bytes += size
+        if self._backlogged and self.transport is not None:
             self._held = True
             self.transport.pause_reading()
         if not self._busy:
             self._run_next()
 
+    @property
+    def _backlogged(self) -> bool:
+        """Too much waits for the handler: read no more until it has caught up."""
+        return (len(self._queue) >= _MAX_QUEUED_CALLBACKS or self._queued_bytes
+                >= max(self.settings.max_message_bytes, _MIN_QUEUED_BYTES))
+
     def _run_next(self) -> None:
-        fn, args = self._queue.popleft()
+        fn, args, size = self._queue.popleft()
+        self._queued_bytes -= size
         self._busy = True
         self.loop.run_in_pool(fn, args, self._callback_done)
 
@@ -411,6 +426,7 @@ class WebSocketConnection:
         self._busy = False
         if isinstance(error, PoolClosed):  # never ran: the server is exiting, nor will the rest
             self._queue.clear()
+            self._queued_bytes = 0
             return
         if error is not None:
             self._handler_failed(error)

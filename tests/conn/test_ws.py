@@ -10,6 +10,7 @@ import types
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ from reactor.proto.websocket import (
     encode_close,
     encode_frame,
 )
-from tests.conftest import RunningServer, on_loop, start_server, wait_for_log
+from tests.conftest import RunningServer, on_loop, start_server, wait_for_log, wait_until
 from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog, recv_until
 from tests.wsclient import HandshakeRefused, WsClient
 
@@ -183,6 +184,44 @@ def test_a_backlog_of_messages_is_no_ping_timeout(tmp_path: Path) -> None:
         [line] = session_lines(running)
         assert line["close_code"] == 1000 and line["closed_by"] == "client"
     finally:
+        running.stop()
+
+
+class Stuck(WebSocketHandler):
+    """Its first message blocks the pool thread until the test lets it go."""
+
+    release = threading.Event()
+
+    def on_message(self, data: str | bytes) -> None:
+        self.release.wait(TIMEOUT_S)
+
+
+def test_messages_waiting_for_a_stuck_handler_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """40 messages of 100 KiB for a handler that is stuck: reading stops once about
+    max_message_bytes (1 MiB) of them wait, not after 64 of them (64 MiB at the limit)."""
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.0})
+    Stuck.release.clear()
+    try:
+        add_route(running, "/ws/stuck", Stuck)
+        with client(running, "/ws/stuck") as ws:
+            frames = b"".join(ws.encoder.message(b"m" * 102_400) for _ in range(40))
+            sender = threading.Thread(target=ws.send_raw, args=(frames,), daemon=True)
+            sender.start()
+
+            def session() -> Any:
+                [transport] = running.server.http.connections
+                return transport.protocol
+
+            # reading stops: the transport's reader is off (nothing public says so)
+            assert wait_until(lambda: on_loop(
+                running, lambda: not session().transport._reading)), \
+                f"still reading after {on_loop(running, lambda: session().messages_in)}"
+            assert on_loop(running, lambda: session().messages_in) <= 12
+            Stuck.release.set()
+            sender.join(TIMEOUT_S)
+            assert wait_until(lambda: on_loop(running, lambda: session().messages_in) == 40)
+    finally:
+        Stuck.release.set()
         running.stop()
 
 
