@@ -199,8 +199,7 @@ class WebSocketConnection:
                 self._fail(event.code, event.reason)
 
     def eof_received(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        self._close_transport(linger=False)  # nothing more comes in: no need to linger
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._closed = True
@@ -251,13 +250,13 @@ class WebSocketConnection:
             self._send_close(code, reason[:100])
         self._close_transport()
 
-    def _close_transport(self) -> None:
-        """The session is over: close the TCP connection once our Close has left (the server
-        closes first, 7.1.1; lingering, so nothing resets it). A peer that does not read
-        would keep it open for ever: it is dropped after close_timeout_s."""
+    def _close_transport(self, *, linger: bool = True) -> None:
+        """The session is over: close the TCP connection once our output has left (the
+        server closes first, 7.1.1; lingering, so nothing resets it). A peer that does not
+        read would keep it open for ever: it is dropped after close_timeout_s."""
         if self.transport is None:
             return
-        self.transport.close(linger=True)
+        self.transport.close(linger=linger)
         if not self._closed and self._close_timer is None:
             self._close_timer = self.loop.call_later(self.settings.close_timeout_s,
                                                      self._close_timed_out)

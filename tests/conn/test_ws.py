@@ -468,20 +468,24 @@ def session_line(loop_thread: LoopThread, log: RecordingLog) -> dict | None:
 @pytest.mark.parametrize(("last", "code"), [
     (encode_close(1000, "bye", mask=b"abcd"), 1000),  # the close handshake, by the client
     (encode_frame(OP_TEXT, b"unmasked"), 1002),  # a protocol error: we fail the connection
-], ids=["close", "protocol-error"])
+    (None, 1006),  # the peer's end of input (a half-close), without a Close
+], ids=["close", "protocol-error", "eof"])
 def test_a_peer_that_ends_the_session_but_does_not_read_is_dropped(
         loop_thread: LoopThread, socket_pair: tuple[socket.socket, socket.socket],
-        last: bytes, code: int) -> None:
+        last: bytes | None, code: int) -> None:
     server_side, sock = socket_pair
     server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    # no pings: they would end a session whose peer does not read, but they may be off
     log = ws_over_socketpair(loop_thread, server_side, sock, ping_interval_s=0.0,
                              close_timeout_s=0.2)
     # the echo of 128 KiB: the kernel takes a few KiB, the rest waits in the transport,
     # below its high-water mark (so no slow-consumer timer runs)
-    sock.sendall(encode_frame(OP_BINARY, b"e" * (128 << 10), mask=b"abcd") + last)
+    sock.sendall(encode_frame(OP_BINARY, b"e" * (128 << 10), mask=b"abcd") + (last or b""))
+    if last is None:
+        sock.shutdown(socket.SHUT_WR)
     # never read: our Close cannot leave, yet the TCP connection must end, within
     # close_timeout_s (RFC 6455 7.1.1: the server closes it), not hang open for ever
     line = session_line(loop_thread, log)
     assert line is not None, "the connection is still open"
     assert line["close_code"] == code and line["closed_by"] == (
-        "client" if code == 1000 else "server")
+        "server" if code == 1002 else "client")
