@@ -129,6 +129,9 @@ class WebSocketConnection:
         self.server = server
         self.loop = server.loop
         self.settings = settings = server.websocket
+        # A handshake has no body (RFC 6455 4.1); one sent was read before the switch, and
+        # the session, which may last for days, does not keep it.
+        request.body = b""
         self.request = request
         self.deflate = Deflate(deflate_params) if deflate_params is not None else None
         self.parser = WebSocketParser(max_message_bytes=settings.max_message_bytes,

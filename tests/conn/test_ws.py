@@ -27,6 +27,7 @@ from reactor.proto.websocket import (
     Close,
     Message,
     Pong,
+    WebSocketParser,
     encode_close,
     encode_frame,
 )
@@ -103,6 +104,33 @@ def test_bad_upgrade_is_refused_with_reason(ws_server: RunningServer, method: st
     if status == 426:  # what to upgrade to (RFC 9110 15.5.22), and the versions we speak
         assert b"Sec-WebSocket-Version: 13" in data
         assert b"\r\nUpgrade: websocket\r\n" in data and b"\r\nConnection: upgrade\r\n" in data
+
+
+class BodyHeld(WebSocketHandler):
+    """Says how much of the upgrade request's body the session holds."""
+
+    def on_open(self) -> None:
+        self.ws.send(f"holding {len(self.ws.request.body)}")
+
+
+def test_a_body_sent_with_the_upgrade_is_read_but_not_kept_for_the_session(
+        ws_server: RunningServer) -> None:
+    """A handshake has no body (RFC 6455 4.1); one sent is read (RFC 9110 7.8: before the
+    switch) -- but a session may last for days, and 1000 idle sessions each holding a
+    16 MiB (limits.max_body_bytes) body would be 16 GiB."""
+    add_route(ws_server, "/ws/body", BodyHeld)
+    fields = {**GOOD_UPGRADE, "Content-Length": "100000"}
+    with socket.create_connection((ws_server.host, ws_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /ws/body HTTP/1.1\r\nHost: x\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in fields.items()).encode()
+            + b"\r\n" + b"b" * 100_000 + encode_frame(OP_TEXT, b"after", mask=b"abcd"))
+        head, _, rest = recv_until(sock, b"\r\n\r\n").partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        parser = WebSocketParser(client=True)
+        events = parser.receive(rest)
+        while not events:
+            events = parser.receive(sock.recv(65536))
+    assert repr(events[0]) == repr(Message("holding 0", 0))
 
 
 def test_plain_get_on_websocket_route_gets_426(ws_server: RunningServer) -> None:
