@@ -275,8 +275,14 @@ class WebSocketConnection:
             return
         self.close_code, self._close_reason, self.closed_by = code, reason, "server"
         self._send_close(code, reason)
-        self._close_timer = self.loop.call_later(self.settings.close_timeout_s,
-                                                 self._close_timed_out)
+        if self._close_timer is None:  # (the peer's end of input may have armed it)
+            self._close_timer = self.loop.call_later(self.settings.close_timeout_s,
+                                                     self._close_timed_out)
+        # What comes in now is no more for the handler, only the peer's Close matters: read
+        # it, whatever held reading back (a backlog for the handler, our unsent output).
+        self._held = False
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def _send_close(self, code: int | None, reason: str) -> None:
         self._close_sent = True

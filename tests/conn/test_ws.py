@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from reactor.app.application import build_app
-from reactor.app.websocket import WebSocketHandler
+from reactor.app.websocket import WebSocket, WebSocketHandler
 from reactor.conn.server import HttpServer
 from reactor.conn.ws import WebSocketSettings
 from reactor.proto import deflate as deflate_module
@@ -32,7 +32,7 @@ from reactor.proto.websocket import (
     encode_frame,
 )
 from tests.conftest import RunningServer, on_loop, start_server, wait_for_log, wait_until
-from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog, recv_until
+from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog, recv_all, recv_until
 from tests.wsclient import HandshakeRefused, WsClient
 
 
@@ -463,22 +463,30 @@ def test_refused_upgrade_raises(ws_server: RunningServer) -> None:
 
 
 def ws_over_socketpair(loop_thread: LoopThread, server_side: socket.socket,
-                       sock: socket.socket, **settings: float) -> RecordingLog:
-    """The built-in app's /ws/echo on `server_side`, upgraded from `sock`."""
+                       sock: socket.socket, handler: type[WebSocketHandler] | None = None,
+                       **settings: float) -> tuple[HttpServer, RecordingLog]:
+    """The built-in app's /ws/echo (or `handler` at /ws/test) on `server_side`, upgraded
+    from `sock`."""
     log = RecordingLog()
+    app = build_app(directory=None)
+    path = b"/ws/echo"
+    if handler is not None:
+        app.websocket("/ws/test")(handler)
+        path = b"/ws/test"
 
-    def make() -> None:
-        server = HttpServer(loop_thread.loop, build_app(directory=None), log)
+    def make() -> HttpServer:
+        server = HttpServer(loop_thread.loop, app, log)
         server.websocket = WebSocketSettings(**settings)  # type: ignore[arg-type]
         server_side.setblocking(False)  # as a Listener hands it over
         server.accept(server_side, ("127.0.0.1", 40000))
-    loop_thread.run(make)
-    sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        return server
+    server = loop_thread.run(make)
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n" % path + b"".join(
         b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in GOOD_UPGRADE.items())
         + b"\r\n")
     head = recv_until(sock, b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ") and head.endswith(b"\r\n\r\n"), head
-    return log
+    return server, log
 
 
 def session_line(loop_thread: LoopThread, log: RecordingLog) -> dict | None:
@@ -504,8 +512,8 @@ def test_a_peer_that_ends_the_session_but_does_not_read_is_dropped(
     server_side, sock = socket_pair
     server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     # no pings: they would end a session whose peer does not read, but they may be off
-    log = ws_over_socketpair(loop_thread, server_side, sock, ping_interval_s=0.0,
-                             close_timeout_s=0.2)
+    _, log = ws_over_socketpair(loop_thread, server_side, sock, ping_interval_s=0.0,
+                                close_timeout_s=0.2)
     # the echo of 128 KiB: the kernel takes a few KiB, the rest waits in the transport,
     # below its high-water mark (so no slow-consumer timer runs)
     sock.sendall(encode_frame(OP_BINARY, b"e" * (128 << 10), mask=b"abcd") + (last or b""))
@@ -517,3 +525,48 @@ def test_a_peer_that_ends_the_session_but_does_not_read_is_dropped(
     assert line is not None, "the connection is still open"
     assert line["close_code"] == code and line["closed_by"] == (
         "server" if code == 1002 else "client")
+
+
+class Held(WebSocketHandler):
+    """Blocks its pool thread on its first message until the test lets it go."""
+
+    release = threading.Event()
+    sessions: list[WebSocket] = []
+
+    def on_open(self) -> None:
+        self.sessions.append(self.ws)
+
+    def on_message(self, data: str | bytes) -> None:
+        self.release.wait(TIMEOUT_S)
+
+
+def test_our_close_is_answered_while_reading_waits_for_the_handler(
+        loop_thread: LoopThread, socket_pair: tuple[socket.socket, socket.socket]) -> None:
+    """100 messages for a stuck handler: reading stops until it catches up. Our Close (the
+    app's, or a stop's 1001) then needs the peer's answer all the same: what comes after it
+    is not for the handler, so it is read -- not left unread until close_timeout_s."""
+    server_side, sock = socket_pair
+    Held.release.clear()
+    Held.sessions.clear()
+    try:
+        server, log = ws_over_socketpair(loop_thread, server_side, sock, Held,
+                                         ping_interval_s=0.0, close_timeout_s=60.0)
+        sock.sendall(b"".join(encode_frame(OP_TEXT, b"m%d" % i, mask=b"abcd")
+                              for i in range(100)))
+
+        def messages_in() -> int:
+            return sum(t.protocol.messages_in for t in server.connections  # type: ignore[union-attr]
+                       if t.protocol is not None)
+        assert wait_until(lambda: loop_thread.run(messages_in) == 100)  # 99 wait: held
+        Held.sessions[0].close(4000, "enough")
+        parser = WebSocketParser(client=True)
+        events = parser.receive(recv_until(sock, b"enough"))
+        assert repr(events) == repr([Close(4000, "enough")])
+        sock.sendall(encode_close(4000, mask=b"abcd"))  # the answer, at once
+        assert recv_all(sock) == b""  # the server closes (lingering: it shut down writing)
+        sock.close()
+        line = session_line(loop_thread, log)
+        assert line is not None and line["close_code"] == 4000
+        assert line["closed_by"] == "server"
+    finally:
+        Held.release.set()
