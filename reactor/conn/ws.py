@@ -116,7 +116,7 @@ class WebSocketConnection:
 
     __slots__ = (
         "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_factory_error",
-        "_handler_closed", "_held",
+        "_handler_closed", "_held", "_last_ping_at",
         "_ping_sent_at", "_ping_timer", "_queue", "_queued_bytes", "_slow_timer",
         "_write_paused", "bytes_in",
         "bytes_out", "close_code", "closed_by", "deflate", "encoder", "handler", "inline",
@@ -161,7 +161,8 @@ class WebSocketConnection:
         self._busy = False
         self._held = False  # reading paused until the handler's callbacks catch up
         self._write_paused = False
-        self._ping_sent_at = 0.0
+        self._ping_sent_at = 0.0  # while a ping's pong has not come back
+        self._last_ping_at = 0.0
         self._ping_timer: TimerHandle | None = None
         self._close_timer: TimerHandle | None = None
         self._slow_timer: TimerHandle | None = None
@@ -334,8 +335,12 @@ class WebSocketConnection:
                 return
             else:
                 when = self._ping_sent_at + settings.ping_timeout_s
+        elif now < self._last_ping_at + settings.ping_interval_s:
+            # the pong came back before a (shorter) ping_timeout_s ran out: the next ping
+            # is due one interval after the last, not now
+            when = self._last_ping_at + settings.ping_interval_s
         else:
-            self._ping_sent_at = now
+            self._ping_sent_at = self._last_ping_at = now
             self._write(self.encoder.control(OP_PING, b"%d" % int(now * 1000)))
             when = now + min(settings.ping_interval_s, settings.ping_timeout_s)
         self._ping_timer = self.loop.call_at(when, self._ping_due)

@@ -23,9 +23,11 @@ from reactor.proto.websocket import (
     OP_BINARY,
     OP_CONT,
     OP_PING,
+    OP_PONG,
     OP_TEXT,
     Close,
     Message,
+    Ping,
     Pong,
     WebSocketParser,
     encode_close,
@@ -250,6 +252,25 @@ def test_messages_waiting_for_a_stuck_handler_are_bounded_in_bytes(tmp_path: Pat
             assert wait_until(lambda: on_loop(running, lambda: session().messages_in) == 40)
     finally:
         Stuck.release.set()
+        running.stop()
+
+
+def test_pings_come_every_ping_interval_also_when_the_timeout_is_shorter(
+        tmp_path: Path) -> None:
+    """The interval is ping_interval_s, not min(ping_interval_s, ping_timeout_s): a pong
+    back early does not bring the next ping forward."""
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.5,
+                                                "ping_timeout_s": 0.1})
+    try:
+        with client(running) as ws:
+            arrived = []
+            while len(arrived) < 2:
+                event = ws.recv_event()
+                assert isinstance(event, Ping), event
+                arrived.append(time.monotonic())
+                ws.send_raw(ws.frame(OP_PONG, event.payload))  # answered at once
+        assert arrived[1] - arrived[0] > 0.3  # 0.5 s apart (0.1 s before the fix)
+    finally:
         running.stop()
 
 
