@@ -4,7 +4,10 @@ Strategy: a WebSocket route answers the upgrade request with `Response(101, upgr
 WebSocketUpgrade(...))`; the connection layer checks the handshake, answers the 101 (or a
 400/426 with the reason) and runs the session, calling the handler's `on_open`,
 `on_message` and `on_close` one at a time, in order -- on a pool thread by default, on the
-loop for a handler marked `inline`. The handler holds a `WebSocket` (`self.ws`) whose
+loop for a handler marked `inline` -- and all of them, the factory too, in one
+`contextvars` context of the session's own: a copy of the upgrade request's (what its
+middleware set, the user it authenticated, is seen by the handler; what the handler sets
+is seen by no other session or request). The handler holds a `WebSocket` (`self.ws`) whose
 `send()` may be called from any thread: the connection queues it to the loop. Nothing here
 knows about sockets, threads or frames; the connection provides a `WebSocketChannel`.
 """
@@ -12,6 +15,7 @@ knows about sockets, threads or frames; the connection provides a `WebSocketChan
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextvars import Context, copy_context
 from typing import Protocol
 
 from reactor.app.types import Request, Response
@@ -90,7 +94,7 @@ class WebSocketUpgrade:
     """What a WebSocket route puts in its 101 response's `upgrade`: the connection layer
     validates the handshake and runs a session with a handler made by `factory`."""
 
-    __slots__ = ("factory", "inline", "origins", "request", "subprotocols")
+    __slots__ = ("context", "factory", "inline", "origins", "request", "subprotocols")
 
     def __init__(self, factory: HandlerFactory, request: Request, *, inline: bool = False,
                  subprotocols: tuple[str, ...] = (),
@@ -100,6 +104,9 @@ class WebSocketUpgrade:
         self.inline = inline
         self.subprotocols = subprotocols  # the first the client offers is chosen
         self.origins = origins  # None: any Origin; else only these (403 otherwise)
+        # Made in the upgrade request's context (the route handler runs in it): the
+        # session's callbacks run in this copy.
+        self.context: Context = copy_context()
 
     def __call__(self) -> object:
         """`Response.upgrade` is a protocol factory; this one is mapped by the connection

@@ -116,10 +116,11 @@ class WebSocketConnection:
 
     __slots__ = (
         "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_factory_error",
-        "_handler_closed", "_held", "_last_ping_at",
+        "_handler_closed", "_held", "_inside", "_last_ping_at",
         "_ping_sent_at", "_ping_timer", "_queue", "_queued_bytes", "_slow_timer",
         "_write_paused", "bytes_in",
-        "bytes_out", "close_code", "closed_by", "deflate", "encoder", "handler", "inline",
+        "bytes_out", "close_code", "closed_by", "context", "deflate", "encoder", "handler",
+        "inline",
         "loop", "loop_thread", "messages_in", "messages_out", "parser", "request", "server",
         "settings", "started", "transport", "ws",
     )
@@ -138,10 +139,12 @@ class WebSocketConnection:
                                       deflate=self.deflate)
         self.encoder = MessageEncoder(self.deflate)
         self.inline = upgrade.inline
+        self.context = upgrade.context  # every handler callback runs in it, one at a time
+        self._inside = False  # an inline callback is running (in `context`)
         self.ws = WebSocket(request, self, subprotocol)
         self._factory_error: Exception | SystemExit | None = None
         try:
-            self.handler: WebSocketHandler = upgrade.factory()
+            self.handler: WebSocketHandler = upgrade.context.run(upgrade.factory)
         except APP_ERRORS as exc:  # the 101 is out: the session ends at once with 1011
             self.handler, self._factory_error = WebSocketHandler(), exc
         self.handler.ws = self.ws
@@ -411,7 +414,14 @@ class WebSocketConnection:
         its message's, counted while it waits)."""
         if self.inline and not self._busy:
             try:
-                fn(*args)
+                if self._inside:  # called from a callback (its send ended the session):
+                    fn(*args)     # already in the session's context, which cannot be re-entered
+                else:
+                    self._inside = True
+                    try:
+                        self.context.run(fn, *args)
+                    finally:
+                        self._inside = False
             except APP_ERRORS as exc:
                 self._handler_failed(exc)
             return
@@ -433,7 +443,7 @@ class WebSocketConnection:
         fn, args, size = self._queue.popleft()
         self._queued_bytes -= size
         self._busy = True
-        self.loop.run_in_pool(fn, args, self._callback_done)
+        self.loop.run_in_pool(self.context.run, (fn, *args), self._callback_done)
 
     def _callback_done(self, _value: Any, error: BaseException | None, _started: float) -> None:
         self._busy = False

@@ -3,6 +3,7 @@ callbacks (pool or inline, in order), on_close codes, broadcast, origins, subpro
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from reactor.app.application import App
 from reactor.app.types import Headers, Request
 from reactor.app.websocket import WebSocket, WebSocketHandler, WebSocketUpgrade, broadcast
 from reactor.proto.websocket import Close, Message
-from tests.conftest import RunningServer, on_loop, start_server, wait_until
+from tests.conftest import RunningServer, fetch, on_loop, start_server, wait_until
 from tests.wsclient import HandshakeRefused, WsClient
 
 ROOMS: dict[str, list[WebSocket]] = {}
@@ -221,3 +222,74 @@ def test_sys_exit_in_an_inline_handler_closes_1011_and_the_server_goes_on(
         ws.send("still here")
         ws.close()
     assert wait_until(lambda: ("message", "still here") in EVENTS)
+
+
+USER: contextvars.ContextVar[str] = contextvars.ContextVar("ws_user", default="nobody")
+
+
+class WhoAmI(WebSocketHandler):
+    """Says whose session it is: the user its upgrade request's middleware found, then
+    what this session set (a message "be X"), all in the session's own context."""
+
+    def on_open(self) -> None:
+        self.ws.send(f"open {USER.get()}")
+
+    def on_message(self, data: str | bytes) -> None:
+        if isinstance(data, str) and data.startswith("be "):
+            USER.set(data[3:])
+        self.ws.send(f"{data} -> {USER.get()}")
+
+
+class InlineWhoAmI(WhoAmI):
+    inline = True
+
+
+@pytest.mark.parametrize("path", ["/who", "/who-inline"])
+def test_a_session_runs_in_its_upgrade_requests_context_and_keeps_its_own(
+        tmp_path: Path, path: str) -> None:
+    """The session's callbacks ran in whatever context their thread had: a ContextVar the
+    upgrade request's middleware set (the user it authenticated) was not seen by the
+    handler, and one an inline handler set leaked into the loop's context, so into every
+    later request and session. Now each session runs in a copy of its upgrade request's
+    context."""
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.0},
+                           server={"pool_threads": 1})
+    app = App()
+
+    @app.middleware
+    def who(request: Request, call_next):  # type: ignore[no-untyped-def]
+        name = request.headers.get("x-user")
+        if name:
+            USER.set(name)
+        return call_next(request)
+
+    app.websocket("/who")(WhoAmI)
+    app.websocket("/who-inline")(InlineWhoAmI)
+
+    @app.get("/user", inline=True)
+    def user(request: Request) -> str:
+        return USER.get()
+
+    try:
+        app.on_error = running.server.app_error
+        on_loop(running, setattr, running.server.http, "app", app)
+        with connect(running, path, headers={"X-User": "alice"}) as alice:
+            assert _text(alice) == "open alice"
+            alice.send("be mallory")
+            assert _text(alice) == "be mallory -> mallory"
+            with connect(running, path) as anonymous:
+                assert _text(anonymous) == "open nobody"
+                anonymous.send("hi")
+                assert _text(anonymous) == "hi -> nobody"
+            alice.send("still")
+            assert _text(alice) == "still -> mallory"
+        status, _, body = fetch(running, "GET", "/user")
+        assert (status, body) == (200, b"nobody")
+    finally:
+        running.stop()
+
+
+def _text(ws: WsClient) -> str:
+    event = ws.recv()
+    assert isinstance(event, Message) and isinstance(event.data, str), event
+    return event.data
