@@ -39,8 +39,17 @@ class WsClient:
 
     def __init__(self, host: str, port: int, path: str = "/ws/echo", *,
                  deflate: bool = False, headers: dict[str, str] | None = None,
-                 timeout: float = TIMEOUT_S, max_message_bytes: int = 64 << 20) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+                 timeout: float = TIMEOUT_S, max_message_bytes: int = 64 << 20,
+                 rcvbuf: int | None = None) -> None:
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:  # set before connect: the TCP window follows it (a slow link's receiver)
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+        self.read_bytes = 65536  # per recv; with read_pause_s, a slow reader
+        self.read_pause_s = 0.0
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16))
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
@@ -97,12 +106,14 @@ class WsClient:
         while not self.events:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
-                data = self.sock.recv(65536)
+                data = self.sock.recv(self.read_bytes)
             except ConnectionResetError:
                 return None
             if not data:
                 return None
             self.events.extend(self.parser.receive(data))
+            if self.read_pause_s:
+                time.sleep(self.read_pause_s)
         return self.events.pop(0)
 
     def recv(self, *, pong: bool = True, timeout: float = TIMEOUT_S) -> Event | None:

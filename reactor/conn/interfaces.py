@@ -63,6 +63,10 @@ class Transport(Protocol):
     def writing_blocked(self) -> bool: ...
     @property
     def pending_bytes(self) -> int: ...
+    def delivery(self) -> tuple[int, int] | None:
+        """`(acked, queued)`: the bytes of ours the peer's TCP has acknowledged so far
+        (Linux's TCP_INFO `tcpi_bytes_acked`) and those in the kernel's send queue not yet
+        acknowledged (SIOCOUTQ); None where the socket cannot say."""
 
     def write(self, data: bytes | memoryview) -> None: ...
     def try_write(self, data: bytes) -> bool:

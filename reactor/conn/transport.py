@@ -17,8 +17,11 @@ TLS, corks the socket instead: `CORK_FILES`). `set_protocol` swaps the protocol 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import sys
+import termios
 import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -37,6 +40,11 @@ LINGER_S = 2.0
 _LINGER_WANTED = "linger"  # `_linger` before the buffer drained: linger once it has
 # Linux: "more data follows", a per-call TCP_CORK. Elsewhere 0, and a head leaves on its own.
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
+# struct tcp_info (linux/tcp.h): the u64 tcpi_bytes_acked at offset 120, since Linux 4.1.
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+_BYTES_ACKED = 120
+_TCP_INFO_LENGTH = _BYTES_ACKED + 8
+_INT_BUFFER = bytes(4)  # SIOCOUTQ (= TIOCOUTQ) answers an int
 
 
 class SocketTransport:
@@ -252,6 +260,18 @@ class SocketTransport:
     @property
     def sendfile_bytes(self) -> int:
         return self._buffer.sendfile_bytes
+
+    def delivery(self) -> tuple[int, int] | None:
+        sock = self._sock
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_LENGTH)
+            queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, _INT_BUFFER)
+        except (OSError, ValueError):  # not TCP (a socketpair), or closed
+            return None
+        if len(info) < _TCP_INFO_LENGTH:  # a kernel before 4.1 has no tcpi_bytes_acked
+            return None
+        return (int.from_bytes(info[_BYTES_ACKED:_TCP_INFO_LENGTH], sys.byteorder),
+                int.from_bytes(queued, sys.byteorder, signed=True))
 
     def _flush(self) -> None:
         buffer = self._buffer

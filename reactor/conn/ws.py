@@ -115,14 +115,13 @@ class WebSocketConnection:
     """The WebSocket protocol of one connection (a `StreamProtocol`), server side."""
 
     __slots__ = (
-        "_busy", "_close_reason", "_close_sent", "_close_timer", "_closed", "_factory_error",
-        "_handler_closed", "_held", "_inside", "_last_ping_at",
-        "_ping_sent_at", "_ping_timer", "_queue", "_queued_bytes", "_slow_timer",
-        "_write_paused", "bytes_in",
-        "bytes_out", "close_code", "closed_by", "context", "deflate", "encoder", "handler",
-        "inline",
-        "loop", "loop_thread", "messages_in", "messages_out", "parser", "request", "server",
-        "settings", "started", "transport", "ws",
+        "_acked_seen", "_ahead_of_ping", "_busy", "_close_reason", "_close_sent",
+        "_close_timer", "_closed", "_factory_error", "_handler_closed", "_held", "_inside",
+        "_last_ping_at", "_ping_sent_at", "_ping_timer", "_queue", "_queued_bytes",
+        "_slow_timer", "_write_paused", "bytes_in", "bytes_out", "close_code", "closed_by",
+        "context", "deflate", "encoder", "handler", "inline", "loop", "loop_thread",
+        "messages_in", "messages_out", "parser", "request", "server", "settings", "started",
+        "transport", "ws",
     )
 
     def __init__(self, server: HttpServer, upgrade: WebSocketUpgrade, request: Request,
@@ -166,6 +165,8 @@ class WebSocketConnection:
         self._write_paused = False
         self._ping_sent_at = 0.0  # while a ping's pong has not come back
         self._last_ping_at = 0.0
+        self._acked_seen = -1  # the peer's acknowledged bytes at the ping (-1: unknown)
+        self._ahead_of_ping = -1  # ... once all we sent before the ping is delivered
         self._ping_timer: TimerHandle | None = None
         self._close_timer: TimerHandle | None = None
         self._slow_timer: TimerHandle | None = None
@@ -329,6 +330,12 @@ class WebSocketConnection:
                 # we do not read while the handler catches up: the pong may be waiting
                 # unread, not missing. Its wait starts again when reading resumes.
                 when = now + settings.ping_timeout_s
+            elif now - self._ping_sent_at >= settings.ping_timeout_s and self._ping_moving():
+                # no pong yet, but what we sent before the ping is still being delivered
+                # (on a slow link the ping waits behind megabytes of messages, and the pong
+                # behind it): the ping stays out, its wait starts again
+                self._ping_sent_at = now
+                when = now + settings.ping_timeout_s
             elif now - self._ping_sent_at >= settings.ping_timeout_s:
                 # the peer is gone or stuck: a last Close 1011, then drop it
                 self.close_code, self._close_reason, self.closed_by = (
@@ -344,9 +351,39 @@ class WebSocketConnection:
             when = self._last_ping_at + settings.ping_interval_s
         else:
             self._ping_sent_at = self._last_ping_at = now
+            self._note_ping_position()
             self._write(self.encoder.control(OP_PING, b"%d" % int(now * 1000)))
             when = now + min(settings.ping_interval_s, settings.ping_timeout_s)
         self._ping_timer = self.loop.call_at(when, self._ping_due)
+
+    def _note_ping_position(self) -> None:
+        """Where the ping about to be written sits in our output, in the peer's TCP
+        acknowledgements: once they reach `_ahead_of_ping`, all we sent before it is
+        delivered."""
+        transport = self.transport
+        delivery = transport.delivery() if transport is not None else None
+        if transport is None or delivery is None:
+            self._acked_seen = self._ahead_of_ping = -1
+            return
+        acked, queued = delivery
+        self._acked_seen = acked
+        self._ahead_of_ping = acked + queued + transport.pending_bytes
+
+    def _ping_moving(self) -> bool:
+        """The output ahead of the unanswered ping was still being delivered when its wait
+        ran out: the peer has acknowledged more since the ping went out (or since this last
+        said so), and at that time had not yet got all of what came before the ping.
+        Bounded: once that is delivered, the pong gets one more wait, no more; a ping with
+        nothing before it gets none. Where the socket cannot say, False."""
+        seen = self._acked_seen
+        if seen < 0 or seen >= self._ahead_of_ping:
+            return False
+        transport = self.transport
+        delivery = transport.delivery() if transport is not None else None
+        if delivery is None or delivery[0] <= seen:
+            return False
+        self._acked_seen = delivery[0]
+        return True
 
     def _cancel_timers(self) -> None:
         for timer in (self._ping_timer, self._close_timer, self._slow_timer):

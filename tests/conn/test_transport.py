@@ -12,6 +12,7 @@ import pytest
 
 from reactor.conn.interfaces import StreamProtocol, Transport
 from reactor.conn.transport import HIGH_WATER_BYTES, SocketTransport
+from tests.conftest import wait_until
 from tests.conn.conftest import TIMEOUT_S, LoopThread, recv_all, recv_until
 
 
@@ -344,3 +345,28 @@ def test_a_half_close_while_the_answer_drains_does_not_cut_it(loop_thread, socke
     loop_thread.run(transport.resume_reading)  # as the protocol does below the low water
     assert recv_all(client) == answer
     protocol.wait_for("lost")
+
+
+def test_delivery_says_what_the_peer_acknowledged_and_what_the_kernel_holds(
+        loop_thread, socket_pair) -> None:
+    # The WebSocket ping timeout reads it: output still being delivered is a live peer.
+    server_side, client = tcp_pair()
+    transport = start(loop_thread, server_side, Recorder())
+    try:
+        before = loop_thread.run(transport.delivery)
+        assert before is not None and before[1] == 0
+        loop_thread.run(transport.write, b"x" * 100_000)
+        assert recv_exactly(client, 100_000) == b"x" * 100_000
+
+        def delivered() -> bool:
+            acked, queued = loop_thread.run(transport.delivery)
+            return acked == before[0] + 100_000 and queued == 0
+        assert wait_until(delivered)
+    finally:
+        loop_thread.run(transport.abort)
+        client.close()
+    unix = start(loop_thread, socket_pair[0], Recorder())  # no TCP: it cannot say
+    try:
+        assert loop_thread.run(unix.delivery) is None
+    finally:
+        loop_thread.run(unix.abort)

@@ -274,6 +274,43 @@ def test_pings_come_every_ping_interval_also_when_the_timeout_is_shorter(
         running.stop()
 
 
+class Firehose(WebSocketHandler):
+    """Asked "go N", sends N messages of 256 KiB at once, then "done"."""
+
+    inline = True
+
+    def on_message(self, data: str | bytes) -> None:
+        assert isinstance(data, str)
+        for _ in range(int(data.split()[1])):
+            self.ws.send(b"m" * 262_144)
+        self.ws.send("done")
+
+
+def test_a_ping_behind_megabytes_on_a_slow_link_is_no_ping_timeout(tmp_path: Path) -> None:
+    """A client reading ~1.5 MB/s through a small TCP window, sent 1.5 MiB at once: our
+    ping waits behind the messages (in our buffer and the kernel's), so its pong comes ~1 s
+    later, well past ping_timeout_s. The client is alive and reading: that was a 1011 'ping
+    timeout' (a false one: websockets and WebSocket-Node have it too); while the output
+    ahead of the ping is still being delivered, the pong's wait starts again."""
+    running = start_server(tmp_path, websocket={"ping_interval_s": 0.1,
+                                                "ping_timeout_s": 0.25})
+    try:
+        add_route(running, "/ws/firehose", Firehose)
+        with client(running, "/ws/firehose", rcvbuf=16_384) as ws:
+            ws.read_bytes, ws.read_pause_s = 16_384, 0.01
+            ws.send("go 6")
+            events = [ws.recv() for _ in range(7)]  # answering the pings on the way
+            assert [len(e.data) for e in events if isinstance(e, Message)] == [
+                262_144] * 6 + [4], events[-1]
+            answer = ws.close()  # the ping behind the messages is answered on the way
+            assert isinstance(answer, Close) and answer.code == 1000, answer
+            assert ws.pings >= 1
+        [line] = session_lines(running)
+        assert (line["close_code"], line["closed_by"]) == (1000, "client"), line
+    finally:
+        running.stop()
+
+
 def test_no_pong_closes_after_the_timeout(tmp_path: Path) -> None:
     running = start_server(tmp_path, websocket={"ping_interval_s": 0.1,
                                                 "ping_timeout_s": 0.3})
