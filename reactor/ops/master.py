@@ -296,7 +296,9 @@ class Master:
         it exited or timed out); a worker that did not start is killed."""
         if deadline is None:
             deadline = time.monotonic() + READY_TIMEOUT_S
-        reason = read_report(worker.report_fd, deadline)
+        # the watchdog is pinged meanwhile: systemd keeps it armed through a reload, and a
+        # worker may take READY_TIMEOUT_S to start (a slow app import)
+        reason = read_report(worker.report_fd, deadline, self._ping_watchdog)
         if reason is not None:
             worker.reason = reason
             _kill(worker.pid, signal.SIGKILL)  # hung, or exiting anyway

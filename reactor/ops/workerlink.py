@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from reactor.loop import EventLoop
 
 READY = b"ready\n"
+TICK_S = 0.25  # how often read_line calls its tick while it waits
 ERROR = b"error "
 
 # Exceptions whose message is already the one line for the operator (they name the file,
@@ -88,15 +89,20 @@ class WorkerLink:
         loop.add_reader(fd, readable)
 
 
-def read_line(fd: int, deadline: float) -> bytes | None:
+def read_line(fd: int, deadline: float, tick: Callable[[], None] | None = None
+              ) -> bytes | None:
     """The first line on the pipe `fd` (ending in "\n"), or what came before EOF (without
     it); None when `deadline` passed first. Byte by byte: what follows the line stays in
-    the pipe (for `leftover_reason`)."""
+    the pipe (for `leftover_reason`). `tick` is called at least every `TICK_S` meanwhile
+    (the master's watchdog ping: a worker may take up to READY_TIMEOUT_S to start)."""
     data = b""
     while not data.endswith(b"\n"):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
+        if tick is not None:
+            tick()
+            remaining = min(remaining, TICK_S)
         readable, _, _ = select.select([fd], [], [], remaining)
         if not readable:
             continue
@@ -110,10 +116,12 @@ def read_line(fd: int, deadline: float) -> bytes | None:
     return data
 
 
-def read_report(fd: int, deadline: float) -> str | None:
+def read_report(fd: int, deadline: float, tick: Callable[[], None] | None = None
+                ) -> str | None:
     """In the master: None once the worker on `fd` reported ready, else why it did not
-    (its `error` line, that it exited first, or that `deadline` passed)."""
-    data = read_line(fd, deadline)
+    (its `error` line, that it exited first, or that `deadline` passed); `tick` as for
+    `read_line`."""
+    data = read_line(fd, deadline, tick)
     if data is None:
         return "it did not report ready in time"
     if not data.endswith(b"\n"):

@@ -3,6 +3,7 @@ the loop-driven watchdog, live STATUS, and socket activation through a real exec
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import sys
@@ -242,5 +243,57 @@ def test_socket_activation_of_a_socket_that_cannot_accept_is_one_line(
         assert len(server.stderr_text) == 1, server.stderr_text
         assert server.stderr_text[0].startswith(
             f"reactor: socket activation: LISTEN_FDS: {reason}"), server.stderr_text
+    finally:
+        server.stop()
+
+
+SLOW_START_APP = '''
+"""An app whose workers take SLOW_START_S to build while the file SLOW_MARKER exists."""
+import os
+import time
+from reactor.app.application import App
+
+class Slow(App):
+    @property
+    def compression(self):
+        return self._compression
+
+    @compression.setter
+    def compression(self, value):  # set once by App() at import, again by each worker
+        if hasattr(self, "_compression") and os.path.exists(os.environ["SLOW_MARKER"]):
+            time.sleep(float(os.environ["SLOW_START_S"]))
+        self._compression = value
+
+app = Slow()
+'''
+
+
+def test_the_master_pings_the_watchdog_while_a_reloads_workers_start(
+        manager: Manager, tmp_path: Path) -> None:
+    """systemd keeps the watchdog armed through a reload, and the master waited for the new
+    workers (up to READY_TIMEOUT_S, 15 s) without a WATCHDOG=1: with a WatchdogSec under
+    that and an app slow to build, a reload got the service killed by its own watchdog."""
+    (tmp_path / "slow.py").write_text(SLOW_START_APP)
+    marker = tmp_path / "slow-now"
+    config = write_config(tmp_path / "reactor.toml", base_config(
+        tmp_path, server={"workers": 2}, app={"native": "slow:app", "path": [str(tmp_path)]}))
+    env = server_env(NOTIFY_SOCKET=str(manager.path), WATCHDOG_USEC="1000000",
+                     SLOW_MARKER=str(marker), SLOW_START_S="2.0")
+    server = ServeProcess(["--config", str(config)], cwd=tmp_path, env=env)
+    try:
+        manager.wait_for("READY")
+        marker.touch()
+        server.send_signal(signal.SIGHUP)
+        manager.wait_for("RELOADING")
+        started, pings = time.monotonic(), [time.monotonic()]
+        while (message := manager.receive(5.0)) is not None and "READY" not in message:
+            if "WATCHDOG" in message:
+                pings.append(time.monotonic())
+        assert message is not None, manager.messages
+        assert time.monotonic() - started > 1.5  # the new workers took their 2 s
+        gaps = [later - earlier for earlier, later in itertools.pairwise(pings)]
+        assert gaps and max(gaps) < 1.0, gaps  # every 0.5 s: half of WATCHDOG_USEC
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
     finally:
         server.stop()
