@@ -201,12 +201,28 @@ def test_a_reload_adding_metrics_under_workers_serves_them_without_a_restart_war
 # --- 2: workers that cannot start ---------------------------------------------------------------
 
 
+def _taken_after_a_free_one(taken: socket.socket) -> int:
+    """Listen on `taken` at a port P whose P - 1 is free now (worker 1's metrics port: if
+    another process held it, the line would name it instead); returns P."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            with socket.socket() as below:
+                below.bind(("127.0.0.1", port - 1))
+            taken.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        taken.listen()
+        return port
+    raise AssertionError("no two free ports in a row")
+
+
 def test_a_taken_metrics_port_under_workers_is_one_line_and_exit_1(
         started: list[ServeProcess], tmp_path: Path) -> None:
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+        port = _taken_after_a_free_one(taken)
         process = serve(started, tmp_path, base_config(
             tmp_path, server={"workers": 2}, metrics={"listen": f"127.0.0.1:{port - 1}"}))
         assert process.wait(20) == 1
