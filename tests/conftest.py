@@ -35,6 +35,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -416,3 +417,28 @@ def upload_files(directory: Path, *pids: int) -> list[str]:
             if head == real and name.startswith("#") and name.endswith(" (deleted)"):
                 found.append(target)
     return sorted(found)
+
+
+# ---- a small file system of our own (root only) ------------------------------------------------
+
+TMPFS_BYTES = 1024 * 1024
+
+
+def mount(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (a disk to fill), unmounted at teardown whatever happened."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    point = tmp_path / "small"
+    point.mkdir()
+    done = mount("-t", "tmpfs", "-o", f"size={TMPFS_BYTES},mode=0755", "tmpfs", str(point))
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)

@@ -57,7 +57,7 @@ def probe_target(target: str) -> str | None:
 class LineSink:
     """A log destination: a file path (appended), `-` (stdout), `stderr`, or `off`."""
 
-    __slots__ = ("_fd", "_lines", "_owns_fd", "_write_failed", "target")
+    __slots__ = ("_fd", "_lines", "_lost", "_owns_fd", "_torn", "_write_failed", "target")
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -65,6 +65,8 @@ class LineSink:
         self._fd = -1
         self._owns_fd = False
         self._write_failed = False
+        self._torn = False  # a failed write left part of a line at the end of the file
+        self._lost = 0  # lines not written since writes began to fail
         self._open()
 
     @property
@@ -115,15 +117,29 @@ class LineSink:
             return
         lines.append("")
         data = "\n".join(lines).encode("utf-8", "replace")
+        if self._torn:  # end that fragment first: the lines after it stay whole, parseable
+            data = b"\n" + data
+        view, sent = memoryview(data), 0
         try:
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
-            self._write_failed = False
+            while sent < len(data):
+                sent += os.write(self._fd, view[sent:])
         except OSError as exc:
+            # A full disk takes part of a write, then refuses the rest: what went out may
+            # end inside a line.
+            if sent:
+                self._torn = data[sent - 1] != 0x0A
+            unwritten = data.count(b"\n", sent) - (1 if self._torn and not sent else 0)
+            self._lost += max(0, unwritten)
             if not self._write_failed:  # say it once, not once per line
                 self._write_failed = True
                 print(f"reactor: cannot write log {self.target}: {exc}", file=sys.stderr)
+            return
+        self._torn = False
+        if self._write_failed:
+            self._write_failed = False
+            print(f"reactor: writing log {self.target} again; {self._lost} lines were lost",
+                  file=sys.stderr)
+            self._lost = 0
 
     def close(self) -> None:
         self.flush()

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import TMPFS_BYTES, mount
 from tests.ops.serverproc import (
     Client,
     Response,
@@ -29,28 +29,6 @@ from tests.ops.serverproc import (
     server_env,
     write_config,
 )
-
-TMPFS_BYTES = 1024 * 1024
-
-
-def _mount(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs, unmounted at teardown whatever happened."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    point = tmp_path / "small"
-    point.mkdir()
-    done = _mount("-t", "tmpfs", "-o", f"size={TMPFS_BYTES},mode=0755", "tmpfs", str(point))
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 @pytest.fixture
@@ -162,7 +140,7 @@ def test_disk_full_is_answered_before_the_rest_of_the_body_is_sent(
 def test_read_only_file_system_is_one_error_line_each_and_a_start_up_warning(
         started: list[ServeProcess], tmp_path: Path, tmpfs: Path) -> None:
     (tmpfs / "kept").write_bytes(b"kept")
-    done = _mount("-o", "remount,ro", str(tmpfs))
+    done = mount("-o", "remount,ro", str(tmpfs))
     if done.returncode != 0:
         pytest.skip(f"cannot remount read-only: {done.stderr.strip()}")
     server = serve(started, tmp_path, tmpfs)

@@ -9,6 +9,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from reactor.app.types import Headers, Request, Response
 from reactor.conn.shared import AccessRecord
 from reactor.ops.logging import LineSink, ServerLog, _render_access, record_fields
@@ -151,3 +153,49 @@ def test_timestamps_are_utc_milliseconds_and_follow_the_clock() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now)
     stamped = calendar.timegm(time.strptime(now[:19], "%Y-%m-%dT%H:%M:%S")) + int(now[20:23]) / 1e3
     assert before - 0.002 <= stamped <= time.time()
+
+
+def _fill(directory: Path) -> None:
+    with (directory / "filler").open("wb", buffering=0) as filler:
+        for size in (65536, 4096, 1):  # to the last byte
+            try:
+                while True:
+                    filler.write(b"f" * size)
+            except OSError:
+                pass
+
+
+def test_a_full_disk_tears_one_line_at_most_and_says_how_many_were_lost(
+        tmpfs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk takes part of a write and refuses the rest: the file ended inside a line,
+    and once space came back the next line was appended to that fragment (two lines lost to
+    a log shipper's parser, one of them written after the disk recovered), and nothing said
+    how many lines were dropped meanwhile. The fragment is ended first now; the lines after
+    it parse, and stderr says when writes resume and how many lines were lost."""
+    path = tmpfs / "access.log"
+    sink = LineSink(str(path))
+    sink.msg(json.dumps({"n": 0}))
+    sink.flush()  # the file has its first page: its slack takes lines until it is full
+    _fill(tmpfs)
+    for n in range(1, 40):  # ~8 KiB: more than a page's slack
+        sink.msg(json.dumps({"n": n, "pad": "x" * 200}))
+        sink.flush()
+    (tmpfs / "filler").unlink()
+    for n in range(40, 45):
+        sink.msg(json.dumps({"n": n}))
+        sink.flush()
+    sink.close()
+    numbers, broken = [], []
+    for line in path.read_bytes().split(b"\n")[:-1]:
+        try:
+            numbers.append(json.loads(line)["n"])
+        except ValueError:
+            broken.append(line)
+    assert len(broken) == 1 and broken[0].startswith(b'{"n": '), broken  # the fragment
+    assert numbers[-5:] == [40, 41, 42, 43, 44]
+    assert numbers == [*range(len(numbers) - 5), 40, 41, 42, 43, 44]
+    lost = 39 - (len(numbers) - 6)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert err[0].startswith(f"reactor: cannot write log {path}: [Errno 28]")
+    assert err[1] == f"reactor: writing log {path} again; {lost} lines were lost"
