@@ -15,6 +15,11 @@ Strategy (all blocking, in the pool; the caller hands over an open fd and its st
    with `os.sendfile` from the loop. HEAD never reads: a `FileBody` carries the length.
 Every file response carries Last-Modified, ETag, Content-Type and, when set, Cache-Control;
 identity ones Accept-Ranges; compressible types `Vary: Accept-Encoding` (304s included).
+
+Given the file's open-file cache entry, the pool path also leaves there what it answered
+with (`Variant`: validators, the fields of the 200 and of the 304, a gzip body), and
+`FileServer.cached` answers the next GETs and HEADs without Range on the loop from it: the
+same steps 2 and 4 on the kept fields, no representation chosen anew (see `filecache`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from reactor.app.compression import CompressibleTypes, GzipStream, accepts_gzip
-from reactor.app.handlers import precondition_failed
+from reactor.app.handlers import SHORTAGE_ERRNOS, precondition_failed
 from reactor.app.static.conditional import (
     evaluate,
     field_list,
@@ -34,7 +39,7 @@ from reactor.app.static.conditional import (
     parse_http_date,
     range_applies,
 )
-from reactor.app.static.filecache import OpenFileCache
+from reactor.app.static.filecache import CachedFile, OpenFileCache, Variant
 from reactor.app.static.gzcache import GzipCache, cache_key
 from reactor.app.static.paths import Opened, open_under
 from reactor.app.static.ranges import (
@@ -101,51 +106,75 @@ class FileServer:
         self.min_size = min_size
         self.open_files = OpenFileCache()
 
-    def cached(self, request: Request, segments: list[str]) -> Response | None:
-        """On the loop: the answer for a file in the open-file cache, when it needs no Range
-        and no gzip (the identity representation the pool path would pick), else None."""
-        headers = request.headers
-        if b"range" in headers:
+    def cached(self, request: Request, entry: CachedFile) -> Response | None:
+        """On the loop: the answer for a GET or HEAD of the file `entry` holds (just checked
+        by `OpenFileCache.lookup`), made from the variant the pool path answered this kind of
+        client with; None (the pool path) for a Range, or a variant not made yet."""
+        conditional = False  # an If-* field at all
+        others = False  # one besides If-Modified-Since and a single If-None-Match line
+        if_none_match = None
+        encodings = None
+        for name, value in request.headers._fields:
+            if name[:3] == b"if-":
+                conditional = True
+                if name == b"if-none-match" and if_none_match is None:
+                    if_none_match = value
+                elif name != b"if-modified-since":
+                    others = True
+            elif name == b"range":
+                return None
+            elif name == b"accept-encoding":  # all its lines, as `field_list` joins them
+                encodings = value if encodings is None else encodings + b", " + value
+        if entry.compressible and encodings is not None and accepts_gzip(encodings):
+            variant = entry.for_gzip
+        else:
+            variant = entry.plain
+        if variant is None:
             return None
-        content_type = self.mount.mime.type_for(segments[-1])
-        compressible = content_type in self.types
-        if compressible and accepts_gzip(field_list(headers, b"accept-encoding")):
-            return None
-        found = self.open_files.open(tuple(segments))
-        if found is None:
-            return None
-        fd, info, entry = found
-        fields = entry.fields  # same path, same type and policy: the same fields
-        if fields is not None:
-            for name, _value in headers._fields:
-                if name[:3].lower() == b"if-":  # a precondition: evaluated below
-                    break
-            else:  # the plain 200 of this file, as `_answer` made it the first time
+        if conditional:
+            if if_none_match == variant.etag and not others:
+                # how browsers revalidate: the tag they were given, alone on its line (what
+                # `evaluate` answers then to a GET or a HEAD, If-Modified-Since or not)
+                self.open_files.hits += 1
+                return Response(304, variant.not_modified)
+            status = evaluate(request.method, request.headers, variant.etag, variant.mtime)
+            if status == 304:
+                self.open_files.hits += 1
+                return Response(304, variant.not_modified)
+            if status == 412:
+                self.open_files.hits += 1
+                return precondition_failed()
+        body: bytes | FileBody | None
+        if variant.gzip:
+            body = variant.body
+            if body is None:
+                return None  # only revalidated so far: compressed (or found) in the pool
+        else:
+            body = entry.data
+            if body is None:  # too large to keep: sendfile from a new fd of the file
                 try:
-                    return Response(200, list(fields), as_file(fd, 0, info.st_size))
+                    fd = os.dup(entry.fd)
+                except OSError as exc:
+                    if exc.errno not in SHORTAGE_ERRNOS:
+                        raise
+                    return None  # the pool path answers (a 503 if it cannot open it either)
+                try:
+                    body = as_file(fd, 0, entry.size)
                 except BaseException:
                     os.close(fd)
                     raise
-        opened = Opened(fd, info, "")
-        try:
-            rep = Representation(opened, etag=make_etag(info), mtime=int(info.st_mtime),
-                                 size=info.st_size)
-            response = self._answer(request, rep, content_type, compressible,
-                                    whole_file=True)
-        except BaseException:
-            opened.close()
-            raise
-        if response.status == 200:
-            entry.fields = tuple(response.headers)
-        return response
+        self.open_files.hits += 1
+        return Response(200, variant.fields, body)
 
     def respond(self, request: Request, opened: Opened, segments: list[str],
                 content_type: bytes | None = None, *, etag: bytes | None = None,
-                last_modified: bytes | None = None) -> Response:
+                last_modified: bytes | None = None, entry: CachedFile | None = None
+                ) -> Response:
         """The response for the open regular file at root/segments (closes or hands over);
         `content_type` replaces the type guessed from the name, in a 206's parts too;
         `etag` and `last_modified` (a handler's own validators) replace the file's, in the
-        preconditions and If-Range too: they are what the client saw and sends back."""
+        preconditions and If-Range too: they are what the client saw and sends back.
+        `entry`: the open-file cache's entry for this file, given the variant answered."""
         if content_type is None:
             content_type = self.mount.mime.type_for(segments[-1])
         compressible = content_type in self.types
@@ -160,7 +189,7 @@ class FileServer:
             rep.last_modified = last_modified
             rep.mtime = parse_http_date(last_modified)
         try:
-            return self._answer(request, rep, content_type, compressible)
+            return self._answer(request, rep, content_type, compressible, entry)
         except BaseException:
             rep.close()
             raise
@@ -201,12 +230,22 @@ class FileServer:
 
     # ---- 2.-4. preconditions, range, body ---------------------------------------------------
     def _answer(self, request: Request, rep: Representation, content_type: bytes,
-                compressible: bool, *, whole_file: bool = False) -> Response:
+                compressible: bool, entry: CachedFile | None = None) -> Response:
         validators = [(b"Last-Modified", rep.last_modified), (b"ETag", rep.etag)]
         if self.mount.cache_control is not None:
             validators.append((b"Cache-Control", self.mount.cache_control.encode("ascii")))
         if compressible:
             validators.append(VARY_ACCEPT_ENCODING)
+        fields = [(b"Content-Type", content_type), *validators]
+        fields.append(GZIP if rep.gzip else ACCEPT_RANGES)
+        variant = None
+        if entry is not None and rep.mtime == int(rep.opened.info.st_mtime) and (
+                not rep.gzip or (rep.compress and not rep.stream)):
+            # what this answer is made of, for the loop to answer the next ones with (not
+            # for a file dated in the future, whose Last-Modified moves with the clock, nor
+            # for a sidecar or a streamed gzip)
+            variant = Variant(rep.etag, rep.mtime, fields.copy(), validators, gzip=rep.gzip)
+            self._keep(request, entry, variant, compressible)
         status = evaluate(request.method, request.headers, rep.etag, rep.mtime)
         if status == 304:
             rep.close()
@@ -214,11 +253,7 @@ class FileServer:
         if status == 412:
             rep.close()
             return precondition_failed()
-        fields = [(b"Content-Type", content_type), *validators]
-        if rep.gzip:
-            fields.append(GZIP)
-        else:
-            fields.append(ACCEPT_RANGES)
+        if not rep.gzip:
             header = request.headers.get(b"range")
             if (header is not None and request.method == "GET"
                     and range_applies(request.headers, rep.etag, rep.last_modified)):
@@ -229,16 +264,35 @@ class FileServer:
             if not rep.stream:
                 data = self._compressed(rep.opened)
                 if data is not None:
+                    if variant is not None and entry is not None:
+                        self.open_files.keep_gzip(entry, Variant(
+                            variant.etag, variant.mtime, variant.fields,
+                            variant.not_modified, gzip=True, body=data))
                     return Response(200, fields, data)
                 # The file is no longer the size its validators describe (rewritten since
                 # its stat): streamed, the answer is cut where the file ends, as a sendfile
                 # answer is, instead of a whole gzip of what is left under those validators.
             return Response(200, fields, self._streamed(rep.opened))
-        if whole_file:  # from the loop: sendfile, no read here
-            body = as_file(rep.opened.fd, 0, rep.size)
-            rep.opened.fd = -1
-            return Response(200, fields, body)
         return Response(200, fields, body_of(rep.opened, 0, rep.size, request.method))
+
+    def _keep(self, request: Request, entry: CachedFile, variant: Variant,
+              compressible: bool) -> None:
+        """In the worker: `variant`, just made for `request`, is what the loop answers the
+        same kind of client with, from `entry` (a gzip body is added once it is made)."""
+        entry.compressible = compressible
+        if variant.gzip:
+            if entry.for_gzip is None:  # a 304 first: the loop answers the next 304s
+                self.open_files.keep_gzip(entry, variant)
+            return
+        entry.plain = variant
+        if not compressible:
+            entry.for_gzip = variant
+            return
+        headers = request.headers
+        if (accepts_gzip(field_list(headers, b"accept-encoding"))
+                and not (request.method == "GET" and b"range" in headers)):
+            # identity to a client taking gzip: gzip is off, or the file below its minimum
+            entry.for_gzip = variant
 
     def _streamed(self, opened: Opened) -> StreamBody:
         file = open(opened.fd, "rb", buffering=0)  # noqa: SIM115 - the body closes it

@@ -1,8 +1,10 @@
 """The mount's request handler: methods, path checks, directories (redirect, index, listing).
 
 Strategy: `StaticHandler` is mounted on the router as a non-blocking handler. On the loop it
-does only pure work — OPTIONS and 405 answers, the path check of `paths.clean_segments` —
-and hands everything that touches the file system to the pool as an `Offload`. With
+does only pure work — OPTIONS and 405 answers, a GET or HEAD of a file the open-file cache
+holds (`filecache`: one `fstat`, the answer from the entry), the path check of
+`paths.clean_segments` — and hands everything else that touches the file system to the
+pool as an `Offload`. With
 uploads on, DELETE goes to the mount's `MountWriter` the same way, and PUT reaches
 `upload` at head time through the router's `upload_handler` (see `upload.py`). The
 handler picks every encoding itself (Content-Encoding, Vary), so the app's gzip middleware,
@@ -67,22 +69,26 @@ class StaticHandler:
 
     def __call__(self, request: Request) -> Response | Offload:
         method = request.method
-        if method == "OPTIONS":
-            return Response(204, [self.allow])
-        if method not in ("GET", "HEAD"):
-            if method == "DELETE" and self.writer is not None:
-                return self.writer.delete(request)
-            return text_response(405, "Method Not Allowed\n", [self.allow])
         raw = request.params.get("path", b"")
+        if method == "GET" or method == "HEAD":
+            # a file served a moment ago: answered from the open-file cache, whose keys are
+            # paths the pool path found clean and naming a regular file
+            files = self.files
+            entry = files.open_files.lookup(raw)
+            if entry is not None:
+                cached = files.cached(request, entry)
+                if cached is not None:
+                    return cached
+        elif method == "OPTIONS":
+            return Response(204, [self.allow])
+        elif method == "DELETE" and self.writer is not None:
+            return self.writer.delete(request)
+        else:
+            return text_response(405, "Method Not Allowed\n", [self.allow])
         segments = clean_segments(raw, dotfiles=self.mount.dotfiles)
         if segments is None:
             return not_found()
-        slash = names_a_directory(raw)
-        if segments and not slash:  # a file served a moment ago: answered from its open fd
-            cached = self.files.cached(request, segments)
-            if cached is not None:
-                return cached
-        return Offload(self.serve, request, segments, slash)
+        return Offload(self.serve, request, segments, names_a_directory(raw))
 
     def answer_at_head(self, request: Request) -> Response | None:
         """The answer whatever the body, for a client waiting for 100 Continue: a method
@@ -121,9 +127,12 @@ class StaticHandler:
             if slash:  # `/file.txt/` names a directory that is not there
                 opened.close()
                 return not_found()
+            entry = None
             if stat.S_ISREG(opened.info.st_mode):
-                self.files.open_files.put(tuple(segments), opened.fd, opened.info)
-            return self.files.respond(request, opened, segments)
+                raw = request.params.get("path", b"")
+                if raw == "/".join(["", *segments]).encode("utf-8"):  # canonical: a key
+                    entry = self.files.open_files.put(raw, opened.fd, opened.info)
+            return self.files.respond(request, opened, segments, entry=entry)
         return self._directory(request, opened, segments, slash)
 
     def _directory(self, request: Request, opened: Opened, segments: list[str], slash: bool

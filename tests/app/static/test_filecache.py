@@ -3,14 +3,15 @@ until it changes (grown, rewritten, deleted, replaced) or its entry is older tha
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reactor.app.application import App
-from reactor.app.static import StaticHandler
-from reactor.app.static.filecache import OpenFileCache
+from reactor.app.application import App, CompressionPolicy, build_app
+from reactor.app.static import StaticHandler, StaticMount
+from reactor.app.static.filecache import KEEP_BYTES_MAX, OpenFileCache
 from reactor.app.static.files import FileServer
 from reactor.app.types import FileBody, Offload, Response
 
@@ -32,18 +33,24 @@ def files_of(app: App) -> FileServer:
 
 
 def test_a_file_served_once_is_answered_on_the_loop_with_the_same_response(
-        static_app: Callable[..., App]) -> None:
+        static_app: Callable[..., App], www: Path) -> None:
+    (www / "big.bin").write_bytes(b"b" * (KEEP_BYTES_MAX + 1))
     app = static_app()
-    pooled = call(app, "GET", "/data.bin")
-    again = first_answer(app, "/data.bin")
-    assert isinstance(again, Response) and isinstance(again.body, FileBody)  # no pool trip
-    assert again.body.offset == 0 and again.body.length == 1024  # sendfile of the whole file
-    assert again.status == pooled.status and again.headers == pooled.headers
-    assert body_bytes(again) == body_bytes(pooled)
-    assert files_of(app).open_files.hits == 1
-    head = app.open(make_request("HEAD", "/data.bin")).respond()
-    assert isinstance(head, Response) and head.headers == pooled.headers
-    head.body.close()  # type: ignore[union-attr]
+    for path, size in (("/data.bin", 1024), ("/big.bin", KEEP_BYTES_MAX + 1)):
+        pooled = call(app, "GET", path)
+        again = first_answer(app, path)
+        assert isinstance(again, Response)  # no pool trip
+        if size <= KEEP_BYTES_MAX:
+            assert type(again.body) is bytes  # kept with the entry: no fd, no sendfile
+        else:
+            assert isinstance(again.body, FileBody)  # sendfile of the whole file
+            assert again.body.offset == 0 and again.body.length == size
+        assert again.status == pooled.status and again.headers == pooled.headers
+        assert body_bytes(again) == body_bytes(pooled)
+        head = app.open(make_request("HEAD", path)).respond()
+        assert isinstance(head, Response) and head.headers == pooled.headers
+        assert body_bytes(head) == body_bytes(pooled)  # the length the framing announces
+    assert files_of(app).open_files.hits == 4
 
 
 def test_conditional_requests_are_answered_from_the_cache_too(
@@ -60,35 +67,103 @@ def test_repeat_answers_reuse_the_first_answers_fields_and_honour_preconditions(
     app = static_app(cache_control="max-age=60")
     for path in ("/data.bin", "/style.css"):  # binary; compressible, asked without gzip
         pooled = call(app, "GET", path)
-        first = first_answer(app, path)  # the entry remembers this answer's fields...
-        again = first_answer(app, path)  # ...and this one is made from them
+        first = first_answer(app, path)  # the entry remembers the pool's answer...
+        again = first_answer(app, path)  # ...and every loop answer is made from it
         for answer in (first, again):
-            assert isinstance(answer, Response) and isinstance(answer.body, FileBody)
+            assert isinstance(answer, Response) and type(answer.body) is bytes
             assert answer.status == 200 and answer.headers == pooled.headers
             assert body_bytes(answer) == body_bytes(pooled)
         assert isinstance(first, Response) and isinstance(again, Response)
         assert again.headers is not first.headers  # each answer owns its list
         entries = files_of(app).open_files._entries
-        assert entries and all(entry.fields is not None for entry in entries.values())
+        assert entries and all(entry.plain is not None for entry in entries.values())
         etag = (header(pooled, "ETag") or b"").decode()
         modified = (header(pooled, "Last-Modified") or b"").decode()
+        validators = [field for field in pooled.headers
+                      if field[0] not in (b"Content-Type", b"Accept-Ranges")]
+        long_ago = "Sat, 01 Jan 2000 00:00:00 GMT"
         for fields, status in (({"If-None-Match": etag}, 304),
+                               ({"If-None-Match": etag, "If-Modified-Since": long_ago}, 304),
+                               ({"If-None-Match": '"other"', "If-Modified-Since": modified},
+                                200),  # If-Modified-Since counts only without If-None-Match
+                               ({"If-None-Match": f'"other", {etag}'}, 304),
+                               ({"If-None-Match": f"W/{etag}"}, 304),  # compared weakly
                                ({"If-Modified-Since": modified}, 304),
+                               ({"If-Modified-Since": long_ago}, 200),
+                               ({"If-None-Match": etag, "If-Match": '"another"'}, 412),
                                ({"If-Match": '"another"'}, 412)):
             answer = first_answer(app, path, fields)
             assert isinstance(answer, Response) and answer.status == status, fields
-        assert files_of(app).open_files.hits == (5 if path == "/data.bin" else 10)  # no pool
+            if status == 304:
+                assert answer.headers == validators and answer.body == b""
+        assert files_of(app).open_files.hits == (11 if path == "/data.bin" else 22)  # no pool
 
 
-def test_range_and_gzip_requests_take_the_pool_path(static_app: Callable[..., App]) -> None:
+def test_range_requests_take_the_pool_path_and_gzip_ones_once(
+        static_app: Callable[..., App]) -> None:
     app = static_app()
     call(app, "GET", "/data.bin")
     call(app, "GET", "/style.css")
     assert isinstance(first_answer(app, "/data.bin", {"Range": "bytes=0-9"}), Offload)
-    assert isinstance(first_answer(app, "/style.css", {"Accept-Encoding": "gzip"}), Offload)
     identity = first_answer(app, "/style.css")  # compressible, but gzip not accepted
     assert isinstance(identity, Response) and header(identity, "Vary") == b"Accept-Encoding"
-    identity.body.close()  # type: ignore[union-attr]
+    gz = {"Accept-Encoding": "gzip"}
+    assert isinstance(first_answer(app, "/style.css", gz), Offload)  # no gzip variant yet
+    pooled = call(app, "GET", "/style.css", gz)
+    again = first_answer(app, "/style.css", gz)  # now kept with the entry
+    assert isinstance(again, Response) and again.headers == pooled.headers
+    assert header(again, "Content-Encoding") == b"gzip" and again.body is pooled.body
+    assert isinstance(first_answer(app, "/style.css", {**gz, "Range": "bytes=0-9"}), Offload)
+    identity = first_answer(app, "/style.css", {"Accept-Encoding": "gzip;q=0, br"})
+    assert isinstance(identity, Response) and header(identity, "Content-Encoding") is None
+    assert body_bytes(identity) == body_bytes(call(app, "GET", "/style.css"))
+
+
+def test_a_gzip_revalidation_first_is_answered_on_the_loop_then_its_200_once_pooled(
+        static_app: Callable[..., App]) -> None:
+    app = static_app()
+    gz = {"Accept-Encoding": "gzip"}
+    etag = (header(call(app, "GET", "/style.css", gz), "ETag") or b"").decode()
+    cache = files_of(app).open_files
+    cache.close()  # a fresh entry, made by a 304 of the pool path
+    assert call(app, "GET", "/style.css", {**gz, "If-None-Match": etag}).status == 304
+    answer = first_answer(app, "/style.css", {**gz, "If-None-Match": etag})
+    assert isinstance(answer, Response) and answer.status == 304
+    assert isinstance(first_answer(app, "/style.css", gz), Offload)  # no body made yet
+    pooled = call(app, "GET", "/style.css", gz)
+    again = first_answer(app, "/style.css", gz)
+    assert isinstance(again, Response) and again.body is pooled.body
+
+
+def test_gzip_off_or_a_sidecar_are_what_the_loop_answers_too(
+        static_app: Callable[..., App], www: Path) -> None:
+    gz = {"Accept-Encoding": "gzip"}
+    off = build_app(directory=None, mounts=[StaticMount("/", www)],
+                    compression=CompressionPolicy(enabled=False))
+    pooled = call(off, "GET", "/style.css", gz)
+    assert header(pooled, "Content-Encoding") is None
+    again = first_answer(off, "/style.css", gz)  # identity to gzip clients as well
+    assert isinstance(again, Response) and again.headers == pooled.headers
+    (www / "app.js.gz").write_bytes(gzip.compress((www / "app.js").read_bytes()))
+    app = static_app()
+    pooled = call(app, "GET", "/app.js", gz)
+    assert header(pooled, "Content-Encoding") == b"gzip"
+    assert isinstance(first_answer(app, "/app.js", gz), Offload)  # sidecars: the pool path
+    assert isinstance(first_answer(app, "/app.js"), Offload)  # identity not answered yet
+    call(app, "GET", "/app.js")
+    assert isinstance(first_answer(app, "/app.js"), Response)
+
+
+def test_only_canonical_paths_take_entries(static_app: Callable[..., App]) -> None:
+    app = static_app()
+    for path in ("//hello.txt", "/./hello.txt", "///hello.txt"):
+        answer = call(app, "GET", path)
+        assert answer.status == 200 and body_bytes(answer) == b"hello, world\n", path
+    assert len(files_of(app).open_files) == 0
+    call(app, "GET", "/hello.txt")
+    assert len(files_of(app).open_files) == 1
+    assert isinstance(first_answer(app, "//hello.txt"), Offload)
+    assert isinstance(first_answer(app, "/hello.txt"), Response)
 
 
 def test_a_grown_file_is_served_anew(static_app: Callable[..., App], www: Path) -> None:
@@ -140,25 +215,43 @@ def test_entries_expire_after_valid_s_and_the_cache_is_bounded(tmp_path: Path) -
     fd = os.open(path, os.O_RDONLY)
     try:
         cache = OpenFileCache(valid_s=0.05, max_entries=2)
-        for name in ("a", "b", "c"):
-            cache.put((name,), fd, os.fstat(fd))
+        for name in (b"/a", b"/b", b"/c"):
+            cache.put(name, fd, os.fstat(fd))
         assert len(cache) == 2  # full: the third is not added
-        found = cache.open(("a",))
-        assert found is not None
-        os.close(found[0])
+        found = cache.lookup(b"/a")
+        assert found is not None and found.data == b"x"
         time.sleep(0.1)  # past valid_s: the entry is dropped, its fd closed
-        assert cache.open(("a",)) is None and len(cache) == 1
+        assert cache.lookup(b"/a") is None and len(cache) == 1
         cache.sweep()
-        assert len(cache) == 0
+        assert len(cache) == 0 and cache.kept == 0
         cache.close()
     finally:
         os.close(fd)
 
 
+def test_kept_bytes_stay_within_the_budget(tmp_path: Path) -> None:
+    fds = []
+    try:
+        cache = OpenFileCache(keep_bytes=10_000)
+        for name, size in (("a", 6000), ("b", 6000), ("c", 4000), ("d", KEEP_BYTES_MAX + 1)):
+            (tmp_path / name).write_bytes(b"x" * size)
+            fds.append(os.open(tmp_path / name, os.O_RDONLY))
+            entry = cache.put(f"/{name}".encode(), fds[-1], os.fstat(fds[-1]))
+            assert entry is not None
+        kept = {key: entry.data is not None for key, entry in cache._entries.items()}
+        assert kept == {b"/a": True, b"/b": False, b"/c": True, b"/d": False}
+        assert cache.kept == 10_000
+        cache.sweep()
+        assert cache.kept == 10_000  # recounted
+        cache.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def test_an_idle_server_releases_a_deleted_files_space(serve, www: Path) -> None:
     """The server's timer sweeps the caches: the fd of a file served once, then deleted,
     is closed within about valid_s even if no request follows (only lookups did it)."""
-    from reactor.app.static import StaticMount
     from tests.conftest import fetch, wait_until
 
     big = www / "big.bin"
