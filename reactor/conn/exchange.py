@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 _COPY_BODY_MAX = 16 * 1024
 _PLAIN = (b"Content-Type", b"text/plain; charset=utf-8")
 _STATUS_200 = status_line(200)
-# A 200 whose bytes body is at most this long takes `_respond_small` (tests set it to -1 to
-# compare that path with the general one byte for byte).
+_STATUS_304 = status_line(304)
+# A 200 whose bytes body is at most this long, and a 304, take `_respond_small` (tests set
+# it to -1 to compare that path with the general one byte for byte).
 _FUSED_MAX = _COPY_BODY_MAX
 # What the access log records for a request whose client left before its answer.
 _CLIENT_CLOSED = Response(499)
@@ -207,6 +208,10 @@ class Exchange(AccessRecord):
             # into a 101 or a refusal, never a 200)
             self._respond_small(response, body)
             return
+        if response.status == 304 and type(body) is bytes and len(body) <= _FUSED_MAX:
+            # a revalidated static file or page: no body, framed and written the same way
+            self._respond_small(response, body, 304, _STATUS_304)
+            return
         self.answered = True
         conn = self.conn
         head = self.head
@@ -279,9 +284,11 @@ class Exchange(AccessRecord):
         if status == 101 and response.upgrade is not None:
             conn.switch_protocol(response.upgrade)
 
-    def _respond_small(self, response: Response, body: bytes) -> None:
-        """`respond` for the common answer, a 200 with a small bytes body: the same framing,
-        head, write and log record, without the general path's body-kind branches."""
+    def _respond_small(self, response: Response, body: bytes, status: int = 200,
+                       line: bytes = _STATUS_200) -> None:
+        """`respond` for the common answer, a 200 with a small bytes body (or a 304, `line`
+        its status line): the same framing, head, write and log record, without the general
+        path's body-kind branches."""
         self.answered = True
         conn = self.conn
         head = self.head
@@ -290,18 +297,19 @@ class Exchange(AccessRecord):
         server = conn.server
         try:
             framing, block, length, _chunked, keep_alive = frame_response(
-                200, response.headers, len(body), head.method == b"HEAD",
-                # `conn.may_keep_alive(head, 200)`, spelled out on this path
+                status, response.headers, len(body), head.method == b"HEAD",
+                # `conn.may_keep_alive(head, status)`, spelled out on this path
                 head.keep_alive and not conn.peer_eof and not server.stopping
                 and not conn.parser.head_complete,
                 head.version == b"1.0")
         except (LocalProtocolError, TypeError) as exc:
-            self._framing_failed(exc, 200, body)
+            self._framing_failed(exc, status, body)
             return
         server.requests_served += 1
-        # head and body in one formatting step (`length` is 0 or the body's: a HEAD's is 0)
+        # head and body in one formatting step (`length` is 0 or the body's: a HEAD's and a
+        # 304's are 0)
         data = b"%s%s%sX-Request-ID: %s\r\n%s\r\n%s" % (
-            _STATUS_200, server_lines(server.server_name), framing,
+            line, server_lines(server.server_name), framing,
             self.request.request_id.encode("ascii"), block, body if length else b"")
         self.response = response
         self.bytes_out = len(data)

@@ -1,5 +1,6 @@
-"""The fused answer of a small 200 (`Exchange._respond_small`) against the general path: the
-same requests through both give the same bytes on the wire and the same access lines."""
+"""The fused answer of a small 200 or a 304 (`Exchange._respond_small`) against the general
+path: the same requests through both give the same bytes on the wire and the same access
+lines."""
 
 from __future__ import annotations
 
@@ -35,7 +36,13 @@ SCRIPTS = [
     + b"\r\n",
     b"GET /bad-length HTTP/1.1\r\n" + H + b"\r\n",
     b"GET /echo/x HTTP/1.1\r\n" + H + b"\r\n",
+    # 304s: plain, to a HEAD, with the app's Content-Length (a GET's length), to HTTP/1.0
+    b"GET /fresh HTTP/1.1\r\n" + H + b"\r\n"
+    b"HEAD /fresh HTTP/1.1\r\n" + H + b"\r\n"
+    b"GET /fresh-sized HTTP/1.1\r\n" + H + b"\r\n"
+    b"GET /fresh HTTP/1.0\r\n\r\n",
 ]
+VALIDATORS = [(b"ETag", b'"v1"'), (b"Vary", b"Accept-Encoding")]
 
 
 def sized(_request: Request) -> Response:
@@ -51,11 +58,21 @@ def bad_length(_request: Request) -> Response:
     return Response(200, [(b"Content-Length", b"9")], b"short")
 
 
+def fresh(_request: Request) -> Response:
+    return Response(304, VALIDATORS)
+
+
+def fresh_sized(_request: Request) -> Response:
+    return Response(304, [*VALIDATORS, (b"Content-Length", b"1234")])
+
+
 def run_scripts(loop_thread: LoopThread, log_path: Path) -> list[bytes]:
     app = build_app(directory=None)
     app.get("/sized", inline=True)(sized)
     app.get("/closer", inline=True)(closer)
     app.get("/bad-length", inline=True)(bad_length)
+    app.get("/fresh", inline=True)(fresh)
+    app.get("/fresh-sized", inline=True)(fresh_sized)
     log = ServerLog(access=str(log_path), error=str(log_path) + ".err")
     server = loop_thread.run(lambda: HttpServer(loop_thread.loop, app, log))
     answers = []
@@ -98,4 +115,6 @@ def test_the_fused_path_answers_and_logs_like_the_general_path(
     assert access_lines(tmp_path / "fused.log") == access_lines(tmp_path / "general.log")
     assert fused[0].count(b"HTTP/1.1 200 OK") == 8 and b"404 Not Found" in fused[0]
     assert b"HTTP/1.1 500" in fused[3]  # the app's wrong Content-Length, on both paths
-    assert len(access_lines(tmp_path / "fused.log")) == 14
+    assert fused[-1].count(b"HTTP/1.1 304 Not Modified\r\n") == 4
+    assert b"Content-Length: 1234\r\n" in fused[-1]
+    assert len(access_lines(tmp_path / "fused.log")) == 18
