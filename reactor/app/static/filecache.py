@@ -48,11 +48,11 @@ _CACHE_MAX = 256  # open fds held per mount at most, whatever the fd limit
 _LIMIT_SHARE = 16
 _SWEEP_EVERY = 1024  # lookups between sweeps of entries past `valid_s`
 # A file this small is kept in memory with its entry and answered as bytes (no fd dup, no
-# sendfile: one write with the head); larger ones leave by sendfile. 16 KiB is what the
-# connection copies behind a head into one send.
-KEEP_BYTES_MAX = 16 * 1024
-# ...within this many bytes per cache (file bytes and gzip bodies): 256 entries of 16 KiB
-# both ways would be 8 MiB per mount.
+# FileIO, no sendfile: one write with the head, or one gather write past 16 KiB); larger
+# ones leave by sendfile. A gzip body, made by the gzip cache (which holds it too), is kept
+# whatever its size...
+KEEP_BYTES_MAX = 32 * 1024
+# ...as long as the kept bytes (file bytes and gzip bodies) stay within this many per cache.
 KEEP_BYTES_TOTAL = 4 * 1024 * 1024
 
 _soft_limit: list[int] = []
@@ -207,10 +207,11 @@ class OpenFileCache:
 
     def keep_gzip(self, entry: CachedFile, variant: Variant) -> None:
         """In a worker: `variant` (a gzip one) for gzip clients, its body kept only within
-        the byte budget."""
+        the byte budget (else its 200s take the pool path, which finds it in the gzip
+        cache)."""
         body = variant.body
         if body is not None:
-            if len(body) > KEEP_BYTES_MAX or self.kept + len(body) > self.keep_bytes:
+            if self.kept + len(body) > self.keep_bytes:
                 variant.body = None  # its 304s on the loop, its 200s in the pool
             else:
                 self.kept += len(body)

@@ -284,3 +284,21 @@ def test_a_future_modification_date_is_sent_as_now(static_app: Callable[..., App
     assert last_modified is not None
     assert parse_http_date(last_modified) <= time.time() + 1  # type: ignore[operator]
     body_bytes(answer)
+
+
+def test_a_gzip_body_is_kept_whatever_its_size_the_identity_bytes_up_to_the_limit(
+        static_app: Callable[..., App], www: Path) -> None:
+    import random
+    text = random.Random(7).randbytes(3 * KEEP_BYTES_MAX).hex().encode()  # gzip: about half
+    (www / "bundle.js").write_bytes(text)
+    app = static_app()
+    gz = {"Accept-Encoding": "gzip"}
+    pooled = call(app, "GET", "/bundle.js", gz)
+    assert type(pooled.body) is bytes and len(pooled.body) > KEEP_BYTES_MAX
+    again = first_answer(app, "/bundle.js", gz)
+    assert isinstance(again, Response) and again.body is pooled.body
+    assert gzip.decompress(again.body) == text
+    call(app, "GET", "/bundle.js")
+    identity = first_answer(app, "/bundle.js")
+    assert isinstance(identity, Response) and isinstance(identity.body, FileBody)
+    assert body_bytes(identity) == text
