@@ -1,17 +1,19 @@
 """CPU and Python calls per answer of a small cached static file, through the loop and a socket.
 
-`python -m bench.staticpath [--file app.css|app.js|favicon.ico] [--gzip] [--revalidate]
-[--head] [--requests N] [--calls] [--log off|FILE]` makes a document root with a 4 KiB
-`app.css`, a 16 KiB `app.js` and a 1 KiB `favicon.ico`, serves it as `reactor serve` does
-(`[static] root`, the built-in routes and the `--lb` wrappers) on the real event loop and
-socket transport, and drives one keep-alive loopback connection from the same thread as
-`bench.hotpath --socket` does: send a request, run loop passes until the whole answer is
-back. `--gzip` asks with `Accept-Encoding: gzip, deflate, br` (as browsers do: the
-compressible `.css` and `.js` are then answered gzip), `--revalidate` with the ETag the
-first answer carried (`If-None-Match`: a 304, as browsers revalidate assets), `--head`
-with HEAD. Prints the best CPU µs per answer over 15 rounds; `--calls` prints instead the
-Python function calls per answer (cProfile over `--requests` answers, builtins included),
-the measure of how much interpreted work one answer takes.
+`python -m bench.staticpath [--file app.css|app.js|favicon.ico] [--gzip] [--sidecar]
+[--revalidate] [--head] [--requests N] [--calls] [--log off|FILE]` makes a document root
+with a 4 KiB `app.css`, a 16 KiB `app.js` and a 1 KiB `favicon.ico`, serves it as
+`reactor serve` does (`[static] root`, the built-in routes and the `--lb` wrappers) on the
+real event loop and socket transport, and drives one keep-alive loopback connection from
+the same thread as `bench.hotpath --socket` does: send a request, run loop passes until the
+whole answer is back. `--gzip` asks with `Accept-Encoding: gzip, deflate, br` (as browsers
+do: the compressible `.css` and `.js` are then answered gzip), `--revalidate` with the ETag
+the first answer carried (`If-None-Match`: a 304, as browsers revalidate assets), `--head`
+with HEAD; `--sidecar` puts precompressed `NAME.gz` files beside the assets (nginx's
+`gzip_static`), which gzip answers are then made of. Prints the best CPU µs per answer over
+15 rounds; `--calls` prints instead the Python function calls per answer (cProfile over
+`--requests` answers, builtins included), the measure of how much interpreted work one
+answer takes.
 
 Served files stay in the open-file cache (and the gzip cache) between answers, as hot
 assets do on a busy site; the entry's 1 s validity is renewed by the pool path when it
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gzip as gzip_module
 import os
 import pstats
 import tempfile
@@ -41,12 +44,17 @@ FILES = {"app.css": 4 * 1024, "app.js": 16 * 1024, "favicon.ico": 1024}
 BROWSER_ACCEPT_ENCODING = b"gzip, deflate, br"
 
 
-def make_root(directory: str) -> None:
-    """The three assets, text-like (so gzip has something to do) and of the stated sizes."""
+def make_root(directory: str, *, sidecars: bool = False) -> None:
+    """The three assets, text-like (so gzip has something to do) and of the stated sizes,
+    with `NAME.gz` beside each if `sidecars`."""
     for name, size in FILES.items():
         line = b"/* %s: a line of a small static asset, repeated */\n" % name.encode()
+        data = (line * (size // len(line) + 1))[:size]
         with open(os.path.join(directory, name), "wb") as out:
-            out.write((line * (size // len(line) + 1))[:size])
+            out.write(data)
+        if sidecars:
+            with open(os.path.join(directory, name + ".gz"), "wb") as out:
+                out.write(gzip_module.compress(data, mtime=0))
 
 
 def request_bytes(path: str, *, method: str = "GET", gzip: bool = False,
@@ -70,12 +78,12 @@ def _header(answer: bytes, name: bytes) -> bytes | None:
 
 
 def run(path: str, *, gzip: bool, revalidate: bool, head: bool, requests: int, calls: bool,
-        log_target: str, rounds: int = 15) -> tuple[float, bytes]:
+        log_target: str, sidecars: bool = False, rounds: int = 15) -> tuple[float, bytes]:
     """(best CPU seconds per answer, or calls per answer with `calls`; the answer's head)."""
     loop = EventLoop(pool_threads=1)
     log = ServerLog(access=log_target, error="stderr")
     with tempfile.TemporaryDirectory(prefix="staticpath-") as root:
-        make_root(root)
+        make_root(root, sidecars=sidecars)
         app = wrap_app(build_app(directory=None, mounts=[StaticMount("/", root)]), Config(),
                        Readiness(SERVING))
         server = HttpServer(loop, app, log)
@@ -148,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.staticpath")
     parser.add_argument("--file", default="app.css", choices=sorted(FILES))
     parser.add_argument("--gzip", action="store_true", help="Accept-Encoding as browsers send")
+    parser.add_argument("--sidecar", action="store_true", help="precompressed NAME.gz beside")
     parser.add_argument("--revalidate", action="store_true",
                         help="If-None-Match with the file's ETag (a 304)")
     parser.add_argument("--head", action="store_true", help="HEAD instead of GET")
@@ -159,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figure, head = run("/" + args.file, gzip=args.gzip, revalidate=args.revalidate,
                        head=args.head, requests=args.requests, calls=args.calls,
-                       log_target=args.log)
+                       log_target=args.log, sidecars=args.sidecar)
     status = head.split(b" ", 2)[1].decode()
-    what = ", ".join(name for name, on in (("gzip", args.gzip), ("If-None-Match",
-                                                                  args.revalidate),
+    what = ", ".join(name for name, on in (("gzip", args.gzip), ("sidecar", args.sidecar),
+                                           ("If-None-Match", args.revalidate),
                                            ("HEAD", args.head)) if on) or "plain GET"
     if args.calls:
         print(f"{figure:.1f} Python calls per {status} answer of /{args.file} ({what})")
