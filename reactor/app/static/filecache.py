@@ -15,8 +15,9 @@ deleted or replaced by a rename fails this), then the preconditions are checked 
 variant's validators and the body is the kept bytes, or a `sendfile` of a `dup` of the fd
 for a larger file. Anything else -- a stale or failed entry, a Range, a variant the pool path
 has not made yet -- goes the pool way, which opens the path anew and refreshes the entry.
-Path-level changes (a directory or link changed, a new file renamed over a hard-linked one, a
-`.gz` sidecar added or removed) are seen once the entry is `valid_s` old. Entries past
+A precompressed `NAME.gz` the gzip variant was read from is checked by one `stat` of its path
+as well. Path-level changes (a directory or link changed, a new file renamed over a
+hard-linked one, a `.gz` sidecar added) are seen once the entry is `valid_s` old. Entries past
 `valid_s` are closed when next asked for, by a sweep every `_SWEEP_EVERY` lookups, and by
 `sweep_all()`, which the server calls on a timer: an idle server must not keep a deleted
 file's space allocated (nginx's cache expires only on lookups; this one is on by default).
@@ -82,23 +83,50 @@ def short_of_fds(hold_s: float = _CACHE_VALID_S) -> None:
     _short_until = time.monotonic() + hold_s
 
 
+Sidecar = tuple[str, int, int, int]
+"""A `.gz` sidecar's absolute path, inode, size and mtime_ns."""
+
+
+def sidecar_of(path: str, info: os.stat_result) -> Sidecar:
+    return (path, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def sidecar_unchanged(sidecar: Sidecar) -> bool:
+    """Whether the path still names the sidecar a variant was made from."""
+    try:
+        info = os.stat(sidecar[0])
+    except OSError:
+        return False
+    return (info.st_ino == sidecar[1] and info.st_size == sidecar[2]
+            and info.st_mtime_ns == sidecar[3])
+
+
 class Variant:
     """One representation of a cached file, as the pool path answered it: its validators,
     the header fields of its 200 and of its 304, and `body`, the compressed bytes of a gzip
     variant (None for identity, whose body is the entry's `data` or its fd; None also for a
-    gzip variant only revalidated so far: its 200 goes the pool way)."""
+    gzip variant only revalidated so far: its 200 goes the pool way); a sidecar's variant
+    is used only while `sidecar_unchanged`."""
 
-    __slots__ = ("body", "etag", "fields", "gzip", "mtime", "not_modified")
+    __slots__ = ("body", "etag", "fields", "gzip", "mtime", "not_modified", "sidecar")
 
     def __init__(self, etag: bytes, mtime: int | None, fields: list[tuple[bytes, bytes]],
                  not_modified: list[tuple[bytes, bytes]], *, gzip: bool = False,
-                 body: bytes | None = None) -> None:
+                 body: bytes | None = None, sidecar: Sidecar | None = None) -> None:
         self.gzip = gzip
+        # a precompressed `NAME.gz`: its path and the stat it was served by, checked by a
+        # `stat` of the path on each use (the entry's fd is the file's, not the sidecar's)
+        self.sidecar = sidecar
         self.etag = etag
         self.mtime = mtime
         self.fields = fields
         self.not_modified = not_modified
         self.body = body
+
+
+    def with_body(self, body: bytes) -> Variant:
+        return Variant(self.etag, self.mtime, self.fields, self.not_modified, gzip=self.gzip,
+                       body=body, sidecar=self.sidecar)
 
 
 class CachedFile:

@@ -39,7 +39,13 @@ from reactor.app.static.conditional import (
     parse_http_date,
     range_applies,
 )
-from reactor.app.static.filecache import CachedFile, OpenFileCache, Variant
+from reactor.app.static.filecache import (
+    CachedFile,
+    OpenFileCache,
+    Variant,
+    sidecar_of,
+    sidecar_unchanged,
+)
 from reactor.app.static.gzcache import GzipCache, cache_key
 from reactor.app.static.paths import Opened, open_under
 from reactor.app.static.ranges import (
@@ -129,7 +135,8 @@ class FileServer:
             variant = entry.for_gzip
         else:
             variant = entry.plain
-        if variant is None:
+        if variant is None or (variant.sidecar is not None
+                               and not sidecar_unchanged(variant.sidecar)):
             return None
         if conditional:
             if if_none_match == variant.etag and not others:
@@ -239,12 +246,15 @@ class FileServer:
         fields = [(b"Content-Type", content_type), *validators]
         fields.append(GZIP if rep.gzip else ACCEPT_RANGES)
         variant = None
-        if entry is not None and rep.mtime == int(rep.opened.info.st_mtime) and (
-                not rep.gzip or (rep.compress and not rep.stream)):
+        if entry is not None and rep.mtime == int(rep.opened.info.st_mtime) and not rep.stream:
             # what this answer is made of, for the loop to answer the next ones with (not
             # for a file dated in the future, whose Last-Modified moves with the clock, nor
-            # for a sidecar or a streamed gzip)
-            variant = Variant(rep.etag, rep.mtime, fields.copy(), validators, gzip=rep.gzip)
+            # for a streamed gzip)
+            sidecar = None
+            if rep.gzip and not rep.compress:
+                sidecar = sidecar_of(rep.opened.path, rep.opened.info)
+            variant = Variant(rep.etag, rep.mtime, fields.copy(), validators, gzip=rep.gzip,
+                              sidecar=sidecar)
             self._keep(request, entry, variant, compressible)
         status = evaluate(request.method, request.headers, rep.etag, rep.mtime)
         if status == 304:
@@ -265,15 +275,16 @@ class FileServer:
                 data = self._compressed(rep.opened)
                 if data is not None:
                     if variant is not None and entry is not None:
-                        self.open_files.keep_gzip(entry, Variant(
-                            variant.etag, variant.mtime, variant.fields,
-                            variant.not_modified, gzip=True, body=data))
+                        self.open_files.keep_gzip(entry, variant.with_body(data))
                     return Response(200, fields, data)
                 # The file is no longer the size its validators describe (rewritten since
                 # its stat): streamed, the answer is cut where the file ends, as a sendfile
                 # answer is, instead of a whole gzip of what is left under those validators.
             return Response(200, fields, self._streamed(rep.opened))
-        return Response(200, fields, body_of(rep.opened, 0, rep.size, request.method))
+        body = body_of(rep.opened, 0, rep.size, request.method)
+        if variant is not None and entry is not None and rep.gzip and type(body) is bytes:
+            self.open_files.keep_gzip(entry, variant.with_body(body))  # a sidecar's bytes
+        return Response(200, fields, body)
 
     def _keep(self, request: Request, entry: CachedFile, variant: Variant,
               compressible: bool) -> None:
@@ -281,7 +292,10 @@ class FileServer:
         same kind of client with, from `entry` (a gzip body is added once it is made)."""
         entry.compressible = compressible
         if variant.gzip:
-            if entry.for_gzip is None:  # a 304 first: the loop answers the next 304s
+            kept = entry.for_gzip
+            if kept is None or kept.etag != variant.etag or kept.sidecar != variant.sidecar:
+                # a 304 first (the loop answers the next 304s), or a sidecar added, changed
+                # or gone since: the body is added once a 200 made it
                 self.open_files.keep_gzip(entry, variant)
             return
         entry.plain = variant

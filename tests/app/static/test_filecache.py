@@ -135,7 +135,7 @@ def test_a_gzip_revalidation_first_is_answered_on_the_loop_then_its_200_once_poo
     assert isinstance(again, Response) and again.body is pooled.body
 
 
-def test_gzip_off_or_a_sidecar_are_what_the_loop_answers_too(
+def test_gzip_off_or_a_sidecar_is_what_the_loop_answers_too(
         static_app: Callable[..., App], www: Path) -> None:
     gz = {"Accept-Encoding": "gzip"}
     off = build_app(directory=None, mounts=[StaticMount("/", www)],
@@ -144,14 +144,37 @@ def test_gzip_off_or_a_sidecar_are_what_the_loop_answers_too(
     assert header(pooled, "Content-Encoding") is None
     again = first_answer(off, "/style.css", gz)  # identity to gzip clients as well
     assert isinstance(again, Response) and again.headers == pooled.headers
-    (www / "app.js.gz").write_bytes(gzip.compress((www / "app.js").read_bytes()))
+    source = (www / "app.js").read_bytes()
+    sidecar = www / "app.js.gz"
+    sidecar.write_bytes(gzip.compress(source, mtime=0))
     app = static_app()
     pooled = call(app, "GET", "/app.js", gz)
     assert header(pooled, "Content-Encoding") == b"gzip"
-    assert isinstance(first_answer(app, "/app.js", gz), Offload)  # sidecars: the pool path
+    again = first_answer(app, "/app.js", gz)  # the sidecar's bytes, kept
+    assert isinstance(again, Response) and again.headers == pooled.headers
+    assert again.body == pooled.body == sidecar.read_bytes()
     assert isinstance(first_answer(app, "/app.js"), Offload)  # identity not answered yet
     call(app, "GET", "/app.js")
     assert isinstance(first_answer(app, "/app.js"), Response)
+    # the sidecar is checked by its own stat: rewritten, then removed, it is seen at once
+    sidecar.write_bytes(gzip.compress(source, compresslevel=1, mtime=0))
+    assert isinstance(first_answer(app, "/app.js", gz), Offload)
+    fresh = call(app, "GET", "/app.js", gz)
+    assert fresh.body == sidecar.read_bytes() and header(fresh, "ETag") != header(pooled, "ETag")
+    again = first_answer(app, "/app.js", gz)
+    assert isinstance(again, Response) and again.headers == fresh.headers
+    assert again.body == fresh.body
+    etag = (header(fresh, "ETag") or b"").decode()
+    answer = first_answer(app, "/app.js", {**gz, "If-None-Match": etag})
+    assert isinstance(answer, Response) and answer.status == 304
+    sidecar.unlink()
+    assert isinstance(first_answer(app, "/app.js", {**gz, "If-None-Match": etag}), Offload)
+    compressed = call(app, "GET", "/app.js", gz)
+    identity_etag = header(call(app, "GET", "/app.js"), "ETag") or b""
+    assert header(compressed, "ETag") == identity_etag[:-1] + b'-gz"'
+    again = first_answer(app, "/app.js", gz)
+    assert isinstance(again, Response) and again.headers == compressed.headers
+    assert gzip.decompress(again.body) == source  # type: ignore[arg-type]
 
 
 def test_only_canonical_paths_take_entries(static_app: Callable[..., App]) -> None:
