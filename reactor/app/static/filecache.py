@@ -108,12 +108,16 @@ class Variant:
     gzip variant only revalidated so far: its 200 goes the pool way); a sidecar's variant
     is used only while `sidecar_unchanged`."""
 
-    __slots__ = ("body", "etag", "fields", "gzip", "mtime", "not_modified", "sidecar")
+    __slots__ = ("body", "etag", "fields", "gzip", "mtime", "not_modified", "sidecar", "until")
 
     def __init__(self, etag: bytes, mtime: int | None, fields: list[tuple[bytes, bytes]],
                  not_modified: list[tuple[bytes, bytes]], *, gzip: bool = False,
-                 body: bytes | None = None, sidecar: Sidecar | None = None) -> None:
+                 body: bytes | None = None, sidecar: Sidecar | None = None,
+                 until: float = 0.0) -> None:
         self.gzip = gzip
+        # a file dated in the future is sent with the current second as its date: such a
+        # variant holds until that second ends (`time.time()`), then it is made anew
+        self.until = until
         # a precompressed `NAME.gz`: its path and the stat it was served by, checked by a
         # `stat` of the path on each use (the entry's fd is the file's, not the sidecar's)
         self.sidecar = sidecar
@@ -126,7 +130,7 @@ class Variant:
 
     def with_body(self, body: bytes) -> Variant:
         return Variant(self.etag, self.mtime, self.fields, self.not_modified, gzip=self.gzip,
-                       body=body, sidecar=self.sidecar)
+                       body=body, sidecar=self.sidecar, until=self.until)
 
 
 class CachedFile:

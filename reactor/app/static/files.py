@@ -136,7 +136,8 @@ class FileServer:
         else:
             variant = entry.plain
         if variant is None or (variant.sidecar is not None
-                               and not sidecar_unchanged(variant.sidecar)):
+                               and not sidecar_unchanged(variant.sidecar)) or (
+                variant.until and time.time() >= variant.until):
             return None
         if conditional:
             if if_none_match == variant.etag and not others:
@@ -246,15 +247,17 @@ class FileServer:
         fields = [(b"Content-Type", content_type), *validators]
         fields.append(GZIP if rep.gzip else ACCEPT_RANGES)
         variant = None
-        if entry is not None and rep.mtime == int(rep.opened.info.st_mtime) and not rep.stream:
+        mtime = rep.mtime  # None only for a handler's own unparsable date: never cached
+        if entry is not None and mtime is not None and not rep.stream:
             # what this answer is made of, for the loop to answer the next ones with (not
-            # for a file dated in the future, whose Last-Modified moves with the clock, nor
-            # for a streamed gzip)
+            # for a streamed gzip; for a file dated in the future, whose Last-Modified is
+            # this second, until this second ends)
             sidecar = None
             if rep.gzip and not rep.compress:
                 sidecar = sidecar_of(rep.opened.path, rep.opened.info)
-            variant = Variant(rep.etag, rep.mtime, fields.copy(), validators, gzip=rep.gzip,
-                              sidecar=sidecar)
+            until = 0.0 if mtime == int(rep.opened.info.st_mtime) else mtime + 1.0
+            variant = Variant(rep.etag, mtime, fields.copy(), validators, gzip=rep.gzip,
+                              sidecar=sidecar, until=until)
             self._keep(request, entry, variant, compressible)
         status = evaluate(request.method, request.headers, rep.etag, rep.mtime)
         if status == 304:
@@ -293,9 +296,11 @@ class FileServer:
         entry.compressible = compressible
         if variant.gzip:
             kept = entry.for_gzip
-            if kept is None or kept.etag != variant.etag or kept.sidecar != variant.sidecar:
-                # a 304 first (the loop answers the next 304s), or a sidecar added, changed
-                # or gone since: the body is added once a 200 made it
+            if (kept is None or kept.etag != variant.etag or kept.sidecar != variant.sidecar
+                    or kept.until != variant.until):
+                # a 304 first (the loop answers the next 304s), a sidecar added, changed or
+                # gone since, another second for a future date: the body is added once a
+                # 200 made it
                 self.open_files.keep_gzip(entry, variant)
             return
         entry.plain = variant

@@ -325,3 +325,27 @@ def test_a_gzip_body_is_kept_whatever_its_size_the_identity_bytes_up_to_the_limi
     identity = first_answer(app, "/bundle.js")
     assert isinstance(identity, Response) and isinstance(identity.body, FileBody)
     assert body_bytes(identity) == text
+
+
+def test_a_file_dated_in_the_future_is_answered_on_the_loop_until_its_second_ends(
+        static_app: Callable[..., App], www: Path) -> None:
+    """Its Last-Modified is the response's second (RFC 9110 8.8.2.1): the kept answer holds
+    for that second only, then the pool path makes it anew."""
+    from reactor.app.static.conditional import parse_http_date
+
+    future = time.time() + 86400
+    os.utime(www / "hello.txt", (future, future))
+    app = static_app()
+    for _ in range(5):  # a second may end between the two answers: then try again
+        pooled = call(app, "GET", "/hello.txt")
+        answer = first_answer(app, "/hello.txt")
+        modified = parse_http_date(header(pooled, "Last-Modified") or b"")
+        assert modified is not None
+        if isinstance(answer, Response):
+            assert answer.headers == pooled.headers and answer.body == pooled.body
+            break
+        assert time.time() >= modified + 1  # to the pool only once that second is over
+    else:
+        raise AssertionError("never answered on the loop")
+    entry = files_of(app).open_files._entries[b"/hello.txt"]
+    assert entry.plain is not None and entry.plain.until == modified + 1
