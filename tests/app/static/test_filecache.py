@@ -349,3 +349,58 @@ def test_a_file_dated_in_the_future_is_answered_on_the_loop_until_its_second_end
         raise AssertionError("never answered on the loop")
     entry = files_of(app).open_files._entries[b"/hello.txt"]
     assert entry.plain is not None and entry.plain.until == modified + 1
+
+
+
+def test_answers_match_their_etag_while_the_file_is_replaced(serve, www: Path) -> None:
+    """Never a mix of an old head and a new body: over a real server, while another thread
+    renames new versions over a file, every 200 (identity or gzip, from the loop or the
+    pool) carries the bytes of the version its ETag names."""
+    import http.client
+    import threading
+
+    from reactor.app.static.conditional import make_etag
+
+    running = serve(StaticMount("/", www))
+    versions: dict[str, bytes] = {}
+    stop = threading.Event()
+
+    def replace() -> None:
+        number = 0
+        while not stop.is_set():
+            number += 1
+            data = b"/* version %d */\n" % number * (1 + number % 7)
+            temp = www / "swap.tmp"
+            temp.write_bytes(data)
+            versions[make_etag(os.stat(temp)).decode()] = data
+            os.replace(temp, www / "app.css")
+            time.sleep(0.002)
+
+    (www / "app.css").write_bytes(b"/* version 0 */\n")
+    versions[make_etag(os.stat(www / "app.css")).decode()] = b"/* version 0 */\n"
+    writer = threading.Thread(target=replace)
+    writer.start()
+    connection = http.client.HTTPConnection(running.host, running.port, timeout=5)
+    seen = set()
+    try:
+        for number in range(400):
+            encoding = "gzip" if number % 2 else "identity"
+            connection.request("GET", "/app.css", headers={"Accept-Encoding": encoding})
+            response = connection.getresponse()
+            body = response.read()
+            assert response.status == 200
+            etag = response.getheader("ETag") or ""
+            if response.getheader("Content-Encoding") == "gzip":
+                etag = etag[:-4] + '"'  # the identity tag of the same version
+                body = gzip.decompress(body)
+            assert versions[etag] == body, etag
+            seen.add(etag)
+    finally:
+        stop.set()
+        writer.join()
+        connection.close()
+    assert len(seen) > 10 and files_of_server(running).open_files.hits > 0
+
+
+def files_of_server(running) -> FileServer:  # type: ignore[no-untyped-def]
+    return files_of(running.server.http.app)
