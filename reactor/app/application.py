@@ -28,6 +28,7 @@ from reactor.app.responses import to_response
 from reactor.app.router import Route, Router, parse_template
 from reactor.app.spool import SpoolThenRun, release_after
 from reactor.app.static import GzipCache, StaticHandler, StaticMount
+from reactor.app.static.filecache import KEEP_BYTES_TOTAL
 from reactor.app.types import (
     Application,
     Dispatch,
@@ -649,11 +650,14 @@ def _gzip_response(response: Response, level: int) -> Response:
 def build_app(*, directory: str | None, uploads: bool = True,
               compression: CompressionPolicy | None = None,
               mounts: list[StaticMount] | None = None,
-              gzip_cache: GzipCache | None = None) -> App:
+              gzip_cache: GzipCache | None = None,
+              open_file_cache_bytes: int = KEEP_BYTES_TOTAL) -> App:
     """The built-in routes of the original challenge, plus static document roots.
 
     Routes win over mounts, except the empty `GET /` placeholder, which a mount at `/`
-    replaces. All mounts share one compressed-file cache (`gzip_cache`, default 64 MiB).
+    replaces. All mounts share one compressed-file cache (`gzip_cache`, default 64 MiB);
+    each keeps up to `open_file_cache_bytes` of small files and gzip bodies with its
+    open-file cache.
     """
     app = App(compression=compression)
     mounts = mounts or []
@@ -668,17 +672,20 @@ def build_app(*, directory: str | None, uploads: bool = True,
         app.route("/files/{name:bytes}", ("POST", "PUT"), stream=True)(files.upload)
         app.delete("/files/{name:bytes}")(files.delete)
     if mounts:
-        add_mounts(app, mounts, gzip_cache if gzip_cache is not None else GzipCache())
+        add_mounts(app, mounts, gzip_cache if gzip_cache is not None else GzipCache(),
+                   open_file_cache_bytes)
     return app
 
 
-def add_mounts(app: App, mounts: list[StaticMount], cache: GzipCache) -> None:
+def add_mounts(app: App, mounts: list[StaticMount], cache: GzipCache,
+               open_file_cache_bytes: int = KEEP_BYTES_TOTAL) -> None:
     """Mount each document root on the app's router, sharing `cache` and its gzip policy.
     A mount with uploads streams PUT bodies: PUT is its stream route; GET stays as it is."""
     policy = app.compression
     for mount in mounts:
         handler = StaticHandler(mount, cache, types=policy.types, gzip_enabled=policy.enabled,
                                 level=policy.level, min_size=policy.min_size,
+                                keep_bytes=open_file_cache_bytes,
                                 report=app.report_storage)
         app.router.mount(mount.prefix, handler,
                          upload_handler=handler.upload if mount.uploads else None,
@@ -704,12 +711,14 @@ class FrontApp:
 def mounted_front(app: Application, mounts: list[StaticMount], *,
                   compression: CompressionPolicy | None = None,
                   gzip_cache: GzipCache | None = None,
-                  on_error: ErrorReporter | None = None) -> Application:
+                  on_error: ErrorReporter | None = None,
+                  open_file_cache_bytes: int = KEEP_BYTES_TOTAL) -> Application:
     """`app` behind the document roots `mounts` (or `app` itself when there are none);
     `on_error` gets the mounts' failures (an upload's full disk, say)."""
     if not mounts:
         return app
     front = App(compression=compression)
     front.on_error = on_error
-    add_mounts(front, mounts, gzip_cache if gzip_cache is not None else GzipCache())
+    add_mounts(front, mounts, gzip_cache if gzip_cache is not None else GzipCache(),
+               open_file_cache_bytes)
     return FrontApp(front, app)

@@ -124,11 +124,12 @@ def make_app(config: Config, on_error: ErrorReporter | None = None) -> Applicati
                              multiprocess=config.server.workers > 1, server_name=host,
                              server_port=port)
         return mounted_front(hosted, static_mounts(config), compression=policy,
-                             gzip_cache=gzip_cache, on_error=on_error)
+                             gzip_cache=gzip_cache, on_error=on_error,
+                             open_file_cache_bytes=static.open_file_cache_bytes)
     app = build_app(
         directory=str(directory) if directory is not None else None,
         uploads=config.files.uploads, compression=policy, mounts=static_mounts(config),
-        gzip_cache=gzip_cache)
+        gzip_cache=gzip_cache, open_file_cache_bytes=static.open_file_cache_bytes)
     app.on_error = on_error
     return app
 

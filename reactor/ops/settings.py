@@ -210,6 +210,10 @@ class StaticConfig:
     gzip_cache_file_max: int = rebuilds_app(
         MiB, Int(0, TiB),
         "Largest file compressed into that cache (larger: gzipped as it is sent, chunked).")
+    open_file_cache_bytes: int = rebuilds_app(
+        4 * MiB, Int(0, TiB),
+        "Memory per document root for the bytes of hot files up to 32 KiB and their gzip"
+        " bodies, answered with the head in one write (larger files: sendfile).")
     mounts: tuple[dict[str, Any], ...] = rebuilds_app(
         (), Mounts(), "More document roots: [[static.mounts]] tables with the keys above.")
 

@@ -5,7 +5,8 @@ regular file safely under the mount's policies, leaves a duplicate of its fd her
 stat it was served by, keyed by the request's decoded path as it came (only a canonical one,
 `/a/b.css`: no empty or dot segments, so spellings of one path cannot take an entry each).
 A file of up to `KEEP_BYTES_MAX` also leaves its bytes, while the cache's total of kept
-bytes stays within `keep_bytes` (`KEEP_BYTES_TOTAL` per mount). What the pool path answered
+bytes stays within `keep_bytes` (`[static] open_file_cache_bytes` per mount, by default
+`KEEP_BYTES_TOTAL`). What the pool path answered
 for the file is kept with the entry as `Variant`s (validators, the header fields of its 200
 and of its 304, and for a gzip answer the compressed body): one for clients that take no
 gzip, one for those that do. For `valid_s` after that, a GET or HEAD of the same path that

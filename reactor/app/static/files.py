@@ -40,6 +40,7 @@ from reactor.app.static.conditional import (
     range_applies,
 )
 from reactor.app.static.filecache import (
+    KEEP_BYTES_TOTAL,
     CachedFile,
     OpenFileCache,
     Variant,
@@ -103,14 +104,15 @@ class FileServer:
     """Answers for regular files of one mount; shares the app's gzip cache and policy."""
 
     def __init__(self, mount: StaticMount, cache: GzipCache, *, types: CompressibleTypes,
-                 gzip_enabled: bool = True, level: int = 6, min_size: int = 0) -> None:
+                 gzip_enabled: bool = True, level: int = 6, min_size: int = 0,
+                 keep_bytes: int = KEEP_BYTES_TOTAL) -> None:
         self.mount = mount
         self.cache = cache
         self.types = types
         self.gzip_enabled = gzip_enabled
         self.level = level
         self.min_size = min_size
-        self.open_files = OpenFileCache()
+        self.open_files = OpenFileCache(keep_bytes=keep_bytes)
 
     def cached(self, request: Request, entry: CachedFile) -> Response | None:
         """On the loop: the answer for a GET or HEAD of the file `entry` holds (just checked

@@ -28,7 +28,7 @@ from reactor.app.handlers import (
 )
 from reactor.app.static import listing
 from reactor.app.static.conditional import evaluate, field_list
-from reactor.app.static.filecache import short_of_fds
+from reactor.app.static.filecache import KEEP_BYTES_TOTAL, short_of_fds
 from reactor.app.static.files import FileServer
 from reactor.app.static.gzcache import GzipCache
 from reactor.app.static.paths import Opened, clean_segments, names_a_directory, open_under
@@ -55,14 +55,15 @@ class StaticHandler:
 
     def __init__(self, mount: StaticMount, cache: GzipCache | None = None, *,
                  types: CompressibleTypes | None = None, gzip_enabled: bool = True,
-                 level: int = 6, min_size: int = 0,
+                 level: int = 6, min_size: int = 0, keep_bytes: int = KEEP_BYTES_TOTAL,
                  report: StorageReporter = print_error) -> None:
         self.mount = mount
         self.gzip_enabled = gzip_enabled
         self.level = level
         self.files = FileServer(mount, cache if cache is not None else GzipCache(),
                                 types=types if types is not None else CompressibleTypes(),
-                                gzip_enabled=gzip_enabled, level=level, min_size=min_size)
+                                gzip_enabled=gzip_enabled, level=level, min_size=min_size,
+                                keep_bytes=keep_bytes)
         self.report = report
         self.writer = MountWriter(mount, self.files.cache, report) if mount.uploads else None
         self.allow = ALLOW_WRITES if mount.uploads else ALLOW

@@ -404,3 +404,25 @@ def test_answers_match_their_etag_while_the_file_is_replaced(serve, www: Path) -
 
 def files_of_server(running) -> FileServer:  # type: ignore[no-untyped-def]
     return files_of(running.server.http.app)
+
+
+def test_static_open_file_cache_bytes_bounds_every_mounts_kept_bytes(www: Path) -> None:
+    """`[static] open_file_cache_bytes`: 0 keeps no file bytes (small files leave by
+    sendfile from the cached fd, as larger ones do), for the root and every other mount."""
+    from reactor.ops.assembly import make_app
+    from reactor.ops.settings import Config, StaticConfig
+
+    config = Config(static=StaticConfig(root=www, open_file_cache_bytes=0, mounts=(
+        {"prefix": "/more", "root": str(www / "sub")},)))
+    app = make_app(config)
+    assert isinstance(app, App)
+    caches = [route.handler.files.open_files for route, _rest in
+              (app.router.find_mount("/x", "GET"), app.router.find_mount("/more/x", "GET"))
+              if isinstance(route.handler, StaticHandler)]  # type: ignore[misc]
+    assert [cache.keep_bytes for cache in caches] == [0, 0]
+    pooled = call(app, "GET", "/hello.txt")
+    again = first_answer(app, "/hello.txt")
+    assert isinstance(again, Response) and isinstance(again.body, FileBody)
+    assert body_bytes(again) == body_bytes(pooled) == b"hello, world\n"
+    default = make_app(Config(static=StaticConfig(root=www)))
+    assert files_of(default).open_files.keep_bytes == 4 * 1024 * 1024  # type: ignore[arg-type]
