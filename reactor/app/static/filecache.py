@@ -128,7 +128,6 @@ class Variant:
         self.not_modified = not_modified
         self.body = body
 
-
     def with_body(self, body: bytes) -> Variant:
         return Variant(self.etag, self.mtime, self.fields, self.not_modified, gzip=self.gzip,
                        body=body, sidecar=self.sidecar, until=self.until)
