@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -48,6 +49,9 @@ from reactor.ops.server import Server
 from reactor.ops.settings import Config
 from tests import logguard
 from tests.logguard import expect_log as expect_log  # tests import it from here
+
+if TYPE_CHECKING:
+    from tests.ops.serverproc import ServeProcess  # it imports this module
 
 pytest_plugins = ["pytester"]  # tests/test_logguard.py runs small inner test sessions
 
@@ -442,3 +446,13 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         yield point
     finally:
         subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.fixture
+def started() -> Iterator[list[ServeProcess]]:
+    """`reactor serve` processes (tests/ops/serverproc.py) a test started: stopped at
+    teardown if still running."""
+    processes: list[ServeProcess] = []
+    yield processes
+    for process in processes:
+        process.stop()

@@ -13,7 +13,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,6 @@ from tests.ops.serverproc import (
     server_env,
     write_config,
 )
-
-
-@pytest.fixture
-def started() -> Iterator[list[ServeProcess]]:
-    processes: list[ServeProcess] = []
-    yield processes
-    for process in processes:
-        process.stop()
 
 
 def serve(started: list[ServeProcess], tmp_path: Path, files: Path, *,

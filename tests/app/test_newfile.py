@@ -36,13 +36,6 @@ from tests.ops.serverproc import wait_until as wait_for
 needs_unnamed = pytest.mark.skipif(not newfile.UNNAMED, reason="no O_TMPFILE or /proc/self/fd")
 
 
-@pytest.fixture
-def started() -> Iterator[list[ServeProcess]]:
-    processes: list[ServeProcess] = []
-    yield processes
-    for process in processes:
-        process.stop()
-
 
 @pytest.fixture
 def umask() -> int:

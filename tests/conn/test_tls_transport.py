@@ -92,20 +92,16 @@ def test_a_first_flight_larger_than_the_socket_buffer_waits_for_writability(
     assert not log.rejected_lines
 
 
-def test_a_file_answer_over_tls_is_corked_until_it_is_all_sent(
-        tmp_path: Path, loop_thread: LoopThread) -> None:
-    # Plain TCP sends the head with MSG_MORE right before sendfile; TLS reads the file in the
-    # pool, so the head's record would leave alone: the socket is corked instead.
+def _tls_over(tmp_path: Path, loop_thread: LoopThread, server_side: socket.socket,
+              client_side: socket.socket, protocol: Recorder
+              ) -> tuple[TlsTransport, ssl.SSLSocket]:
+    """A TlsTransport over `server_side` (a certificate for localhost made in `tmp_path`)
+    started with `protocol`, and the client's end, wrapped: the handshake runs as the
+    client calls wrap_socket."""
     certs = Certs(tmp_path / "certs")
     cert, key = certs.issue("server", "localhost")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server_side, client_side = tcp_pair(sndbuf=64 * 1024)
-    probe = server_side.dup()  # the same TCP socket, still ours once TLS wraps server_side
-    path = tmp_path / "big.bin"
-    body = bytes(range(256)) * 16 * 1024  # 4 MiB: more than the socket takes at once
-    path.write_bytes(body)
-    protocol = Recorder()
 
     def make() -> TlsTransport:
         made = TlsTransport(loop_thread.loop, server_side, ("127.0.0.1", 1),
@@ -114,6 +110,20 @@ def test_a_file_answer_over_tls_is_corked_until_it_is_all_sent(
         return made
     transport: TlsTransport = loop_thread.run(make)
     client = certs.client_context().wrap_socket(client_side, server_hostname="localhost")
+    return transport, client
+
+
+def test_a_file_answer_over_tls_is_corked_until_it_is_all_sent(
+        tmp_path: Path, loop_thread: LoopThread) -> None:
+    # Plain TCP sends the head with MSG_MORE right before sendfile; TLS reads the file in the
+    # pool, so the head's record would leave alone: the socket is corked instead.
+    server_side, client_side = tcp_pair(sndbuf=64 * 1024)
+    probe = server_side.dup()  # the same TCP socket, still ours once TLS wraps server_side
+    path = tmp_path / "big.bin"
+    body = bytes(range(256)) * 16 * 1024  # 4 MiB: more than the socket takes at once
+    path.write_bytes(body)
+    protocol = Recorder()
+    transport, client = _tls_over(tmp_path, loop_thread, server_side, client_side, protocol)
     try:
         protocol.wait_for("made")  # the handshake is done
         loop_thread.run(lambda: (transport.write(b"head\r\n"),
@@ -143,22 +153,11 @@ def test_a_file_shorter_than_its_range_over_tls_ends_as_a_truncated_file(
     """The file ends before the range it was queued with: the connection ends with the same
     `FileTruncated` as plain sendfile's (which the HTTP connection reports in one warning),
     not an anonymous ConnectionAbortedError."""
-    certs = Certs(tmp_path / "certs")
-    cert, key = certs.issue("server", "localhost")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
     server_side, client_side = tcp_pair()
     path = tmp_path / "short.bin"
     path.write_bytes(b"x" * 10_000)
     protocol = Recorder()
-
-    def make() -> TlsTransport:
-        made = TlsTransport(loop_thread.loop, server_side, ("127.0.0.1", 1),
-                            TlsContexts(context))
-        made.start(protocol)
-        return made
-    transport: TlsTransport = loop_thread.run(make)
-    client = certs.client_context().wrap_socket(client_side, server_hostname="localhost")
+    transport, client = _tls_over(tmp_path, loop_thread, server_side, client_side, protocol)
     try:
         protocol.wait_for("made")
         loop_thread.run(lambda: transport.write_file(path.open("rb"), 0, 100_000))

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,6 @@ from tests.ops.serverproc import (
 IN_FLIGHT = 50
 UPLOAD_BYTES = 4000
 
-
-@pytest.fixture
-def started(tmp_path: Path) -> Iterator[list[ServeProcess]]:
-    """Processes started by a test; killed at teardown if still running."""
-    processes: list[ServeProcess] = []
-    yield processes
-    for process in processes:
-        process.stop()
 
 
 def serve(started: list[ServeProcess], tmp_path: Path, sections: dict, *args: str,
