@@ -437,12 +437,15 @@ class HttpConnection:
         connection between requests, or a new one that has sent nothing yet (nginx's
         "reusable" connection). Closing it loses nothing a client does not expect to lose
         (RFC 9112 9.3.1: a connection may close at any time while idle; a client retries a
-        request that met a connection closed before any answer)."""
+        request that met a connection closed before any answer). A request already in the
+        socket, not yet read (the loop had the listener's event first), is not nothing: the
+        client sent it, and the close would reset it away."""
         transport = self.transport
         return (not self.busy and not self.closing
                 and not self._write_paused and transport is not None
                 and not self.parser.in_message and not self.parser.buffered
-                and not transport.pending_bytes and not transport.writing_blocked)
+                and not transport.pending_bytes and not transport.writing_blocked
+                and not transport.input_waiting)
 
     @property
     def awaiting_request(self) -> bool:

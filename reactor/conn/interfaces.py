@@ -67,6 +67,10 @@ class Transport(Protocol):
         """`(acked, queued)`: the bytes of ours the peer's TCP has acknowledged so far
         (Linux's TCP_INFO `tcpi_bytes_acked`) and those in the kernel's send queue not yet
         acknowledged (SIOCOUTQ); None where the socket cannot say."""
+    @property
+    def input_waiting(self) -> bool:
+        """Bytes from the peer wait unread (in the kernel, or decrypted by TLS): they are
+        on their way to the protocol, which has not seen them yet."""
 
     def write(self, data: bytes | memoryview) -> None: ...
     def try_write(self, data: bytes) -> bool:

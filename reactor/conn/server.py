@@ -200,8 +200,8 @@ class HttpServer:
         for looked, transport in enumerate(self.connections):
             protocol = transport.protocol
             if (isinstance(protocol, HttpConnection)
-                    and (protocol.awaiting_request if waiting else protocol.reusable)
-                    and (oldest is None or protocol.conn_id < oldest.conn_id)):
+                    and (oldest is None or protocol.conn_id < oldest.conn_id)
+                    and (protocol.awaiting_request if waiting else protocol.reusable)):
                 oldest = protocol
             if looked >= _REUSE_SCAN:
                 break

@@ -577,6 +577,18 @@ class TlsTransport(SocketTransport):
         except (OSError, ValueError):
             pass
 
+    @property
+    def input_waiting(self) -> bool:
+        """Also records OpenSSL decrypted already (with the handshake's last flight)."""
+        sock = self._ssl
+        if sock is not None and self._established:
+            try:
+                if sock.pending():
+                    return True
+            except (OSError, ValueError):
+                return False
+        return super().input_waiting
+
     def _close_now(self, exc: BaseException | None) -> None:
         if self._closed:
             return

@@ -261,6 +261,14 @@ class SocketTransport:
     def sendfile_bytes(self) -> int:
         return self._buffer.sendfile_bytes
 
+    @property
+    def input_waiting(self) -> bool:
+        try:
+            unread = fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, _INT_BUFFER)
+        except (OSError, ValueError):  # closed
+            return False
+        return int.from_bytes(unread, sys.byteorder, signed=True) > 0
+
     def delivery(self) -> tuple[int, int] | None:
         sock = self._sock
         try:

@@ -200,6 +200,39 @@ def test_at_the_limit_the_oldest_silent_connection_makes_room(tmp_path):
 
 
 @pytest.mark.expect_log("connection-limit-reached")
+def test_at_the_limit_a_silent_connection_whose_request_is_unread_is_not_closed(tmp_path):
+    # The oldest silent connection's request is in its socket, but the loop takes the
+    # listener's event first: closing that connection would reset the request away (the
+    # client sent it and gets no answer); the newer, still silent one makes room instead.
+    running = start_server(tmp_path, server={"max_connections": 2})
+    try:
+        with RawClient.to(running) as oldest:
+            assert wait_until(lambda: open_connections(running) == 1)
+            with RawClient.to(running) as newer:
+                assert wait_until(lambda: open_connections(running) == 2)
+                held, release = threading.Event(), threading.Event()
+
+                def hold() -> None:  # the loop waits: the next events come in one batch
+                    held.set()
+                    release.wait(10)
+                running.server.http.loop.call_soon_threadsafe(hold)
+                assert held.wait(10)
+                try:
+                    new = RawClient.to(running)  # the listener is ready first ...
+                    oldest.send(request_bytes("GET", "/echo/oldest"))  # ... then this
+                finally:
+                    release.set()
+                with new:
+                    new.send(request_bytes("GET", "/echo/new"))
+                    assert new.read_response().body == b"new"
+                assert oldest.read_response().body == b"oldest"
+                assert newer.is_closed_by_peer()
+        assert running.server.http.counters["connections_reused_total"] == 1
+    finally:
+        running.stop()
+
+
+@pytest.mark.expect_log("connection-limit-reached")
 def test_connections_over_the_limit_are_shed_with_503(tmp_path):
     running = start_server(tmp_path, server={"max_connections": 2})
     try:
