@@ -99,6 +99,9 @@ class LineSink:
         if self._owns_fd:
             old = self._fd
             self._open()
+            if self._torn:  # the fragment ends the rotated file, not a new (or emptied) one
+                now = os.fstat(self._fd)
+                self._torn = now.st_size > 0 and os.path.samestat(os.fstat(old), now)
             os.close(old)
 
     # structlog calls the logger method named after the level; all of them append a line.

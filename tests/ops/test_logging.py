@@ -199,3 +199,26 @@ def test_a_full_disk_tears_one_line_at_most_and_says_how_many_were_lost(
     assert len(err) == 2, err
     assert err[0].startswith(f"reactor: cannot write log {path}: [Errno 28]")
     assert err[1] == f"reactor: writing log {path} again; {lost} lines were lost"
+
+
+def test_a_line_torn_before_a_rotation_leaves_no_empty_line_in_the_new_file(
+        tmpfs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The fragment a full disk left ends the rotated file; the file opened anew after the
+    rotation starts with the next whole line, not with the newline that ends the fragment
+    (an empty first line, which a JSON-lines shipper reports as a parse error)."""
+    path = tmpfs / "access.log"
+    sink = LineSink(str(path))
+    sink.msg(json.dumps({"n": 0}))
+    sink.flush()
+    _fill(tmpfs)
+    for n in range(1, 40):
+        sink.msg(json.dumps({"n": n, "pad": "x" * 200}))
+        sink.flush()
+    assert not path.read_bytes().endswith(b"\n")  # torn
+    (tmpfs / "filler").unlink()
+    path.rename(tmpfs / "access.log.1")  # logrotate, then SIGUSR1
+    sink.reopen()
+    sink.msg(json.dumps({"n": 40}))
+    sink.close()
+    assert path.read_bytes() == b'{"n": 40}\n'
+    capsys.readouterr()
