@@ -19,7 +19,7 @@ from reactor.conn.http import HttpConnection
 from reactor.conn.listener import AcceptCallback, ListenerOptions
 from reactor.conn.proxy import PROXY_HEADER_S, ProxyHeaderProtocol
 from reactor.conn.shared import AccessRecord, HttpSettings, RequestLog
-from reactor.conn.tls import TlsContexts, TlsTransport
+from reactor.conn.tls import Handshaking, TlsContexts, TlsTransport
 from reactor.conn.transport import SocketTransport
 from reactor.conn.ws import WebSocketSettings, upgrade_response
 from reactor.loop import EventLoop
@@ -196,10 +196,10 @@ class HttpServer:
         `reuse_waiting`, a connection whose head is still arriving counts too
         (`awaiting_request`)."""
         waiting = self.reuse_waiting
-        oldest: HttpConnection | None = None
+        oldest: HttpConnection | Handshaking | None = None
         for looked, transport in enumerate(self.connections):
             protocol = transport.protocol
-            if (isinstance(protocol, HttpConnection)
+            if (isinstance(protocol, (HttpConnection, Handshaking))
                     and (oldest is None or protocol.conn_id < oldest.conn_id)
                     and (protocol.awaiting_request if waiting else protocol.reusable)):
                 oldest = protocol

@@ -183,13 +183,31 @@ def https_url(head: bytes, local: tuple[str, int]) -> str:
 # ---- the transport ------------------------------------------------------------------------
 
 
-class _Handshaking:
-    """The transport's protocol while the handshake runs: a graceful stop drops it."""
+class Handshaking:
+    """The transport's protocol while the handshake runs: a graceful stop drops it, and at
+    the connection limit one whose client has sent nothing yet makes room (`reusable`)."""
 
     __slots__ = ("transport",)
 
     def __init__(self, transport: TlsTransport) -> None:
         self.transport = transport
+
+    @property
+    def conn_id(self) -> int:
+        return self.transport._conn_id
+
+    @property
+    def reusable(self) -> bool:
+        """No byte of a ClientHello yet, read or waiting: a silent connection, as a plain
+        one that has sent nothing (once the hello came, the handshake is under way)."""
+        transport = self.transport
+        return (transport._ssl is None and not transport._closing
+                and not transport.input_waiting)
+
+    awaiting_request = reusable
+
+    def close_idle(self) -> None:
+        self.transport.abort()
 
     def connection_made(self, transport: Transport) -> None: ...
     def data_received(self, data: bytes) -> None: ...
@@ -296,7 +314,7 @@ class TlsTransport(SocketTransport):
         """Run the handshake; `protocol` gets `connection_made` once it succeeded."""
         self._preamble = None
         self._app_protocol = protocol
-        self._protocol = _Handshaking(self)
+        self._protocol = Handshaking(self)
         self._handshake_timer = self._loop.call_later(self._tls.handshake_timeout_s,
                                                       self._handshake_expired)
         self._loop.add_reader(self._sock, self._hello_readable)

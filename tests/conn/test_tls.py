@@ -437,3 +437,35 @@ def test_a_graceful_stop_drops_handshakes_and_closes_idle_tls_connections(
     finally:
         silent.close()
         running.stop()
+
+
+@pytest.mark.expect_log("connection-limit-reached")
+def test_at_the_limit_a_silent_tls_connection_makes_room(tmp_path: Path, certs: Certs) -> None:
+    """A TLS connection that has sent nothing (no ClientHello) is as reusable as a silent
+    plain one: held open by a client, such connections must not refuse every newcomer until
+    their handshake timeout. One whose handshake has begun is not closed for it."""
+    running = tls_server(tmp_path, certs, server={"max_connections": 3},
+                         timeouts={"tls_handshake_s": 60.0})
+    count = lambda: on_loop(running, lambda: len(running.server.http.connections))  # noqa: E731
+    port = tls_port(running)
+    mid = socket.create_connection(("127.0.0.1", port), timeout=10)
+    silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        mid.sendall(b"\x16\x03\x01\x00\xc8\x01\x00")  # a ClientHello begins: mid-handshake
+        assert wait_until(lambda: count() == 2)
+        with tls_client(running, certs.client_context()) as talking:
+            assert wait_until(lambda: count() == 3)
+            with tls_client(running, certs.client_context()) as new:
+                new.send(request_bytes("GET", "/echo/new"))
+                assert new.read_response().body == b"new"
+            assert silent.recv(10) == b""  # the silent one made room, though newer
+            talking.send(request_bytes("GET", "/echo/kept"))
+            assert talking.read_response().body == b"kept"
+            mid.setblocking(False)
+            with pytest.raises(BlockingIOError):  # still open, its handshake waiting
+                mid.recv(10)
+        assert running.server.http.counters["connections_reused_total"] == 1
+    finally:
+        mid.close()
+        silent.close()
+        running.stop()
