@@ -136,6 +136,21 @@ class ProxyHeaderProtocol:
     def write_blocked(self) -> None:
         pass
 
+    @property
+    def reusable(self) -> bool:
+        """No byte of the header yet, read or waiting: a silent connection, which the
+        server closes first at its connection limit (as a plain one that has sent nothing;
+        nginx's reusable connection)."""
+        transport = self.transport
+        return (not self.done and not self._parser.buffered and transport is not None
+                and not transport.input_waiting)
+
+    awaiting_request = reusable
+
+    def close_idle(self) -> None:
+        """Closed to make room: as a graceful stop closes it, without a line."""
+        self.shutdown()
+
     def shutdown(self) -> None:
         """Graceful stop: nothing of a request has arrived yet, so close now."""
         if not self.done:

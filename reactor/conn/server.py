@@ -196,10 +196,10 @@ class HttpServer:
         `reuse_waiting`, a connection whose head is still arriving counts too
         (`awaiting_request`)."""
         waiting = self.reuse_waiting
-        oldest: HttpConnection | Handshaking | None = None
+        oldest: HttpConnection | Handshaking | ProxyHeaderProtocol | None = None
         for looked, transport in enumerate(self.connections):
             protocol = transport.protocol
-            if (isinstance(protocol, (HttpConnection, Handshaking))
+            if (isinstance(protocol, (HttpConnection, Handshaking, ProxyHeaderProtocol))
                     and (oldest is None or protocol.conn_id < oldest.conn_id)
                     and (protocol.awaiting_request if waiting else protocol.reusable)):
                 oldest = protocol

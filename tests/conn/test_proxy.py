@@ -23,10 +23,12 @@ from reactor.proto.proxyproto import V2_SIGNATURE
 from tests.conftest import (
     RawClient,
     RunningServer,
+    on_loop,
     read_log,
     request_bytes,
     start_server,
     wait_for_log,
+    wait_until,
 )
 from tests.conn.conftest import LoopThread, RecordingLog
 from tests.conn.tlskit import Certs, bio_exchange, https, tls_port, tls_server
@@ -165,6 +167,35 @@ def test_graceful_stop_closes_a_connection_waiting_for_its_header(tmp_path: Path
         running.stop()
         assert not running.thread.is_alive()
         assert client.read_to_eof() == b""
+
+
+@pytest.mark.expect_log("connection-limit-reached")
+def test_at_the_limit_a_silent_connection_waiting_for_its_header_makes_room(
+        tmp_path: Path) -> None:
+    """Behind a proxy, a connection that never sent its PROXY header was never reusable at
+    `max_connections`: silent ones held their slots for proxy_header_s while every newcomer
+    got a 503 (a plain listener closes its oldest silent connection; nginx too). One with
+    part of its header in is not closed: the newcomer is refused instead."""
+    running = start_server(tmp_path, proxy={"protocol": True},
+                           server={"max_connections": 1})
+    try:
+        with RawClient.to(running) as silent:
+            assert wait_until(lambda: on_loop(running, lambda: len(
+                running.server.http.connections)) == 1)
+            with RawClient.to(running) as client:
+                client.send(V1 + request_bytes("GET", "/echo/in"))
+                assert client.read_response().body == b"in"
+            assert closed_without_answer(silent)
+        with RawClient.to(running) as started:
+            started.send(V1[:5])
+            assert wait_until(lambda: on_loop(running, lambda: [
+                t for t in running.server.http.connections if not t.protocol.reusable]))
+            with RawClient.to(running) as refused:
+                assert refused.read_response().status == 503
+            started.send(V1[5:] + request_bytes("GET", "/echo/kept"))
+            assert started.read_response().body == b"kept"
+    finally:
+        running.stop()
 
 
 # ---- the hand-off seam, as a TLS step would use it ------------------------------------------
