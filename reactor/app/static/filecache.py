@@ -11,17 +11,20 @@ for the file is kept with the entry as `Variant`s (validators, the header fields
 and of its 304, and for a gzip answer the compressed body): one for clients that take no
 gzip, one for those that do. For `valid_s` after that, a GET or HEAD of the same path that
 needs no Range is answered on the loop from the entry: one `fstat` checks that the open file
-is still the one described (same size and mtime, still linked: a file grown, rewritten,
-deleted or replaced by a rename fails this), then the preconditions are checked against the
-variant's validators and the body is the kept bytes, or a `sendfile` of a `dup` of the fd
-for a larger file. Anything else -- a stale or failed entry, a Range, a variant the pool path
-has not made yet -- goes the pool way, which opens the path anew and refreshes the entry.
-A precompressed `NAME.gz` the gzip variant was read from is checked by one `stat` of its path
-as well. Path-level changes (a directory or link changed, a new file renamed over a
-hard-linked one, a `.gz` sidecar added) are seen once the entry is `valid_s` old. Entries past
-`valid_s` are closed when next asked for, by a sweep every `_SWEEP_EVERY` lookups, and by
-`sweep_all()`, which the server calls on a timer: an idle server must not keep a deleted
-file's space allocated (nginx's cache expires only on lookups; this one is on by default).
+is still the one described (same size, mtime and ctime, still linked: a file grown, rewritten,
+deleted, replaced by a rename, renamed away or chmod'ed fails this -- the ctime also moves
+when a name of a file with other hard links is removed or renamed over, as the server's own
+DELETE and PUT do, so a client sees its own write at once), then the preconditions are
+checked against the variant's validators and the body is the kept bytes, or a `sendfile` of
+a `dup` of the fd for a larger file. Anything else -- a stale or failed entry, a Range, a
+variant the pool path has not made yet -- goes the pool way, which opens the path anew and
+refreshes the entry.
+A precompressed `NAME.gz` the gzip variant was read from is checked by one `stat` of its
+path as well. Path-level changes (a directory or link changed, a `.gz` sidecar added) are
+seen once the entry is `valid_s` old. Entries past `valid_s` are closed when next asked for,
+by a sweep every `_SWEEP_EVERY` lookups, and by `sweep_all()`, which the server calls on a
+timer: an idle server must not keep a deleted file's space allocated (nginx's cache expires
+only on lookups; this one is on by default).
 
 Bounded by the process's fd limit, since every entry holds an fd the connections, uploads
 and spools need too (nginx's `open_file_cache` is off unless sized; this one is on, so it
@@ -143,8 +146,8 @@ class CachedFile:
     file of the entry's stat, never another version of the path.
     """
 
-    __slots__ = ("checked", "compressible", "data", "fd", "for_gzip", "ino", "mtime_ns",
-                 "plain", "size")
+    __slots__ = ("checked", "compressible", "ctime_ns", "data", "fd", "for_gzip", "ino",
+                 "mtime_ns", "plain", "size")
 
     def __init__(self, fd: int, info: os.stat_result, checked: float,
                  data: bytes | None = None) -> None:
@@ -152,6 +155,9 @@ class CachedFile:
         self.ino = info.st_ino
         self.size = info.st_size
         self.mtime_ns = info.st_mtime_ns
+        # the inode's change time: also moved by a link count change (a name removed or
+        # renamed over while another stays), a rename, a chmod, which size and mtime miss
+        self.ctime_ns = info.st_ctime_ns
         self.checked = checked
         self.data = data
         self.compressible = False
@@ -161,7 +167,7 @@ class CachedFile:
     def describes(self, info: os.stat_result) -> bool:
         """Whether `info` is the stat of the file this entry holds (as `lookup` checks)."""
         return (info.st_ino == self.ino and info.st_size == self.size
-                and info.st_mtime_ns == self.mtime_ns)
+                and info.st_mtime_ns == self.mtime_ns and info.st_ctime_ns == self.ctime_ns)
 
     def kept_bytes(self) -> int:
         total = 0 if self.data is None else len(self.data)
@@ -266,7 +272,8 @@ class OpenFileCache:
                 pass
             else:
                 if (info.st_nlink and info.st_size == entry.size
-                        and info.st_mtime_ns == entry.mtime_ns and info.st_ino == entry.ino):
+                        and info.st_mtime_ns == entry.mtime_ns
+                        and info.st_ctime_ns == entry.ctime_ns and info.st_ino == entry.ino):
                     return entry
         self._drop(key, entry)
         return None

@@ -426,3 +426,28 @@ def test_static_open_file_cache_bytes_bounds_every_mounts_kept_bytes(www: Path) 
     assert body_bytes(again) == body_bytes(pooled) == b"hello, world\n"
     default = make_app(Config(static=StaticConfig(root=www)))
     assert files_of(default).open_files.keep_bytes == 4 * 1024 * 1024  # type: ignore[arg-type]
+
+
+def test_a_put_or_delete_of_a_hard_linked_file_is_seen_by_the_next_get(
+        serve, www: Path, tmp_path: Path) -> None:
+    """A file with another name elsewhere (a hard link: a deploy's backup, a build tree)
+    keeps its inode linked when the server's PUT renames a new file over it or its DELETE
+    unlinks it: the client that just wrote it gets its own write (and a renamed-away file
+    a 404), not the cached old bytes for the rest of the entry's second."""
+    from tests.conftest import fetch
+
+    running = serve(StaticMount("/", www, uploads=True))
+    for name in ("put.css", "del.css", "moved.css"):
+        (www / name).write_bytes(b"old " + name.encode() + b"\n")
+        os.link(www / name, tmp_path / name)  # a second name outside the root
+        for _ in range(2):  # the second answer comes from the cache entry
+            assert fetch(running, "GET", "/" + name)[2] == b"old " + name.encode() + b"\n"
+    hits = files_of_server(running).open_files.hits
+    assert hits >= 3
+    assert fetch(running, "PUT", "/put.css", b"new put.css\n")[0] == 204
+    assert fetch(running, "GET", "/put.css")[2] == b"new put.css\n"
+    assert fetch(running, "DELETE", "/del.css")[0] == 204
+    assert fetch(running, "GET", "/del.css")[0] == 404
+    os.rename(www / "moved.css", www / "elsewhere.css")
+    assert fetch(running, "GET", "/moved.css")[0] == 404
+    assert files_of_server(running).open_files.hits == hits
