@@ -233,7 +233,11 @@ class OpenFileCache:
         data = None
         size = info.st_size
         if size <= KEEP_BYTES_MAX and self.kept + size <= self.keep_bytes:
-            data = _read_whole(copy, size)
+            try:
+                data = _read_whole(copy, size)
+            except BaseException:
+                os.close(copy)  # the request fails (EIO, ESTALE); the dup must not leak
+                raise
         entry = CachedFile(copy, info, now, data)
         if entries.setdefault(key, entry) is not entry:
             os.close(entry.fd)  # another worker was first
