@@ -465,7 +465,7 @@ class RouteDispatch:
                 assert upload is not None  # a stream route answers an Upload or a Response
                 return self.complete(upload)  # refused
             # the upload's steps enter the request's context themselves (`begin`)
-            return Offload(self._in_worker, Offload(_run_upload, upload, request.body), False)
+            return Offload(self._in_worker, Offload(_feed_upload, upload, request), False)
         return Offload(self.run_in_worker)
 
     def _run(self, chain: Callable[[Request], Any]) -> Any:
@@ -568,26 +568,15 @@ def _fixed_chain(app: App, answer: Response) -> Callable[[Request], Any]:
     return chain
 
 
-def _run_upload(upload: Upload, body: bytes) -> Response:
-    try:
-        refused = upload.start()
-        if refused is not None:
-            return refused
-        if body:
-            upload.write(body)
-        return upload.finish()
-    except BaseException:
-        upload.abort()
-        raise
-
-
 FEED_BYTES = 256 * 1024
 """The pieces in which a spooled body is fed to a stream route's Upload (`_feed_upload`)."""
 
 
 def _feed_upload(upload: Upload, request: Request) -> Response:
-    """A stream route's Upload run inside the middleware (see `RouteDispatch.begin`): the
-    body, spooled already, handed over as the connection would, piece by piece."""
+    """A stream route's Upload given a body the connection did not stream to it (spooled
+    for the middleware: see `RouteDispatch.begin`; or empty), handed over as the
+    connection's pump would: piece by piece, abort after a refusal or a failure, an
+    `UploadRefused` answered with its response."""
     try:
         refused = upload.start()
         if refused is not None:

@@ -421,7 +421,8 @@ class Router:
         return None
 
     def _slash_redirect(self, request: Request, path: str, method: str) -> Response | None:
-        """Flask's strict slashes: no route takes `path` for `method`, and `path` + "/"
+        """Flask's strict slashes (unless `redirect_slashes` is off): no route takes `path`
+        (not ending in "/") for `method`, and `path` + "/"
         has one that does (`/users/` or `/users/{id}/` for `/users/7`; OPTIONS: any route
         there) -> a 308 to it, which keeps the method and the body, the query kept.
 
@@ -431,7 +432,8 @@ class Router:
         absolute URL from the Host field; a browser ends at the same address. A path that
         starts with "//" would be a network-path reference (`//evil.example/`, another
         host): no redirect for it."""
-        if path[:1] != "/" or path[:2] == "//":
+        if (not self.redirect_slashes or path[:1] != "/" or path[:2] == "//"
+                or path[-1:] == "/"):
             return None
         seen: list[_Node] = []
         if self._walk(self._root, (path + "/").split("/"), 1, [], method, seen) is None \
@@ -478,10 +480,9 @@ class Router:
                 request.params = params
                 return route
         if not seen:
-            if self.redirect_slashes and path[-1:] != "/":
-                redirect = self._slash_redirect(request, path, method)
-                if redirect is not None:
-                    return redirect
+            redirect = self._slash_redirect(request, path, method)
+            if redirect is not None:
+                return redirect
             if method not in KNOWN_METHODS:
                 return text_response(501, "Not Implemented\n")
             if method == "OPTIONS" and path == "*":
@@ -492,10 +493,9 @@ class Router:
         allow = seen[0].allow_header() if len(seen) == 1 else _allow_union(seen)
         if method == "OPTIONS":
             return Response(204, [(b"Allow", allow)])
-        if self.redirect_slashes and path[-1:] != "/":
-            redirect = self._slash_redirect(request, path, method)
-            if redirect is not None:
-                return redirect
+        redirect = self._slash_redirect(request, path, method)
+        if redirect is not None:
+            return redirect
         if method not in KNOWN_METHODS:
             return text_response(501, "Not Implemented\n")
         return text_response(405, "Method Not Allowed\n", [(b"Allow", allow)])

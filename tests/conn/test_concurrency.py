@@ -9,6 +9,7 @@ import select
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,6 +22,16 @@ from tests.conn.conftest import RecordingLog
 
 def open_connections(running) -> int:  # type: ignore[no-untyped-def]
     return on_loop(running, lambda: len(running.server.http.connections))
+
+
+@contextlib.contextmanager
+def two_silent(running) -> Iterator[tuple[RawClient, RawClient]]:  # type: ignore[no-untyped-def]
+    """Two connections that have sent nothing, the first the older, both open on the server."""
+    with RawClient.to(running) as oldest:
+        assert wait_until(lambda: open_connections(running) == 1)
+        with RawClient.to(running) as newer:
+            assert wait_until(lambda: open_connections(running) == 2)
+            yield oldest, newer
 
 
 def reusable_connections(running) -> int:  # type: ignore[no-untyped-def]
@@ -183,16 +194,13 @@ def test_at_the_limit_the_oldest_silent_connection_makes_room(tmp_path):
     # client (or an attacker) they must not refuse every newcomer until header_s.
     running = start_server(tmp_path, server={"max_connections": 2})
     try:
-        with RawClient.to(running) as oldest:
-            assert wait_until(lambda: open_connections(running) == 1)
-            with RawClient.to(running) as newer:
-                assert wait_until(lambda: open_connections(running) == 2)
-                with RawClient.to(running) as new:
-                    new.send(request_bytes("GET", "/echo/new"))
-                    assert new.read_response().body == b"new"
-                assert oldest.is_closed_by_peer()
-                newer.send(request_bytes("GET", "/echo/newer"))  # the newer one was kept
-                assert newer.read_response().body == b"newer"
+        with two_silent(running) as (oldest, newer):
+            with RawClient.to(running) as new:
+                new.send(request_bytes("GET", "/echo/new"))
+                assert new.read_response().body == b"new"
+            assert oldest.is_closed_by_peer()
+            newer.send(request_bytes("GET", "/echo/newer"))  # the newer one was kept
+            assert newer.read_response().body == b"newer"
         assert running.server.http.counters["connections_reused_total"] == 1
         assert "connections_shed_total" not in running.server.http.counters
     finally:
@@ -206,27 +214,24 @@ def test_at_the_limit_a_silent_connection_whose_request_is_unread_is_not_closed(
     # client sent it and gets no answer); the newer, still silent one makes room instead.
     running = start_server(tmp_path, server={"max_connections": 2})
     try:
-        with RawClient.to(running) as oldest:
-            assert wait_until(lambda: open_connections(running) == 1)
-            with RawClient.to(running) as newer:
-                assert wait_until(lambda: open_connections(running) == 2)
-                held, release = threading.Event(), threading.Event()
+        with two_silent(running) as (oldest, newer):
+            held, release = threading.Event(), threading.Event()
 
-                def hold() -> None:  # the loop waits: the next events come in one batch
-                    held.set()
-                    release.wait(10)
-                running.server.http.loop.call_soon_threadsafe(hold)
-                assert held.wait(10)
-                try:
-                    new = RawClient.to(running)  # the listener is ready first ...
-                    oldest.send(request_bytes("GET", "/echo/oldest"))  # ... then this
-                finally:
-                    release.set()
-                with new:
-                    new.send(request_bytes("GET", "/echo/new"))
-                    assert new.read_response().body == b"new"
-                assert oldest.read_response().body == b"oldest"
-                assert newer.is_closed_by_peer()
+            def hold() -> None:  # the loop waits: the next events come in one batch
+                held.set()
+                release.wait(10)
+            running.server.http.loop.call_soon_threadsafe(hold)
+            assert held.wait(10)
+            try:
+                new = RawClient.to(running)  # the listener is ready first ...
+                oldest.send(request_bytes("GET", "/echo/oldest"))  # ... then this
+            finally:
+                release.set()
+            with new:
+                new.send(request_bytes("GET", "/echo/new"))
+                assert new.read_response().body == b"new"
+            assert oldest.read_response().body == b"oldest"
+            assert newer.is_closed_by_peer()
         assert running.server.http.counters["connections_reused_total"] == 1
     finally:
         running.stop()
