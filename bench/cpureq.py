@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench import procs
@@ -50,11 +51,19 @@ def measure(pid: int, url: str, *, connections: int = 50, duration: float = 4.0,
             headers: tuple[str, ...] = ()) -> CpuPerRequest:
     """One wrk run (the harness's command and result parsing) against `url`, both sides'
     CPU divided by the requests it completed."""
-    argv = wrk_command(url, Workload("cpureq", url, url, connections, headers), duration)
-    before = procs.cpu_ticks(pid)
+    return measure_workload((pid,), url,
+                            Workload("cpureq", url, url, connections, headers), duration)
+
+
+def measure_workload(pids: Sequence[int], url: str, workload: Workload,
+                     duration: float) -> CpuPerRequest:
+    """`measure` for one of the harness's workloads (its script: pipelining, say), the CPU
+    of all of `pids` (nginx: master and worker) counted as the server's."""
+    argv = wrk_command(url, workload, duration)
+    before = _ticks(pids)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = run_wrk(argv, duration)  # waits for wrk: its rusage is in RUSAGE_CHILDREN
-    after = procs.cpu_ticks(pid)
+    after = _ticks(pids)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     requests = result.requests
     if not requests:
@@ -66,6 +75,12 @@ def measure(pid: int, url: str, *, connections: int = 50, duration: float = 4.0,
         server_sys_us=(after[1] - before[1]) * tick_us,
         wrk_user_us=(children_after.ru_utime - children_before.ru_utime) * 1e6 / requests,
         wrk_sys_us=(children_after.ru_stime - children_before.ru_stime) * 1e6 / requests)
+
+
+def _ticks(pids: Sequence[int]) -> tuple[int, int]:
+    """User and system clock ticks of `pids`, summed."""
+    ticks = [procs.cpu_ticks(pid) for pid in pids]
+    return sum(user for user, _ in ticks), sum(system for _, system in ticks)
 
 
 def main(argv: list[str] | None = None) -> int:

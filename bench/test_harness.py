@@ -297,3 +297,44 @@ def test_steady_rate_reports_cpu_and_latency(capsys: pytest.CaptureFixture[str])
         words = line.split()
         cpu, p50, p99 = float(words[5].rstrip("%")), float(words[11]), float(words[14])
         assert 0 < cpu < 100 and 0 < p50 <= p99, line
+
+
+def test_floor_server_answers_every_head_of_a_read_and_a_split_one() -> None:
+    import socket
+    import subprocess
+
+    from bench import procs
+    from bench.apps.floor import ANSWER
+
+    port = procs.free_port()
+    proc = procs.spawn([sys.executable, str(APPS_DIR / "floor.py"), "--port", str(port)],
+                       stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and b"listening" in proc.stdout.readline()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            head = b"GET /echo/abc HTTP/1.1\r\nHost: x\r\n\r\n"
+            client.sendall(head * 3 + head[:10])  # three heads and the start of a fourth
+            got = b""
+            while len(got) < 3 * len(ANSWER):
+                got += client.recv(65536)
+            assert got == ANSWER * 3
+            client.sendall(head[10:])
+            assert client.recv(65536) == ANSWER
+    finally:
+        procs.stop(proc)
+        procs.stop_all()
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None or shutil.which("wrk") is None,
+                    reason="needs taskset and wrk")
+def test_pipegain_measures_both_workloads_against_the_floor() -> None:
+    from bench import procs
+    from bench.pipegain import _floor
+
+    try:
+        row = _floor(duration=1, rounds=1)
+    finally:
+        procs.stop_all()
+    assert set(row.best) == {"echo50", "pipeline16"}
+    assert row.gain() > 1  # 16 answers per read and write: more than one request per pass
+    assert all(result.server_us > 0 for result in row.best.values())
