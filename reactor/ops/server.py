@@ -3,8 +3,8 @@
 Strategy
 --------
 Signals only record and wake the loop (`EventLoop.add_signal_handler`); the work happens in
-loop callbacks here: TERM/INT stop gracefully, HUP reloads the configuration, USR1 reopens
-the log files.
+loop callbacks here: TERM/INT/QUIT stop gracefully (QUIT as nginx's), HUP reloads the
+configuration, USR1 reopens the log files.
 
 A reload is staged, then committed. Staging does everything that can fail -- read and
 validate the configuration, open changed log files, bind added addresses, build the app --
@@ -393,6 +393,7 @@ class Server:
 
     def _install_signals(self) -> None:
         handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
+                    signal.SIGQUIT: self.stop,  # graceful, as nginx's and the master's
                     signal.SIGHUP: self.reload, signal.SIGUSR1: self.reopen_logs}
         self._previous_handlers = {sig: signal.getsignal(sig) for sig in handlers}
         for sig, handler in handlers.items():

@@ -124,7 +124,8 @@ def test_a_request_pipelined_behind_the_last_response_gets_a_clean_close(
     assert server.wait() == 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGQUIT],
+                         ids=["INT", "TERM", "QUIT"])  # QUIT: graceful, as nginx's
 def test_stop_signal_with_nothing_in_flight_exits_0(started: list[ServeProcess], tmp_path: Path,
                                                      sig: int) -> None:
     server = serve(started, tmp_path, base_config(tmp_path))
