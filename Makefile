@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Serve on the built-in defaults, files under ./files, logs in ./logs.
+# Serve on the built-in defaults (never /etc/reactor/reactor.toml, which a host running the
+# service has), files under ./files, logs in ./logs.
 run: $(STAMP)
 	mkdir -p files logs
 	@echo "reactor: http://127.0.0.1:4221 (files in ./files); logs: tail -f logs/access.log logs/error.log"
-	$(VENV)/bin/reactor serve --directory files --log logs/access.log --error-log logs/error.log
+	$(VENV)/bin/reactor serve --no-config --directory files --log logs/access.log --error-log logs/error.log
 
 test: $(STAMP) test-tools
 	$(VENV)/bin/ruff check reactor tests bench

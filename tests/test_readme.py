@@ -38,6 +38,14 @@ def test_readme_quick_start_is_make_run_and_make_test() -> None:
     assert "make run" in text and "make test" in text
 
 
+def test_readme_says_what_make_run_passes() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    command = next(line for line in makefile.splitlines() if "/bin/reactor serve " in line)
+    flags = command.split("/bin/reactor serve ", 1)[1].strip()
+    assert "--no-config" in flags.split()  # the built-in defaults, whatever is in /etc
+    assert f"`make run` passes `{flags}`" in " ".join(README.read_text().split())
+
+
 def fenced_blocks(language: str, text: str | None = None) -> list[str]:
     """The README's ```LANGUAGE blocks, in order."""
     parts = (README.read_text() if text is None else text).split(f"```{language}\n")[1:]
