@@ -105,7 +105,8 @@ class SocketTransport:
         if not self._closing:
             self.resume_reading()
 
-    # ---- socket primitives (a TLS transport overrides these, and nothing above) -------------
+    # ---- socket primitives (a TLS transport overrides these; above them only `try_write`,
+    # which must not bypass its buffer, and `input_waiting`, which counts decrypted records) --
     def _recv(self) -> bytes:
         """Up to RECV_BYTES from the socket; b"" at EOF. BlockingIOError when none wait."""
         return self._sock.recv(RECV_BYTES)
