@@ -139,6 +139,8 @@ def find_line(text: str, section: str, key: str | None = None) -> int | None:
         header = _HEADER.match(line)
         if header:
             table = _dotted(header.group(1))
+            if key is not None and table[:2] == [section, key]:
+                return number  # `[section.key]`: a table where a setting was expected
             if table[0] == section and section_line is None:
                 section_line = number
             continue

@@ -294,6 +294,9 @@ FILE_ERRORS = [
     ("[server]\nbind = \"0.0.0.0:80\"\n",
      '2: server.bind: unknown setting; addresses go in server.listen = ["HOST:PORT", ...]'),
     ("[static]\nport = 1\n", "2: static.port: unknown setting"),
+    # a sub-table of a section is reported at its own header, not the section's or a key's
+    ("[server]\nbacklog = 1\n\n[server.x]\n", "4: server.x: unknown setting"),
+    ("[server]\nbacklog = 1\n\n[server.x]\nfoo = 1\n", "4: server.x: unknown setting"),
     ("[limits]\n\n\nmax_body_bytes = \"big\"\n",
      '4: limits.max_body_bytes: must be an integer between 1 and 1099511627776, got "big"'),
     ("[server]\nbacklog = 0\n", "2: server.backlog: must be an integer between 1 and 65535, got 0"),
