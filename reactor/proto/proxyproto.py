@@ -174,12 +174,10 @@ def _v1_address(text: bytes, version: int) -> str:
     if b"%" in text:  # an IPv6 zone ("fe80::1%eth0") names an interface of the proxy
         raise ProxyProtocolError("proxy-v1-bad-address")
     try:
-        value = text.decode("ascii")
-        address = (ipaddress.IPv4Address(value) if version == 4
-                   else ipaddress.IPv6Address(value))
+        address = ipaddress.IPv6Address(text.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         raise ProxyProtocolError("proxy-v1-bad-address") from None
-    return str(address)
+    return _ipv6_text(address)
 
 
 def _v1_ipv4(text: bytes) -> str:
@@ -251,8 +249,14 @@ def _ipv4(packed: memoryview) -> str:
 
 
 def _ipv6(packed: memoryview) -> str:
-    address = ipaddress.IPv6Address(bytes(packed))
-    mapped = address.ipv4_mapped  # "::ffff:10.0.0.1" as the plain IPv4 address it is
+    return _ipv6_text(ipaddress.IPv6Address(bytes(packed)))
+
+
+def _ipv6_text(address: ipaddress.IPv6Address) -> str:
+    """A v4-mapped address ("::ffff:10.0.0.1", what a dual-stack proxy sees of an IPv4
+    client) as the plain IPv4 address it is -- the same from v1 text and v2 bytes (and never
+    Python's "::ffff:a00:1"); any other as its compressed form."""
+    mapped = address.ipv4_mapped
     return str(mapped) if mapped is not None else str(address)
 
 

@@ -83,6 +83,17 @@ def test_v1_header_sets_the_client_address(proxied: RunningServer) -> None:
     assert line["peer_addr"] == line["remote_addr"] == "127.0.0.1"
 
 
+def test_v1_tcp6_with_a_v4_mapped_client_logs_it_as_ipv4(proxied: RunningServer) -> None:
+    # What HAProxy's send-proxy says of an IPv4 client on a dual-stack bind (":::80 v4v6");
+    # send-proxy-v2 from the same HAProxy gives "203.0.113.7": one client, one address.
+    header = b"PROXY TCP6 ::ffff:203.0.113.7 ::ffff:10.0.0.1 51234 443\r\n"
+    with RawClient.to(proxied) as client:
+        client.send(header + request_bytes("GET", "/who"))
+        assert client.read_response().body == b"203.0.113.7 127.0.0.1 http"
+    line = wait_for_log(proxied.access_log, lambda x: x.get("event") == "request")[0]
+    assert line["client_addr"] == "203.0.113.7"
+
+
 def test_v2_header_split_byte_by_byte_then_request(proxied: RunningServer) -> None:
     data = v2_tcp4("198.51.100.9", 4000) + request_bytes("GET", "/who")
     with RawClient.to(proxied) as client:

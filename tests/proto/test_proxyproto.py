@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import struct
 
@@ -67,6 +68,19 @@ def test_v1_tcp6() -> None:
     assert header.source == ("2001:db8::1", 65535)
     assert header.destination == ("2001:db8::2", 0)
     assert rest == b""
+
+
+def test_v1_tcp6_v4_mapped_source_reads_as_ipv4_like_v2() -> None:
+    # HAProxy on a dual-stack bind ("bind :::80 v4v6") sends an IPv4 client as v4-mapped:
+    # v1 must name it as v2 does ("192.0.2.1"), not as Python prints it ("::ffff:c000:201").
+    line = b"PROXY TCP6 ::ffff:192.0.2.1 ::ffff:198.51.100.2 56324 443\r\n"
+    header, _rest = whole(line)
+    assert header.source == ("192.0.2.1", 56324)
+    assert header.destination == ("198.51.100.2", 443)
+    mapped = (ipaddress.IPv6Address("::ffff:192.0.2.1").packed
+              + ipaddress.IPv6Address("::ffff:198.51.100.2").packed
+              + struct.pack("!HH", 56324, 443))
+    assert whole(v2(family=0x21, address=mapped))[0].source == header.source
 
 
 @pytest.mark.parametrize("line", [b"PROXY UNKNOWN\r\n",
