@@ -90,15 +90,16 @@ Hop = tuple[str | None, str | None, bytes | None]
 
 
 def _node_address(node: bytes) -> str | None:
-    """RFC 7239 6: node = nodename [":" node-port]; IPv6 in brackets. Addresses only."""
+    """RFC 7239 6: node = nodename [":" node-port]; IPv6 in brackets. Addresses only; a
+    v4-mapped one ("[::ffff:10.0.0.1]", from a dual-stack proxy) as its IPv4 address."""
     node = node.strip()
     if node.startswith(b"["):
         end = node.find(b"]")
         if end < 0 or (end + 1 < len(node) and node[end + 1:end + 2] != b":"):
             return None
-        text = node[1:end]
-        ip = parse_ip(text.decode("latin-1"))
-        return str(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+        text = node[1:end].decode("latin-1")
+        ip = parse_ip(text) if ":" in text else None  # "[10.0.0.1]" is no IPv6address
+        return str(ip) if ip is not None else None
     host, _, _port = node.partition(b":")
     ip = parse_ip(host.decode("latin-1"))
     return str(ip) if isinstance(ip, ipaddress.IPv4Address) else None

@@ -49,6 +49,8 @@ def served(headers: dict[str, str], *, peer: str = "10.0.0.2", family: str = "x-
     # ports and IPv6 forms proxies write
     ("10.0.0.2", "203.0.113.9:5555", "203.0.113.9"),
     ("10.0.0.2", "[2001:db8::7]:443", "2001:db8::7"),
+    ("10.0.0.2", "[::ffff:203.0.113.9]:443", "203.0.113.9"),  # a dual-stack proxy's client
+    ("10.0.0.2", "[203.0.113.9]:443", "10.0.0.2"),  # IPv4 goes without brackets
     ("10.0.0.2", "2001:db8::7", "2001:db8::7"),
     ("::ffff:10.0.0.2", "203.0.113.9", "203.0.113.9"),
     ("2001:db8:aa::1", "203.0.113.9", "203.0.113.9"),
@@ -107,6 +109,8 @@ def test_proto_aligns_with_the_hop_the_address_came_from() -> None:
     ('for=unknown;proto=https', "10.0.0.2", "https"),
     ('for=_hidden', "10.0.0.2", "http"),
     ('for="[::1]x"', "10.0.0.2", "http"),
+    ('for="[::ffff:203.0.113.9]:4711";proto=https', "203.0.113.9", "https"),
+    ('for="[203.0.113.9]"', "10.0.0.2", "http"),
     ('by=10.0.0.2;host="a.example";for=203.0.113.9', "203.0.113.9", "http"),
     # a client's quote left open does not swallow what its proxy appended to the line
     ('for="6.6.6.6, for=203.0.113.9;proto=https', "203.0.113.9", "https"),
@@ -166,6 +170,19 @@ def test_spoofing_through_a_trusted_peer(trusting: RunningServer) -> None:
                           "X-Forwarded-Proto": "https"}) == b"203.0.113.9 https"
     lines = wait_for_log(trusting.access_log, lambda x: x.get("event") == "request")
     assert (lines[0]["client_addr"], lines[0]["peer_addr"]) == ("203.0.113.9", "127.0.0.1")
+
+
+def test_a_dual_stack_proxys_v4_mapped_client_is_believed(tmp_path: Path) -> None:
+    # A proxy listening on [::] sees an IPv4 client as ::ffff:a.b.c.d and writes it so,
+    # bracketed as RFC 7239 6 has every IPv6 node; it is the client, not an unreadable entry.
+    running = serve(tmp_path, headers="forwarded")
+    try:
+        assert ask(running, {"Forwarded": 'for="[::ffff:203.0.113.9]:4711";proto=https'}
+                   ) == b"203.0.113.9 https"
+        line = wait_for_log(running.access_log, lambda x: x.get("event") == "request")[0]
+        assert (line["client_addr"], line["peer_addr"]) == ("203.0.113.9", "127.0.0.1")
+    finally:
+        running.stop()
 
 
 def test_spoofing_from_an_untrusted_peer(tmp_path: Path) -> None:
