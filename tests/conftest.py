@@ -192,6 +192,26 @@ def upload_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
+def ipv6() -> None:
+    """Skips the test where this host cannot listen on the IPv6 loopback ::1."""
+    if not socket.has_ipv6:
+        pytest.skip("this Python has no IPv6 support (socket.has_ipv6 is false)")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1 here: {exc}")
+
+
+def free_port(host: str) -> int:
+    """A TCP port free on `host` just now (for a test that needs to know it in advance)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
 def files_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "files"
     directory.mkdir()

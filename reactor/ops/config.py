@@ -35,6 +35,7 @@ from reactor.ops.config_render import (
 from reactor.ops.kinds import (
     Bool,
     Invalid,
+    canonical_listen,
     format_listen,
     host_error,
     parse_listen,
@@ -339,7 +340,8 @@ def _cli_listen(args: argparse.Namespace, listen: tuple[str, ...]) -> tuple[Any,
         if not (text.isascii() and text.isdigit() and int(text) <= 65535):
             raise ConfigError("command line --port", f"must be a port 0..65535, got {show(port)}",
                               key=LISTEN)
-    address = format_listen(host or first_host, first_port if port is None else int(port))
+    address = canonical_listen(
+        format_listen(host or first_host, first_port if port is None else int(port)))
     flags = " ".join(flag for flag, given in (("--host", host), ("--port", port)) if given)
     return (address,), f"cli:{flags}"
 
@@ -356,7 +358,7 @@ def _cli_tls_listen(args: argparse.Namespace, listen: tuple[str, ...]
         raise ConfigError("command line --tls-port", f"must be a port 0..65535, got {show(port)}",
                           key=TLS_LISTEN)
     host = parse_listen(listen[0])[0]
-    return (format_listen(host, int(text)),), "cli:--tls-port"
+    return (canonical_listen(format_listen(host, int(text))),), "cli:--tls-port"
 
 
 def _read_cli(args: argparse.Namespace, below: Layer, cwd: Path) -> Layer:

@@ -274,6 +274,17 @@ def format_listen(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def canonical_listen(addr: str) -> str:
+    """`addr` in the one spelling of its socket address: an IPv6 host compressed and in lower
+    case, the port without leading zeros ("[2001:DB8:0::1]:080" -> "[2001:db8::1]:80"), so
+    two spellings of one address compare equal (listed twice, kept over a reload) instead of
+    failing to bind as "address already in use". ValueError as from `parse_listen`."""
+    host, port = parse_listen(addr)
+    if ":" in host:
+        host = str(ipaddress.IPv6Address(host))
+    return format_listen(host, port)
+
+
 @dataclass(frozen=True)
 class Listen(Kind):
     """A list of distinct "HOST:PORT" addresses, non-empty unless `optional`; as text
@@ -288,15 +299,18 @@ class Listen(Kind):
         addrs = _check_str_list(value, '"HOST:PORT"')
         if not addrs and not self.optional:
             raise Invalid("must list at least one address")
+        canonical: list[str] = []
         for addr in addrs:
             try:
-                parse_listen(addr)
+                address = canonical_listen(addr)
             except ValueError as exc:
                 raise Invalid(str(exc)) from None
-        for i, addr in enumerate(addrs):
-            if addr in addrs[:i]:
-                raise Invalid(f"{toml_string(addr)} is listed twice")
-        return tuple(addrs)
+            if address in canonical:
+                first = addrs[canonical.index(address)]
+                also = "" if first == addr else f" (as {toml_string(first)})"
+                raise Invalid(f"{toml_string(addr)} is listed twice{also}")
+            canonical.append(address)
+        return tuple(canonical)
 
     def from_text(self, text: str) -> object:
         return _split_list(text)
@@ -322,8 +336,8 @@ class ListenerTables(Kind):
         for index, table in enumerate(value):
             options = self._check_one(index, table)
             if any(o.address == options.address for o in found):
-                raise Invalid(f"listener #{index + 1}: {toml_string(options.address)} is listed"
-                              " twice", (index, "address"))
+                raise Invalid(f"listener #{index + 1}: {toml_string(table['address'].strip())}"
+                              " is listed twice", (index, "address"))
             found.append(options)
         return tuple(found)
 
@@ -341,7 +355,7 @@ class ListenerTables(Kind):
             raise Invalid(f"{where}: address must be a \"HOST:PORT\" string, got {show(address)}",
                           (index, "address"))
         try:
-            parse_listen(address)
+            address = canonical_listen(address)
         except ValueError as exc:
             raise Invalid(f"{where}: {exc}", (index, "address")) from None
         proxy_protocol = table.get("proxy_protocol", False)

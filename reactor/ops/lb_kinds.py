@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reactor.app.proxy import check_cidrs
-from reactor.ops.kinds import Invalid, Kind, Seconds, parse_listen, show, toml_string
+from reactor.ops.kinds import Invalid, Kind, Seconds, canonical_listen, show, toml_string
 
 
 def _str_list(value: object, what: str) -> list[str]:
@@ -46,10 +46,9 @@ class OptionalListen(Kind):
         if not isinstance(value, str):
             raise Invalid(f'must be "HOST:PORT", got {show(value)}')
         try:
-            parse_listen(value)
+            return canonical_listen(value)
         except ValueError as exc:
             raise Invalid(str(exc)) from None
-        return value
 
 
 @dataclass(frozen=True)

@@ -327,6 +327,9 @@ FILE_ERRORS = [
      '2: server.listen: "300.1.1.1:80": bad IPv4 address "300.1.1.1"'),
     ("[server]\nlisten = []\n", "2: server.listen: must list at least one address"),
     ("[server]\nlisten = [\"a:1\", \"a:1\"]\n", '2: server.listen: "a:1" is listed twice'),
+    # two spellings of one IPv6 address: refused here, not "address already in use" at bind
+    ("[server]\nlisten = [\"[::1]:8080\", \"[0:0::1]:8080\"]\n",
+     '2: server.listen: "[0:0::1]:8080" is listed twice (as "[::1]:8080")'),
     ("[compression]\ntypes = [\"html\"]\n",
      '2: compression.types: "html" is not "type/subtype" or "type/*"'),
     ("[daemon]\numask = 18\n",
@@ -615,6 +618,14 @@ def test_listeners_tables_add_to_listen(tmp_path: Path, nowhere: str) -> None:
     ('[[server.listeners]]\naddress = "127.0.0.2:80"\n[[server.listeners]]\n'
      'address = "127.0.0.2:80"\n',
      '4: server.listeners: listener #2: "127.0.0.2:80" is listed twice'),
+    ('[server]\nlisten = ["[2001:db8::1]:80"]\n[[server.listeners]]\n'
+     'address = "[2001:DB8:0::0001]:080"\n',
+     "4: server.listeners: listener #1: [2001:db8::1]:80 is also in server.listen;"),
+    ('[[server.listeners]]\naddress = "[::1]:80"\n[[server.listeners]]\n'
+     'address = "[0::1]:80"\n',
+     '4: server.listeners: listener #2: "[0::1]:80" is listed twice'),
+    ('[server]\nlisten = ["[::1]:80"]\n\n[metrics]\nlisten = "[::0:1]:80"\n',
+     "5: metrics.listen: [::1]:80 is also a server address"),
     # the metrics listener on a server address would fail as "address in use" at start-up
     ('[server]\nlisten = ["127.0.0.1:80"]\n\n[metrics]\nlisten = "127.0.0.1:80"\n',
      "5: metrics.listen: 127.0.0.1:80 is also a server address"),

@@ -16,6 +16,7 @@ import pytest
 from reactor.ops.listeners import ListenError
 from reactor.ops.server import Server
 from reactor.ops.settings import Config, LogConfig, ServerConfig
+from tests.conftest import free_port
 from tests.ops.serverproc import (
     Client,
     ServeProcess,
@@ -304,6 +305,26 @@ def test_sighup_keeps_the_old_listeners_when_a_new_address_cannot_be_bound(
     assert outcome["reason"] == f"cannot listen on 127.0.0.1:{busy}: Address already in use"
     assert get(port, "/echo/still").status == 200
     assert post(port, "/nowhere", b"x" * 100).status == 404  # not 413: nothing was applied
+
+
+@pytest.mark.usefixtures("ipv6")
+def test_sighup_keeps_a_listener_whose_ipv6_address_is_spelled_differently(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    # "[::1]" and "[0:0::1]" (or "[2001:DB8::1]" and "[2001:db8::1]") are one socket address:
+    # the listener is kept, not bound a second time ("address already in use", reload failed).
+    port = free_port("::1")
+    sections = base_config(tmp_path, server={"listen": [f"[::1]:{port}"]})
+    server = serve(started, tmp_path, sections)
+    assert server.port == port
+    sections["server"]["listen"] = [f"[0:0::1]:0{port}"]
+    sections["limits"] = {"max_body_bytes": 10}
+    write_config(tmp_path / "reactor.toml", sections)
+    outcome = _reload(server)
+    assert outcome["event"] == "reloaded", outcome
+    assert (outcome["listen_added"], outcome["listen_removed"]) == ([], [])
+    client = Client(port, "::1")
+    assert client.request("POST", "/nowhere", b"x" * 100).status == 413  # the reload applied
+    client.close()
 
 
 def test_sighup_moves_the_logs_to_new_files(started: list[ServeProcess], tmp_path: Path) -> None:

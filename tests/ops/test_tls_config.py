@@ -111,6 +111,9 @@ def test_check_config_refuses_an_address_in_both_listen_lists(tmp_path: Path,
     code, _, err = check(tmp_path, {"listen": ["127.0.0.1:8080"], "cert": str(cert),
                                     "key": str(key)}, server={"listen": ["127.0.0.1:8080"]})
     assert code == 2 and "tls.listen: 127.0.0.1:8080 is also in server.listen" in err
+    code, _, err = check(tmp_path, {"listen": ["[::1]:8443"], "cert": str(cert),
+                                    "key": str(key)}, server={"listen": ["[0::1]:08443"]})
+    assert code == 2 and "tls.listen: [::1]:8443 is also in server.listen" in err
 
 
 def test_contradicting_tls_settings_name_the_file_and_line(tmp_path: Path) -> None:
