@@ -65,6 +65,11 @@ class WsgiApp:
         self.spool_bytes = spool_bytes
         self.on_error = on_error
         self.multiprocess = multiprocess
+        # RFC 3875 4.1.14: SERVER_NAME = hostname | ipv4-address | "[" ipv6-address "]", as a
+        # Host's name is: PEP 3333's URL reconstruction (and Django's get_host) append
+        # ":" SERVER_PORT to it, which an unbracketed "::1" would run into.
+        if ":" in server_name and not server_name.startswith("["):
+            server_name = f"[{server_name}]"
         self.server_name = server_name
         self.server_port = server_port
 

@@ -21,6 +21,7 @@ from tests.conftest import (
     RawClient,
     RunningServer,
     fetch,
+    free_port,
     on_loop,
     read_log,
     request_bytes,
@@ -28,6 +29,7 @@ from tests.conftest import (
     wait_for_log,
     wait_until,
 )
+from tests.ops.serverproc import ServeProcess
 
 StartResponse = Callable[..., Any]
 
@@ -692,3 +694,34 @@ def test_the_servers_date_server_and_request_id_are_sent_once(tmp_path: Path) ->
         assert response.headers("X-Request-ID") == ["client-1"]  # the access log's id
     finally:
         running.stop()
+
+
+WHERE_APP = """
+from wsgiref.util import request_uri
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{environ['SERVER_NAME']} {request_uri(environ)}".encode()]
+"""
+
+
+@pytest.mark.usefixtures("ipv6")
+def test_server_name_of_an_ipv6_listener_is_bracketed(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    # A request without Host (HTTP/1.0: a load balancer's health check) gets the listen host
+    # as SERVER_NAME: "[::1]" as RFC 3875 4.1.14 writes it, so PEP 3333's URL reconstruction
+    # (SERVER_NAME ":" SERVER_PORT) is "http://[::1]:PORT/", not "http://::1:PORT/".
+    (tmp_path / "where.py").write_text(WHERE_APP)
+    port = free_port("::1")
+    process = ServeProcess(["--no-config", "--host", "::1", "--port", str(port), "--wsgi",
+                            "where:app", "--app-dir", str(tmp_path), "--log", "off"],
+                           cwd=tmp_path)
+    started.append(process)
+    assert process.port == port
+    with RawClient("::1", port) as client:
+        client.send(b"GET /a?b=1 HTTP/1.0\r\n\r\n")
+        assert client.read_response().body == f"[::1] http://[::1]:{port}/a?b=1".encode()
+    with RawClient("::1", port) as client:  # with a Host, its name as sent
+        client.send(request_bytes("GET", "/a", {"Host": f"[::1]:{port}"}))
+        assert client.read_response().body == f"[::1] http://[::1]:{port}/a".encode()
