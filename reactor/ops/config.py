@@ -41,6 +41,7 @@ from reactor.ops.kinds import (
     parse_listen,
     show,
     toml_string,
+    unbindable,
 )
 from reactor.ops.logging import probe_target
 from reactor.ops.settings import (
@@ -332,7 +333,7 @@ def _cli_listen(args: argparse.Namespace, listen: tuple[str, ...]) -> tuple[Any,
     first_host, first_port = parse_listen(listen[0])
     if host is not None:
         host = host.strip().removeprefix("[").removesuffix("]")
-        reason = host_error(host)
+        reason = host_error(host) or unbindable(host)
         if reason:
             raise ConfigError("command line --host", reason, key=LISTEN)
     if port is not None:

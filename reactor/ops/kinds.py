@@ -274,13 +274,35 @@ def format_listen(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def unbindable(host: str) -> str | None:
+    """Why a listener can never bind the (valid) IPv6 `host` -- the kernel refuses it with
+    EINVAL -- or None. Said while checking the configuration, not as a start-up failure."""
+    if ":" not in host:
+        return None
+    address = ipaddress.IPv6Address(host)
+    if address.scope_id is not None:
+        return (f"IPv6 zone {toml_string('%' + address.scope_id)} in a listen address"
+                ' (not supported, as in nginx); listen on "[::]" or a global address')
+    if address.is_link_local:
+        return (f"{toml_string(host)} is link-local, which cannot be listened on without"
+                ' a zone; listen on "[::]" or a global address')
+    if address.ipv4_mapped is not None:
+        return (f"{toml_string(host)} is an IPv4-mapped address (IPv6 listeners are"
+                f' IPv6-only); listen on {toml_string(str(address.ipv4_mapped))} instead')
+    return None
+
+
 def canonical_listen(addr: str) -> str:
     """`addr` in the one spelling of its socket address: an IPv6 host compressed and in lower
     case, the port without leading zeros ("[2001:DB8:0::1]:080" -> "[2001:db8::1]:80"), so
     two spellings of one address compare equal (listed twice, kept over a reload) instead of
-    failing to bind as "address already in use". ValueError as from `parse_listen`."""
+    failing to bind as "address already in use". ValueError as from `parse_listen`, or when
+    no socket can bind the host (`unbindable`)."""
     host, port = parse_listen(addr)
     if ":" in host:
+        error = unbindable(host)
+        if error:
+            raise ValueError(f"{toml_string(addr)}: {error}")
         host = str(ipaddress.IPv6Address(host))
     return format_listen(host, port)
 

@@ -319,6 +319,16 @@ FILE_ERRORS = [
      '2: server.listen: must be a list of "HOST:PORT" strings, got "127.0.0.1:80"'),
     ("[server]\nlisten = [\"::1:80\"]\n",
      '2: server.listen: "::1:80": put an IPv6 host in brackets, as "[::1]:8080"'),
+    # IPv6 hosts no socket can bind (EINVAL at start-up, exit 1, after check-config said ok)
+    ("[server]\nlisten = [\"[fe80::1%eth0]:80\"]\n",
+     '2: server.listen: "[fe80::1%eth0]:80": IPv6 zone "%eth0" in a listen address (not'
+     ' supported, as in nginx); listen on "[::]" or a global address'),
+    ("[server]\nlisten = [\"[fe80::1]:80\"]\n",
+     '2: server.listen: "[fe80::1]:80": "fe80::1" is link-local, which cannot be listened on'
+     ' without a zone; listen on "[::]" or a global address'),
+    ("[metrics]\nlisten = \"[::ffff:127.0.0.1]:9464\"\n",
+     '2: metrics.listen: "[::ffff:127.0.0.1]:9464": "::ffff:127.0.0.1" is an IPv4-mapped'
+     ' address (IPv6 listeners are IPv6-only); listen on "127.0.0.1" instead'),
     ("[server]\nlisten = [\"127.0.0.1:65536\"]\n",
      '2: server.listen: "127.0.0.1:65536": port must be 0..65535, got "65536"'),
     ("[server]\nlisten = [\"localhost\"]\n",
@@ -420,6 +430,8 @@ def test_env_errors_name_the_variable(nowhere: str, env: dict[str, str], expecte
      'command line --port: server.listen: must be a port 0..65535, got "70000"'),
     (["--host", "::1::1"], 'command line --host: server.listen: bad IPv6 address "::1::1"'),
     (["--host", "bad_host"], 'command line --host: server.listen: bad host name "bad_host"'),
+    (["--host", "::1%lo"], 'command line --host: server.listen: IPv6 zone "%lo" in a listen'
+     ' address (not supported, as in nginx); listen on "[::]" or a global address'),
     (["--log-level", "loud"],
      'command line --log-level: log.level: must be one of "debug", "info", "warning", "error", '
      'got "loud"'),
