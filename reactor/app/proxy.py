@@ -37,7 +37,7 @@ class TrustedNetworks:
 
     def __init__(self, cidrs: Iterable[str] = ()) -> None:
         self.networks: tuple[Network, ...] = tuple(
-            ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
+            _unmapped(ipaddress.ip_network(cidr.strip(), strict=False)) for cidr in cidrs)
         self._cache: dict[str, bool] = {}
 
     def __bool__(self) -> bool:
@@ -57,6 +57,20 @@ class TrustedNetworks:
     def _match(self, address: str) -> bool:
         ip = parse_ip(address)
         return ip is not None and any(ip in network for network in self.networks)
+
+
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(network: Network) -> Network:
+    """A v4-mapped network ("::ffff:10.0.0.0/104", or "::ffff:10.0.0.5" as a dual-stack
+    socket's peer is logged) as the IPv4 network it covers: addresses are matched unmapped
+    (`parse_ip`), so as written it could never match anything."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_V4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None  # inside ::ffff:0:0/96
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -185,6 +185,18 @@ def test_a_dual_stack_proxys_v4_mapped_client_is_believed(tmp_path: Path) -> Non
         running.stop()
 
 
+def test_a_trusted_proxy_written_v4_mapped_is_trusted(tmp_path: Path) -> None:
+    # "::ffff:127.0.0.1" is how a dual-stack socket's IPv4 peer shows in the access log
+    # (socket activation of "[::]:80"); copied into proxy.trusted it names that proxy.
+    running = serve(tmp_path, trusted=["::ffff:127.0.0.1", "::ffff:10.0.0.0/104"])
+    try:
+        assert ask(running, {"X-Forwarded-For": "203.0.113.9, 10.1.2.3"}) == b"203.0.113.9 http"
+    finally:
+        running.stop()
+    networks = TrustedNetworks(["::ffff:10.0.0.0/104", "::ffff:0:0/96", "::/0"]).networks
+    assert [str(n) for n in networks] == ["10.0.0.0/8", "0.0.0.0/0", "::/0"]
+
+
 def test_spoofing_from_an_untrusted_peer(tmp_path: Path) -> None:
     running = serve(tmp_path, trusted=["10.0.0.0/8"])
     try:
