@@ -251,7 +251,11 @@ def parse_listen(addr: str) -> tuple[str, int]:
     HOST is an IPv4 address, a host name, or an IPv6 address in brackets; PORT is 0..65535
     (0 = any free port).
     """
-    host, sep, port = addr.strip().rpartition(":")
+    text = addr.strip()
+    if text.startswith("[") and text[text.find("]") + 1:][:1] != ":":  # "[::1]", "[::1]80"
+        raise ValueError(f'{toml_string(addr)}: an IPv6 host in brackets needs ":PORT" after'
+                         ' the "]", as "[::1]:8080"')
+    host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise ValueError(f'{toml_string(addr)} is not HOST:PORT (IPv6 as "[::1]:8080")')
     bracketed = host.startswith("[") and host.endswith("]")

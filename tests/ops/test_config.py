@@ -413,8 +413,11 @@ def test_unreadable_or_binary_file_is_an_error(tmp_path: Path, nowhere: str) -> 
      'environment REACTOR_COMPRESSION_ENABLED: compression.enabled: must be true or false, '
      'got "maybe"'),
     ({"REACTOR_SERVER_LISTEN": "127.0.0.1:80,[::1]80"},
-     'environment REACTOR_SERVER_LISTEN: server.listen: "[::1]80": put an IPv6 host in '
-     'brackets, as "[::1]:8080"'),
+     'environment REACTOR_SERVER_LISTEN: server.listen: "[::1]80": an IPv6 host in brackets'
+     ' needs ":PORT" after the "]", as "[::1]:8080"'),
+    ({"REACTOR_SERVER_LISTEN": "[::1]"},  # it was told to "put an IPv6 host in brackets"
+     'environment REACTOR_SERVER_LISTEN: server.listen: "[::1]": an IPv6 host in brackets'
+     ' needs ":PORT" after the "]", as "[::1]:8080"'),
     ({"REACTOR_LOG_LEVEL": "a\nb"},
      'environment REACTOR_LOG_LEVEL: log.level: must be one of "debug", "info", "warning", '
      '"error", got "a\\nb"'),
