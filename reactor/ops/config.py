@@ -33,12 +33,14 @@ from reactor.ops.config_render import (
     render_settings_table,
 )
 from reactor.ops.kinds import (
+    WILDCARD_CLASH,
     Bool,
     Invalid,
     canonical_listen,
     format_listen,
     host_error,
     parse_listen,
+    shares_port,
     show,
     toml_string,
     unbindable,
@@ -432,6 +434,7 @@ def load_config_with_origins(args: argparse.Namespace | None = None,
     if args is not None:
         values.update(_read_cli(args, values, base))
     _check_listeners(values, base)
+    _check_wildcards(values, base)
     _check_metrics_address(values, base)
     _check_health_paths(values, base)
     _check_mounts(values, base)
@@ -453,6 +456,26 @@ def _check_listeners(values: Layer, cwd: Path) -> None:
             lambda text: find_item_line(text, "server", "listeners", index, "address"))
 
 
+def _check_wildcards(values: Layer, cwd: Path) -> None:
+    """A wildcard address and another of its family on one port, in two of the server's
+    address lists (or two listener tables), would fail at start-up as "address in use"."""
+    tables = values[LISTENERS][0]
+    entries: list[tuple[str, str, Callable[[str], int | None]]] = [
+        *((address, LISTEN, lambda text: find_line(text, "server", "listen"))
+          for address in values[LISTEN][0]),
+        *((options.address, LISTENERS,
+           partial(find_item_line, section="server", key="listeners", index=index,
+                   item_key="address"))
+          for index, options in enumerate(tables)),
+        *((address, TLS_LISTEN, lambda text: find_line(text, "tls", "listen"))
+          for address in values[TLS_LISTEN][0])]
+    for later, (address, key, line_in) in enumerate(entries):
+        for earlier, _, _ in entries[:later]:
+            if earlier != address and shares_port(earlier, address):
+                raise _error_at(values[key][1], key, cwd,
+                                f"{earlier} and {address} {WILDCARD_CLASH}", line_in)
+
+
 def _check_metrics_address(values: Layer, cwd: Path) -> None:
     """The metrics listener (each worker's: port + its number) on an address the server
     listens on would fail at start-up as "address in use", as if another process held it."""
@@ -460,18 +483,21 @@ def _check_metrics_address(values: Layer, cwd: Path) -> None:
     host, port = parse_listen(metrics) if metrics is not None else ("", 0)
     if not port:  # off, or port 0: any free port
         return
-    taken = {parse_listen(address) for address in (
-        *values[LISTEN][0], *(options.address for options in values[LISTENERS][0]),
-        *values[TLS_LISTEN][0])}
-    clash = next((worker for worker in range(values[WORKERS][0])
-                  if (host, port + worker) in taken), None)
-    if clash is not None:
-        whose = "" if clash == 0 else f" (worker {clash}'s metrics port, port + {clash})"
+    taken = (*values[LISTEN][0], *(options.address for options in values[LISTENERS][0]),
+             *values[TLS_LISTEN][0])
+    for worker in range(values[WORKERS][0]):
+        address = format_listen(host, port + worker)
+        server = next((other for other in taken if shares_port(other, address)), None)
+        if server is None:
+            continue
+        whose = "" if worker == 0 else f" (worker {worker}'s metrics port, port + {worker})"
+        what = ("is also a server address" if server == address else
+                f"and the server address {server} cannot both be bound (a wildcard address"
+                " takes its port on every address of its family)")
         raise _error_at(
             origin, METRICS_LISTEN, cwd,
-            f"{format_listen(host, port + clash)}{whose} is also a server address "
-            "(server.listen, server.listeners or tls.listen); metrics need an address of "
-            "their own",
+            f"{address}{whose} {what} (server.listen, server.listeners or tls.listen);"
+            " metrics need an address of their own",
             lambda text: find_line(text, "metrics", "listen"))
 
 

@@ -311,6 +311,30 @@ def canonical_listen(addr: str) -> str:
     return format_listen(host, port)
 
 
+WILDCARD_CLASH = ("cannot both be bound: a wildcard address takes its port on every address"
+                  " of its family; list one of them")
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+def shares_port(a: str, b: str) -> bool:
+    """Whether listen addresses `a` and `b` (canonical) cannot both be bound: the same
+    address, or the wildcard of a family ("0.0.0.0", "[::]": IPv6-only here, as nginx's
+    default) and another address of that family on the same port -- the kernel refuses the
+    second bind ("address in use") although no other process holds the port. Host names
+    are not resolved here: only IP literals are judged."""
+    (host_a, port_a), (host_b, port_b) = parse_listen(a), parse_listen(b)
+    if port_a != port_b or port_a == 0:
+        return False
+    if host_a == host_b:
+        return True
+    if host_a not in _WILDCARDS and host_b not in _WILDCARDS:
+        return False
+    try:
+        return ipaddress.ip_address(host_a).version == ipaddress.ip_address(host_b).version
+    except ValueError:  # a host name
+        return False
+
+
 @dataclass(frozen=True)
 class Listen(Kind):
     """A list of distinct "HOST:PORT" addresses, non-empty unless `optional`; as text
@@ -335,6 +359,11 @@ class Listen(Kind):
                 first = addrs[canonical.index(address)]
                 also = "" if first == addr else f" (as {toml_string(first)})"
                 raise Invalid(f"{toml_string(addr)} is listed twice{also}")
+            other = next((i for i, taken in enumerate(canonical) if shares_port(taken, address)),
+                         None)
+            if other is not None:
+                raise Invalid(f"{toml_string(addrs[other])} and {toml_string(addr)} "
+                              f"{WILDCARD_CLASH}")
             canonical.append(address)
         return tuple(canonical)
 

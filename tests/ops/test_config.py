@@ -649,6 +649,19 @@ def test_listeners_tables_add_to_listen(tmp_path: Path, nowhere: str) -> None:
     ('[server]\nlisten = ["127.0.0.1:9466"]\nworkers = 4\n[metrics]\nlisten = "127.0.0.1:9464"\n',
      "5: metrics.listen: 127.0.0.1:9466 (worker 2's metrics port, port + 2) is also a server"
      " address"),
+    # a wildcard and another address of its family on one port: "address in use" at start-up
+    ('[server]\nlisten = ["0.0.0.0:8080", "127.0.0.1:8080"]\n',
+     '2: server.listen: "0.0.0.0:8080" and "127.0.0.1:8080" cannot both be bound: a wildcard'
+     " address takes its port on every address of its family; list one of them"),
+    ('[server]\nlisten = ["127.0.0.1:8080"]\n\n[tls]\nlisten = ["0.0.0.0:8080"]\n',
+     "5: tls.listen: 127.0.0.1:8080 and 0.0.0.0:8080 cannot both be bound"),
+    ('[[server.listeners]]\naddress = "[::1]:8081"\n[[server.listeners]]\n'
+     'address = "[::]:8081"\n',
+     "4: server.listeners: [::1]:8081 and [::]:8081 cannot both be bound"),
+    ('[server]\nlisten = ["[::]:8080", "127.0.0.1:8080"]\n\n[metrics]\n'
+     'listen = "0.0.0.0:8080"\n',
+     "5: metrics.listen: 0.0.0.0:8080 and the server address 127.0.0.1:8080 cannot both be"
+     " bound"),
     ('[[static.mounts]]\nprefix = "/a"\nroot = "."\n\n[[static.mounts]]\nprefix = "/b"\n'
      'root = "."\nindex = "i.html"\ncolour = "red"\n',
      "9: static.mounts: mount #2: unknown key 'colour'"),
@@ -669,6 +682,16 @@ def test_array_table_and_top_level_errors_name_their_line(tmp_path: Path, nowher
     path = write(tmp_path, text)
     message = load_error("--config", str(path), default_path=nowhere)
     assert message.startswith(f"{path}:{expected}")
+
+
+def test_wildcards_of_two_families_and_ports_apart_are_fine(tmp_path: Path,
+                                                            nowhere: str) -> None:
+    # [::] is IPv6-only (as nginx's default), so it and 0.0.0.0 share a port; a host name
+    # is not resolved at check time
+    path = write(tmp_path, '[server]\nlisten = ["[::]:8080", "0.0.0.0:8080", "127.0.0.1:8081",'
+                           ' "localhost:8082", "127.0.0.1:0", "0.0.0.0:0"]\n')
+    config = load_config(serve_args("--config", str(path)), {}, default_path=nowhere)
+    assert len(config.server.listen) == 6
 
 
 def test_listeners_from_the_environment_are_json(nowhere: str) -> None:
