@@ -30,6 +30,33 @@ _HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _host_value(host: bytes) -> bool:
+    """Whether a forwarded host reads as a Host field value (RFC 9110 7.2): a name or IPv4
+    address with an optional ":port", or an IPv6 literal in brackets with one -- an
+    unbracketed "::1" would reach the app as a Host the request parser refuses. The port may
+    be empty (port = *DIGIT), as the parser allows; the host may not."""
+    if not host or not _HOST_CHARS.issuperset(host):
+        return False
+    if host[:1] == b"[":
+        literal, bracket, port = host[1:].partition(b"]")
+        if not bracket or (port and (port[:1] != b":" or not _digits(port[1:]))):
+            return False
+        if literal[:1] in (b"v", b"V"):  # IPvFuture
+            return b"." in literal and b"[" not in literal
+        try:
+            ipaddress.IPv6Address(literal.decode("ascii"))
+        except ValueError:
+            return False
+        return True
+    name, colon, port = host.partition(b":")
+    return bool(name) and b"[" not in host and b"]" not in host and (
+        not colon or _digits(port))
+
+
+def _digits(port: bytes) -> bool:
+    return not port or port.isdigit()
+
+
 class TrustedNetworks:
     """A CIDR list with a membership test for textual addresses (cached: peers repeat)."""
 
@@ -275,6 +302,6 @@ class TrustedProxyApp:
         request.client_addr = client
         if scheme is not None:
             request.scheme = scheme
-        if host is not None and host and _HOST_CHARS.issuperset(host):
+        if host is not None and _host_value(host):
             request.headers = Headers([(name, host if name == b"host" else value)
                                        for name, value in headers])

@@ -92,6 +92,20 @@ def test_invalid_proto_or_host_values_are_ignored(proto: str, host: str) -> None
     assert request.headers.get(b"host") == expected
 
 
+@pytest.mark.parametrize(("host", "believed"), [
+    ("[::1]:8080", True), ("[2001:db8::1]", True), ("shop.example:8443", True),
+    ("203.0.113.9:80", True), ("[v1.fe]", True), ("shop.example:", True), ("[::1]:", True),
+    # not a Host value: an unbracketed IPv6 address, a stray bracket, a second colon, a
+    # bracketed IPv4 address or nonsense, a non-numeric port, no host
+    ("::1", False), ("::1:8080", False), ("[::1", False), ("[::1]x", False),
+    ("a.example:80:80", False), ("[10.0.0.1]", False),
+    ("[zz]", False), ("shop.example:http", False),
+    ("a]b.example", False), (":8080", False)])
+def test_a_forwarded_host_must_read_as_a_host_value(host: str, believed: bool) -> None:
+    request = served({"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Host": host})
+    assert request.headers.get(b"host") == (host.encode() if believed else b"origin.example")
+
+
 def test_proto_aligns_with_the_hop_the_address_came_from() -> None:
     # the outer (untrusted) hop claims https; the trusted proxy's own entry says http
     request = served({"X-Forwarded-For": "6.6.6.6, 203.0.113.9",
