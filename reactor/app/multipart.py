@@ -14,7 +14,14 @@ from collections.abc import Callable
 from typing import BinaryIO
 from urllib.parse import unquote_to_bytes
 
-from reactor.app.request import FILE_SPOOL_BYTES, FormData, MultiDict, Spool, UploadFile
+from reactor.app.request import (
+    FILE_SPOOL_BYTES,
+    FormData,
+    MultiDict,
+    Spool,
+    UploadFile,
+    decode_text,
+)
 
 BLOCK_BYTES = 64 * 1024
 FIELD_MAX_BYTES = 1024 * 1024
@@ -110,7 +117,9 @@ def _split_params(text: str) -> list[str]:
     return [item for item in out if item.strip()]
 
 
-def parse_multipart(source: BinaryIO, boundary: bytes) -> FormData:
+def parse_multipart(source: BinaryIO, boundary: bytes, charset: str = "utf-8") -> FormData:
+    """The form in `source`. A text field is decoded in the charset of its part's
+    Content-Type (RFC 7578 4.4), else `charset` (the form's), bad bytes replaced."""
     reader = _Reader(source)
     dash = b"--" + boundary
     delimiter = b"\r\n" + dash
@@ -170,7 +179,9 @@ def parse_multipart(source: BinaryIO, boundary: bytes) -> FormData:
             else:
                 chunks: list[bytes] = []
                 _read_content(reader, delimiter, chunks.append, FIELD_MAX_BYTES)
-                form.add(name, b"".join(chunks).decode("utf-8", "replace"))
+                kind = headers.get("content-type")
+                form.add(name, decode_text(b"".join(chunks),
+                                           kind.encode("utf-8") if kind else None, charset))
     except BaseException:
         form.close()
         raise

@@ -298,11 +298,12 @@ def charset_of(content_type: bytes | None, default: str = "utf-8") -> str:
     return default
 
 
-def decode_text(data: bytes, content_type: bytes | None) -> str:
-    """`data` as text in the Content-Type's charset (UTF-8 when it names none or one that is
-    no usable text encoding), bad bytes replaced. Never raises: the charset is the client's
-    choice, and a codec that still fails here is read as UTF-8 rather than answering 500."""
-    codec = charset_of(content_type)
+def decode_text(data: bytes, content_type: bytes | None, default: str = "utf-8") -> str:
+    """`data` as text in the Content-Type's charset (`default`, a codec name, when it names
+    none or one that is no usable text encoding), bad bytes replaced. Never raises: the
+    charset is the client's choice, and a codec that still fails here is read as UTF-8
+    rather than answering 500."""
+    codec = charset_of(content_type, default)
     try:
         return data.decode(codec, "replace")
     except (UnicodeError, LookupError, ValueError):
@@ -372,7 +373,10 @@ def parse_form(request: Request) -> FormData:
         if boundary is None:
             raise HTTPError(400, "multipart/form-data without a boundary")
         try:
-            return parse_multipart(request.stream(), boundary)
+            # a text field's bytes are in its part's charset, else the form's (Apache
+            # HttpClient sends `charset=ISO-8859-1` on the part or on the whole form)
+            return parse_multipart(request.stream(), boundary,
+                                   charset_of(request.headers.get(b"content-type")))
         except MultipartError as exc:
             raise HTTPError(400, str(exc)) from None
     raise HTTPError(415, "a form must be application/x-www-form-urlencoded or"

@@ -89,6 +89,39 @@ def test_a_forms_percent_escapes_are_bytes_in_its_charset(
         assert (status, json.loads(raw)["form"]) == (200, expected), content_type
 
 
+def test_a_multipart_text_field_is_read_in_its_parts_charset_else_the_forms(
+        served: tuple[App, RunningServer]) -> None:
+    """Apache HttpClient's MultipartEntityBuilder.addTextBody sends "José" as Jos\\xe9 in a
+    part of `Content-Type: text/plain; charset=ISO-8859-1` (its default), or, with
+    setCharset, names the charset on the whole form, as Django reads it (RFC 7578 4.4)."""
+    app, running = served
+
+    @app.post("/form")
+    def form(request: Request) -> dict:
+        return {"form": request.form().items()}
+
+    def part(name: str, data: bytes, content_type: str | None = None) -> bytes:
+        head = f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n'
+        if content_type is not None:
+            head += f"Content-Type: {content_type}\r\n"
+        return head.encode() + b"\r\n" + data + b"\r\n"
+
+    body = (part("latin", b"Jos\xe9", "text/plain; charset=ISO-8859-1")
+            + part("cp1252", b"\x80", 'text/plain; charset="windows-1252"')
+            + part("utf8", "José".encode(), "text/plain; charset=UTF-8")
+            + part("plain", "José".encode())
+            + part("bogus", "José".encode(), "text/plain; charset=no-such") + b"--b--\r\n")
+    status, _, raw = fetch(running, "POST", "/form", body,
+                           {"Content-Type": "multipart/form-data; boundary=b"})
+    assert (status, json.loads(raw)["form"]) == (200, [
+        ["latin", "José"], ["cp1252", "€"], ["utf8", "José"], ["plain", "José"],
+        ["bogus", "José"]])
+    body = part("form", b"Jos\xe9") + part("own", "é".encode(), "text/plain; charset=utf-8")
+    status, _, raw = fetch(running, "POST", "/form", body + b"--b--\r\n", {
+        "Content-Type": "multipart/form-data; boundary=b; charset=ISO-8859-1"})
+    assert (status, json.loads(raw)["form"]) == (200, [["form", "José"], ["own", "é"]])
+
+
 # ---- Set-Cookie attributes ----------------------------------------------------------------
 
 @pytest.mark.parametrize(("attribute", "kwargs"), [
