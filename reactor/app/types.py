@@ -693,9 +693,10 @@ def typed_fields(content_type: tuple[bytes, bytes], headers: list[tuple[bytes, b
 
 def text_response(status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
                   ) -> Response:
-    """A short plain-text answer, for errors mostly."""
+    """A short plain-text answer, for errors mostly. A lone surrogate (an `HTTPError`
+    naming a client's JSON string "\\ud800") has no UTF-8 form: replaced, not a 500."""
     fields = typed_fields(_TEXT_TYPE, headers)
-    return Response(status, fields, text.encode())
+    return Response(status, fields, text.encode("utf-8", "replace"))
 
 
 def internal_error(request: Request) -> Response:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor import App, Request, Response
+from reactor import App, HTTPError, Request, Response
 from reactor.app import request as request_module
 from reactor.app.request import charset_of
 from tests.conftest import RunningServer, fetch, on_loop, start_server
@@ -228,6 +228,22 @@ def test_a_lone_surrogate_a_client_sent_round_trips_as_an_ascii_escape(
     assert (status, raw) == (200, b'{"got":["\\ud800","\\u00e9"]}')
     assert json.loads(raw) == {"got": ["\ud800", "é"]}
     assert Response.json(["é"]).body == '["é"]'.encode()  # the common case stays UTF-8
+
+
+def test_an_http_error_naming_a_clients_lone_surrogate_keeps_its_status(
+        served: tuple[App, RunningServer]) -> None:
+    """`raise HTTPError(400, f"unknown key {key}")` with a key from the client's JSON
+    ("\\ud800" is valid JSON) answered a 500 and logged a traceback: UTF-8 cannot carry the
+    surrogate. The 400 goes out, the surrogate replaced."""
+    app, running = served
+
+    @app.post("/keys")
+    def keys(request: Request) -> object:
+        raise HTTPError(400, f"unknown key {request.json()['k']}")
+
+    status, _, raw = fetch(running, "POST", "/keys", b'{"k": "a\\ud800\\u00e9"}',
+                           {"Content-Type": "application/json"})
+    assert (status, raw.decode()) == (400, "Bad Request: unknown key a?é\n")
 
 
 # ---- multipart filenames and cookies: what browsers send, decoded --------------------------
