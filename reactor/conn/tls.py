@@ -7,9 +7,11 @@ wait for, a timer bounds the whole handshake, and a failure is one `tls-handshak
 line, never a traceback. Before wrapping, the first bytes are peeked at: plain HTTP sent to
 the TLS port gets a readable 400 naming the https URL (nginx's 497), and a ClientHello that
 offers ALPN protocols without HTTP/1.x gets the fatal `no_application_protocol` alert
-(RFC 7301 3.2) instead of a handshake. Behind a PROXY-protocol listener a preamble step
-comes first (`start_preamble`): it reads the header by peeking too and takes only the
-header's bytes off the socket, so `ssl` finds the ClientHello there (reactor/conn/proxy.py).
+(RFC 7301 3.2) instead of a handshake, one whose server name is not ASCII the fatal
+`unrecognized_name` (RFC 6066 3; `ssl` would print a traceback for it). Behind a
+PROXY-protocol listener a preamble step comes first (`start_preamble`): it reads the header
+by peeking too and takes only the header's bytes off the socket, so `ssl` finds the
+ClientHello there (reactor/conn/proxy.py).
 
 Writes: OpenSSL's `SSL_write` without partial writes must be retried with the same bytes
 after `SSLWantWriteError`, so the transport remembers the exact piece it handed over
@@ -53,6 +55,8 @@ _HELLO_PEEK_BYTES = 5 + TLS_RECORD_BYTES
 _HTTP_METHOD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # A fatal no_application_protocol(120) alert in a plaintext TLS 1.2 record (RFC 7301 3.2).
 _ALERT_NO_APPLICATION_PROTOCOL = b"\x15\x03\x03\x00\x02\x02\x78"
+# ... and unrecognized_name(112) (RFC 6066 3)
+_ALERT_UNRECOGNIZED_NAME = b"\x15\x03\x03\x00\x02\x02\x70"
 _HOST_CHARS = re.compile(rb"[A-Za-z0-9.\-:\[\]]{1,255}")
 _DN_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
              "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
@@ -131,9 +135,9 @@ def sni_of(sock: ssl.SSLSocket) -> str | None:
 # ---- the ClientHello, peeked at -----------------------------------------------------------
 
 
-def client_hello_alpn(record: bytes) -> list[bytes] | None:
-    """The ALPN protocols offered in a TLS record holding a ClientHello (RFC 8446 4.1.2,
-    RFC 7301 3.1); None when it offers none or the bytes are not a whole ClientHello."""
+def client_hello_extensions(record: bytes) -> dict[int, bytes] | None:
+    """The extensions (type: data, the first of a type) of a TLS record holding a whole
+    ClientHello (RFC 8446 4.1.2); None when the bytes are not one."""
     try:
         if record[0] != 0x16 or record[5] != 0x01:
             return None
@@ -145,20 +149,48 @@ def client_hello_alpn(record: bytes) -> list[bytes] | None:
         if end > len(record):
             return None
         pos += 2
+        found: dict[int, bytes] = {}
         while pos + 4 <= end:
             kind = int.from_bytes(record[pos:pos + 2], "big")
             size = int.from_bytes(record[pos + 2:pos + 4], "big")
             pos += 4
-            if kind == 16:  # application_layer_protocol_negotiation
-                names, at, stop = [], pos + 2, pos + size
-                while at < stop:
-                    length = record[at]
-                    names.append(bytes(record[at + 1:at + 1 + length]))
-                    at += 1 + length
-                return names
+            found.setdefault(kind, bytes(record[pos:pos + size]))
             pos += size
     except IndexError:
         return None
+    return found
+
+
+def client_hello_alpn(record: bytes) -> list[bytes] | None:
+    """The ALPN protocols offered in a TLS record holding a ClientHello (RFC 7301 3.1);
+    None when it offers none or the bytes are not a whole ClientHello."""
+    extensions = client_hello_extensions(record)
+    return None if extensions is None else _alpn_offered(extensions)
+
+
+def _alpn_offered(extensions: dict[int, bytes]) -> list[bytes] | None:
+    data = extensions.get(16)  # application_layer_protocol_negotiation
+    if data is None:
+        return None
+    names, at = [], 2  # after the list's length
+    while at < len(data):
+        length = data[at]
+        names.append(data[at + 1:at + 1 + length])
+        at += 1 + length
+    return names
+
+
+def _server_name(extensions: dict[int, bytes]) -> bytes | None:
+    """The host_name of the server_name extension (RFC 6066 3), or None."""
+    data = extensions.get(0)
+    if data is None:
+        return None
+    at = 2  # after the list's length: entries of name_type, a 2-byte length, the name
+    while at + 3 <= len(data):
+        length = int.from_bytes(data[at + 1:at + 3], "big")
+        if data[at] == 0:
+            return data[at + 3:at + 3 + length]
+        at += 3 + length
     return None
 
 
@@ -336,11 +368,17 @@ class TlsTransport(SocketTransport):
             return
         if head[0] == 0x16 and len(head) >= 5:
             size = 5 + int.from_bytes(head[3:5], "big")
-            offered = client_hello_alpn(head[:size]) if len(head) >= size else None
-            if offered is not None and not any(
-                    name.decode("latin-1") in ALPN_PROTOCOLS for name in offered):
-                self._refuse_alpn(offered)
-                return
+            extensions = client_hello_extensions(head[:size]) if len(head) >= size else None
+            if extensions:
+                offered = _alpn_offered(extensions)
+                if offered is not None and not any(
+                        name.decode("latin-1") in ALPN_PROTOCOLS for name in offered):
+                    self._refuse_alpn(offered)
+                    return
+                server_name = _server_name(extensions)
+                if server_name is not None and not server_name.isascii():
+                    self._refuse_server_name(server_name)
+                    return
         self._wrap()
 
     def _wrap(self) -> None:
@@ -446,6 +484,18 @@ class TlsTransport(SocketTransport):
             pass
         self._handshake_failed("no_application_protocol",
                                alpn_offered=[name.decode("latin-1") for name in offered])
+
+    def _refuse_server_name(self, name: bytes) -> None:
+        """A host name that is not ASCII (RFC 6066 3: "ASCII encoding"; an IDN goes as its
+        A-label): `ssl` cannot make it a str for the SNI callback, fails the handshake with
+        internal_error and prints a traceback to stderr, once per such client. Refused
+        here with unrecognized_name, as OpenSSL refuses a NUL in the name."""
+        try:
+            self._sock.send(_ALERT_UNRECOGNIZED_NAME)
+        except OSError:
+            pass
+        self._handshake_failed("unrecognized_name",
+                               sni=name.decode("utf-8", "backslashreplace"))
 
     def _refuse_plain_http(self) -> None:
         """Plain HTTP on the TLS port: a readable 400 naming the https URL, then close."""

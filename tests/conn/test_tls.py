@@ -208,6 +208,27 @@ def test_a_client_offering_only_h2_is_refused_with_the_alpn_alert(server: Runnin
     assert status == 200
 
 
+def test_a_server_name_that_is_not_ascii_gets_unrecognized_name_not_a_traceback(
+        server: RunningServer, certs: Certs) -> None:
+    """`openssl s_client -servername café.example` sends the name's raw UTF-8. The `ssl`
+    module could not decode it for the SNI callback: an "Exception ignored" traceback on
+    stderr (an unraisable exception, an error here) and the internal_error alert."""
+    outgoing = ssl.MemoryBIO()
+    client = certs.client_context().wrap_bio(ssl.MemoryBIO(), outgoing,
+                                             server_hostname="cafxx.example")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    hello = outgoing.read().replace(b"cafxx", "café".encode())  # the same length
+    with RawClient("127.0.0.1", tls_port(server)) as raw:
+        raw.send(hello)
+        alert = raw.sock.recv(64)
+    assert alert == b"\x15\x03\x03\x00\x02\x02\x70"  # fatal unrecognized_name
+    line = handshake_failures(server)[0]
+    assert (line["reason"], line["sni"]) == ("unrecognized_name", "café.example")
+    status, _, _ = https(server, certs.client_context(), "GET", "/")  # an A-label is fine
+    assert status == 200
+
+
 def test_alpn_http11_is_selected_and_old_versions_are_refused(server: RunningServer,
                                                               certs: Certs) -> None:
     with tls_client(server, certs.client_context(alpn=["h2", "http/1.1"])) as client:
