@@ -9,6 +9,7 @@ conditional requests, ranges, sendfile for large files.
 from __future__ import annotations
 
 import os
+import unicodedata
 from typing import Any
 
 from reactor.app.compression import CompressibleTypes
@@ -102,8 +103,24 @@ def _disposition(name: str) -> bytes:
         return f'attachment; filename="{name}"'.encode("ascii")
     # RFC 8187 attr-char: quote() keeps "/" by default, which is none; a lone surrogate
     # (a file name read with surrogateescape) is no UTF-8: replaced, not a 500
-    return (f"attachment; filename*=UTF-8''"
-            f"{quote(name, safe=_ATTR_EXTRA, errors='replace')}").encode("ascii")
+    extended = f"filename*=UTF-8''{quote(name, safe=_ATTR_EXTRA, errors='replace')}"
+    # RFC 6266 appendix D: a plain `filename` first, for clients that read only that one
+    # (curl -OJ saved "résumé.pdf" under the URL's name), when an ASCII form says enough
+    fallback = _ascii_filename(name)
+    if fallback is None:
+        return f"attachment; {extended}".encode("ascii")
+    return f'attachment; filename="{fallback}"; {extended}'.encode("ascii")
+
+
+def _ascii_filename(name: str) -> str | None:
+    """`name` without its accents (NFKD, as werkzeug's fallback), `"`, `\\` and control
+    characters as `_`; None when little is left (`日本.pdf` would be a dotfile `.pdf`)."""
+    simple = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    simple = "".join(char if char.isprintable() and char not in '"\\' else "_"
+                     for char in simple).strip()
+    if not simple or simple[0] == "." or not any(char.isalnum() for char in simple):
+        return None
+    return simple
 
 
 _ATTR_EXTRA = "!#$&+^`|"  # attr-char beyond what quote() always keeps (ALPHA DIGIT _.-~)

@@ -448,9 +448,10 @@ class Response:
         """The file at `path`, served like a static file: Content-Type by extension,
         ETag/Last-Modified and conditional requests (304, 412), Range (206, 416), large
         files with sendfile. A missing file is a 404. `download_name` adds
-        `Content-Disposition: attachment`. A field in `headers` replaces the file's own of
-        that name (a Content-Type there is `content_type`). Resolved by the app when the
-        handler returns."""
+        `Content-Disposition: attachment` (a name that is not ASCII as RFC 8187 `filename*`,
+        after an ASCII `filename` for clients that read only that one: RFC 6266 appendix
+        D). A field in `headers` replaces the file's own of that name (a Content-Type there
+        is `content_type`). Resolved by the app when the handler returns."""
         return FileResponse(os.fspath(path), content_type, download_name, headers)
 
     def set_cookie(self, name: str, value: str = "", *,

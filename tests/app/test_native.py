@@ -6,6 +6,8 @@ import contextvars
 import gzip
 import http.client
 import json
+import shutil
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -497,7 +499,7 @@ def test_response_helpers(served: tuple[App, RunningServer], tmp_path: Path) -> 
     assert (status, body, headers["Content-Range"]) == (206, b"0123456789",
                                                         "bytes 10-19/100000")
     assert headers["Content-Disposition"] == (
-        "attachment; filename*=UTF-8''rapport%20%C3%A9t%C3%A9.txt")
+        "attachment; filename=\"rapport ete.txt\"; filename*=UTF-8''rapport%20%C3%A9t%C3%A9.txt")
     status, headers, body = get(running, "/file")
     assert (status, len(body), headers["Content-Type"]) == (200, 100000,
                                                             "text/plain; charset=utf-8")
@@ -838,15 +840,48 @@ def test_a_205_goes_out_without_the_content_an_app_gave_it(
 
 
 @pytest.mark.parametrize(("name", "header"), [
-    ("rapport été.txt", "attachment; filename*=UTF-8''rapport%20%C3%A9t%C3%A9.txt"),
-    ("a/b é.txt", "attachment; filename*=UTF-8''a%2Fb%20%C3%A9.txt"),  # "/" is no attr-char
-    ("x\udcff y.txt", "attachment; filename*=UTF-8''x%3F%20y.txt"),  # a lone surrogate
-    ("a#b! é", "attachment; filename*=UTF-8''a#b!%20%C3%A9"),
+    ("rapport été.txt",
+     "attachment; filename=\"rapport ete.txt\"; filename*=UTF-8''rapport%20%C3%A9t%C3%A9.txt"),
+    ("a/b é.txt",  # "/" is no attr-char
+     "attachment; filename=\"a/b e.txt\"; filename*=UTF-8''a%2Fb%20%C3%A9.txt"),
+    ("x\udcff y.txt",  # a lone surrogate
+     "attachment; filename=\"x y.txt\"; filename*=UTF-8''x%3F%20y.txt"),
+    ("a#b! é", "attachment; filename=\"a#b! e\"; filename*=UTF-8''a#b!%20%C3%A9"),
+    ('say "hi".txt', "attachment; filename=\"say _hi_.txt\"; filename*=UTF-8''say%20%22hi%22.txt"),
+    ("日本.pdf", "attachment; filename*=UTF-8''%E6%97%A5%E6%9C%AC.pdf"),  # no ".pdf" fallback
+    ("€", "attachment; filename*=UTF-8''%E2%82%AC"),
     ("plain.txt", 'attachment; filename="plain.txt"'),
 ])
 def test_download_name_is_an_rfc8187_value(name: str, header: str) -> None:
     from reactor.app.responses import _disposition
     assert _disposition(name) == header.encode("ascii")
+
+
+def test_a_download_name_that_is_not_ascii_has_an_ascii_filename_first(
+        served: tuple[App, RunningServer], tmp_path: Path) -> None:
+    """`Response.file(path, download_name="résumé.pdf")` sent only `filename*`, which
+    `curl -OJ` does not read: it saved the download under the URL's last segment. RFC 6266
+    appendix D: a plain `filename` as the fallback, then `filename*` (as werkzeug sends)."""
+    app, running = served
+    path = tmp_path / "cv.bin"
+    path.write_bytes(b"%PDF")
+
+    @app.get("/cv")
+    def cv(request: Request) -> object:
+        return Response.file(path, download_name="résumé.pdf")
+
+    status, headers, body = get(running, "/cv")
+    assert (status, body) == (200, b"%PDF")
+    assert headers["Content-Disposition"] == (
+        "attachment; filename=\"resume.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf")
+    if shutil.which("curl") is not None:
+        saved = tmp_path / "curl"
+        saved.mkdir()
+        done = subprocess.run(["curl", "-sS", "--max-time", "10", "-OJ",
+                               f"{running.url}/cv"],
+                              cwd=saved, capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert [entry.name for entry in saved.iterdir()] == ["resume.pdf"]
 
 
 def test_methods_given_as_one_string_is_refused_at_registration() -> None:
