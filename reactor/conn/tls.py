@@ -58,6 +58,7 @@ _ALERT_NO_APPLICATION_PROTOCOL = b"\x15\x03\x03\x00\x02\x02\x78"
 # ... and unrecognized_name(112) (RFC 6066 3)
 _ALERT_UNRECOGNIZED_NAME = b"\x15\x03\x03\x00\x02\x02\x70"
 _HOST_CHARS = re.compile(rb"[A-Za-z0-9.\-:\[\]]{1,255}")
+_DN_SPECIAL = re.compile(r'["+,;<>\\]')
 _DN_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
              "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
              "emailAddress": "emailAddress", "domainComponent": "DC"}
@@ -258,11 +259,23 @@ def _pread(file: BinaryIO, offset: int, size: int) -> bytes:
 
 
 def _distinguished_name(rdns: Any) -> str:
-    """A certificate name as getpeercert() gives it, in RFC 4514 order: "CN=a,O=b"."""
+    """A certificate name as getpeercert() gives it, as RFC 4514 writes it: "CN=a,O=b",
+    in reverse order, special characters escaped ("CN=Doe\\, John": an AD-style name)."""
     parts = []
     for rdn in reversed(rdns or ()):
-        parts.append("+".join(f"{_DN_SHORT.get(key, key)}={value}" for key, value in rdn))
+        parts.append("+".join(f"{_DN_SHORT.get(key, key)}={_dn_value(value)}"
+                              for key, value in rdn))
     return ",".join(parts)
+
+
+def _dn_value(value: str) -> str:
+    """RFC 4514 2.4: `"+,;<>\\` anywhere, `#` or a space first, a space last and NUL
+    escaped (as OpenSSL's RFC 2253 form, nginx's $ssl_client_s_dn); other text as it is."""
+    if not value:
+        return value
+    last = "\\ " if len(value) > 1 and value[-1] == " " else ""
+    text = _DN_SPECIAL.sub(r"\\\g<0>", value[:-1] if last else value).replace("\0", "\\00")
+    return ("\\" + text if value[0] in "# " else text) + last
 
 
 class TlsTransport(SocketTransport):

@@ -367,6 +367,25 @@ def test_optional_client_certificates_and_conn_info(tmp_path: Path, certs: Certs
     assert len(known["tls_client_fingerprint"]) == 64
 
 
+def test_a_client_subject_is_written_with_rfc_4514_escapes(tmp_path: Path,
+                                                           certs: Certs) -> None:
+    """An Active Directory CA names people "Doe, José": the subject was logged as
+    `CN=Doe, José,OU=...`, which reads as two attributes (a parser takes CN "Doe"), and
+    `O=Acme+Co` as a multi-valued RDN. RFC 4514 (nginx's $ssl_client_s_dn) escapes them;
+    UTF-8 stays as it is."""
+    doe = certs.issue("doe", "doe@example.org", common_name="Doe, José",
+                      organization_name="Acme+Co", organization_unit_name="#ops ")
+    running = tls_server(tmp_path, certs, tls={"client_ca": certs.ca_file,
+                                               "verify_client": "required"})
+    try:
+        status, _, _ = https(running, certs.client_context(cert=doe), "GET", "/echo/doe")
+        assert status == 200
+        line = wait_for_log(running.access_log, lambda line: line.get("path") == "/echo/doe")[0]
+    finally:
+        running.stop()
+    assert line["tls_client_subject"] == "CN=Doe\\, José,OU=\\#ops\\ ,O=Acme\\+Co"
+
+
 # ---- HSTS and the redirect -------------------------------------------------------------------
 
 
