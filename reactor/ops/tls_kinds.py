@@ -3,6 +3,7 @@ the TLS 1.2 cipher list."""
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,12 @@ CERTIFICATE_KEYS = ("names", "cert", "key", "key_password_file")
 
 
 def _path(value: object, base: Path, where: str, key: str) -> str:
+    # Absolute, symlinks kept (as tls.cert's): certbot's live/NAME/cert.pem is a link
+    # swapped to a new archive/ file at renewal; resolved here, a reload and `tls.watch`
+    # would read the old target for ever.
     if not isinstance(value, str) or not value:
         raise Invalid(f"{where}: {key} must be a path string, got {show(value)}")
-    return str((base / Path(value).expanduser()).resolve())
+    return os.path.abspath(base / os.path.expanduser(value))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import shutil
 import signal
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,10 @@ from pathlib import Path
 import pytest
 
 import reactor.ops.server as server_module
-from reactor.ops.server import ReloadError
+from reactor.cli import build_parser
+from reactor.ops.config import load_config
+from reactor.ops.server import ReloadError, Server
+from tests import logguard
 from tests.conftest import RunningServer, on_loop, request_bytes, wait_for_log, wait_until
 from tests.conn.tlskit import Certs, peer_serial, tls_client, tls_port, tls_server
 from tests.ops.serverproc import ServeProcess, base_config, write_config
@@ -172,3 +176,60 @@ def test_sighup_rotates_the_certificate_and_a_broken_one_is_refused(
         assert not [line for line in process.lines if "Traceback" in str(line)]
     finally:
         process.stop()
+
+
+# ---- certbot's layout: live/NAME/*.pem are symlinks swapped into archive/ at renewal ------
+
+
+def certbot_renew(certs: Certs, live: Path, generation: int, *names: str) -> None:
+    """Issue generation N into archive/ and point live/'s links at it, as certbot renews."""
+    cert, key = certs.issue(f"gen{generation}", *names)
+    archive = live.parent / "archive"
+    archive.mkdir(exist_ok=True)
+    for source, name in ((cert, "fullchain"), (key, "privkey")):
+        target = archive / f"{name}{generation}.pem"
+        shutil.copy(source, target)
+        temp = live / f".{name}.tmp"
+        temp.symlink_to(Path("..", "archive", target.name))
+        temp.replace(live / f"{name}.pem")
+
+
+def serial_for(port: int, context: ssl.SSLContext, server_name: str) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=server_name) as sock:
+        return peer_serial(sock)
+
+
+def test_tls_watch_follows_a_certbot_renewal_of_an_sni_certificate(
+        tmp_path: Path, certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The [[tls.certificates]] paths are kept as written: a link in live/ swapped to a
+    new archive/ file is a change (they were resolved at load, so the old target was
+    watched and reloaded for ever; only a restart saw the renewal)."""
+    monkeypatch.setattr(server_module, "WATCH_INTERVAL_S", 0.05)
+    default_cert, default_key = certs.issue("default", "localhost")
+    live = tmp_path / "live"
+    live.mkdir()
+    certbot_renew(certs, live, 1, "api.example")
+    source = write_config(tmp_path / "reactor.toml", base_config(
+        tmp_path, log={"error": str(tmp_path / "error.log")},
+        tls={"listen": ["127.0.0.1:0"], "cert": str(default_cert), "key": str(default_key),
+             "watch": True}))
+    with source.open("a") as file:
+        file.write(f'\n[[tls.certificates]]\nnames = ["api.example"]\n'
+                   f'cert = "{live}/fullchain.pem"\nkey = "{live}/privkey.pem"\n')
+    config = load_config(build_parser().parse_args(["serve", "--config", str(source)]), {})
+    server = Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"install_signals": False},
+                              daemon=True)
+    thread.start()
+    running = RunningServer(server, thread, tmp_path / "access.log", tmp_path / "error.log")
+    logguard.track(running, "files-disabled")
+    try:
+        context = certs.client_context()
+        first = serial_for(tls_port(running), context, "api.example")
+        certbot_renew(certs, live, 2, "api.example")
+        wait_for_log(running.error_log, lambda line: line["event"] == "tls-reloaded",
+                     timeout=3)
+        assert serial_for(tls_port(running), context, "api.example") != first
+    finally:
+        running.stop()
