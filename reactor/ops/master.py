@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.conn.listener import bind_tcp
-from reactor.ops.assembly import bind_metrics, bind_metrics_at
+from reactor.ops.assembly import bind_metrics, bind_metrics_at, changed_settings
 from reactor.ops.daemon import is_stream_target
 from reactor.ops.kinds import format_listen, parse_listen
 from reactor.ops.listeners import ListenError, close_sockets
@@ -452,6 +452,7 @@ class Master:
             raise
         finally:
             staged, self._staged_metrics = self._staged_metrics, []
+        changed = changed_settings(self.config, config)
         self.config = config
         for slot, worker in new.items():  # the new ones serve: retire their predecessors
             previous = self.current.get(slot)
@@ -464,7 +465,9 @@ class Master:
         self.metrics = staged
         self.log.commit(staged_log)
         self.counters["reloads_total"] += 1
-        self.log("reloaded", workers=len(new), pids=sorted(w.pid for w in new.values()))
+        # as one process says it: what the new workers run differently
+        self.log("reloaded", changed=changed, workers=len(new),
+                 pids=sorted(w.pid for w in new.values()))
         if later:
             self.log("reload-needs-restart", level="warning", settings=later,
                      message="these settings take effect at the next start")

@@ -115,6 +115,23 @@ def test_sighup_with_metrics_replaces_the_workers_and_they_run_the_new_config(
     assert process.wait() == 0
 
 
+def test_the_masters_reloaded_line_names_what_changed(started: list[ServeProcess],
+                                                     tmp_path: Path) -> None:
+    """As one process's: the operator sees what the new workers run differently (it said
+    only how many workers and their pids)."""
+    sections = base_config(tmp_path, server={"workers": 2})
+    process = serve(started, tmp_path, sections)
+    process.wait_event("workers-started")
+    sections["limits"] = {"max_body_bytes": 10}
+    sections["timeouts"]["keepalive_s"] = 3
+    write_config(tmp_path / "reactor.toml", sections)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait_event("reloaded")["changed"] == ["limits.max_body_bytes",
+                                                         "timeouts.keepalive_s"]
+    process.send_signal(signal.SIGHUP)
+    assert process.wait_event("reloaded", count=2)["changed"] == []
+
+
 def test_after_a_reload_every_scrape_reaches_the_new_workers_and_a_stop_refuses_them(
         started: list[ServeProcess], tmp_path: Path) -> None:
     """A slot's old and new worker share its /metrics socket: an old one draining after a
