@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,9 @@ class Mounts(Kind):
         if not isinstance(mount["root"], str):
             raise Invalid(f"{where}: root must be a path string, got {show(mount['root'])}",
                           (index, "root"))
-        mount["root"] = str(Path(base, mount["root"]).resolve())
+        # absolute, symlinks kept (as static.root's): a deploy that swaps `current` to a new
+        # release directory is served at once, not the release the link named at load
+        mount["root"] = os.path.abspath(Path(base, mount["root"]))
         for key in _BOOL_KEYS:
             if key in mount and not isinstance(mount[key], bool):
                 raise Invalid(f"{where}: {key} must be true or false, got {show(mount[key])}",

@@ -11,7 +11,16 @@ import pytest
 
 from reactor.app.static import StaticMount
 from reactor.ops.config import ConfigError, load_config
-from tests.ops.serverproc import DEADLINE_S, server_env
+from tests.ops.serverproc import (
+    DEADLINE_S,
+    ServeProcess,
+    base_config,
+    get,
+    server_env,
+    stop_gracefully,
+    wait_until,
+    write_config,
+)
 
 
 def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
@@ -127,3 +136,27 @@ def test_a_root_the_mount_refuses_is_one_line_before_serving(
                             timeout=DEADLINE_S)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"reactor: {config.parent}/{expected}\n"
+
+
+def test_a_mount_through_a_symlink_follows_a_deploy_that_swaps_it(tmp_path: Path) -> None:
+    """`root = "/srv/site/current"` with `current -> releases/N`, swapped by a deploy: the
+    mount serves the new release at once, as [static] root does (the link was resolved at
+    load, so it served the old release -- 404 once that was removed -- until a HUP)."""
+    for release in ("1", "2"):
+        (tmp_path / "releases" / release).mkdir(parents=True)
+        (tmp_path / "releases" / release / "v.txt").write_text(f"release {release}")
+    current = tmp_path / "current"
+    current.symlink_to(Path("releases", "1"))
+    config = write_config(tmp_path / "reactor.toml", base_config(tmp_path))
+    with config.open("a") as file:
+        file.write('\n[[static.mounts]]\nprefix = "/site/"\nroot = "current"\n')
+    process = ServeProcess(["--config", str(config)], cwd=tmp_path)
+    try:
+        assert get(process.port, "/site/v.txt").body == b"release 1"
+        (tmp_path / "next").symlink_to(Path("releases", "2"))
+        (tmp_path / "next").replace(current)
+        # within the open-file cache's 1 s validity the old bytes may still answer
+        wait_until(lambda: get(process.port, "/site/v.txt").body == b"release 2",
+                   what="the new release")
+    finally:
+        stop_gracefully(process)
