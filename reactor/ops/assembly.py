@@ -6,8 +6,11 @@ Pure functions of a `Config`, used at start-up and again by every reload.
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import socket
 
+import reactor
 from reactor.app.application import (
     App,
     CompressionPolicy,
@@ -140,3 +143,21 @@ def changed_settings(old: Config, new: Config) -> list[str]:
             if getattr(getattr(old, s.section), s.key) != getattr(getattr(new, s.section), s.key)]
 
 
+UPGRADE_MESSAGE = ("a reload keeps running the code this process started with (new workers"
+                   " are forked from it); restart to run the installed version")
+
+
+def upgraded_version() -> str | None:
+    """The version of reactor installed now where this process imported it from, when a
+    package upgrade (pip install into the running venv) replaced the running one: a reload
+    does not load it (`UPGRADE_MESSAGE`). None otherwise: the same version, a source
+    checkout, an editable install."""
+    try:
+        dist = importlib.metadata.distribution("reactor")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    if dist.version == reactor.__version__:
+        return None
+    running = os.path.realpath(reactor.__file__)
+    installed = os.path.realpath(str(dist.locate_file("reactor/__init__.py")))
+    return dist.version if running == installed else None

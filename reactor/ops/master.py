@@ -28,8 +28,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from reactor import __version__
 from reactor.conn.listener import bind_tcp
-from reactor.ops.assembly import bind_metrics, bind_metrics_at, changed_settings
+from reactor.ops.assembly import (
+    UPGRADE_MESSAGE,
+    bind_metrics,
+    bind_metrics_at,
+    changed_settings,
+    upgraded_version,
+)
 from reactor.ops.daemon import is_stream_target
 from reactor.ops.kinds import format_listen, parse_listen
 from reactor.ops.listeners import ListenError, close_sockets
@@ -471,6 +478,10 @@ class Master:
         if later:
             self.log("reload-needs-restart", level="warning", settings=later,
                      message="these settings take effect at the next start")
+        upgraded = upgraded_version()
+        if upgraded is not None:
+            self.log("upgrade-needs-restart", level="warning", running=__version__,
+                     installed=upgraded, message=UPGRADE_MESSAGE)
 
     def _load(self) -> Config:
         """The re-read configuration, with the running listeners (bound once, by us)."""

@@ -43,10 +43,12 @@ from reactor.conn.tls import TlsContexts
 from reactor.loop import EventLoop, TimerHandle
 from reactor.ops import apploader
 from reactor.ops.assembly import (
+    UPGRADE_MESSAGE,
     bind_metrics,
     changed_settings,
     http_settings,
     make_app,
+    upgraded_version,
     upload_directories,
     websocket_settings,
     wrap_app,
@@ -643,6 +645,10 @@ class Server:
         if staged.later:
             self.log.warning("reload-needs-restart", settings=staged.later,
                              message="these settings take effect at the next start")
+        upgraded = upgraded_version()
+        if upgraded is not None:
+            self.log.warning("upgrade-needs-restart", running=__version__, installed=upgraded,
+                             message=UPGRADE_MESSAGE)
         if self.listeners.activated and {"server.listen", "server.listeners"} & set(changed):
             self.log.warning("reload-listen-ignored",
                              message="socket-activated: the service manager owns the sockets")
