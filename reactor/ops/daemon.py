@@ -21,6 +21,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
 import sys
 import time
 from collections.abc import Iterable
@@ -261,10 +262,14 @@ def _gid_for(group: str) -> int:
         raise DaemonError(f"unknown group {group!r}") from None
 
 
-def drop_privileges(user: str | None, group: str | None) -> str | None:
+def drop_privileges(user: str | None, group: str | None,
+                    files: Iterable[tuple[str, int]] = ()) -> str | None:
     """Switch to `user` (and `group`, else the user's primary group) -- after binding and
-    opening the logs. Returns "user:group" as switched to, or None when nothing is asked.
-    Raises DaemonError when the switch is impossible."""
+    opening the logs. `files` are (path, descriptor) of the log files the server writes:
+    they are given to that user first, as nginx gives its logs to its workers' user
+    (created by root, the service user's logrotate -- `su reactor reactor` -- could
+    not read them to compress them). Returns "user:group" as switched to, or None when
+    nothing is asked. Raises DaemonError when the switch is impossible."""
     if user is None and group is None:
         return None
     uid, name, user_gid = _uid_for(user) if user is not None else (os.getuid(), None, None)
@@ -276,6 +281,14 @@ def drop_privileges(user: str | None, group: str | None) -> str | None:
     if os.geteuid() != 0:
         raise DaemonError(f"cannot switch to user {user or uid}, group {group or gid}:"
                           " not running as root")
+    for path, fd in files:
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_uid != uid:
+                os.fchown(fd, uid, -1)  # the group stays (logrotate's `create` sets one)
+        except OSError as exc:
+            raise DaemonError(f"cannot give log file {path} to user {user or uid}:"
+                              f" {exc.strerror}") from None
     try:
         if name is not None and user is not None:
             os.initgroups(name, gid)

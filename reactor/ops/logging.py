@@ -77,6 +77,11 @@ class LineSink:
     def fileno(self) -> int:
         return self._fd
 
+    @property
+    def owned_file(self) -> int:
+        """The descriptor of the log file this sink opened itself, else -1 (a stream, off)."""
+        return self._fd if self._owns_fd else -1
+
     def isatty(self) -> bool:
         return self._fd >= 0 and os.isatty(self._fd)
 

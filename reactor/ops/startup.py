@@ -98,7 +98,7 @@ def serve(args: argparse.Namespace) -> int:
                         log.error_sink.fileno]
                 detached = detach(preserve=[fd for fd in keep if fd != -1],
                                   pidfile=pidfile, umask=config.daemon.umask)
-            _switch_user(config, notes)
+            _switch_user(config, log, notes)
             if workers > 1:
                 slots, metrics = _worker_slots(config, activated, bound)
                 opened.pop_all()  # the master owns them now
@@ -282,9 +282,11 @@ def _open_log(config: Config, opened: contextlib.ExitStack) -> ServerLog:
     return log
 
 
-def _switch_user(config: Config, notes: list[Note]) -> None:
+def _switch_user(config: Config, log: ServerLog, notes: list[Note]) -> None:
+    files = [(sink.target, sink.owned_file) for sink in (log.access_sink, log.error_sink)
+             if sink.owned_file != -1]
     try:
-        switched = drop_privileges(config.daemon.user, config.daemon.group)
+        switched = drop_privileges(config.daemon.user, config.daemon.group, files)
     except DaemonError as exc:
         raise StartupError(str(exc)) from None
     if switched is not None:

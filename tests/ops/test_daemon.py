@@ -262,6 +262,29 @@ def test_user_switch_happens_after_binding_a_privileged_port(tmp_path: Path) -> 
         server.stop()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_log_files_created_before_the_user_switch_belong_to_that_user(tmp_path: Path) -> None:
+    """Created by root before the switch, they stayed root's (0640): the shipped logrotate
+    config rotates as the service user (`su reactor reactor`) and could not read them to
+    compress them ("Permission denied", every rotation). nginx gives them to its user too."""
+    nobody = pwd.getpwnam("nobody")
+    access, error = tmp_path / "access.log", tmp_path / "error.log"
+    error.write_text("")  # one already there (root's), one the server creates
+    config = write_config(tmp_path / "reactor.toml", base_config(
+        tmp_path, daemon={"user": "nobody"}, log={"error": str(error)}))
+    server = ServeProcess(["--config", str(config)], cwd=tmp_path)
+    try:
+        wait_until(lambda: "privileges-dropped" in error.read_text(), what="the switch")
+        for path in (access, error):
+            owner = path.stat()
+            assert (owner.st_uid, owner.st_gid) == (nobody.pw_uid, 0), path  # group kept
+            assert owner.st_mode & 0o777 == (0o640 if path == access else 0o644)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+    finally:
+        server.stop()
+
+
 def test_user_switch_without_root_is_refused(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("as root the switch works")
