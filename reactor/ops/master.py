@@ -461,6 +461,13 @@ class Master:
             staged, self._staged_metrics = self._staged_metrics, []
         changed = changed_settings(self.config, config)
         self.config = config
+        # The slots' sockets stay (listen addresses change only on restart), but their
+        # accept queues take server.backlog, as one process's do (Linux resizes a live one;
+        # socket-activated ones are the service manager's)
+        for _activated, bound in self.slots:
+            for sock in bound.values():
+                with contextlib.suppress(OSError):
+                    sock.listen(config.server.backlog)
         for slot, worker in new.items():  # the new ones serve: retire their predecessors
             previous = self.current.get(slot)
             self.current[slot] = worker

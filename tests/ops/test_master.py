@@ -5,8 +5,10 @@ master, a second instance on the same port."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +132,31 @@ def test_the_masters_reloaded_line_names_what_changed(started: list[ServeProcess
                                                          "timeouts.keepalive_s"]
     process.send_signal(signal.SIGHUP)
     assert process.wait_event("reloaded", count=2)["changed"] == []
+
+
+def accept_queues(port: int) -> list[int]:
+    """The accept-queue length (backlog) of each socket listening on `port` (`ss`)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True).stdout
+    return [int(line.split()[2]) for line in out.splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_a_reload_under_workers_applies_a_new_backlog(started: list[ServeProcess],
+                                                     tmp_path: Path) -> None:
+    """The master keeps the slots' sockets across a reload; their accept queues kept the
+    backlog they were bound with while `reloaded` named server.backlog as changed (one
+    process resizes its live queues)."""
+    sections = base_config(tmp_path, server={"workers": 2, "backlog": 100})
+    process = serve(started, tmp_path, sections)
+    process.wait_event("workers-started")
+    assert accept_queues(process.port) == [100, 100]
+    sections["server"]["backlog"] = 7
+    write_config(tmp_path / "reactor.toml", sections)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait_event("reloaded")["changed"] == ["server.backlog"]
+    assert accept_queues(process.port) == [7, 7]
+    assert get(process.port, "/echo/x").status == 200
 
 
 def test_after_a_reload_every_scrape_reaches_the_new_workers_and_a_stop_refuses_them(
