@@ -43,7 +43,6 @@ from reactor.ops.listeners import ListenError, close_sockets
 from reactor.ops.server import LogOpenError, ServerLog, hold_signals, open_log, take_held
 from reactor.ops.settings import (
     Config,
-    ServerConfig,
     keep_running,
     listener_options,
     pending_restart,
@@ -502,11 +501,13 @@ class Master:
             if streams:
                 raise ReloadRefused(f"log target {streams[0]!r} is not possible in daemon"
                                     " mode; set log.access and log.error to files")
+        running = self.config
         if (listener_options(config.server, config.proxy.protocol)
-                != listener_options(self.config.server, self.config.proxy.protocol)):
+                != listener_options(running.server, running.proxy.protocol)
+                or config.tls.listen != running.tls.listen):
             self.log("reload-listen-unchanged", level="warning",
                      reason="listen addresses change only on restart with workers > 1")
-            config = _with_listen(config, self.config.server)
+            config = _with_listen(config, running)
         return config
 
     def _stage_metrics(self, config: Config) -> MetricsSockets:
@@ -652,8 +653,10 @@ def _kill(pid: int, signo: int) -> None:
         os.kill(pid, signo)
 
 
-def _with_listen(config: Config, running: ServerConfig) -> Config:
-    """`config` keeping the running listeners (they are bound once, by the master)."""
-    server = dataclasses.replace(config.server, listen=running.listen,
-                                 listeners=running.listeners)
-    return dataclasses.replace(config, server=server)
+def _with_listen(config: Config, running: Config) -> Config:
+    """`config` keeping the running listeners, HTTPS ones too (they are bound once, by the
+    master: a worker binding an added one itself took its port from its sibling)."""
+    server = dataclasses.replace(config.server, listen=running.server.listen,
+                                 listeners=running.server.listeners)
+    tls = dataclasses.replace(config.tls, listen=running.tls.listen)
+    return dataclasses.replace(config, server=server, tls=tls)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reactor.ops.daemon import process_alive
+from tests.conn.tlskit import Certs
 from tests.ops.serverproc import (
     Client,
     ServeProcess,
@@ -157,6 +158,27 @@ def test_a_reload_under_workers_applies_a_new_backlog(started: list[ServeProcess
     assert process.wait_event("reloaded")["changed"] == ["server.backlog"]
     assert accept_queues(process.port) == [7, 7]
     assert get(process.port, "/echo/x").status == 200
+
+
+@pytest.mark.expect_log("reload-listen-unchanged")
+def test_an_https_listener_added_by_a_reload_under_workers_waits_for_a_restart(
+        started: list[ServeProcess], tmp_path: Path, certs: Certs) -> None:
+    """As a plain one: the reload applies the rest and says listeners change only on
+    restart. The first new worker bound the added port itself, so its sibling failed with
+    "Address already in use" and the whole reload was refused."""
+    cert, key = certs.issue("server", "localhost")
+    sections = base_config(tmp_path, server={"workers": 2},
+                           tls={"cert": str(cert), "key": str(key)})
+    process = serve(started, tmp_path, sections)
+    process.wait_event("workers-started")
+    sections["tls"]["listen"] = [f"127.0.0.1:{two_free_ports()}"]
+    sections["limits"] = {"max_body_bytes": 10}
+    write_config(tmp_path / "reactor.toml", sections)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait_event("reloaded")["changed"] == ["limits.max_body_bytes"]
+    assert not process.events("reload-failed")
+    assert process.events("reload-listen-unchanged")
+    assert post(process.port, "/nothing", b"x" * 100).status == 413
 
 
 def test_after_a_reload_every_scrape_reaches_the_new_workers_and_a_stop_refuses_them(
