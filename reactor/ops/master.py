@@ -502,8 +502,8 @@ class Master:
                 raise ReloadRefused(f"log target {streams[0]!r} is not possible in daemon"
                                     " mode; set log.access and log.error to files")
         running = self.config
-        if (listener_options(config.server, config.proxy.protocol)
-                != listener_options(running.server, running.proxy.protocol)
+        # [proxy] protocol is not among them: each new worker applies it to every listener
+        if (listener_options(config.server) != listener_options(running.server)
                 or config.tls.listen != running.tls.listen):
             self.log("reload-listen-unchanged", level="warning",
                      reason="listen addresses change only on restart with workers > 1")

@@ -181,6 +181,30 @@ def test_an_https_listener_added_by_a_reload_under_workers_waits_for_a_restart(
     assert post(process.port, "/nothing", b"x" * 100).status == 413
 
 
+def test_proxy_protocol_turned_on_by_a_reload_under_workers_is_no_listener_change(
+        started: list[ServeProcess], tmp_path: Path) -> None:
+    """The new workers apply it (a request without the header is refused), so the master
+    must not warn `reload-listen-unchanged` -- "listen addresses change only on restart"
+    read as if it had not applied."""
+    sections = base_config(tmp_path, server={"workers": 2})
+    process = serve(started, tmp_path, sections)
+    process.wait_event("workers-started")
+    sections["proxy"] = {"protocol": True}
+    write_config(tmp_path / "reactor.toml", sections)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait_event("reloaded")["changed"] == ["proxy.protocol"]
+    client = Client(process.port)
+    try:
+        client.send(b"PROXY TCP4 127.0.0.9 127.0.0.1 5000 80\r\n"
+                    b"GET /echo/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert client.read_response().status == 200
+    finally:
+        client.close()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 0
+    assert not process.events("reload-listen-unchanged")
+
+
 def test_after_a_reload_every_scrape_reaches_the_new_workers_and_a_stop_refuses_them(
         started: list[ServeProcess], tmp_path: Path) -> None:
     """A slot's old and new worker share its /metrics socket: an old one draining after a
