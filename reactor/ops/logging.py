@@ -221,11 +221,13 @@ _SCHEMES = {"http": '"http"', "https": '"https"'}
 _SCHEMA = ACCESS_SCHEMA_VERSION
 _EMPTY = '""'
 _L1 = "latin-1"
-
+# Header values in the log (User-Agent, Referer) as the UTF-8 clients send, a byte that is not
+# UTF-8 as \xHH (nginx's log escaping): "café", not the latin-1 reading "cafÃ©".
+_U8, _BSR = "utf-8", "backslashreplace"
 
 
 def _header_str(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("latin-1")
+    return None if value is None else value.decode(_U8, _BSR)
 
 
 def _json_opt(value: object) -> str:
@@ -308,8 +310,8 @@ def _render_request(record: AccessRecord) -> str:
         f'"bytes_in":{record.bytes_in},"bytes_out":{record.bytes_out},'
         f'"duration_ms":{record.duration_ms:.3f},'
         f'"queue_ms":{"null" if queue_ms is None else f"{queue_ms:.3f}"},'
-        f'"user_agent":{"null" if user_agent is None else _json_str(user_agent.decode(_L1))},'
-        f'"referer":{"null" if referer is None else _json_str(referer.decode(_L1))},'
+        f'"user_agent":{"null" if user_agent is None else _json_str(user_agent.decode(_U8, _BSR))},'
+        f'"referer":{"null" if referer is None else _json_str(referer.decode(_U8, _BSR))},'
         f'"content_encoding":{"null" if encoding is None else _json_str(encoding.decode(_L1))},'
         f'"keepalive_reuse":{"true" if request_no > 1 else "false"},'
         f'"scheme":{_SCHEMES.get(request.scheme) or _json_str(request.scheme)}'

@@ -64,6 +64,14 @@ def test_fast_line_equals_the_generic_rendering_of_the_same_record() -> None:
     assert fast == generic
 
 
+def test_header_values_are_logged_as_utf8_and_other_bytes_as_escapes() -> None:
+    record = access_record(user_agent="caf\u00e9/1.0 \u65e5\u672c")  # sent as UTF-8
+    record.request.headers._fields.append((b"referer", b"http://x/caf\xe9"))  # latin-1 page
+    for line in (render({"record": record}), render(record_fields(record))):
+        assert line["user_agent"] == "caf\u00e9/1.0 \u65e5\u672c"  # not "cafÃ©"
+        assert line["referer"] == "http://x/caf\\xe9"
+
+
 def test_optional_fields_render_as_values_or_null() -> None:
     record = render({"record": access_record(queue_ms=1.25, user_agent=None,
                                              content_encoding="gzip")})
@@ -138,7 +146,7 @@ def test_server_log_request_line_equals_the_structlog_rendering(tmp_path: Path) 
     chained.pop("ts")
     assert direct == chained
     assert direct["client_addr"] == "203.0.113.9" and direct["peer_addr"] == "127.0.0.1"
-    assert direct["referer"] == "http://x/\u00e9" and direct["user_agent"] == 'a "b" \\ c'
+    assert direct["referer"] == "http://x/\\xe9" and direct["user_agent"] == 'a "b" \\ c'
 
 
 def test_timestamps_are_utc_milliseconds_and_follow_the_clock() -> None:
