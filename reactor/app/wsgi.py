@@ -241,7 +241,12 @@ class _Call:
             server_name = name
             server_port = port if port.isdigit() else (
                 "443" if request.scheme == "https" else "80")
+        # The target as sent, its escapes kept (PATH_INFO has them decoded, so "%2F" and "/"
+        # look alike there): gunicorn's RAW_URI, uWSGI's and waitress's REQUEST_URI.
+        raw_uri = f"{path}?{request.query}" if request.query else path
         environ: dict[str, Any] = {
+            "RAW_URI": raw_uri,
+            "REQUEST_URI": raw_uri,
             "REQUEST_METHOD": request.method,
             "SCRIPT_NAME": "",
             "PATH_INFO": path_info,

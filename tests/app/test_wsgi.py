@@ -57,7 +57,8 @@ class Features:
         body = environ["wsgi.input"].read(length) if length else b""
         keys = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
                 "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
-                "REMOTE_ADDR", "HTTP_X_CUSTOM", "HTTP_COOKIE", "HTTP_X_NOT_SPOOFED")
+                "REMOTE_ADDR", "HTTP_X_CUSTOM", "HTTP_COOKIE", "HTTP_X_NOT_SPOOFED", "RAW_URI",
+                "REQUEST_URI")
         seen = {key: environ.get(key) for key in keys}
         seen["url_scheme"] = environ["wsgi.url_scheme"]
         seen["multithread"] = environ["wsgi.multithread"]
@@ -166,6 +167,8 @@ def test_environ_is_complete(features: tuple[Features, RunningServer]) -> None:
         "SERVER_PORT": str(running.port), "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1", "HTTP_X_CUSTOM": "yes", "HTTP_COOKIE": "a=1",
         "HTTP_X_NOT_SPOOFED": None,  # a name with `_` could pose as X-Not-Spoofed
+        # the target as sent, %2F kept (gunicorn's RAW_URI, uWSGI's and waitress's REQUEST_URI)
+        "RAW_URI": "/env/caf%C3%A9%2Fx?q=1&r=%20", "REQUEST_URI": "/env/caf%C3%A9%2Fx?q=1&r=%20",
         "url_scheme": "http", "multithread": True,
         "body_sha": hashlib.sha256(body).hexdigest(), "body_length": len(body),
     }
