@@ -621,9 +621,10 @@ class Server:
             self.http.log = staged.log
             previous.close()
         removed, added = list(staged.rebind.removed), list(staged.rebind.added)
+        added_tls = list(staged.tls_rebind.added)
         self.listeners.commit(staged.rebind)
         removed += staged.tls_rebind.removed
-        added += list(staged.tls_rebind.added)
+        added += added_tls
         self.tls_listeners.commit(staged.tls_rebind)
         self._swap_tls(staged.tls_context, config)
         if staged.tls_context is not None:
@@ -641,6 +642,13 @@ class Server:
             self.metrics_http.set_server_name(server_name(config))
         self.loop.set_busy_poll(config.server.busy_poll_us / 1e6)
         changed = changed_settings(old, config)
+        # A listener the reload added says where it listens, as at start-up (the bound port
+        # of a ":0" address is known only here).
+        for address in added:
+            tls = address in added_tls
+            group = self.tls_listeners if tls else self.listeners
+            self._log_listening(group.by_address[address], activated=False,
+                                scheme="https" if tls else "http")
         self.log.info("reloaded", changed=changed, listen_added=added, listen_removed=removed)
         if staged.later:
             self.log.warning("reload-needs-restart", settings=staged.later,

@@ -281,6 +281,16 @@ def test_sighup_rebinds_changed_listeners(started: list[ServeProcess], tmp_path:
     assert outcome["listen_removed"] == ["127.0.0.1:0"]
 
     assert get(new_port, "/echo/new").status == 200
+    listening = server.events("listening")  # the start's, then the added listener's
+    assert [(line["host"], line["port"]) for line in listening][1:] == [
+        ("127.0.0.1", new_port)]
+
+    sections["server"]["listen"] = [f"127.0.0.1:{new_port}", "127.0.0.1:0"]
+    write_config(tmp_path / "reactor.toml", sections)
+    assert _reload(server, 2)["listen_added"] == ["127.0.0.1:0"]
+    bound = server.events("listening")[2]  # a ":0" address: the port the kernel picked
+    assert bound["port"] != 0 and bound["url"] == f"http://127.0.0.1:{bound['port']}"
+    assert get(bound["port"], "/echo/zero").status == 200
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", old_port), timeout=2).close()
     assert kept.request("GET", "/echo/kept").body == b"kept"  # accepted on the old listener
