@@ -246,7 +246,7 @@ class Exchange(AccessRecord):
         except (LocalProtocolError, TypeError) as exc:
             # framing that contradicts the body, a CR in a value, a bad status, a header
             # that is not bytes: the app's bug, answered with a logged 500
-            self._framing_failed(exc, status, body)
+            self._framing_failed(_named(exc, response.headers), status, body)
             return
         conn.server.requests_served += 1
         head_bytes = b"%s%s%sX-Request-ID: %s\r\n%s\r\n" % (
@@ -303,7 +303,7 @@ class Exchange(AccessRecord):
                 and not conn.parser.head_complete,
                 head.version == b"1.0")
         except (LocalProtocolError, TypeError) as exc:
-            self._framing_failed(exc, status, body)
+            self._framing_failed(_named(exc, response.headers), status, body)
             return
         server.requests_served += 1
         # head and body in one formatting step (`length` is 0 or the body's: a HEAD's and a
@@ -475,3 +475,15 @@ class FailedDispatch:
 
 def plain(status: int, text: str) -> Response:
     return Response(status, [_PLAIN], text.encode())
+
+
+def _named(exc: Exception, headers: Any) -> Exception:
+    """A TypeError from framing names the header field that is not bytes (a `str` header
+    made `bytes.translate` fail with "str.translate() takes exactly one argument")."""
+    if isinstance(exc, TypeError):
+        for field in headers:
+            if (not isinstance(field, tuple) or len(field) != 2
+                    or not all(isinstance(part, bytes) for part in field)):
+                return TypeError(f"response header {field!r}: a header is a (name, value)"
+                                 " pair of bytes")
+    return exc

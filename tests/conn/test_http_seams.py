@@ -87,6 +87,20 @@ def test_a_response_the_app_got_wrong_is_a_logged_500_and_the_connection_goes_on
     assert read_response(client)[1] == b"fine"
 
 
+@pytest.mark.parametrize("bad", [
+    Response(200, [("X-Str", "value")], b"x"),  # type: ignore[list-item]
+    Response(404, [(b"X-Str", "value")], b"x"),  # type: ignore[list-item]
+], ids=["small", "general"])
+def test_a_str_header_is_named_in_the_logged_error(loop_thread, socket_pair,
+                                                  bad: Response) -> None:
+    server_side, client = socket_pair
+    _, log = serve(loop_thread, lambda request: bad, server_side)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert read_response(client)[0].startswith(b"HTTP/1.1 500 ")
+    [(event, exc, _)] = loop_thread.run(lambda: log.errors)
+    assert event == "response-framing" and "X-Str" in str(exc) and "bytes" in str(exc), exc
+
+
 class OpenRaises:
     """An Application whose `open` fails at head time (a router or a middleware's bug)."""
 
