@@ -202,7 +202,11 @@ def _read_headers(reader: _Reader) -> dict[str, str]:
             raise MultipartError("the body ends inside part headers")
     block, reader.buffer = reader.buffer[:max(end, 0)], reader.buffer[end + 4:]
     headers: dict[str, str] = {}
-    for line in block.decode("utf-8", "replace").split("\r\n"):
+    try:  # browsers send UTF-8 (WHATWG); a legacy page's form sends its own 8-bit charset
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:  # read as latin-1, as cookies are: no byte lost to U+FFFD
+        text = block.decode("latin-1")
+    for line in text.split("\r\n"):
         if not line:
             continue
         key, colon, value = line.partition(":")

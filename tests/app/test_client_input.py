@@ -274,6 +274,29 @@ def test_a_multipart_filename_star_is_decoded_as_an_rfc_8187_ext_value(
     assert (status, json.loads(raw)) == (200, {"filename": expected, "content": "data"})
 
 
+@pytest.mark.parametrize(("name", "filename", "expected"), [
+    ("caf\u00e9".encode(), "r\u00e9sum\u00e9.txt".encode(), ("caf\u00e9", "r\u00e9sum\u00e9.txt")),
+    # a windows-1252 page's form (or Apache HttpClient's browser-compatible mode) sends its
+    # 8-bit charset: read as latin-1, not "Jos\ufffd.txt"
+    (b"caf\xe9", b"Jos\xe9.txt", ("caf\u00e9", "Jos\u00e9.txt")),
+])
+def test_multipart_names_are_utf8_and_latin1_only_when_not_valid_utf8(
+        served: tuple[App, RunningServer], name: bytes, filename: bytes,
+        expected: tuple[str, str]) -> None:
+    app, running = served
+
+    @app.post("/names")
+    def names(request: Request) -> dict:
+        [(field, part)] = request.form().files.items()
+        return {"field": field, "filename": part.filename}
+
+    body = (b'--b\r\nContent-Disposition: form-data; name="' + name + b'"; filename="'
+            + filename + b'"\r\n\r\ndata\r\n--b--\r\n')
+    status, _, raw = fetch(running, "POST", "/names", body,
+                           {"Content-Type": "multipart/form-data; boundary=b"})
+    assert (status, json.loads(raw)) == (200, {"field": expected[0], "filename": expected[1]})
+
+
 def test_cookie_values_are_utf8_and_latin1_only_when_not_valid_utf8(
         served: tuple[App, RunningServer]) -> None:
     app, running = served
