@@ -48,6 +48,7 @@ from reactor.ops.settings import (
     pending_restart,
 )
 from reactor.ops.systemd import STOP_SLACK_S, Notifier
+from reactor.ops.tls import pairs
 from reactor.ops.workerlink import WorkerLink, leftover_reason, read_report, reason_of
 
 WorkerMain = Callable[[Config, "Slot", WorkerLink], int]
@@ -478,6 +479,10 @@ class Master:
         self.metrics = staged
         self.log.commit(staged_log)
         self.counters["reloads_total"] += 1
+        certificates = len(pairs(config.tls))
+        if certificates:  # each new worker read them afresh (a renewal): one says so too
+            self.log("tls-reloaded", trigger="reload", certificates=certificates,
+                     workers=len(new))
         # as one process says it: what the new workers run differently
         self.log("reloaded", changed=changed, workers=len(new),
                  pids=sorted(w.pid for w in new.values()))

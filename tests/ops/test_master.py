@@ -181,6 +181,21 @@ def test_an_https_listener_added_by_a_reload_under_workers_waits_for_a_restart(
     assert post(process.port, "/nothing", b"x" * 100).status == 413
 
 
+def test_a_reload_under_workers_says_the_certificates_were_read_again(
+        started: list[ServeProcess], tmp_path: Path, certs: Certs) -> None:
+    """A renewal by HUP: one process logs `tls-reloaded`; under workers the master does, once
+    the new workers (which read the files afresh) serve -- the operator's confirmation."""
+    cert, key = certs.issue("server", "localhost")
+    sections = base_config(tmp_path, server={"workers": 2},
+                           tls={"cert": str(cert), "key": str(key)})
+    process = serve(started, tmp_path, sections)
+    process.wait_event("workers-started")
+    process.send_signal(signal.SIGHUP)
+    line = process.wait_event("tls-reloaded")
+    assert (line["trigger"], line["certificates"], line["workers"]) == ("reload", 1, 2)
+    assert process.wait_event("reloaded")["changed"] == []
+
+
 def test_proxy_protocol_turned_on_by_a_reload_under_workers_is_no_listener_change(
         started: list[ServeProcess], tmp_path: Path) -> None:
     """The new workers apply it (a request without the header is refused), so the master
