@@ -8,7 +8,9 @@ line, never a traceback. Before wrapping, the first bytes are peeked at: plain H
 the TLS port gets a readable 400 naming the https URL (nginx's 497), and a ClientHello that
 offers ALPN protocols without HTTP/1.x gets the fatal `no_application_protocol` alert
 (RFC 7301 3.2) instead of a handshake, one whose server name is not ASCII the fatal
-`unrecognized_name` (RFC 6066 3; `ssl` would print a traceback for it). Behind a
+`unrecognized_name` (RFC 6066 3; `ssl` would print a traceback for it). These checks wait
+for the whole first record however the peer splits it, with SO_RCVLOWAT so the peeked
+socket does not spin the loop meanwhile. Behind a
 PROXY-protocol listener a preamble step comes first (`start_preamble`): it reads the header
 by peeking too and takes only the header's bytes off the socket, so `ssl` finds the
 ClientHello there (reactor/conn/proxy.py).
@@ -284,7 +286,7 @@ class TlsTransport(SocketTransport):
     __slots__ = (
         "_app_protocol", "_close_notified", "_conn_id", "_context", "_counters",
         "_established", "_file_chunk", "_file_reading", "_file_waiting", "_handshake_timer",
-        "_preamble", "_report", "_retry", "_ssl", "_tls",
+        "_hello_wait", "_preamble", "_report", "_retry", "_ssl", "_tls",
     )
 
     # A file's records follow its head only after a pool read: the head would leave alone.
@@ -308,6 +310,7 @@ class TlsTransport(SocketTransport):
         self._app_protocol: StreamProtocol | None = None
         self._preamble: PeekingProtocol | None = None  # the step before the handshake
         self._handshake_timer: TimerHandle | None = None
+        self._hello_wait = 0  # the SO_RCVLOWAT set while the first record arrives, 0: none
         self._retry: bytes | memoryview | None = None  # the piece OpenSSL must be given again
         self._file_chunk: tuple[BinaryIO, int, bytes | BaseException] | None = None
         self._file_reading = False
@@ -379,6 +382,28 @@ class TlsTransport(SocketTransport):
         if head[0] in _HTTP_METHOD_START:
             self._refuse_plain_http()
             return
+        if head[0] == 0x16:
+            # The checks need the whole first record, however the peer split it into
+            # segments. Peeked bytes stay readable, so waiting for the rest by returning
+            # would spin the loop: SO_RCVLOWAT has the kernel report the socket readable
+            # only once that many bytes are there (or at EOF: woken short of them, `ssl`
+            # gets what there is, as it did without the wait).
+            size = 5 + int.from_bytes(head[3:5], "big") if len(head) >= 5 else 5
+            if len(head) < size <= _HELLO_PEEK_BYTES and size > self._hello_wait:
+                try:
+                    self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+                except OSError:
+                    pass
+                else:
+                    self._hello_wait = size
+                    return
+        if self._hello_wait:
+            self._hello_wait = 0
+            try:  # every byte counts again: `ssl` and HTTP wait for what they need
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            except OSError as exc:
+                self._handshake_failed(_os_reason(exc))
+                return
         if head[0] == 0x16 and len(head) >= 5:
             size = 5 + int.from_bytes(head[3:5], "big")
             extensions = client_hello_extensions(head[:size]) if len(head) >= size else None

@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,6 +228,55 @@ def test_a_server_name_that_is_not_ascii_gets_unrecognized_name_not_a_traceback(
     assert (line["reason"], line["sni"]) == ("unrecognized_name", "café.example")
     status, _, _ = https(server, certs.client_context(), "GET", "/")  # an A-label is fine
     assert status == 200
+
+
+def _client_hello(certs: Certs, name: str, alpn: list[str] | None = None) -> bytes:
+    outgoing = ssl.MemoryBIO()
+    context = certs.client_context(alpn=alpn) if alpn else certs.client_context()
+    client = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=name)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+@pytest.mark.parametrize("cuts", [(1,), (3,), (5,), (5, 40), (60,)])
+@pytest.mark.parametrize("kind", ["sni", "alpn"])
+def test_a_client_hello_split_into_segments_is_checked_whole(
+        server: RunningServer, certs: Certs, kind: str, cuts: tuple[int, ...]) -> None:
+    """The ClientHello checks (non-ASCII server name, ALPN without HTTP/1.x) looked only at a
+    first segment that held the whole record: sent in pieces, the name reached `ssl` (an
+    "Exception ignored" traceback on stderr and the internal_error alert) and an h2-only
+    offer a handshake without ALPN."""
+    if kind == "sni":
+        hello = _client_hello(certs, "cafxx.example").replace(b"cafxx", "café".encode())
+        alert = b"\x15\x03\x03\x00\x02\x02\x70"  # fatal unrecognized_name
+    else:
+        hello = _client_hello(certs, "localhost", alpn=["h2"])
+        alert = b"\x15\x03\x03\x00\x02\x02\x78"  # fatal no_application_protocol
+    with RawClient("127.0.0.1", tls_port(server)) as raw:
+        raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        at = 0
+        for cut in cuts:  # each piece its own segment, read by the server on its own
+            raw.send(hello[at:cut])
+            at = cut
+            time.sleep(0.1)
+        raw.send(hello[at:])
+        assert raw.sock.recv(64) == alert
+    line = handshake_failures(server)[0]
+    assert line["reason"] == ("unrecognized_name" if kind == "sni" else
+                              "no_application_protocol")
+    status, _, _ = https(server, certs.client_context(), "GET", "/")
+    assert status == 200
+
+
+def test_a_partial_client_hello_then_eof_is_one_handshake_failure(server: RunningServer
+                                                                  ) -> None:
+    # waiting for the rest of the record must end when the peer closes instead
+    with RawClient("127.0.0.1", tls_port(server)) as raw:
+        raw.send(b"\x16\x03\x01\x02\x00\x01\x00")
+        raw.sock.shutdown(socket.SHUT_WR)
+        assert raw.sock.recv(64)[:1] in (b"", b"\x15")
+    assert handshake_failures(server)[0]["reason"] == "peer-closed-during-handshake"
 
 
 def test_alpn_http11_is_selected_and_old_versions_are_refused(server: RunningServer,
