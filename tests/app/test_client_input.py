@@ -122,6 +122,23 @@ def test_a_multipart_text_field_is_read_in_its_parts_charset_else_the_forms(
     assert (status, json.loads(raw)["form"]) == (200, [["form", "José"], ["own", "é"]])
 
 
+def test_a_form_of_many_parts_with_huge_headers_is_a_400(
+        served: tuple[App, RunningServer]) -> None:
+    app, running = served
+
+    @app.post("/form")
+    def form(request: Request) -> dict:
+        return {"fields": len(request.form().get_all("a"))}
+
+    part = b'--b\r\nContent-Disposition: form-data; name="a"' + b";" * 2000 + b"\r\n\r\nv\r\n"
+    status, _, raw = fetch(running, "POST", "/form", part * 200 + b"--b--\r\n",
+                           {"Content-Type": "multipart/form-data; boundary=b"})
+    assert (status, raw) == (400, b"Bad Request: part headers too large\n")
+    status, _, raw = fetch(running, "POST", "/form", part * 100 + b"--b--\r\n",
+                           {"Content-Type": "multipart/form-data; boundary=b"})
+    assert (status, json.loads(raw)) == (200, {"fields": 100})
+
+
 # ---- Set-Cookie attributes ----------------------------------------------------------------
 
 @pytest.mark.parametrize(("attribute", "kwargs"), [
