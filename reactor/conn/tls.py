@@ -9,8 +9,8 @@ the TLS port gets a readable 400 naming the https URL (nginx's 497), and a Clien
 offers ALPN protocols without HTTP/1.x gets the fatal `no_application_protocol` alert
 (RFC 7301 3.2) instead of a handshake, one whose server name is not ASCII the fatal
 `unrecognized_name` (RFC 6066 3; `ssl` would print a traceback for it). These checks wait
-for the whole first record however the peer splits it, with SO_RCVLOWAT so the peeked
-socket does not spin the loop meanwhile. Behind a
+for the whole ClientHello however the peer splits it (TCP segments, TLS records), with
+SO_RCVLOWAT so the peeked socket does not spin the loop meanwhile. Behind a
 PROXY-protocol listener a preamble step comes first (`start_preamble`): it reads the header
 by peeking too and takes only the header's bytes off the socket, so `ssl` finds the
 ClientHello there (reactor/conn/proxy.py).
@@ -162,6 +162,34 @@ def client_hello_extensions(record: bytes) -> dict[int, bytes] | None:
     except IndexError:
         return None
     return found
+
+
+def first_handshake(head: bytes) -> tuple[bytes | None, int]:
+    """The first handshake message of the TLS records `head` begins with, as one record
+    (for `client_hello_extensions`), and the bytes of `head` it took; or None and the bytes
+    needed to tell (0: never, `head` does not begin with handshake records). A client may
+    split the message over several records (RFC 8446 5.1), which `ssl` reassembles."""
+    message = b""
+    pos = 0
+    while True:
+        if len(head) > pos and head[pos] != 0x16:
+            return None, 0
+        if len(head) < pos + 5:
+            return None, pos + 5
+        size = int.from_bytes(head[pos + 3:pos + 5], "big")
+        if size == 0:  # zero-length handshake records are forbidden
+            return None, 0
+        end = pos + 5 + size
+        if len(head) < end:
+            return None, end
+        message += head[pos + 5:end]
+        pos = end
+        if len(message) >= 4:
+            total = 4 + int.from_bytes(message[1:4], "big")
+            if len(message) >= total:
+                return head[:5] + message[:total], pos
+            if total > len(message) + _HELLO_PEEK_BYTES:
+                return None, 0
 
 
 def client_hello_alpn(record: bytes) -> list[bytes] | None:
@@ -382,21 +410,20 @@ class TlsTransport(SocketTransport):
         if head[0] in _HTTP_METHOD_START:
             self._refuse_plain_http()
             return
-        if head[0] == 0x16:
-            # The checks need the whole first record, however the peer split it into
-            # segments. Peeked bytes stay readable, so waiting for the rest by returning
-            # would spin the loop: SO_RCVLOWAT has the kernel report the socket readable
-            # only once that many bytes are there (or at EOF: woken short of them, `ssl`
-            # gets what there is, as it did without the wait).
-            size = 5 + int.from_bytes(head[3:5], "big") if len(head) >= 5 else 5
-            if len(head) < size <= _HELLO_PEEK_BYTES and size > self._hello_wait:
-                try:
-                    self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
-                except OSError:
-                    pass
-                else:
-                    self._hello_wait = size
-                    return
+        hello, size = first_handshake(head)
+        if hello is None and 0 < size <= _HELLO_PEEK_BYTES and size > self._hello_wait:
+            # The checks need the whole ClientHello, however the peer split it into
+            # segments (or records). Peeked bytes stay readable, so waiting for the rest by
+            # returning would spin the loop: SO_RCVLOWAT has the kernel report the socket
+            # readable only once that many bytes are there (or at EOF: woken short of them,
+            # `ssl` gets what there is, as it did without the wait).
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+            except OSError:
+                pass
+            else:
+                self._hello_wait = size
+                return
         if self._hello_wait:
             self._hello_wait = 0
             try:  # every byte counts again: `ssl` and HTTP wait for what they need
@@ -404,9 +431,8 @@ class TlsTransport(SocketTransport):
             except OSError as exc:
                 self._handshake_failed(_os_reason(exc))
                 return
-        if head[0] == 0x16 and len(head) >= 5:
-            size = 5 + int.from_bytes(head[3:5], "big")
-            extensions = client_hello_extensions(head[:size]) if len(head) >= size else None
+        if hello is not None:
+            extensions = client_hello_extensions(hello)
             if extensions:
                 offered = _alpn_offered(extensions)
                 if offered is not None and not any(

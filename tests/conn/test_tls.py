@@ -269,6 +269,47 @@ def test_a_client_hello_split_into_segments_is_checked_whole(
     assert status == 200
 
 
+@pytest.mark.parametrize("cuts", [(), (7,), (60, 130)])
+def test_a_client_hello_fragmented_over_records_is_checked_whole(
+        server: RunningServer, certs: Certs, cuts: tuple[int, ...]) -> None:
+    """A ClientHello may span several TLS records (RFC 8446 5.1); `ssl` reassembles it, so a
+    non-ASCII server name in the second record reached it and printed a traceback."""
+    record = _client_hello(certs, "cafxx.example").replace(b"cafxx", "café".encode())
+    message = record[5:]
+    hello = b"".join(record[:3] + len(piece).to_bytes(2, "big") + piece
+                     for piece in (message[:50], message[50:120], message[120:]))
+    with RawClient("127.0.0.1", tls_port(server)) as raw:
+        raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        at = 0
+        for cut in cuts:
+            raw.send(hello[at:cut])
+            at = cut
+            time.sleep(0.1)
+        raw.send(hello[at:])
+        assert raw.sock.recv(64) == b"\x15\x03\x03\x00\x02\x02\x70"  # unrecognized_name
+    line = handshake_failures(server)[0]
+    assert (line["reason"], line["sni"]) == ("unrecognized_name", "café.example")
+    # and a real client's hello in records of 100 bytes is served
+    outgoing, incoming = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    record = outgoing.read()
+    message = record[5:]
+    with RawClient("127.0.0.1", tls_port(server)) as raw:
+        raw.send(b"".join(record[:3] + len(message[at:at + 100]).to_bytes(2, "big")
+                          + message[at:at + 100] for at in range(0, len(message), 100)))
+        while True:
+            incoming.write(raw.sock.recv(65536))
+            try:
+                client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+        raw.send(outgoing.read())
+        assert client.version() in ("TLSv1.2", "TLSv1.3")
+
+
 def test_a_partial_client_hello_then_eof_is_one_handshake_failure(server: RunningServer
                                                                   ) -> None:
     # waiting for the rest of the record must end when the peer closes instead
