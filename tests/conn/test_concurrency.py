@@ -9,6 +9,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,15 @@ import pytest
 from reactor.app.types import Response
 from reactor.conn.server import HttpServer
 from reactor.loop import EventLoop
-from tests.conftest import RawClient, on_loop, request_bytes, start_server, wait_for_log, wait_until
+from tests.conftest import (
+    RAW_TIMEOUT_S,
+    RawClient,
+    on_loop,
+    request_bytes,
+    start_server,
+    wait_for_log,
+    wait_until,
+)
 from tests.conn.conftest import RecordingLog
 
 
@@ -327,3 +336,47 @@ def test_what_happens_within_the_window_is_told_when_it_ends(
     shedding.loop._run_once()  # the window's timer is due: no new event needed
     assert shedding.refused() == [1, 2]
     assert not shedding.server._limit_window.pending  # nothing more pending, nothing to say
+
+
+REQUESTS_PER_PASS = 32  # reactor.conn.http's
+
+
+def test_a_pipelining_client_lets_the_others_in_between(running_server):
+    """2,000 requests pipelined in one write were answered in one go, holding the loop (and
+    every other connection) ~70 ms a read; a pass answers REQUESTS_PER_PASS, then yields."""
+    count = 2000
+    with RawClient.to(running_server) as flood, RawClient.to(running_server) as other:
+        assert wait_until(lambda: open_connections(running_server) == 2)
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:  # on the loop: both clients' bytes are waiting when it reads
+            holding.set()
+            release.wait(RAW_TIMEOUT_S)
+
+        running_server.call(hold)
+        assert holding.wait(RAW_TIMEOUT_S)
+        flood.send(request_bytes("GET", "/echo/flood") * count)
+        other.send(request_bytes("GET", "/echo/other"))
+        time.sleep(0.05)  # loopback has delivered them; the loop sees both in one select
+        release.set()
+        assert other.read_response().body == b"other"
+        answered = 0
+        while answered < count:
+            answered += flood.sock.recv(1 << 20).count(b"HTTP/1.1 200 ")
+        lines = wait_for_log(running_server.access_log,
+                             lambda line: line.get("event") == "request", count + 1)
+        paths = [line["path"] for line in lines]
+        assert paths.count("/echo/flood") == count
+        assert paths.index("/echo/other") <= 2 * REQUESTS_PER_PASS
+
+
+def test_pipelined_requests_then_a_half_close_are_all_answered(running_server):
+    # more than one pass's worth, and the EOF arrives while the rest waits its turn
+    count = 5 * REQUESTS_PER_PASS
+    with RawClient.to(running_server) as client:
+        client.send(request_bytes("GET", "/echo/x") * count)
+        client.sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := client.sock.recv(1 << 20):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 ") == count
