@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from reactor.app.application import build_app
+from reactor.app.types import Request, Response
 from reactor.app.websocket import WebSocket, WebSocketHandler
 from reactor.conn.server import HttpServer
-from reactor.conn.ws import WebSocketSettings
+from reactor.conn.ws import WebSocketConnection, WebSocketSettings
 from reactor.proto import deflate as deflate_module
 from reactor.proto.websocket import (
     OP_BINARY,
@@ -33,7 +34,15 @@ from reactor.proto.websocket import (
     encode_close,
     encode_frame,
 )
-from tests.conftest import RunningServer, on_loop, start_server, wait_for_log, wait_until
+from tests.conftest import (
+    RawClient,
+    RunningServer,
+    on_loop,
+    request_bytes,
+    start_server,
+    wait_for_log,
+    wait_until,
+)
 from tests.conn.conftest import TIMEOUT_S, LoopThread, RecordingLog, recv_all, recv_until
 from tests.wsclient import HandshakeRefused, WsClient
 
@@ -628,3 +637,49 @@ def test_our_close_is_answered_while_reading_waits_for_the_handler(
         assert line["closed_by"] == "server"
     finally:
         Held.release.set()
+
+
+PARSE_SLICE = 4 * 1024  # reactor.conn.ws's
+
+
+def test_a_read_of_tiny_frames_lets_the_others_in_between(tmp_path: Path) -> None:
+    """64 KiB of 7-byte frames (pings here; 1-byte messages or fragments alike) in one read
+    were parsed in one pass: 9,000 frames, 25-80 ms of the loop that every other connection
+    waited; a pass parses PARSE_SLICE bytes."""
+    frame = encode_frame(OP_PING, b"x", mask=b"abcd")
+    running = start_server(tmp_path)
+    pongs_sent: list[int] = []
+
+    def probe(request: Request) -> Response:  # inline: runs in the loop pass it arrives in
+        sessions = [transport.protocol for transport in running.server.http.connections
+                    if isinstance(transport.protocol, WebSocketConnection)]
+        pongs_sent.append(sessions[0].bytes_out // 3)  # a pong of 1 byte is 3 bytes
+        return Response(200)
+
+    running.server.app.router.get("/probe", probe)
+    count = 9000
+    try:
+        client = WsClient("127.0.0.1", running.port)
+        with RawClient.to(running) as other:
+            assert wait_until(lambda: on_loop(running, lambda: len(
+                running.server.http.connections)) == 2)
+            holding, release = threading.Event(), threading.Event()
+
+            def hold() -> None:  # on the loop: both clients' bytes wait when it reads
+                holding.set()
+                release.wait(TIMEOUT_S)
+
+            running.call(hold)
+            assert holding.wait(TIMEOUT_S)
+            client.sock.sendall(frame * count)
+            other.send(request_bytes("GET", "/probe"))
+            time.sleep(0.05)  # loopback has delivered them; the loop sees both in one select
+            release.set()
+            assert other.read_response().status == 200
+        assert pongs_sent[0] <= 2 * PARSE_SLICE // len(frame) + 1
+        received = 0  # and every ping is answered, in the passes after
+        while received < 3 * count:
+            received += len(client.sock.recv(1 << 20))
+        client.sock.close()
+    finally:
+        running.stop()
