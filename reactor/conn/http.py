@@ -229,19 +229,31 @@ class HttpConnection:
 
     def _next_pass(self) -> None:
         self._yielded = False
-        if self.busy or self.closing or self._write_paused:
-            return  # `resume_writing` goes on (and reads again)
-        self._process()
+        if not (self.busy or self.closing or self._write_paused):
+            self._process()
+        # Read again as if the pass had not yielded: also when its last request went to the
+        # pool (busy; the rest is answered when that is done, and the next request must be
+        # read then), unless the output or an upload holds reading back
+        # (`resume_writing`, `upload_throttled` resume it) or, busy, the input behind it is
+        # over the mark (`data_received`'s rule).
         exchange = self._exchange
         if (not self._yielded and not self.closing and not self._write_paused
                 and self.transport is not None
-                and (exchange is None or not exchange.upload_throttled)):
+                and (exchange is None or not exchange.upload_throttled)
+                and not (self.busy and self.parser.buffered > _MAX_BUFFERED_WHILE_BUSY)):
             self.transport.resume_reading()
 
     def resume_processing(self) -> None:
         """An exchange finished outside `_process` (pool, upload, stream): go on."""
         if not self.busy and not self.closing:
             self._process()
+            transport = self.transport
+            exchange = self._exchange
+            if (not self.busy and not self._yielded and not self.closing
+                    and not self._write_paused and transport is not None
+                    and (exchange is None or not exchange.upload_throttled)):
+                # input held back while the request was handled (over the mark): read again
+                transport.resume_reading()
 
     def _awaiting_input(self) -> None:
         """Pick the deadline that applies while we wait for the peer."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -503,3 +504,71 @@ def test_an_inline_handler_calling_sys_exit_is_a_logged_500_not_the_servers_stop
     assert [(event, type(exc), fields_["request_id"]) for event, exc, fields_ in errors] == [
         ("handler-error", SystemExit, "exit-1"), ("handler-error", SystemExit, "exit-2")]
     assert loop_thread.run(lambda: loop_thread.errors) == []  # nothing reached the loop
+
+
+def test_a_pass_that_yields_behind_a_pooled_request_reads_again_after_it(
+        loop_thread, socket_pair) -> None:
+    """A pass stops after REQUESTS_PER_PASS answers and pauses reading until its next turn;
+    when the last of them went to the pool, that turn found the connection busy and
+    returned: the pipelined rest was answered when the pool was done, but reading stayed
+    paused, and the client's next request was never read."""
+    from reactor.conn.http import REQUESTS_PER_PASS
+    server_side, client = socket_pair
+    client.settimeout(3)
+    release = threading.Event()
+
+    def slow() -> Response:
+        release.wait(5)
+        return Response(200, [], b"pooled")
+
+    def app(request: Request) -> Response | Offload:
+        return Offload(slow) if request.path == "/pooled" else Response(200, [], b"inline")
+
+    def bodies(count: int) -> list[bytes]:
+        data = b""
+        while data.count(b"HTTP/1.1 200 ") < count or not data.endswith((b"inline", b"pooled")):
+            data += client.recv(65536)
+        return [answer.rpartition(b"\r\n\r\n")[2] for answer in data.split(b"HTTP/1.1 ")[1:]]
+
+    serve(loop_thread, app, server_side)
+    inline = b"GET /inline HTTP/1.1\r\nHost: a\r\n\r\n"
+    client.sendall(inline * (REQUESTS_PER_PASS - 1)
+                   + b"GET /pooled HTTP/1.1\r\nHost: a\r\n\r\n" + inline * 3)
+    assert bodies(REQUESTS_PER_PASS - 1) == [b"inline"] * (REQUESTS_PER_PASS - 1)
+    loop_thread.run(lambda: None)  # the yielded pass's next turn has run (busy: it returned)
+    release.set()
+    assert bodies(4) == [b"pooled"] + [b"inline"] * 3
+    client.sendall(inline)  # sent after all that: read only if reading was resumed
+    assert bodies(1) == [b"inline"]
+
+
+def test_input_held_back_behind_a_pooled_request_is_read_once_it_is_done(
+        loop_thread, socket_pair) -> None:
+    """While a request is in the pool, reading stops once 256 KiB wait behind it; when it is
+    done the waiting request is handled, and the rest of its body must be read too."""
+    server_side, client = socket_pair
+    client.settimeout(5)
+    release = threading.Event()
+
+    def slow() -> Response:
+        release.wait(5)
+        return Response(200, [], b"pooled")
+
+    def app(request: Request) -> Response | Offload:
+        if request.path == "/pooled":
+            return Offload(slow)
+        return Response(200, [], str(len(request.body)).encode())
+
+    serve(loop_thread, app, server_side)
+    size = 1024 * 1024  # far more than the 256 KiB read while busy
+    client.sendall(b"GET /pooled HTTP/1.1\r\nHost: a\r\n\r\n"
+                   + b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+    sender = threading.Thread(target=client.sendall, args=(b"x" * size,))
+    sender.start()
+    time.sleep(0.2)  # the kernel buffers fill; the server stops reading past its mark
+    release.set()
+    data = b""
+    while data.count(b"HTTP/1.1 200 ") < 2 or not data.endswith(str(size).encode()):
+        data += client.recv(65536)
+    sender.join(5)
+    assert data.startswith(b"HTTP/1.1 200 ") and b"pooled" in data
