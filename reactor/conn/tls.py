@@ -737,7 +737,10 @@ def _ssl_reason(exc: BaseException) -> str:
         return "peer-closed-during-handshake"
     reason = getattr(exc, "reason", None)
     if reason:
-        return str(reason).lower()
+        text = str(reason)
+        # OpenSSL's reasons are tokens; an SSLError the ssl module makes itself may carry a
+        # sentence as its reason ("Closed before TLS handshake with data in recv buffer.")
+        return text.lower() if text.replace("_", "").isalnum() else _slug(text)
     return _slug(str(exc) or type(exc).__name__)
 
 
