@@ -231,29 +231,27 @@ class HttpConnection:
         self._yielded = False
         if not (self.busy or self.closing or self._write_paused):
             self._process()
-        # Read again as if the pass had not yielded: also when its last request went to the
-        # pool (busy; the rest is answered when that is done, and the next request must be
-        # read then), unless the output or an upload holds reading back
-        # (`resume_writing`, `upload_throttled` resume it) or, busy, the input behind it is
-        # over the mark (`data_received`'s rule).
-        exchange = self._exchange
-        if (not self._yielded and not self.closing and not self._write_paused
-                and self.transport is not None
-                and (exchange is None or not exchange.upload_throttled)
-                and not (self.busy and self.parser.buffered > _MAX_BUFFERED_WHILE_BUSY)):
-            self.transport.resume_reading()
+        # as if the pass had not yielded: also when its last request went to the pool (busy:
+        # the rest is answered when that is done, and the next request must be read then)
+        self._read_again()
 
     def resume_processing(self) -> None:
         """An exchange finished outside `_process` (pool, upload, stream): go on."""
         if not self.busy and not self.closing:
             self._process()
-            transport = self.transport
-            exchange = self._exchange
-            if (not self.busy and not self._yielded and not self.closing
-                    and not self._write_paused and transport is not None
-                    and (exchange is None or not exchange.upload_throttled)):
-                # input held back while the request was handled (over the mark): read again
-                transport.resume_reading()
+            self._read_again()  # input held back while the request was handled
+
+    def _read_again(self) -> None:
+        """Resume reading unless something holds it back: a pass that yielded (its turn
+        resumes it), the output (`resume_writing`), an upload (`upload_throttled`), or, while
+        a request is handled, the input waiting behind it over the mark (`data_received`)."""
+        transport = self.transport
+        exchange = self._exchange
+        if (transport is not None and not self._yielded and not self.closing
+                and not self._write_paused
+                and (exchange is None or not exchange.upload_throttled)
+                and not (self.busy and self.parser.buffered > _MAX_BUFFERED_WHILE_BUSY)):
+            transport.resume_reading()
 
     def _awaiting_input(self) -> None:
         """Pick the deadline that applies while we wait for the peer."""

@@ -437,11 +437,19 @@ class TlsTransport(SocketTransport):
                 offered = _alpn_offered(extensions)
                 if offered is not None and not any(
                         name.decode("latin-1") in ALPN_PROTOCOLS for name in offered):
-                    self._refuse_alpn(offered)
+                    # RFC 7301 3.2: no HTTP/1.x among the protocols offered
+                    self._refuse_hello(_ALERT_NO_APPLICATION_PROTOCOL,
+                                       "no_application_protocol",
+                                       alpn_offered=[name.decode("latin-1") for name in offered])
                     return
                 server_name = _server_name(extensions)
                 if server_name is not None and not server_name.isascii():
-                    self._refuse_server_name(server_name)
+                    # RFC 6066 3: a host name is ASCII (an IDN goes as its A-label); `ssl`
+                    # cannot make this one a str for the SNI callback: it fails with
+                    # internal_error and prints a traceback to stderr. Refused as OpenSSL
+                    # refuses a NUL in the name.
+                    self._refuse_hello(_ALERT_UNRECOGNIZED_NAME, "unrecognized_name",
+                                       sni=server_name.decode("utf-8", "backslashreplace"))
                     return
         self._wrap()
 
@@ -541,25 +549,14 @@ class TlsTransport(SocketTransport):
             self._report({"conn_id": self._conn_id, "remote_addr": self.peer[0],
                           "remote_port": self.peer[1], **where, **fields})
 
-    def _refuse_alpn(self, offered: list[bytes]) -> None:
+    def _refuse_hello(self, alert: bytes, reason: str, **fields: Any) -> None:
+        """A ClientHello the handshake must not go on with: the fatal `alert` in a plaintext
+        record, then one `tls-handshake-failed` line."""
         try:
-            self._sock.send(_ALERT_NO_APPLICATION_PROTOCOL)
+            self._sock.send(alert)
         except OSError:
             pass
-        self._handshake_failed("no_application_protocol",
-                               alpn_offered=[name.decode("latin-1") for name in offered])
-
-    def _refuse_server_name(self, name: bytes) -> None:
-        """A host name that is not ASCII (RFC 6066 3: "ASCII encoding"; an IDN goes as its
-        A-label): `ssl` cannot make it a str for the SNI callback, fails the handshake with
-        internal_error and prints a traceback to stderr, once per such client. Refused
-        here with unrecognized_name, as OpenSSL refuses a NUL in the name."""
-        try:
-            self._sock.send(_ALERT_UNRECOGNIZED_NAME)
-        except OSError:
-            pass
-        self._handshake_failed("unrecognized_name",
-                               sni=name.decode("utf-8", "backslashreplace"))
+        self._handshake_failed(reason, **fields)
 
     def _refuse_plain_http(self) -> None:
         """Plain HTTP on the TLS port: a readable 400 naming the https URL, then close."""

@@ -137,6 +137,21 @@ def test_forwarded_walk(forwarded: str, client: str, scheme: str) -> None:
     assert (request.client_addr, request.scheme) == (client, scheme)
 
 
+def parses_counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts the walk parses as addresses from now on (`parse_ip` still does the work)."""
+    import reactor.app.proxy as proxy
+
+    parsed: list[str] = []
+    real_parse_ip = proxy.parse_ip
+
+    def counting_parse_ip(text: str) -> object:
+        parsed.append(text)
+        return real_parse_ip(text)
+
+    monkeypatch.setattr(proxy, "parse_ip", counting_parse_ip)
+    return parsed
+
+
 @pytest.mark.parametrize(("family", "name", "padding", "nearest"), [
     ("x-forwarded", "X-Forwarded-For", ",", "203.0.113.9"),
     ("x-forwarded", "X-Forwarded-For", "6.6.6.6,", "203.0.113.9"),
@@ -149,16 +164,7 @@ def test_the_walk_reads_only_the_entries_it_believes(
     # A client behind a trusted proxy sends ~30 KB of list elements; the proxy appends its
     # own entry. Only that entry and the one the walk stops at are worth parsing: parsing
     # all 30,000 cost the event loop ~80 ms of CPU per request.
-    import reactor.app.proxy as proxy
-
-    parsed: list[str] = []
-    real_parse_ip = proxy.parse_ip
-
-    def counting_parse_ip(text: str) -> object:
-        parsed.append(text)
-        return real_parse_ip(text)
-
-    monkeypatch.setattr(proxy, "parse_ip", counting_parse_ip)
+    parsed = parses_counted(monkeypatch)
     value = padding * (30000 // len(padding)) + nearest
     assert served({name: value}, family=family).client_addr == "203.0.113.9"
     assert len(parsed) <= 4
@@ -168,16 +174,7 @@ def test_a_chain_of_trusted_entries_is_believed_up_to_max_hops(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Distinct trusted addresses defeat any cache: each costs an address parse (~10 us for
     # IPv6). A real chain is a few proxies; the walk stops believing after MAX_HOPS.
-    import reactor.app.proxy as proxy
-
-    parsed: list[str] = []
-    real_parse_ip = proxy.parse_ip
-
-    def counting_parse_ip(text: str) -> object:
-        parsed.append(text)
-        return real_parse_ip(text)
-
-    monkeypatch.setattr(proxy, "parse_ip", counting_parse_ip)
+    parsed = parses_counted(monkeypatch)
     chain = [f"10.0.{n // 250}.{n % 250 + 1}" for n in range(3000)]
     request = served({"X-Forwarded-For": ", ".join(chain)})
     assert request.client_addr == chain[-MAX_HOPS]

@@ -506,6 +506,15 @@ def test_an_inline_handler_calling_sys_exit_is_a_logged_500_not_the_servers_stop
     assert loop_thread.run(lambda: loop_thread.errors) == []  # nothing reached the loop
 
 
+def held_in_pool(release: threading.Event) -> Offload:
+    """`/pooled`'s answer: a pool job that waits for `release` (the test decides when the
+    pool is done)."""
+    def slow() -> Response:
+        release.wait(5)
+        return Response(200, [], b"pooled")
+    return Offload(slow)
+
+
 def test_a_pass_that_yields_behind_a_pooled_request_reads_again_after_it(
         loop_thread, socket_pair) -> None:
     """A pass stops after REQUESTS_PER_PASS answers and pauses reading until its next turn;
@@ -517,12 +526,8 @@ def test_a_pass_that_yields_behind_a_pooled_request_reads_again_after_it(
     client.settimeout(3)
     release = threading.Event()
 
-    def slow() -> Response:
-        release.wait(5)
-        return Response(200, [], b"pooled")
-
     def app(request: Request) -> Response | Offload:
-        return Offload(slow) if request.path == "/pooled" else Response(200, [], b"inline")
+        return held_in_pool(release) if request.path == "/pooled" else Response(200, [], b"inline")
 
     def bodies(count: int) -> list[bytes]:
         data = b""
@@ -550,13 +555,9 @@ def test_input_held_back_behind_a_pooled_request_is_read_once_it_is_done(
     client.settimeout(5)
     release = threading.Event()
 
-    def slow() -> Response:
-        release.wait(5)
-        return Response(200, [], b"pooled")
-
     def app(request: Request) -> Response | Offload:
         if request.path == "/pooled":
-            return Offload(slow)
+            return held_in_pool(release)
         return Response(200, [], str(len(request.body)).encode())
 
     serve(loop_thread, app, server_side)
